@@ -1,0 +1,29 @@
+"""Shared fixtures: one CPU kernel library per test session, building into a temporary cache
+(so variants are compiled once per run), in graph mode."""
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from tuner.kernels.cpu import CpuKernelLibrary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def graph_mode():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+
+
+@pytest.fixture(scope="session")
+def kernel_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("kernel_cache")
+
+
+@pytest.fixture(scope="session")
+def library(kernel_cache) -> CpuKernelLibrary:
+    return CpuKernelLibrary(cache_dir=kernel_cache)
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))

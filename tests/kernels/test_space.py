@@ -1,0 +1,53 @@
+import pytest
+
+from tuner.kernels import DEFAULT_SPACE_PATH, load_kernel_space
+
+
+@pytest.fixture(scope="module")
+def spaces():
+    return load_kernel_space(DEFAULT_SPACE_PATH)
+
+
+def test_yaml_declares_both_kernels_with_valid_defaults(spaces):
+    assert set(spaces) == {"conv2d_dense", "conv2d_depthwise"}
+    for space in spaces.values():
+        assert space.is_valid(space.defaults())
+        assert (space.source.endswith(".cpp"))
+
+
+def test_validate_names_the_offending_parameter(spaces):
+    dense = spaces["conv2d_dense"]
+    with pytest.raises(ValueError, match="oc_register_block"):
+        dense.validate({"oc_register_block": 5})
+    with pytest.raises(ValueError, match="no_such_param"):
+        dense.validate({"no_such_param": 1})
+
+
+def test_restrictions_are_enforced(spaces):
+    dense = spaces["conv2d_dense"]
+    with pytest.raises(ValueError, match="restriction"):
+        dense.validate({"oc_register_block": 14, "spatial_vectors": 4})
+    assert not dense.is_valid({"oc_register_block": 14, "spatial_vectors": 4})
+    assert dense.is_valid({"oc_register_block": 14, "spatial_vectors": 2})
+
+
+def test_defines_map_params_to_macros(spaces):
+    dense = spaces["conv2d_dense"]
+    defines = dense.defines({"loop_order": "m_outer", "oc_register_block": 12})
+    assert defines["LOOP_ORDER"] == "1"
+    assert defines["MR"] == "12"
+    assert defines["KC"] == str(dense.defaults()["reduction_block"])
+
+
+def test_configurations_are_all_valid_and_exclude_invalid(spaces):
+    configs = list(spaces["conv2d_depthwise"].configurations())
+    assert configs and all(spaces["conv2d_depthwise"].is_valid(c) for c in configs)
+    assert all(c["ow_vectors"] * c["oh_rows"] <= 8 for c in configs)
+    assert len(configs) < 16  # the restriction removed some of the 4 x 4 product
+
+
+def test_malformed_file_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("k:\n  source: k.cpp\n  params:\n    p: {type: int, low: 3, high: 1, default: 2, define: P}\n")
+    with pytest.raises(ValueError, match="low <= high"):
+        load_kernel_space(path)

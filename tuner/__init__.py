@@ -1,0 +1,23 @@
+"""tuner: an experiment-tracking autotuner for MindSpore inference.
+
+Deployment code uses :func:`load` (build the tuned model from an exported JSON) or :func:`apply`
+(apply an exported configuration to a network it built and loaded itself).
+"""
+__version__ = "0.1.0"
+
+
+def apply(net, config_or_path):
+    """Return ``net`` with a tuned configuration applied (see tuner.apply.apply)."""
+    from tuner.apply import apply as _apply
+
+    return _apply(net, config_or_path)
+
+
+def load(path, checkpoint=None):
+    """Build the tuned model of an exported JSON, optionally with a checkpoint's weights."""
+    from tuner.apply import load as _load
+
+    return _load(path, checkpoint)
+
+
+__all__ = ["apply", "load", "__version__"]

@@ -1,0 +1,116 @@
+"""Applying a tuned configuration to a network, in the caller's process.
+
+``apply(net, config)`` is what a deployment does with its own trained network; ``load(path)``
+builds the tuned model named by an exported JSON. Both return a new top-level Cell: a network
+compiled before the rewrite would silently keep its old graph.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mindspore import nn
+
+from tuner.config import TuningConfig
+from tuner.errors import UsageError
+from tuner.export_format import ExportedConfig, read_export
+from tuner.models import create_model, fingerprint
+from tuner.rewrites.batchnorm import fold_batchnorms
+from tuner.rewrites.fusion_scope import exclude_from_fusion
+
+
+class TunedNetwork(nn.Cell):
+    """A fresh top-level cell around the rewritten network (forces a new compilation)."""
+
+    def __init__(self, network: nn.Cell):
+        super().__init__()
+        self.network = network
+
+    def construct(self, x):
+        return self.network(x)
+
+
+def apply_process_settings(config: TuningConfig) -> None:
+    """Set the environment variables and MindSpore runtime settings of ``config``.
+
+    Fusion flags take effect for cells compiled afterwards. OpenMP reads its variables when the
+    OpenMP runtime starts, so in a long-running process they only fully apply when set before
+    MindSpore is imported (the exported JSON lists them under ``environment``).
+    """
+    os.environ.pop("MS_DEV_GRAPH_KERNEL_FLAGS", None)
+    os.environ.update(config.environment())
+    if config.runtime.ms_threads is not None:
+        from mindspore.device_context.cpu import op_tuning
+
+        try:
+            op_tuning.threads_num(config.runtime.ms_threads)
+        except RuntimeError:
+            pass  # already set once in this process; MindSpore allows it only before it starts
+
+
+def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None = None,
+                    device: str = "CPU") -> nn.Cell:
+    """Apply the network-level parts of ``config`` to ``net`` (in place) and wrap it anew."""
+    if config.kernels:
+        from tuner.kernels.apply import apply_kernel_choices
+
+        if input_shape is None:
+            raise UsageError("this configuration uses custom kernels: give the input shape")
+        net = apply_kernel_choices(net, config.kernels, input_shape, device)
+    scope = config.rewrites.fold_scope()
+    if scope is not None:
+        fold_batchnorms(net, under=scope)
+    if config.graph_kernel.enabled and config.graph_kernel.excluded_modules:
+        exclude_from_fusion(net, config.graph_kernel.excluded_modules)
+    tuned = TunedNetwork(net)
+    tuned.set_train(False)
+    return tuned
+
+
+def _as_export(config_or_path: Any) -> tuple[TuningConfig, ExportedConfig | None]:
+    if isinstance(config_or_path, TuningConfig):
+        return config_or_path, None
+    if isinstance(config_or_path, ExportedConfig):
+        return config_or_path.config, config_or_path
+    if isinstance(config_or_path, (str, Path)):
+        exported = read_export(config_or_path)
+        return exported.config, exported
+    raise TypeError(f"expected a TuningConfig, ExportedConfig or path, got {type(config_or_path)}")
+
+
+def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
+    """Return ``net`` with the configuration applied, as a new top-level Cell for inference.
+
+    ``config_or_path``: a TuningConfig, an ExportedConfig or the path of an exported JSON. With an
+    export, ``net`` must have the tuned architecture (same parameter names and shapes).
+    """
+    config, exported = _as_export(config_or_path)
+    input_shape = None
+    device = "CPU"
+    if exported is not None:
+        actual = fingerprint(net)
+        if actual != exported.fingerprint:
+            raise UsageError(f"{exported.source}: tuned for {exported.target.model} "
+                             f"(architecture {exported.fingerprint}); this network's is {actual}")
+        input_shape = exported.target.input_shape
+        device = exported.target.device
+    net.set_train(False)
+    apply_process_settings(config)
+    return rewrite_network(net, config, input_shape, device)
+
+
+def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
+    """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the config."""
+    import mindspore as ms
+
+    exported = read_export(path)
+    net = create_model(exported.target.model)
+    if checkpoint is not None:
+        try:
+            not_loaded, _ = ms.load_param_into_net(net, ms.load_checkpoint(str(checkpoint)))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise UsageError(f"{checkpoint}: cannot load checkpoint ({exc})") from None
+        if not_loaded:
+            raise UsageError(f"{checkpoint}: no value for parameter {not_loaded[0]!r}")
+    return apply(net, exported)

@@ -1,0 +1,55 @@
+"""The device interface and its registry.
+
+A backend is a MindSpore ``device_target``. Rules for implementations:
+
+- ``name`` is the exact MindSpore device target (``CPU``, ``GPU``, ``Ascend``).
+- ``unavailable_reason()`` is cheap, never raises and never imports MindSpore: it returns None
+  when the device may be used, else one sentence saying what is missing.
+- ``configure_context(ms)`` runs inside a trial process, after ``import mindspore``, before any
+  network is built; it selects graph mode and the device.
+- The device's default search space is ``search_spaces/<name lower>.yaml``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from tuner.errors import UsageError
+from tuner.space.loader import default_space_path
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def unavailable_reason(self) -> str | None: ...
+
+    def configure_context(self, ms) -> None:
+        ms.set_context(mode=ms.GRAPH_MODE, device_target=self.name)
+
+    def default_space_path(self) -> Path:
+        return default_space_path(self.name)
+
+    def require_available(self) -> None:
+        reason = self.unavailable_reason()
+        if reason:
+            raise UsageError(f"--device {self.name}: not available here: {reason}")
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    _REGISTRY[cls.name.lower()] = cls
+    return cls
+
+
+def backend_names() -> list[str]:
+    return [cls.name for cls in _REGISTRY.values()]
+
+
+def get_backend(name: str) -> Backend:
+    cls = _REGISTRY.get(name.lower())
+    if cls is None:
+        raise UsageError(f"--device {name}: unknown device (choose from {', '.join(backend_names())})")
+    return cls()

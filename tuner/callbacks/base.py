@@ -1,0 +1,31 @@
+"""The callback interface of the trial loop.
+
+Rules for implementations:
+
+- ``on_study_start(run)`` is called once per invocation of the loop, before the first trial
+  (the study may already hold trials from earlier invocations).
+- ``on_trial_end(run, trial, result)`` is called after each trial has been told to Optuna:
+  ``trial`` is the frozen trial with its final state and attributes; ``result`` its record.
+- ``on_study_end(run)`` is called once when the loop stops, also after an error or Ctrl-C.
+- Callbacks never change the study's search decisions; they only report.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from tuner.runner.record import TrialResult
+    from tuner.study.loop import StudyRun
+
+
+class StudyCallback:
+    def on_study_start(self, run: "StudyRun") -> None:
+        """Called before the first trial of this invocation."""
+
+    def on_trial_end(self, run: "StudyRun", trial: "FrozenTrial", result: "TrialResult") -> None:
+        """Called after each trial."""
+
+    def on_study_end(self, run: "StudyRun") -> None:
+        """Called when the loop stops."""

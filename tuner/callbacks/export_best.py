@@ -1,0 +1,19 @@
+"""Writing the study's best configuration as JSON when the loop stops."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuner.callbacks.base import StudyCallback
+from tuner.export_format import write_export
+from tuner.study import records
+from tuner.study.exporting import export_trial
+
+
+class ExportBest(StudyCallback):
+    def __init__(self, path: Path):
+        self.path = path
+        self.written: Path | None = None
+
+    def on_study_end(self, run):
+        if records.ranked_trials(run.study):
+            self.written = write_export(export_trial(run.study), self.path)

@@ -1,0 +1,133 @@
+"""MLflow tracking: one parent run per study, one nested run per trial.
+
+The parent run carries the study's context (model, shape, device, space, versions, CPU) and the
+best figures so far; each nested run carries every knob as a parameter, every metric, the trial
+status as a tag, and the trial's config JSON (and error text) as artifacts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import mlflow
+import optuna
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
+
+from tuner.callbacks.base import StudyCallback
+from tuner.study import records
+from tuner.study.loop import SPEEDUP_ATTR
+
+EXPERIMENT = "tuner"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+_BATCH = 100
+
+
+def _param_value(value) -> str:
+    return "default" if value is None else str(value)[:6000]
+
+
+class MlflowTracker(StudyCallback):
+    def __init__(self, tracking_uri: str, artifact_root: Path, extra_params: dict | None = None):
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.extra_params = extra_params or {}
+        self.client: MlflowClient | None = None
+        self.parent_id = ""
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None
+        if self.tracking_uri.startswith("sqlite:"):
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
+            location = self.artifact_root.resolve().as_uri()
+        return self.client.create_experiment(EXPERIMENT, artifact_location=location)
+
+    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
+             tags: dict | None = None, step: int = 0) -> None:
+        now = get_current_time_millis()
+        items = {"params": [Param(k, _param_value(v)) for k, v in (params or {}).items()],
+                 "metrics": [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()
+                             if v is not None],
+                 "tags": [RunTag(k, str(v)) for k, v in (tags or {}).items()]}
+        for start in range(0, max(map(len, items.values()), default=0), _BATCH):
+            self.client.log_batch(run_id, **{k: v[start:start + _BATCH] for k, v in items.items()})
+
+    def on_study_start(self, run):
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment_id = self._experiment_id()
+        self.parent_id = run.study.user_attrs.get(PARENT_RUN_ATTR, "")
+        if self.parent_id:
+            try:
+                self.client.update_run(self.parent_id, status="RUNNING")
+                return
+            except mlflow.exceptions.MlflowException:
+                self.parent_id = ""  # the tracking store was reset: start a new parent run
+        parent = self.client.create_run(experiment_id, run_name=run.study.study_name,
+                                        tags={"tuner.study": run.study.study_name})
+        self.parent_id = parent.info.run_id
+        run.study.set_user_attr(PARENT_RUN_ATTR, self.parent_id)
+        info = run.model_info
+        self._log(self.parent_id, params={
+            **run.target.to_dict(), "input_shape": "x".join(map(str, run.target.input_shape)),
+            "search_space": run.space.source, "objectives": ",".join(o.name for o in run.objectives),
+            "mindspore_version": info.get("mindspore_version"), "optuna_version": optuna.__version__,
+            "mlflow_version": mlflow.__version__, "python_version": platform.python_version(),
+            "cpu_model": info.get("cpu_model"), "cpu_count": os.cpu_count(),
+            "model_parameters": info.get("parameters"), "study_storage": _safe_url(run),
+            **{f"measure.{k}": v for k, v in run.measure.to_dict().items()},
+            **self.extra_params})
+        self.client.log_dict(self.parent_id, run.space.describe(), "search_space.json")
+        self.client.log_dict(self.parent_id, info, "model_info.json")
+
+    def on_trial_end(self, run, trial, result):
+        config = records.trial_config(trial)
+        baseline = records.is_baseline(trial)
+        child = self.client.create_run(
+            self.client.get_run(self.parent_id).info.experiment_id,
+            run_name=f"trial-{trial.number}" + ("-baseline" if baseline else ""),
+            tags={"mlflow.parentRunId": self.parent_id, "status": result.status.value,
+                  "trial_number": str(trial.number), "baseline": str(baseline).lower(),
+                  "optuna_state": trial.state.name})
+        run_id = child.info.run_id
+        metrics = dict(result.metrics.to_dict()) if result.metrics else {}
+        metrics["wall_seconds"] = result.wall_seconds
+        if SPEEDUP_ATTR in trial.user_attrs:
+            metrics["speedup"] = trial.user_attrs[SPEEDUP_ATTR]
+        metrics.update({f"graph_ops.{k}": v for k, v in result.graph_ops.items()})
+        self._log(run_id, params=config.flat(), metrics=metrics)
+        self.client.log_dict(run_id, config.to_dict(), "config.json")
+        if result.error:
+            self.client.log_text(run_id, result.error, "error.txt")
+        self.client.set_terminated(run_id, "FINISHED" if result.ok else "FAILED")
+        self._update_parent(run, trial.number)
+
+    def _update_parent(self, run, step: int) -> None:
+        best = run.best_trials()
+        if not best:
+            return
+        top = best[0]
+        metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
+        metrics["best_speedup"] = top.user_attrs.get(SPEEDUP_ATTR)
+        metrics["trials"] = len(run.study.trials)
+        self._log(self.parent_id, metrics=metrics, step=step,
+                  tags={"best_trial": top.number,
+                        "best_knobs": json.dumps(records.trial_config(top).non_default_knobs())})
+
+    def on_study_end(self, run):
+        if self.client is not None and self.parent_id:
+            self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _safe_url(run) -> str:
+    """The storage URL without a password."""
+    url = getattr(run.study._storage, "url", "")
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

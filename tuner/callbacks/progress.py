@@ -1,0 +1,66 @@
+"""A progress bar during the search and the baseline-versus-best table at its end."""
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+from tuner.callbacks.base import StudyCallback
+from tuner.study import records
+from tuner.study.loop import SPEEDUP_ATTR
+
+
+class ProgressBar(StudyCallback):
+    """Trials done, ETA and the best so far, on stderr."""
+
+    def __init__(self, n_trials: int):
+        self.n_trials = n_trials
+        self.bar: tqdm | None = None
+
+    def on_study_start(self, run):
+        self.bar = tqdm(total=self.n_trials, desc=run.study.study_name[:40], unit="trial",
+                        file=sys.stderr, dynamic_ncols=True)
+
+    def on_trial_end(self, run, trial, result):
+        best = run.best_trials()
+        postfix = {"last": result.status.value}
+        if best:
+            top = best[0]
+            postfix["best"] = f"#{top.number} {top.values[0]:.4g} {run.objectives[0].unit}"
+            if SPEEDUP_ATTR in top.user_attrs:
+                postfix["speedup"] = f"{top.user_attrs[SPEEDUP_ATTR]:.3f}x"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def on_study_end(self, run):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_table(run) -> str:
+    """Baseline vs best: throughput, latency, memory, speedup; and the trial counts."""
+    trials = run.study.get_trials(deepcopy=False)
+    base, best = run.baseline(), (run.best_trials() or [None])[0]
+    statuses: dict[str, int] = {}
+    for t in trials:
+        result = records.trial_result(t)
+        key = result.status.value if result else t.state.name.lower()
+        statuses[key] = statuses.get(key, 0) + 1
+    lines = [f"study {run.study.study_name}: {len(trials)} trials "
+             f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})"]
+    if base is None or best is None:
+        return "\n".join(lines + ["no successful trial yet"])
+    rows = [("", "baseline", f"best (trial {best.number})")]
+    b, w = records.trial_result(base).metrics, records.trial_result(best).metrics
+    rows += [("throughput (images/s)", f"{b.throughput_ips:.3f}", f"{w.throughput_ips:.3f}"),
+             ("latency p50 (ms)", f"{b.latency_p50_ms:.1f}", f"{w.latency_p50_ms:.1f}"),
+             ("latency p99 (ms)", f"{b.latency_p99_ms:.1f}", f"{w.latency_p99_ms:.1f}"),
+             ("peak memory (MiB)", f"{b.peak_memory_mb:.0f}", f"{w.peak_memory_mb:.0f}"),
+             ("max rel error", f"{b.max_rel_error:.2g}", f"{w.max_rel_error:.2g}"),
+             ("speedup", "1.000x", f"{w.throughput_ips / b.throughput_ips:.3f}x")]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
+    changed = records.trial_config(best).non_default_knobs()
+    lines.append("best knobs: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or
+                                   "none (the untuned defaults)"))
+    return "\n".join(lines)

@@ -1,0 +1,261 @@
+"""What a trial applies to a network: frozen, typed, validated knob settings with JSON round trip.
+
+A :class:`TuningConfig` is the complete description of one candidate: graph-kernel fusion flags,
+inference rewrites, runtime (thread) settings and custom kernel choices. Its default value is the
+untuned MindSpore baseline. Knobs are addressed by dotted paths (``graph_kernel.opt_level``),
+which is how search spaces, Optuna parameters and MLflow parameters name them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from tuner.errors import ConfigError
+
+_OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_MODULE_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+def _domain(*, choices: tuple | None = None, low: int | None = None, high: int | None = None,
+            item: re.Pattern | None = None, doc: str = "") -> dict:
+    return {"choices": choices, "low": low, "high": high, "item": item, "doc": doc}
+
+
+def check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    where = f"{owner}.{f.name}"
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(meta['choices'])}")
+    if meta.get("low") is not None or meta.get("high") is not None:
+        if value is None and f.default is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {value!r} is not an integer")
+        if not meta["low"] <= value <= meta["high"]:
+            raise ConfigError(f"{where}: {value} is out of range [{meta['low']}, {meta['high']}]")
+    if meta.get("item") is not None:
+        if not isinstance(value, tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        for item in value:
+            if not isinstance(item, str) or not meta["item"].match(item):
+                raise ConfigError(f"{where}: {item!r} is not a valid name")
+    if f.type in ("bool", bool) and not isinstance(value, bool):
+        raise ConfigError(f"{where}: {value!r} is not true/false")
+
+
+class _Section:
+    """Shared validation and dict conversion for the config sections."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+            check_field(self.SECTION, f, getattr(self, f.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.SECTION}: expected an object, got {data!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{cls.SECTION}: unknown key {unknown[0]!r} (known: {sorted(known)})")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class GraphKernelConfig(_Section):
+    """MindSpore graph-kernel fusion (AKG), passed as ``MS_DEV_GRAPH_KERNEL_FLAGS``.
+
+    ``enabled`` false means fusion is off and every other field is ignored. Operator lists name
+    MindSpore primitives (``ReLU``, ``Mul``); ``disable_pass`` takes ``<stage>.<pass>`` names (a
+    bare pass name is silently ignored by MindSpore). ``excluded_modules`` names sub-modules
+    (``layer3``, ``layer4.2``) whose primitives are tagged so that fusion leaves them alone.
+    """
+
+    SECTION = "graph_kernel"
+    enabled: bool = False
+    opt_level: int = field(default=1, metadata=_domain(low=0, high=3))
+    disable_expand_ops: tuple[str, ...] = field(default=(), metadata=_domain(item=_OP_NAME))
+    enable_expand_ops_only: tuple[str, ...] = field(default=(), metadata=_domain(item=_OP_NAME))
+    disable_cluster_ops: tuple[str, ...] = field(default=(), metadata=_domain(item=_OP_NAME))
+    enable_cluster_ops: tuple[str, ...] = field(default=(), metadata=_domain(item=_OP_NAME))
+    disable_pass: tuple[str, ...] = field(default=(), metadata=_domain(item=_OP_NAME))
+    enable_parallel_fusion: bool = False
+    enable_horizontal_fusion: bool = False
+    enable_stitch_fusion: bool = False
+    enable_recompute_fusion: bool = False
+    enable_auto_tensor_inplace: bool = False
+    excluded_modules: tuple[str, ...] = field(default=(), metadata=_domain(item=_MODULE_PATH))
+
+    _LIST_FLAGS = ("disable_expand_ops", "enable_expand_ops_only", "disable_cluster_ops",
+                   "enable_cluster_ops", "disable_pass")
+    _BOOL_FLAGS = ("enable_parallel_fusion", "enable_horizontal_fusion", "enable_stitch_fusion",
+                   "enable_recompute_fusion", "enable_auto_tensor_inplace")
+
+    def flags(self) -> str:
+        """The value of ``MS_DEV_GRAPH_KERNEL_FLAGS``; empty when fusion is off."""
+        if not self.enabled:
+            return ""
+        parts = [f"--opt_level={self.opt_level}"]
+        parts += [f"--{name}={','.join(getattr(self, name))}"
+                  for name in self._LIST_FLAGS if getattr(self, name)]
+        parts += [f"--{name}=true" for name in self._BOOL_FLAGS if getattr(self, name)]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RewriteConfig(_Section):
+    """Rewrites of the network before compilation.
+
+    ``fold_batchnorm``: ``none``; ``all`` folds every Conv2d+BatchNorm2d pair into one Conv2d with
+    bias; ``modules`` folds only the pairs under ``fold_batchnorm_modules`` (e.g. ``layer3``).
+    """
+
+    SECTION = "rewrites"
+    fold_batchnorm: str = field(default="none", metadata=_domain(choices=("none", "all", "modules")))
+    fold_batchnorm_modules: tuple[str, ...] = field(default=(), metadata=_domain(item=_MODULE_PATH))
+
+    def fold_scope(self) -> tuple[str, ...] | None:
+        """None: fold nothing; empty tuple: fold everything; else the module names to fold under."""
+        if self.fold_batchnorm == "none" or (
+                self.fold_batchnorm == "modules" and not self.fold_batchnorm_modules):
+            return None
+        return () if self.fold_batchnorm == "all" else self.fold_batchnorm_modules
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(_Section):
+    """Process-level runtime settings. ``None``/``default`` leaves MindSpore's own choice.
+
+    ``omp_num_threads`` and ``omp_wait_policy`` become ``OMP_NUM_THREADS``/``OMP_WAIT_POLICY`` (read
+    by OpenMP when the process starts, so they are set before MindSpore is imported);
+    ``ms_threads`` is MindSpore's CPU operator thread count (``device_context.cpu.op_tuning``).
+    """
+
+    SECTION = "runtime"
+    omp_num_threads: int | None = field(default=None, metadata=_domain(low=1, high=1024))
+    omp_wait_policy: str = field(default="default",
+                                 metadata=_domain(choices=("default", "ACTIVE", "PASSIVE")))
+    ms_threads: int | None = field(default=None, metadata=_domain(low=1, high=1024))
+
+    def environment(self) -> dict[str, str]:
+        env = {}
+        if self.omp_num_threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.omp_num_threads)
+        if self.omp_wait_policy != "default":
+            env["OMP_WAIT_POLICY"] = self.omp_wait_policy
+        return env
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """A custom kernel for one convolution workload: the kernel's name and its tiling params."""
+
+    workload: str
+    kernel: str
+    params: tuple[tuple[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workload": self.workload, "kernel": self.kernel, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "KernelChoice":
+        try:
+            return cls(str(data["workload"]), str(data["kernel"]),
+                       tuple(sorted(dict(data["params"]).items())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"kernels: malformed kernel choice {data!r} ({exc})") from None
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """One candidate configuration; ``TuningConfig()`` is the untuned baseline."""
+
+    graph_kernel: GraphKernelConfig = GraphKernelConfig()
+    rewrites: RewriteConfig = RewriteConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    kernels: tuple[KernelChoice, ...] = ()
+
+    SECTIONS = {"graph_kernel": GraphKernelConfig, "rewrites": RewriteConfig,
+                "runtime": RuntimeConfig}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name).to_dict() for name in self.SECTIONS}
+        data["kernels"] = [choice.to_dict() for choice in self.kernels]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TuningConfig":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config: expected an object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.SECTIONS) - {"kernels"})
+        if unknown:
+            raise ConfigError(f"config: unknown section {unknown[0]!r}")
+        sections = {name: section.from_dict(data.get(name, {}))
+                    for name, section in cls.SECTIONS.items()}
+        kernels = tuple(KernelChoice.from_dict(c) for c in data.get("kernels", []))
+        return cls(**sections, kernels=kernels)
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables this configuration needs before MindSpore compiles."""
+        env = self.runtime.environment()
+        flags = self.graph_kernel.flags()
+        if flags:
+            env["MS_DEV_GRAPH_KERNEL_FLAGS"] = flags
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning AKG threads starve MindSpore
+        return env
+
+    def flat(self) -> dict[str, Any]:
+        """Every knob by dotted path, lists joined by commas: for MLflow parameters and tables."""
+        flat: dict[str, Any] = {}
+        for name in self.SECTIONS:
+            for key, value in getattr(self, name).to_dict().items():
+                flat[f"{name}.{key}"] = ",".join(value) if isinstance(value, list) else value
+        for choice in self.kernels:
+            flat[f"kernels.{choice.workload}"] = choice.kernel
+            for key, value in choice.params:
+                flat[f"kernels.{choice.workload}.{key}"] = value
+        return flat
+
+    @classmethod
+    def from_knobs(cls, knobs: Mapping[str, Any],
+                   kernels: tuple[KernelChoice, ...] = ()) -> "TuningConfig":
+        """Build from ``{"section.field": value}``; fields not given keep their default."""
+        by_section: dict[str, dict[str, Any]] = {name: {} for name in cls.SECTIONS}
+        for path, value in knobs.items():
+            section, _, key = path.partition(".")
+            if section not in by_section:
+                raise ConfigError(f"{path}: unknown knob section {section!r}")
+            by_section[section][key] = value
+        return cls(**{name: cls.SECTIONS[name].from_dict(values)
+                      for name, values in by_section.items()}, kernels=kernels)
+
+    def non_default_knobs(self) -> dict[str, Any]:
+        default = TuningConfig().flat()
+        return {k: v for k, v in self.flat().items() if default.get(k, object()) != v}
+
+
+def knob_field(path: str) -> dataclasses.Field:
+    """The dataclass field behind a dotted knob path; ConfigError if there is none."""
+    section, _, name = path.partition(".")
+    cls = TuningConfig.SECTIONS.get(section)
+    if cls is None:
+        raise ConfigError(f"unknown knob {path!r}: no section {section!r} "
+                          f"(sections: {sorted(TuningConfig.SECTIONS)})")
+    for f in fields(cls):
+        if f.name == name:
+            return f
+    raise ConfigError(f"unknown knob {path!r}")
+
+
+def all_knob_paths() -> list[str]:
+    return [f"{section}.{f.name}" for section, cls in TuningConfig.SECTIONS.items()
+            for f in fields(cls)]

@@ -1,0 +1,11 @@
+"""Exceptions for usage errors: bad flags, files, names. Trial failures are records, not these."""
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Wrong input from the user (flag, file, model name, JSON). The CLIs print it on one line
+    and exit with code 2. The message names what is wrong and where."""
+
+
+class ConfigError(UsageError, ValueError):
+    """A configuration value outside its domain; raised by the config dataclasses."""

@@ -1,0 +1,34 @@
+"""``python -m tuner.export``: write a study's best (or K-th best) configuration as JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from tuner.cli import OneLineParser, positive_int, run_cli
+from tuner.export_format import write_export
+from tuner.study.exporting import export_trial
+from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
+
+
+def main(argv: list[str]) -> int:
+    parser = OneLineParser(prog="python -m tuner.export", description=__doc__)
+    parser.add_argument("--study-name", help="default: the only study in the storage")
+    parser.add_argument("--rank", type=positive_int, default=1, help="1 = best (default)")
+    parser.add_argument("--out", type=Path, default=Path("best.json"))
+    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
+    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    args = parser.parse_args(argv)
+    storage = open_storage(args.storage, args.runs_dir)
+    name = pick_study_name(storage, args.study_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    exported = export_trial(optuna.load_study(study_name=name, storage=storage), args.rank)
+    path = write_export(exported, args.out)
+    metrics = exported.metrics
+    print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "
+          f"{metrics['throughput_ips']:.4g} images/s, speedup {metrics.get('speedup') or 0:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,119 @@
+"""MindSpore cells running the custom kernels, and the builtin equivalents with the same call
+signature ``unit(x, residual=None)`` so fused blocks can mix both."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from tuner.kernels.cpu.geometry import geometry_array
+from tuner.kernels.cpu.packing import pack_dense_weight, pack_depthwise_weight
+
+ENTRY_POINTS = {"dense": "Conv2dDense", "depthwise": "Conv2dDepthwise"}
+_ACTIVATION_CELLS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
+def _output_size(size: int, kernel: int, stride: int, before: int, after: int) -> int:
+    return (size + before + after - kernel) // stride + 1
+
+
+class CustomConv2d(nn.Cell):
+    """act(conv(x) + bias [+ residual]) by one AOT kernel call; float32, NCHW.
+
+    ``weight`` (OC, C/groups, KH, KW) and ``bias`` (OC) are already BatchNorm-folded; they are
+    packed here, once. ``register_rows`` is the dense kernel's MR (ignored for depthwise).
+    ``name`` prefixes the parameter names (use the layer path: graph mode needs unique names).
+    """
+
+    def __init__(self, library: Path, kind: str, weight: np.ndarray, bias: np.ndarray,
+                 stride: tuple[int, int], padding: tuple[int, int, int, int],
+                 activation: str = "none", register_rows: int = 8, name: str = "custom_conv"):
+        super().__init__()
+        out_channels, _, kh, kw = weight.shape
+        packed = (pack_dense_weight(weight, register_rows) if kind == "dense"
+                  else pack_depthwise_weight(weight))
+        self.weight = Parameter(Tensor(packed), name=f"{name}.packed_weight",
+                                requires_grad=False)
+        self.bias = Parameter(Tensor(np.asarray(bias, dtype=np.float32)), name=f"{name}.bias",
+                              requires_grad=False)
+        self.geometry = Tensor(geometry_array((kh, kw), stride, padding, activation))
+        top, bottom, left, right = padding
+
+        def out_shape(x_shape, *_):
+            return (x_shape[0], out_channels, _output_size(x_shape[2], kh, stride[0], top, bottom),
+                    _output_size(x_shape[3], kw, stride[1], left, right))
+
+        def out_dtype(x_dtype, *_):
+            return x_dtype
+
+        func = f"{Path(library).resolve()}:{ENTRY_POINTS[kind]}"
+        self.conv = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+        self.conv_residual = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype,
+                                        func_type="aot")
+
+    def construct(self, x, residual=None):
+        if residual is None:
+            return self.conv(x, self.weight, self.bias, self.geometry)
+        return self.conv_residual(x, self.weight, self.bias, self.geometry, residual)
+
+
+class BuiltinConvUnit(nn.Cell):
+    """act(bn(conv(x)) [+ residual]) with the network's own (unmodified) cells."""
+
+    def __init__(self, conv: nn.Cell, bn: nn.Cell | None, activation: str):
+        super().__init__()
+        self.conv = conv
+        self.bn = bn if bn is not None else nn.Identity()
+        self.act = _ACTIVATION_CELLS[activation]()
+
+    def construct(self, x, residual=None):
+        y = self.bn(self.conv(x))
+        if residual is not None:
+            y = y + residual
+        return self.act(y)
+
+
+class FusedResNetBlock(nn.Cell):
+    """mindcv's BasicBlock/Bottleneck: the last unit adds the identity (or down-sampled) input
+    before its ReLU: ``tail(main(x), identity)``."""
+
+    def __init__(self, main: list[nn.Cell], tail: nn.Cell, down: nn.Cell | None):
+        super().__init__()
+        self.main = nn.SequentialCell(main)
+        self.tail = tail
+        self.has_down = down is not None
+        self.down = down if down is not None else nn.Identity()
+
+    def construct(self, x):
+        out = self.main(x)
+        identity = self.down(x) if self.has_down else x
+        return self.tail(out, identity)
+
+
+class FusedInvertedResidual(nn.Cell):
+    """mindcv's MobileNetV2 InvertedResidual: ``x + layers(x)`` when ``use_res_connect``."""
+
+    def __init__(self, main: list[nn.Cell], tail: nn.Cell, use_residual: bool):
+        super().__init__()
+        self.has_main = bool(main)
+        self.main = nn.SequentialCell(main) if main else nn.Identity()
+        self.tail = tail
+        self.use_residual = use_residual
+
+    def construct(self, x):
+        out = self.main(x)
+        if self.use_residual:
+            return self.tail(out, x)
+        return self.tail(out)
+
+
+class TunedNetwork(nn.Cell):
+    """A fresh top-level cell around a rewritten network (forces a new graph compile)."""
+
+    def __init__(self, network: nn.Cell):
+        super().__init__()
+        self.network = network
+
+    def construct(self, x):
+        return self.network(x)

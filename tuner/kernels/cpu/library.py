@@ -1,0 +1,125 @@
+"""The CPU custom-kernel library: AVX-512/OpenMP convolution kernels via ops.Custom(aot)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+
+from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
+                                VerifyResult, WorkloadGroup)
+from tuner.kernels.build import BuildResult, build_variant
+from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d, TunedNetwork
+from tuner.kernels.cpu.plan import plan_network
+from tuner.kernels.cpu.rewrite import rewrite_network
+from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
+from tuner.kernels.workload import ConvWorkload
+
+KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
+REGISTER_ROWS_PARAM = "oc_register_block"
+
+
+def register_rows(kernel_name: str, params: Mapping[str, Any], space: KernelSpace) -> int:
+    full = space.complete(params)
+    return int(full.get(REGISTER_ROWS_PARAM, 1))
+
+
+class CpuKernelLibrary(KernelLibrary):
+    """Dense (groups=1) and depthwise float32 NCHW convolutions with fused bias/residual/ReLU(6).
+
+    ``cache_dir``: where variants are built (default: ``$TUNER_KERNEL_CACHE`` or
+    ``~/.cache/tuner/kernels``). Parameters missing from a choice take the YAML defaults.
+    """
+
+    device = "CPU"
+
+    def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None):
+        self.spaces = load_kernel_space(space_path)
+        self.cache_dir = cache_dir
+
+    # -- building -------------------------------------------------------------------------
+    def space(self, kernel_name: str) -> KernelSpace:
+        if kernel_name not in self.spaces:
+            raise ValueError(f"unknown kernel {kernel_name!r}; known: {sorted(self.spaces)}")
+        return self.spaces[kernel_name]
+
+    def build(self, kernel_name: str, params: Mapping[str, Any]) -> BuildResult:
+        space = self.space(kernel_name)
+        space.validate(params)
+        return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
+
+    def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, int]:
+        result = self.build(kernel_name, params)
+        if not result.ok:
+            raise KernelBuildError(kernel_name, params, result.error)
+        return result.library, register_rows(kernel_name, params, self.space(kernel_name))
+
+    def custom_cell(self, workload: ConvWorkload, params: Mapping[str, Any], weight: np.ndarray,
+                    bias: np.ndarray) -> CustomConv2d:
+        """A custom cell for one workload with the given (folded) weight and bias."""
+        library, rows = self._built(workload.kernel_name, params)
+        return CustomConv2d(library, workload.kind, weight, bias, workload.stride,
+                            workload.padding, workload.activation, rows)
+
+    # -- finding and rewriting ------------------------------------------------------------
+    def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...]) -> list[WorkloadGroup]:
+        groups: dict[str, tuple[ConvWorkload, list[str]]] = {}
+        for unit in plan_network(net, tuple(input_shape)).units():
+            if unit.workload is not None:
+                groups.setdefault(unit.workload.key, (unit.workload, []))[1].append(unit.path)
+        return [WorkloadGroup(w, tuple(paths)) for w, paths in groups.values()]
+
+    def apply(self, net: nn.Cell, choices: Mapping[str, Mapping[str, Any]],
+              input_shape: tuple[int, ...]) -> nn.Cell:
+        plan = plan_network(net, tuple(input_shape))
+        workloads = {u.workload.key: u.workload for u in plan.units() if u.workload is not None}
+        unknown = sorted(set(choices) - set(workloads))
+        if unknown:
+            raise ValueError(f"choices name workloads not in this network at {tuple(input_shape)}: "
+                             f"{unknown}")
+        libraries = {key: self._built(workloads[key].kernel_name, params)
+                     for key, params in choices.items()}
+        rewrite_network(plan, choices, libraries.__getitem__)
+        return TunedNetwork(net)
+
+    # -- verification ---------------------------------------------------------------------
+    def verify(self, workload: ConvWorkload, params: Mapping[str, Any],
+               rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0) -> VerifyResult:
+        try:
+            reference, custom, inputs = self._verification_pair(workload, params, seed)
+        except KernelBuildError as error:
+            return VerifyResult(False, float("inf"), float("inf"), str(error))
+        expected = reference(*inputs).asnumpy()
+        actual = custom(*inputs).asnumpy()
+        if actual.shape != expected.shape:
+            return VerifyResult(False, float("inf"), float("inf"),
+                                f"shape {actual.shape} != reference {expected.shape}")
+        abs_error = float(np.max(np.abs(actual - expected)))
+        rel_error = abs_error / max(float(np.max(np.abs(expected))), np.finfo(np.float32).tiny)
+        ok = bool(np.isfinite(rel_error) and rel_error <= rel_tolerance)
+        message = "ok" if ok else f"max rel error {rel_error:.3g} > {rel_tolerance:g}"
+        return VerifyResult(ok, abs_error, rel_error, message)
+
+    def _verification_pair(self, workload: ConvWorkload, params, seed):
+        rng = np.random.default_rng(seed)
+        conv = reference_conv(workload)
+        fan_in = conv.weight.shape[1] * workload.kernel[0] * workload.kernel[1]
+        weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
+        bias = rng.standard_normal(workload.out_channels).astype(np.float32)
+        conv.weight = Parameter(Tensor(weight), name="weight")
+        conv.bias = Parameter(Tensor(bias), name="bias")
+        reference = BuiltinConvUnit(conv, None, workload.activation)
+        custom = self.custom_cell(workload, params, weight, bias)
+        inputs = [Tensor(rng.standard_normal(workload.input_shape).astype(np.float32))]
+        if workload.has_residual:
+            inputs.append(Tensor(rng.standard_normal(workload.output_shape).astype(np.float32)))
+        return reference, custom, inputs
+
+
+def reference_conv(workload: ConvWorkload) -> nn.Conv2d:
+    """MindSpore's builtin convolution for a workload (with bias; weights to be set)."""
+    return nn.Conv2d(workload.in_channels, workload.out_channels, workload.kernel,
+                     stride=workload.stride, pad_mode="pad", padding=workload.padding,
+                     group=workload.in_channels if workload.kind == "depthwise" else 1,
+                     has_bias=True)

@@ -1,0 +1,157 @@
+"""The kernels' tunable parameter spaces, read from ``search_spaces/cpu_kernels.yaml``.
+
+The YAML file is the single source of truth: parameter names, types, ranges, defaults, the
+preprocessor macro each parameter is compiled as, and the restrictions between parameters
+(Python expressions, all of which must hold, as in Kernel Tuner).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SPACE_PATH = REPO_ROOT / "search_spaces" / "cpu_kernels.yaml"
+_TYPES = ("categorical", "int", "bool")
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One tunable parameter. ``define_values`` maps a choice to its macro value (optional)."""
+
+    name: str
+    type: str
+    default: Any
+    define: str
+    choices: tuple = ()
+    low: int | None = None
+    high: int | None = None
+    step: int = 1
+    define_values: tuple[tuple[Any, Any], ...] = ()
+
+    def values(self) -> tuple:
+        """Every allowed value, in order."""
+        if self.type == "categorical":
+            return self.choices
+        if self.type == "bool":
+            return (False, True)
+        return tuple(range(self.low, self.high + 1, self.step))
+
+    def allows(self, value: Any) -> bool:
+        if self.type == "bool":
+            return isinstance(value, bool)
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            return False
+        return value in self.values()
+
+    def macro_value(self, value: Any) -> str:
+        """The text passed as ``-D<define>=<text>`` for ``value``."""
+        mapped = dict(self.define_values).get(value, value)
+        if isinstance(mapped, bool):
+            return "1" if mapped else "0"
+        return str(mapped)
+
+
+@dataclass(frozen=True)
+class KernelSpace:
+    """The parameter space of one kernel (``source`` is relative to ``kernels/cpu``)."""
+
+    kernel_name: str
+    source: str
+    params: tuple[KernelParam, ...]
+    restrictions: tuple[str, ...]
+
+    def param(self, name: str) -> KernelParam:
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise KeyError(f"{self.kernel_name} has no parameter {name!r}")
+
+    def defaults(self) -> dict[str, Any]:
+        return {param.name: param.default for param in self.params}
+
+    def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with the defaults filled in for the missing ones."""
+        return {**self.defaults(), **dict(params)}
+
+    def validate(self, params: Mapping[str, Any]) -> None:
+        """Raise ValueError naming the offending parameter or restriction."""
+        names = {param.name for param in self.params}
+        for name in params:
+            if name not in names:
+                raise ValueError(f"{self.kernel_name}: unknown parameter {name!r}")
+        full = self.complete(params)
+        for param in self.params:
+            if not param.allows(full[param.name]):
+                raise ValueError(
+                    f"{self.kernel_name}: parameter {param.name!r}={full[param.name]!r} "
+                    f"is not one of the allowed values {param.values()}"
+                )
+        for restriction in self.restrictions:
+            if not eval(restriction, {"__builtins__": {}}, dict(full)):  # noqa: S307 (trusted YAML)
+                raise ValueError(f"{self.kernel_name}: restriction {restriction!r} fails for {full}")
+
+    def is_valid(self, params: Mapping[str, Any]) -> bool:
+        try:
+            self.validate(params)
+        except ValueError:
+            return False
+        return True
+
+    def defines(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """Macro name -> value text for a complete, valid parameter set."""
+        full = self.complete(params)
+        return {param.define: param.macro_value(full[param.name]) for param in self.params}
+
+    def configurations(self) -> Iterator[dict[str, Any]]:
+        """Every valid parameter combination (the full Cartesian product, filtered)."""
+        names = [param.name for param in self.params]
+        for values in itertools.product(*(param.values() for param in self.params)):
+            candidate = dict(zip(names, values))
+            if self.is_valid(candidate):
+                yield candidate
+
+
+def _parse_param(kernel: str, name: str, spec: Mapping[str, Any]) -> KernelParam:
+    kind = spec.get("type")
+    if kind not in _TYPES:
+        raise ValueError(f"{kernel}.{name}: type must be one of {_TYPES}, got {kind!r}")
+    if "define" not in spec:
+        raise ValueError(f"{kernel}.{name}: missing 'define' (the macro it is compiled as)")
+    param = KernelParam(
+        name=name,
+        type=kind,
+        default=spec.get("default"),
+        define=str(spec["define"]),
+        choices=tuple(spec.get("choices", ())),
+        low=spec.get("low"),
+        high=spec.get("high"),
+        step=int(spec.get("step", 1)),
+        define_values=tuple(dict(spec.get("define_values", {})).items()),
+    )
+    if kind == "categorical" and not param.choices:
+        raise ValueError(f"{kernel}.{name}: categorical parameter needs 'choices'")
+    if kind == "int" and (param.low is None or param.high is None or param.low > param.high):
+        raise ValueError(f"{kernel}.{name}: int parameter needs low <= high")
+    if not param.allows(param.default):
+        raise ValueError(f"{kernel}.{name}: default {param.default!r} is not an allowed value")
+    return param
+
+
+def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, KernelSpace]:
+    """Kernel name -> KernelSpace; raises ValueError on a malformed file."""
+    document = yaml.safe_load(Path(path).read_text())
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping of kernel names")
+    spaces = {}
+    for kernel, body in document.items():
+        if "source" not in body or "params" not in body:
+            raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params'")
+        params = tuple(_parse_param(kernel, n, s) for n, s in body["params"].items())
+        space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())))
+        space.validate(space.defaults())
+        spaces[kernel] = space
+    return spaces

@@ -1,0 +1,75 @@
+"""``python -m tuner.measure best.json``: re-measure an exported configuration and its baseline
+in fresh processes and print the same metrics the search reported."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from tuner.cli import (OneLineParser, add_measure_arguments, measure_settings, positive_float,
+                       run_cli)
+from tuner.config import TuningConfig
+from tuner.errors import UsageError
+from tuner.export_format import read_export
+from tuner.runner.isolate import run_isolated
+from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+
+ROWS = (("throughput (images/s)", "throughput_ips", "{:.3f}"),
+        ("latency p50 (ms)", "latency_p50_ms", "{:.1f}"),
+        ("latency p99 (ms)", "latency_p99_ms", "{:.1f}"),
+        ("peak memory (MiB)", "peak_memory_mb", "{:.0f}"),
+        ("compile (s)", "compile_seconds", "{:.2f}"),
+        ("max rel error", "max_rel_error", "{:.2g}"))
+
+
+def _table(columns: list[tuple[str, dict]]) -> str:
+    rows = [[""] + [title for title, _ in columns]]
+    for label, key, fmt in ROWS:
+        rows.append([label] + [fmt.format(m[key]) if m.get(key) is not None else "-"
+                               for _, m in columns])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows)
+
+
+def main(argv: list[str]) -> int:
+    parser = OneLineParser(prog="python -m tuner.measure", description=__doc__)
+    parser.add_argument("config", type=Path, help="exported JSON (python -m tuner.export)")
+    parser.add_argument("--trial-timeout", type=positive_float, default=300.0)
+    add_measure_arguments(parser)
+    args = parser.parse_args(argv)
+    exported = read_export(args.config)
+    settings = measure_settings(args)
+    with tempfile.TemporaryDirectory(prefix="tuner-measure-") as tmp:
+        work = Path(tmp)
+        seed = int(exported.study.get("weights_seed", 0))
+        prepared = run_isolated(TrialRequest("prepare", exported.target, str(work / "assets"),
+                                             seed=seed), work / "prepare", args.trial_timeout)
+        if not prepared.ok:
+            raise UsageError(f"{args.config}: cannot build {exported.target.model}: "
+                             f"{prepared.error.strip().splitlines()[-1] if prepared.error else ''}")
+        info = json.loads((work / "assets" / MODEL_INFO_FILE).read_text())
+        if exported.fingerprint and info["fingerprint"] != exported.fingerprint:
+            raise UsageError(f"{args.config}: tuned for another architecture than "
+                             f"{exported.target.model} builds here")
+        results = {}
+        for label, config in (("baseline", TuningConfig()), ("tuned", exported.config)):
+            request = TrialRequest("measure", exported.target, str(work / "assets"), config=config,
+                                   measure=settings, seed=seed)
+            results[label] = run_isolated(request, work / label, args.trial_timeout)
+    for label, result in results.items():
+        if not result.ok:
+            print(f"{label}: {result.status.value}: {result.error.strip()[-500:]}")
+            return 1
+    base, tuned = (results[k].metrics.to_dict() for k in ("baseline", "tuned"))
+    print(f"{exported.target.model} {'x'.join(map(str, exported.target.input_shape))} "
+          f"on {exported.target.device}")
+    print(_table([("baseline now", base), ("tuned now", tuned),
+                  ("baseline exported", exported.baseline_metrics),
+                  ("tuned exported", exported.metrics)]))
+    now = tuned["throughput_ips"] / base["throughput_ips"]
+    print(f"speedup now: {now:.3f}x; exported: {exported.metrics.get('speedup') or 0:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Inference rewrites applied to a MindSpore network before it is compiled."""

@@ -1,0 +1,90 @@
+"""Launching a trial process with a timeout and reading back its record, whatever happened."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tuner.runner.graph_dump import graph_dump_environment
+from tuner.runner.record import Status, TrialResult
+from tuner.runner.request import TrialRequest
+from tuner.runner.worker import COMPILE_PHASES, PHASE_FILE, RESULT_FILE
+
+STDERR_TAIL_CHARS = 4000
+QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _tail(path: Path, limit: int = STDERR_TAIL_CHARS) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
+    """The parent's environment, minus settings a trial owns, plus the trial's own."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MS_DEV_GRAPH_KERNEL_FLAGS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env.update(QUIET_MINDSPORE)
+    paths = [str(Path.cwd()), str(Path(__file__).resolve().parents[2])]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(request.config.environment())
+    if request.dump_graph:
+        env.update(graph_dump_environment(workdir / "graphs"))
+    return env
+
+
+def run_isolated(request: TrialRequest, workdir: Path, timeout: float) -> TrialResult:
+    """Run ``request`` in a fresh Python process inside ``workdir``; never raises for what the
+    trial does: a crash, a hang (killed with its whole process group after ``timeout`` s) or a
+    Python error all come back as a TrialResult with the tail of the process's stderr."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "request.json").write_text(request.to_json())
+    for stale in (RESULT_FILE, PHASE_FILE):
+        (workdir / stale).unlink(missing_ok=True)
+    started = time.perf_counter()
+    with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
+            env=trial_environment(request, workdir), stdin=subprocess.DEVNULL, stdout=stdout,
+            stderr=stderr, start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return TrialResult(Status.TIMEOUT, error=f"no result after {timeout:g} s; killed "
+                               f"during phase {_read(workdir / PHASE_FILE) or 'start'}",
+                               wall_seconds=time.perf_counter() - started)
+        except BaseException:
+            _kill_group(process)
+            raise
+    wall = time.perf_counter() - started
+    result_path = workdir / RESULT_FILE
+    if result_path.exists():
+        result = TrialResult.from_dict(json.loads(result_path.read_text()))
+        return TrialResult(result.status, result.metrics, result.error, wall, result.graph_ops)
+    phase = _read(workdir / PHASE_FILE) or "load"
+    status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
+    how = (f"killed by signal {signal.Signals(-process.returncode).name}"
+           if process.returncode < 0 else f"exited with code {process.returncode}")
+    return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
+                       + _tail(workdir / "stderr.txt"), wall_seconds=wall)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

@@ -1,0 +1,76 @@
+"""Records of what happened to a trial: failures are results, never exceptions."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Status(str, Enum):
+    OK = "ok"
+    COMPILE_ERROR = "compile_error"    # rewrite, kernel build or graph compilation failed/crashed
+    RUNTIME_ERROR = "runtime_error"    # the compiled network failed or crashed while running
+    TIMEOUT = "timeout"                # killed after --trial-timeout seconds
+    WRONG_RESULT = "wrong_result"      # output beyond tolerance of the untuned reference
+    USAGE_ERROR = "usage_error"        # the request itself is wrong (e.g. unknown model)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What one trial measured, in its own process.
+
+    - ``compile_seconds``: wall time of ``Cell.compile`` (graph build and kernel compilation).
+    - ``latency_*_ms``: wall time of one forward pass of a batch (call to host array), over the
+      timed runs that follow ``warmup_runs`` untimed ones; p50/p90/p99 by linear interpolation.
+    - ``throughput_ips``: images per second = batch size / mean latency.
+    - ``peak_memory_mb``: the process resident-set high-water mark (VmHWM) from just after
+      compilation to the end of the timed runs, so it includes MindSpore itself, the weights and
+      the graph's buffers. ``compile_peak_memory_mb``: VmHWM up to the end of compilation.
+    - ``max_abs_error``: max |out - ref| against the untuned network's output on the study's
+      fixed input; ``max_rel_error``: that divided by max |ref|.
+    """
+
+    compile_seconds: float
+    latency_mean_ms: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    throughput_ips: float
+    peak_memory_mb: float
+    compile_peak_memory_mb: float
+    timed_runs: int
+    max_abs_error: float
+    max_rel_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """The outcome of one trial. ``metrics`` is set whenever measurement ran (also for a wrong
+    result); ``error`` holds the reason or the tail of the process's stderr; ``graph_ops`` counts
+    the operators of the compiled graph when it was dumped."""
+
+    status: Status
+    metrics: Metrics | None = None
+    error: str = ""
+    wall_seconds: float = 0.0
+    graph_ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status.value,
+                "metrics": self.metrics.to_dict() if self.metrics else None,
+                "error": self.error, "wall_seconds": self.wall_seconds,
+                "graph_ops": self.graph_ops}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
+        return cls(status=Status(data["status"]),
+                   metrics=Metrics(**data["metrics"]) if data.get("metrics") else None,
+                   error=data.get("error", ""), wall_seconds=data.get("wall_seconds", 0.0),
+                   graph_ops=dict(data.get("graph_ops", {})))

@@ -1,0 +1,48 @@
+"""What the study asks a trial process to do, as JSON between the two processes."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.config import TuningConfig
+from tuner.models import TuningTarget
+from tuner.runner.measurement import MeasureSettings
+
+WEIGHTS_FILE = "weights.ckpt"
+INPUT_FILE = "input.npy"
+REFERENCE_FILE = "reference.npy"
+MODEL_INFO_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """``kind`` is ``prepare`` (create the model with ``seed``, save its weights, the fixed input,
+    the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
+    ``config`` to the saved model, compile, time, compare with the reference)."""
+
+    kind: str
+    target: TuningTarget
+    assets_dir: str
+    config: TuningConfig = TuningConfig()
+    measure: MeasureSettings = MeasureSettings()
+    seed: int = 0
+    dump_graph: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "target": self.target.to_dict(),
+                           "assets_dir": self.assets_dir, "config": self.config.to_dict(),
+                           "measure": self.measure.to_dict(), "seed": self.seed,
+                           "dump_graph": self.dump_graph})
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialRequest":
+        data: dict[str, Any] = json.loads(text)
+        return cls(kind=data["kind"], target=TuningTarget(**data["target"]),
+                   assets_dir=data["assets_dir"], config=TuningConfig.from_dict(data["config"]),
+                   measure=MeasureSettings(**data["measure"]), seed=data["seed"],
+                   dump_graph=data["dump_graph"])
+
+    def asset(self, name: str) -> Path:
+        return Path(self.assets_dir) / name

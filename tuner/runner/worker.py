@@ -1,0 +1,176 @@
+"""The trial process: ``python -m tuner.runner.worker request.json`` in the trial's directory.
+
+It writes ``phase`` before each step (so that a crash can be attributed) and ``result.json`` at
+the end, then leaves with ``os._exit`` (MindSpore's interpreter teardown is slow and noisy).
+Everything MindSpore-related happens here, never in the study's process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from tuner.runner.record import Metrics, Status, TrialResult
+from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
+                                  TrialRequest)
+
+PHASE_FILE = "phase"
+RESULT_FILE = "result.json"
+COMPILE_PHASES = ("load", "rewrite", "compile")
+
+
+class _Failed(Exception):
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _phase(name: str) -> None:
+    Path(PHASE_FILE).write_text(name)
+
+
+def _error_text(limit: int = 4000) -> str:
+    return traceback.format_exc()[-limit:]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _setup(request: TrialRequest):
+    import mindspore as ms
+
+    from tuner.backends import get_backend
+
+    backend = get_backend(request.target.device)
+    if backend.name != "CPU" and not ms.hal.is_available(backend.name):
+        raise _Failed(Status.USAGE_ERROR, f"--device {backend.name}: MindSpore {ms.__version__} "
+                      f"cannot load its {backend.name} plugin on this machine")
+    backend.configure_context(ms)
+    return ms
+
+
+def _prepare(request: TrialRequest) -> TrialResult:
+    _phase("load")
+    from tuner.models import check_model_name, create_model, fingerprint, model_stages
+    from tuner.errors import UsageError
+
+    try:
+        check_model_name(request.target.model)
+    except UsageError as exc:
+        raise _Failed(Status.USAGE_ERROR, str(exc)) from None
+    ms = _setup(request)
+    from tuner.apply import rewrite_network
+    from tuner.config import TuningConfig
+
+    ms.set_seed(request.seed)
+    net = create_model(request.target.model)
+    assets = Path(request.assets_dir)
+    assets.mkdir(parents=True, exist_ok=True)
+    ms.save_checkpoint(net, str(assets / WEIGHTS_FILE))
+    rng = np.random.default_rng(request.seed)
+    x = rng.standard_normal(request.target.input_shape).astype(np.float32)
+    np.save(assets / INPUT_FILE, x)
+    info = {"stages": list(model_stages(net)), "fingerprint": fingerprint(net),
+            "mindspore_version": ms.__version__, "cpu_model": cpu_model(),
+            "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters()))}
+    _phase("compile")
+    reference = rewrite_network(net, TuningConfig())(ms.Tensor(x)).asnumpy()
+    np.save(assets / REFERENCE_FILE, reference)
+    (assets / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+    return TrialResult(Status.OK)
+
+
+def _measure(request: TrialRequest) -> TrialResult:
+    from tuner.runner.measurement import (latency_summary, output_error, read_hwm_mb,
+                                          reset_hwm, time_runs)
+
+    _phase("load")
+    ms = _setup(request)
+    from tuner.apply import apply_process_settings, rewrite_network
+    from tuner.models import create_model
+
+    net = create_model(request.target.model)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
+    reference = np.load(request.asset(REFERENCE_FILE))
+    _phase("rewrite")
+    try:
+        apply_process_settings(request.config)
+        tuned = rewrite_network(net, request.config, request.target.input_shape,
+                                request.target.device)
+        _phase("compile")
+        started = time.perf_counter()
+        tuned.compile(x)
+        compile_seconds = time.perf_counter() - started
+    except Exception:
+        raise _Failed(Status.COMPILE_ERROR, _error_text()) from None
+    compile_peak = read_hwm_mb()
+    reset_hwm()
+    _phase("run")
+    outputs = []
+
+    def run_once() -> None:
+        outputs.append(tuned(x).asnumpy())
+        del outputs[:-1]
+
+    try:
+        durations = time_runs(run_once, request.measure)
+    except Exception:
+        raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
+    abs_error, rel_error = output_error(outputs[-1], reference)
+    metrics = Metrics(compile_seconds=compile_seconds,
+                      **latency_summary(durations, request.target.batch_size),
+                      peak_memory_mb=read_hwm_mb(), compile_peak_memory_mb=compile_peak,
+                      max_abs_error=abs_error, max_rel_error=rel_error)
+    if not rel_error <= request.measure.rel_tolerance:
+        return TrialResult(Status.WRONG_RESULT, metrics,
+                           f"output differs from the untuned reference: max rel error "
+                           f"{rel_error:.3g} > tolerance {request.measure.rel_tolerance:g}")
+    return TrialResult(Status.OK, metrics)
+
+
+def run(request: TrialRequest) -> TrialResult:
+    started = time.perf_counter()
+    try:
+        result = _prepare(request) if request.kind == "prepare" else _measure(request)
+    except _Failed as failure:
+        result = TrialResult(failure.status, error=str(failure))
+    except Exception:
+        phase = Path(PHASE_FILE).read_text() if Path(PHASE_FILE).exists() else "load"
+        status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
+        result = TrialResult(status, error=_error_text())
+    if request.dump_graph and result.ok:
+        from tuner.runner.graph_dump import count_graph_ops
+
+        result = TrialResult(result.status, result.metrics, result.error,
+                             graph_ops=count_graph_ops(Path("graphs")))
+    return TrialResult(result.status, result.metrics, result.error,
+                       time.perf_counter() - started, result.graph_ops)
+
+
+def main(argv: list[str]) -> int:
+    request = TrialRequest.from_json(Path(argv[0]).read_text())
+    result = run(request)
+    Path(RESULT_FILE + ".tmp").write_text(json.dumps(result.to_dict()))
+    os.replace(RESULT_FILE + ".tmp", RESULT_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

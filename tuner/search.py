@@ -1,0 +1,99 @@
+"""``python -m tuner.search``: tune a MindSpore network's inference with Optuna, track in MLflow."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+
+from tuner.backends import backend_names, get_backend
+from tuner.callbacks.export_best import ExportBest
+from tuner.callbacks.mlflow_tracking import MlflowTracker
+from tuner.callbacks.progress import ProgressBar, summary_table
+from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
+                       measure_settings, positive_int, positive_float, run_cli)
+from tuner.errors import UsageError
+from tuner.models import TuningTarget
+from tuner.space import load_space
+from tuner.study.loop import StudySettings, open_run, run_trials
+from tuner.study.objectives import parse_objectives
+from tuner.study.samplers import SAMPLER_NAMES, make_sampler
+from tuner.study.storage import default_tracking_uri, open_storage, study_dir
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m tuner.search", description=__doc__)
+    parser.add_argument("--model", default="resnet50",
+                        help="mindcv model name or package.module:factory (default resnet50)")
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--image-size", type=positive_int, default=224)
+    parser.add_argument("--device", default="CPU", help=f"one of {', '.join(backend_names())}")
+    parser.add_argument("--space", type=Path, help="search space YAML (default: the device's)")
+    parser.add_argument("--trials", type=positive_int, default=50,
+                        help="trials to run in this invocation (default 50)")
+    parser.add_argument("--timeout", type=positive_float, help="stop starting trials after this many s")
+    parser.add_argument("--objective", nargs="+", default=["throughput"],
+                        help="throughput, latency and/or memory (several: Pareto set)")
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES, default="tpe")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument("--study-name", help="default: derived from model, shape, device, objectives")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
+                        "or sqlite:///<runs-dir>/mlflow.db)")
+    parser.add_argument("--out", type=Path, help="where to export the best configuration "
+                        "(default <runs-dir>/exports/<study>.json)")
+    parser.add_argument("--dump-graphs", action="store_true",
+                        help="record each trial's compiled-graph operator counts")
+    parser.add_argument("--keep-trial-dirs", action="store_true",
+                        help="keep successful trials' working directories too")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_arguments(parser)
+    add_measure_arguments(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    backend = get_backend(args.device)
+    backend.require_available()
+    target = TuningTarget(args.model, args.batch_size, args.image_size, backend.name)
+    space = load_space(args.space or backend.default_space_path())
+    if space.device.lower() != backend.name.lower():
+        raise UsageError(f"{space.source}: device: the space is for {space.device}, "
+                         f"not --device {backend.name}")
+    objectives = parse_objectives(args.objective)
+    sampler = make_sampler(args.sampler, args.seed, len(objectives))
+    measure = measure_settings(args)
+    storage = open_storage(args.storage, args.runs_dir)
+    name = args.study_name or target.study_name(tuple(o.name for o in objectives))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    directions=[o.direction for o in objectives],
+                                    load_if_exists=True)
+    except ValueError as exc:
+        raise UsageError(f"--study-name {name}: {exc}") from None
+    if [d for d in study.directions] != [o.direction for o in objectives]:
+        raise UsageError(f"--study-name {name}: the existing study optimizes "
+                         f"{[d.name.lower() for d in study.directions]}, not those objectives")
+    settings = StudySettings(trial_timeout=args.trial_timeout, search_timeout=args.timeout,
+                             dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs)
+    run = open_run(study, target, space, objectives, measure, settings,
+                   study_dir(args.runs_dir, name))
+    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                    or default_tracking_uri(args.runs_dir))
+    out = args.out or args.runs_dir / "exports" / f"{name}.json"
+    callbacks = [MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
+                               {"sampler": args.sampler, "seed": args.seed}),
+                 ExportBest(out)]
+    if not args.no_progress:
+        callbacks.insert(0, ProgressBar(args.trials))
+    run_trials(run, args.trials, callbacks)
+    print(summary_table(run))
+    exported = callbacks[-1].written
+    print(f"best configuration: {exported}" if exported else "nothing exported (no successful trial)")
+    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,170 @@
+"""The ask-and-tell loop: one isolated process per trial, results told to Optuna, callbacks.
+
+The untuned baseline is the first trial of every study; every trial's record, configuration and
+speedup over the baseline are stored as Optuna user attributes, so a study can be resumed,
+exported and browsed from its storage alone.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.callbacks.base import StudyCallback
+from tuner.config import TuningConfig
+from tuner.errors import UsageError
+from tuner.models import TuningTarget
+from tuner.runner.isolate import run_isolated
+from tuner.runner.measurement import MeasureSettings
+from tuner.runner.record import Status, TrialResult
+from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
+from tuner.space import SearchSpace
+from tuner.study import records
+from tuner.study.objectives import Objective
+
+TARGET_ATTR = "target"
+MODEL_INFO_ATTR = "model_info"
+SPEEDUP_ATTR = "speedup"
+WEIGHTS_SEED_ATTR = "weights_seed"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How the loop runs trials: per-trial timeout (s), whole-search timeout (s, None = no
+    limit), the seed of the model's random weights and input, whether to save graph op counts."""
+
+    trial_timeout: float = 300.0
+    search_timeout: float | None = None
+    weights_seed: int = 0
+    dump_graph: bool = False
+    keep_trial_dirs: bool = False
+
+
+@dataclass
+class StudyRun:
+    """Everything callbacks may read about the running study."""
+
+    study: optuna.Study
+    target: TuningTarget
+    space: SearchSpace
+    objectives: tuple[Objective, ...]
+    measure: MeasureSettings
+    settings: StudySettings
+    directory: Path
+    model_info: dict[str, Any] = field(default_factory=dict)
+    trials_this_session: int = 0
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.directory / "assets"
+
+    def baseline(self) -> FrozenTrial | None:
+        return records.baseline_trial(self.study.get_trials(deepcopy=False))
+
+    def best_trials(self) -> list[FrozenTrial]:
+        """Ok trials, best first by the first objective (the Pareto set first when several)."""
+        return records.ranked_trials(self.study)
+
+
+def _prepare_assets(run: StudyRun) -> None:
+    info_path = run.assets_dir / MODEL_INFO_FILE
+    if not (info_path.exists() and (run.assets_dir / REFERENCE_FILE).exists()):
+        request = TrialRequest("prepare", run.target, str(run.assets_dir),
+                               seed=run.settings.weights_seed)
+        result = run_isolated(request, run.directory / "prepare", run.settings.trial_timeout)
+        if result.status is Status.USAGE_ERROR:
+            raise UsageError(result.error)
+        if not result.ok:
+            last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
+            raise UsageError(f"--model {run.target.model}: the untuned model could not be built "
+                             f"and run ({result.status.value}: {last}); "
+                             f"see {run.directory / 'prepare' / 'stderr.txt'}")
+    run.model_info = json.loads(info_path.read_text())
+
+
+def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
+             objectives: tuple[Objective, ...], measure: MeasureSettings,
+             settings: StudySettings, directory: Path) -> StudyRun:
+    """Prepare the model's assets (once per study) and record the target in the study."""
+    run = StudyRun(study, target, space, objectives, measure, settings, directory.resolve())
+    stored = study.user_attrs.get(TARGET_ATTR)
+    if stored and stored != target.to_dict():
+        raise UsageError(f"study {study.study_name} was created for {stored}, not {target.to_dict()}")
+    _prepare_assets(run)
+    run.space = space.with_model_stages(tuple(run.model_info["stages"]))
+    study.set_user_attr(TARGET_ATTR, target.to_dict())
+    study.set_user_attr(MODEL_INFO_ATTR, run.model_info)
+    study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)
+    return run
+
+
+def _enqueue_starting_points(run: StudyRun) -> None:
+    trials = run.study.get_trials(deepcopy=False)
+    if run.baseline() is None and not any(t.state == TrialState.WAITING for t in trials):
+        run.study.enqueue_trial(run.space.params_for(TuningConfig()),
+                                user_attrs={records.BASELINE_ATTR: True})
+        default = run.space.default_config()
+        if default != TuningConfig() and not trials:
+            run.study.enqueue_trial(run.space.params_for(default))
+
+
+def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult]:
+    config = run.space.suggest(trial)
+    workdir = run.directory / "trials" / str(trial.number)
+    request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+                           measure=run.measure, seed=run.settings.weights_seed,
+                           dump_graph=run.settings.dump_graph)
+    result = run_isolated(request, workdir, run.settings.trial_timeout)
+    if not run.settings.keep_trial_dirs and result.ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return config, result
+
+
+def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: TrialResult) -> None:
+    baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
+    for key, value in records.store_attrs(result, config, baseline).items():
+        trial.set_user_attr(key, value)
+    if not result.ok:
+        run.study.tell(trial, state=TrialState.FAIL)
+        return
+    base = run.baseline()
+    base_ips = (records.trial_result(base).metrics.throughput_ips if base else
+                result.metrics.throughput_ips if baseline else None)
+    if base_ips:
+        trial.set_user_attr(SPEEDUP_ATTR, result.metrics.throughput_ips / base_ips)
+    run.study.tell(trial, [o.value(result.metrics) for o in run.objectives])
+
+
+def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] = ()) -> None:
+    """Run ``n_trials`` more trials (fewer if the search timeout passes); the baseline first."""
+    _enqueue_starting_points(run)
+    for callback in callbacks:
+        callback.on_study_start(run)
+    started = time.monotonic()
+    try:
+        for _ in range(n_trials):
+            if run.settings.search_timeout and time.monotonic() - started > run.settings.search_timeout:
+                break
+            trial = run.study.ask()
+            try:
+                config, result = _run_one(run, trial)
+            except BaseException:
+                run.study.tell(trial, state=TrialState.FAIL)
+                raise
+            _tell(run, trial, config, result)
+            run.trials_this_session += 1
+            frozen = run.study.get_trials(deepcopy=False)[trial.number]
+            for callback in callbacks:
+                callback.on_trial_end(run, frozen, result)
+            if records.is_baseline(frozen) and not result.ok:
+                last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
+                raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
+    finally:
+        for callback in callbacks:
+            callback.on_study_end(run)

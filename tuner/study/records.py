@@ -1,0 +1,51 @@
+"""How a trial's record and configuration are kept in Optuna (as trial user attributes)."""
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.config import TuningConfig
+from tuner.runner.record import TrialResult
+
+RESULT_ATTR = "result"
+CONFIG_ATTR = "config"
+BASELINE_ATTR = "baseline"
+ERROR_ATTR_LIMIT = 2000
+
+
+def store_attrs(result: TrialResult, config: TuningConfig, baseline: bool) -> dict:
+    data = result.to_dict()
+    data["error"] = data["error"][-ERROR_ATTR_LIMIT:]
+    return {RESULT_ATTR: data, CONFIG_ATTR: config.to_dict(), BASELINE_ATTR: baseline}
+
+
+def trial_result(trial: FrozenTrial) -> TrialResult | None:
+    data = trial.user_attrs.get(RESULT_ATTR)
+    return TrialResult.from_dict(data) if data else None
+
+
+def trial_config(trial: FrozenTrial) -> TuningConfig:
+    return TuningConfig.from_dict(trial.user_attrs.get(CONFIG_ATTR, {}))
+
+
+def is_baseline(trial: FrozenTrial) -> bool:
+    return bool(trial.user_attrs.get(BASELINE_ATTR))
+
+
+def ok_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Completed trials whose output matched the reference (the only ones that can win)."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and (r := trial_result(t))
+            and r.ok and r.metrics is not None]
+
+
+def baseline_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    return next((t for t in ok_trials(trials) if is_baseline(t)), None)
+
+
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Ok trials best first by the study's first objective (Pareto members first)."""
+    trials = ok_trials(study.get_trials(deepcopy=False))
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    pareto = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
+    return sorted(trials, key=lambda t: (t.number not in pareto,
+                                         -t.values[0] if maximize else t.values[0]))

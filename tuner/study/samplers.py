@@ -1,0 +1,32 @@
+"""Optuna samplers by name."""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import optuna
+
+from tuner.errors import UsageError
+
+SAMPLER_NAMES = ("tpe", "random", "cmaes", "nsga2", "gp")
+
+
+def make_sampler(name: str, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "cmaes":
+        if n_objectives > 1:
+            raise UsageError("--sampler cmaes: single objective only (use tpe or nsga2)")
+        if importlib.util.find_spec("cmaes") is None:
+            raise UsageError("--sampler cmaes: needs the 'cmaes' package (pip install cmaes)")
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise UsageError("--sampler gp: needs PyTorch (pip install -e '.[gp]')")
+        return optuna.samplers.GPSampler(seed=seed)
+    raise UsageError(f"--sampler {name}: unknown (choose from {', '.join(SAMPLER_NAMES)})")

@@ -1,0 +1,48 @@
+"""Where studies live: the Optuna storage and each study's local files under the runs dir."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from tuner.errors import UsageError
+
+DEFAULT_RUNS_DIR = Path("mlruns")
+
+
+def default_storage_url(runs_dir: Path) -> str:
+    return f"sqlite:///{runs_dir / 'optuna.db'}"
+
+
+def default_tracking_uri(runs_dir: Path) -> str:
+    return f"sqlite:///{runs_dir / 'mlflow.db'}"
+
+
+def open_storage(url: str | None, runs_dir: Path) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    url = url or default_storage_url(runs_dir)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--storage {url}: cannot open ({reason})") from None
+
+
+def study_dir(runs_dir: Path, study_name: str) -> Path:
+    """Local files of a study: assets/ (weights, input, reference) and trials/<number>/."""
+    return runs_dir / "studies" / study_name
+
+
+def pick_study_name(storage: optuna.storages.BaseStorage, requested: str | None) -> str:
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if requested:
+        if requested not in names:
+            raise UsageError(f"--study-name {requested}: no such study "
+                             f"(studies: {', '.join(names) or 'none'})")
+        return requested
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("no study in the storage: run python -m tuner.search first")
+    raise UsageError(f"several studies, choose one with --study-name: {', '.join(names)}")
