@@ -32,7 +32,7 @@ class TunedNetwork(nn.Cell):
 
 
 def apply_process_settings(config: TuningConfig) -> None:
-    """Set the environment variables and MindSpore runtime settings of ``config``.
+    """Set the environment variables of ``config`` in this process.
 
     Fusion flags take effect for cells compiled afterwards. OpenMP reads its variables when the
     OpenMP runtime starts, so in a long-running process they only fully apply when set before
@@ -40,13 +40,6 @@ def apply_process_settings(config: TuningConfig) -> None:
     """
     os.environ.pop("MS_DEV_GRAPH_KERNEL_FLAGS", None)
     os.environ.update(config.environment())
-    if config.runtime.ms_threads is not None:
-        from mindspore.device_context.cpu import op_tuning
-
-        try:
-            op_tuning.threads_num(config.runtime.ms_threads)
-        except RuntimeError:
-            pass  # already set once in this process; MindSpore allows it only before it starts
 
 
 def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None = None,

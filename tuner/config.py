@@ -136,15 +136,14 @@ class RuntimeConfig(_Section):
     """Process-level runtime settings. ``None``/``default`` leaves MindSpore's own choice.
 
     ``omp_num_threads`` and ``omp_wait_policy`` become ``OMP_NUM_THREADS``/``OMP_WAIT_POLICY`` (read
-    by OpenMP when the process starts, so they are set before MindSpore is imported);
-    ``ms_threads`` is MindSpore's CPU operator thread count (``device_context.cpu.op_tuning``).
+    by OpenMP when the process starts, so they are set before MindSpore is imported). MindSpore's
+    ``op_tuning.threads_num`` is not offered: it showed no effect on CPU inference here.
     """
 
     SECTION = "runtime"
     omp_num_threads: int | None = field(default=None, metadata=_domain(low=1, high=1024))
     omp_wait_policy: str = field(default="default",
                                  metadata=_domain(choices=("default", "ACTIVE", "PASSIVE")))
-    ms_threads: int | None = field(default=None, metadata=_domain(low=1, high=1024))
 
     def environment(self) -> dict[str, str]:
         env = {}

@@ -6,7 +6,7 @@ from tuner.kernels import ConvWorkload
 DENSE_VARIANTS = [
     {},  # YAML defaults
     {"oc_register_block": 14, "spatial_vectors": 2, "reduction_block": 64, "spatial_block": 64,
-     "oc_cache_block": 32, "loop_order": "m_outer", "unroll": 1},
+     "oc_cache_block": 32, "loop_order": "m_outer", "unroll": 1, "balance_tasks": False},
     {"oc_register_block": 4, "spatial_vectors": 4, "reduction_block": 512, "spatial_block": 1024,
      "oc_cache_block": 2048, "unroll": 8},
     {"oc_register_block": 6, "spatial_vectors": 1, "reduction_block": 128, "spatial_block": 128},

@@ -26,6 +26,8 @@ class Metrics:
     - ``peak_memory_mb``: the process resident-set high-water mark (VmHWM) from just after
       compilation to the end of the timed runs, so it includes MindSpore itself, the weights and
       the graph's buffers. ``compile_peak_memory_mb``: VmHWM up to the end of compilation.
+    - ``cpu_utilization``: process CPU time (user + system) divided by wall time over the warm-up
+      and timed runs (2.0 = two cores busy); ``os_threads``: the process's threads after the runs.
     - ``max_abs_error``: max |out - ref| against the untuned network's output on the study's
       fixed input; ``max_rel_error``: that divided by max |ref|.
     """
@@ -39,6 +41,8 @@ class Metrics:
     peak_memory_mb: float
     compile_peak_memory_mb: float
     timed_runs: int
+    cpu_utilization: float
+    os_threads: int
     max_abs_error: float
     max_rel_error: float
 

@@ -39,6 +39,11 @@ def _error_text(limit: int = 4000) -> str:
     return traceback.format_exc()[-limit:]
 
 
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -126,14 +131,17 @@ def _measure(request: TrialRequest) -> TrialResult:
         outputs.append(tuned(x).asnumpy())
         del outputs[:-1]
 
+    cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
     try:
         durations = time_runs(run_once, request.measure)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
+    cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     abs_error, rel_error = output_error(outputs[-1], reference)
     metrics = Metrics(compile_seconds=compile_seconds,
                       **latency_summary(durations, request.target.batch_size),
                       peak_memory_mb=read_hwm_mb(), compile_peak_memory_mb=compile_peak,
+                      cpu_utilization=cpu_utilization, os_threads=len(os.listdir("/proc/self/task")),
                       max_abs_error=abs_error, max_rel_error=rel_error)
     if not rel_error <= request.measure.rel_tolerance:
         return TrialResult(Status.WRONG_RESULT, metrics,

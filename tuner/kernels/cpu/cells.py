@@ -47,7 +47,8 @@ class CustomConv2d(nn.Cell):
         def out_dtype(x_dtype, *_):
             return x_dtype
 
-        func = f"{Path(library).resolve()}:{ENTRY_POINTS[kind]}"
+        self.library = Path(library).resolve()
+        func = f"{self.library}:{ENTRY_POINTS[kind]}"
         self.conv = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
         self.conv_residual = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype,
                                         func_type="aot")

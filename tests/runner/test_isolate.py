@@ -1,0 +1,58 @@
+"""A trial's failures come back as records: crash, hang, Python error, wrong output."""
+
+from tuner.config import TuningConfig
+from tuner.models import TuningTarget
+from tuner.runner.isolate import run_isolated
+from tuner.runner.measurement import MeasureSettings
+from tuner.runner.record import Status
+from tuner.runner.request import TrialRequest
+
+CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"
+
+
+def _request(tiny_assets, config, model=CRASHY, **measure):
+    return TrialRequest("measure", TuningTarget(model, 2, 16), str(tiny_assets), config=config,
+                        measure=MeasureSettings(**measure))
+
+
+def test_ok_trial_measures_everything(measure_tiny):
+    result = measure_tiny()
+    assert result.status is Status.OK
+    m = result.metrics
+    assert m.timed_runs >= 3 and m.latency_p50_ms > 0 and m.throughput_ips > 0
+    assert m.latency_p50_ms <= m.latency_p90_ms <= m.latency_p99_ms
+    assert m.peak_memory_mb > 100 and m.compile_seconds > 0
+    assert m.max_abs_error == 0.0  # the untuned network reproduces its own reference
+
+
+def test_segfault_is_a_compile_error_record(tiny_assets, tmp_path):
+    crash = TuningConfig.from_knobs({"runtime.omp_num_threads": 3})
+    result = run_isolated(_request(tiny_assets, crash), tmp_path, timeout=60)
+    assert result.status is Status.COMPILE_ERROR
+    assert "SIGSEGV" in result.error and "phase load" in result.error
+
+
+def test_hang_is_killed_at_the_timeout(tiny_assets, tmp_path):
+    hang = TuningConfig.from_knobs({"runtime.omp_num_threads": 4})
+    result = run_isolated(_request(tiny_assets, hang), tmp_path, timeout=8)
+    assert result.status is Status.TIMEOUT
+    assert 8 <= result.wall_seconds < 20
+    assert "killed during phase load" in result.error
+
+
+def test_compile_failure_keeps_the_compiler_message(measure_tiny):
+    config = TuningConfig.from_knobs({"graph_kernel.enabled": True,
+                                      "graph_kernel.enable_cluster_ops": ["BatchNorm"]})
+    result = measure_tiny(config)
+    assert result.status is Status.COMPILE_ERROR
+    assert "Traceback" in result.error and result.metrics is None
+
+
+def test_output_beyond_tolerance_is_a_wrong_result(tiny_assets, tmp_path):
+    # Folding BatchNorm changes float rounding (~1e-7 relative): a tolerance below that fails it.
+    folded = TuningConfig.from_knobs({"rewrites.fold_batchnorm": "all"})
+    request = _request(tiny_assets, folded, model="tests.fixtures.tiny_models:tiny_net",
+                       rel_tolerance=1e-12)
+    result = run_isolated(request, tmp_path, timeout=60)
+    assert result.status is Status.WRONG_RESULT
+    assert result.metrics.max_rel_error > 1e-12 and "tolerance" in result.error

@@ -1,0 +1,44 @@
+"""The study survives crashing and hanging trials and keeps every completed one."""
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.models import TuningTarget
+from tuner.runner.measurement import MeasureSettings
+from tuner.space import load_space
+from tuner.study import records
+from tuner.study.loop import StudySettings, open_run, run_trials
+from tuner.study.objectives import parse_objectives
+
+SPACE = """version: 1
+device: CPU
+knobs:
+  rewrites.fold_batchnorm: {type: categorical, choices: [none, all], default: none}
+  runtime.omp_num_threads: {type: categorical, choices: [null, 1, 3, 4], default: null}
+"""
+
+
+def test_crash_and_hang_cost_one_trial_each(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    study = optuna.create_study(direction="maximize",
+                                storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s")
+    target = TuningTarget("tests.fixtures.tiny_models:crash_or_hang_by_threads", 2, 16)
+    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
+                   MeasureSettings(min_runs=2, min_seconds=0.0),
+                   StudySettings(trial_timeout=10), tmp_path / "study")
+    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
+                        user_attrs={records.BASELINE_ATTR: True})
+    for threads in (3, 4, 1):
+        study.enqueue_trial({"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": threads})
+    run_trials(run, 4)
+    trials = study.get_trials()
+    statuses = [records.trial_result(t).status.value for t in trials]
+    assert statuses == ["ok", "compile_error", "timeout", "ok"]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
+                                         TrialState.COMPLETE]
+    assert "SIGSEGV" in records.trial_result(trials[1]).error
+    assert trials[3].user_attrs["speedup"] > 0
+    assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept
+    assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)

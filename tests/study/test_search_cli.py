@@ -1,0 +1,125 @@
+"""The commands as a user runs them: search, resume, MLflow runs, export, measure, bad input."""
+import json
+import subprocess
+import sys
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, TINY_MODEL
+
+FAST = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
+        "--min-seconds", "0", "--no-progress", "--seed", "1"]
+
+
+def tuner(module, *args, runs_dir=None, check=True):
+    runs_args = ["--runs-dir", str(runs_dir)] if runs_dir else []
+    process = subprocess.run([sys.executable, "-m", f"tuner.{module}", *map(str, args), *runs_args],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check:
+        assert process.returncode == 0, process.stderr[-3000:]
+    return process
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A 3-trial search, then the same command again with 2 more trials (resume)."""
+    runs = tmp_path_factory.mktemp("runs")
+    first = tuner("search", *FAST, "--trials", "3", runs_dir=runs)
+    second = tuner("search", *FAST, "--trials", "2", runs_dir=runs)
+    return runs, first, second
+
+
+def _study(runs):
+    storage = f"sqlite:///{runs / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_search_leaves_a_study_with_the_baseline_first_and_resumes(searched):
+    runs, first, second = searched
+    study = _study(runs)
+    assert study.study_name == "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput"
+    trials = study.get_trials()
+    assert len(trials) == 5
+    assert trials[0].user_attrs["baseline"] is True
+    assert trials[0].user_attrs["result"]["status"] == "ok"
+    assert all("speedup" in t.user_attrs for t in trials if t.state.name == "COMPLETE")
+    for output in (first.stdout, second.stdout):
+        assert "baseline" in output and "speedup" in output and "best configuration:" in output
+
+
+def test_mlflow_has_one_parent_run_with_a_nested_run_per_trial(searched):
+    runs, _, _ = searched
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tuner")
+    all_runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 5
+    parent = parents[0]
+    assert parent.data.params["model"] == TINY_MODEL
+    assert parent.data.params["mindspore_version"].startswith("2.")
+    assert parent.data.metrics["best_throughput_ips"] > 0 and "best_trial" in parent.data.tags
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    ok = [c for c in children if c.data.tags["status"] == "ok"]
+    assert ok
+    child = ok[0]
+    for metric in ("throughput_ips", "latency_p50_ms", "latency_p99_ms", "peak_memory_mb",
+                   "compile_seconds", "max_rel_error", "speedup"):
+        assert metric in child.data.metrics
+    assert "graph_kernel.enabled" in child.data.params
+    assert "rewrites.fold_batchnorm" in child.data.params
+    config = mlflow.artifacts.load_dict(f"{child.info.artifact_uri}/config.json")
+    assert set(config) >= {"graph_kernel", "rewrites", "runtime"}
+
+
+def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
+    runs, _, _ = searched
+    out = tmp_path / "best.json"
+    tuner("export", "--out", out, runs_dir=runs)
+    exported = json.loads(out.read_text())
+    assert exported["schema_version"] == 1 and exported["model"] == TINY_MODEL
+    assert exported["input_shape"] == [2, 3, 16, 16] and exported["device"] == "CPU"
+    assert exported["metrics"]["throughput_ips"] > 0
+    assert exported["baseline_metrics"]["throughput_ips"] > 0
+    study = _study(runs)
+    best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.values[0])
+    assert exported["study"]["trial"] == best.number
+    second = tmp_path / "second.json"
+    tuner("export", "--rank", "2", "--out", second, runs_dir=runs)
+    assert json.loads(second.read_text())["metrics"]["throughput_ips"] <= \
+        exported["metrics"]["throughput_ips"]
+    measured = tuner("measure", out, "--min-runs", "2", "--min-seconds", "0")
+    assert "speedup now:" in measured.stdout and "tuned now" in measured.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet51", "--trials", "1"], "--model resnet51: not a mindcv model; close names: resnet50"),
+    (["--model", "nosuchpackage.mod:make", "--trials", "1"], "cannot import module 'nosuchpackage.mod'"),
+    (["--device", "GPU"], "--device GPU: not available here:"),
+    (["--device", "Ascend"], "--device Ascend: not available here:"),
+    (["--device", "TPU"], "--device TPU: unknown device"),
+    (["--trials", "0"], "argument --trials: 0 is not a positive integer"),
+    (["--objective", "speed"], "--objective speed: unknown"),
+    (["--sampler", "cmaes", "--objective", "throughput", "memory"], "single objective only"),
+    (["--space", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read search space"),
+    (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot open"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    process = tuner("search", *args, "--no-progress", runs_dir=tmp_path, check=False)
+    assert process.returncode == 2, process.stderr[-2000:]
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], process.stderr
+
+
+def test_bad_export_requests_are_one_line(tmp_path):
+    process = tuner("export", "--out", tmp_path / "x.json", runs_dir=tmp_path, check=False)
+    assert process.returncode == 2 and "no study in the storage" in process.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    process = tuner("measure", bad, check=False)
+    assert process.returncode == 2
+    assert process.stderr.strip() == f"error: {bad}: line 1: not valid JSON (Expecting property name enclosed in double quotes)"

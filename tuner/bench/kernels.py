@@ -1,0 +1,242 @@
+"""Custom CPU convolution kernels vs MindSpore's builtin ones, per workload and end to end.
+
+For every conv workload of the chosen models at 224x224: the builtin layer's time, the best
+custom time over a small sweep of the kernel's valid parameters (cpu_kernels.yaml), GFLOP/s
+and the ratio to numpy float32 matmul GFLOP/s measured in the same run. A custom variant
+counts only if its output matched the builtin reference (rel error <= tolerance). Then whole
+networks, untuned vs custom kernels (with each workload's best variant), images/s.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+IMAGE = 224
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    model: str
+    key: str
+    kind: str
+    layers: int
+    flops: int
+    builtin_seconds: float        # one builtin layer run as its own graph
+    custom_seconds: float | None  # the best verified variant's kernel alone (direct call)
+    custom_graph_seconds: float | None  # the same variant run as its own graph
+    best_params: dict = field(default_factory=dict)
+    failures: tuple[str, ...] = ()
+
+    def gflops(self, seconds: float | None) -> float | None:
+        return self.flops / seconds / 1e9 if seconds else None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2_100"])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer variants and repeats; end to end at the smallest batch only")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end comparison")
+
+
+def best_time(call: Callable[[], Any], min_repeats: int, budget: float) -> float:
+    """Fastest of at least ``min_repeats`` calls (more while within ``budget`` seconds)."""
+    times, started = [], time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - started < budget and len(times) < 50):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def numpy_sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    a @ a  # warm-up (thread pool start)
+    seconds = best_time(lambda: a @ a, repeats, 1.0)
+    return 2 * n**3 / seconds / 1e9
+
+
+def sweep(space, count: int) -> list[dict]:
+    """The defaults, then one-parameter-at-a-time neighbours, each valid, at most ``count``."""
+    defaults = space.defaults()
+    candidates = [defaults]
+    for param in space.params:
+        for value in param.values():
+            candidate = {**defaults, param.name: value}
+            if candidate not in candidates and space.is_valid(candidate):
+                candidates.append(candidate)
+    head, rest = candidates[:1], candidates[1:]
+    step = max(1, len(rest) // max(1, count - 1))
+    return (head + rest[::step])[:count]
+
+
+def _run(cell, inputs):
+    return cell(*inputs).asnumpy()
+
+
+def bench_workload(library, model, group, variants, quick) -> WorkloadResult:
+    from mindspore import Parameter, Tensor
+    from tuner.kernels.cpu.cells import BuiltinConvUnit
+    from tuner.kernels.cpu.direct import DirectKernelCall
+    from tuner.kernels.cpu.library import reference_conv
+
+    w = group.workload
+    rng = np.random.default_rng(0)
+    conv = reference_conv(w)
+    fan_in = conv.weight.shape[1] * w.kernel[0] * w.kernel[1]
+    weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
+    bias = rng.standard_normal(w.out_channels).astype(np.float32)
+    conv.weight = Parameter(Tensor(weight), name="weight")
+    conv.bias = Parameter(Tensor(bias), name="bias")
+    inputs = [Tensor(rng.standard_normal(w.input_shape).astype(np.float32))]
+    if w.has_residual:
+        inputs.append(Tensor(rng.standard_normal(w.output_shape).astype(np.float32)))
+    builtin = BuiltinConvUnit(conv, None, w.activation)
+    builtin.compile(*inputs)
+    t0 = time.perf_counter()
+    reference = _run(builtin, inputs)
+    builtin_seconds = time.perf_counter() - t0
+    scale = max(float(np.abs(reference).max()), 1e-30)
+    best, best_graph, best_params, failures = None, None, {}, []
+    for params in variants:
+        try:
+            cell = library.custom_cell(w, params, weight, bias)
+        except Exception as error:  # a failed build is a failed variant, reported below
+            failures.append(f"build {params}: {str(error).splitlines()[0]}")
+            continue
+        output = _run(cell, inputs)
+        error = float(np.abs(output - reference).max()) / scale
+        if not error <= TOLERANCE:
+            failures.append(f"mismatch {error:.2g} {params}")
+            continue
+        direct = DirectKernelCall(cell, w.kind, [t.asnumpy() for t in inputs], w.output_shape)
+        if direct() != 0 or not np.array_equal(direct.output, output):
+            failures.append(f"direct call differs from the graph run {params}")
+            continue
+        seconds = best_time(direct, 3 if quick else 5, 0.2 if quick else 0.5)
+        if best is None or seconds < best:
+            best, best_params = seconds, params
+            best_graph = best_time(lambda: _run(cell, inputs), 2, 0.1)
+    return WorkloadResult(model, w.key, w.kind, len(group.layer_paths), w.flops, builtin_seconds,
+                          best, best_graph, best_params, tuple(failures))
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
+    print("\nbuiltin/graph: the layer alone as a graph (includes ~0.2 ms launch overhead); "
+          "kernel: the custom kernel called directly; speedup = builtin / custom graph")
+    print(f"{'model':16} {'workload':44} {'n':>2} {'builtin ms':>10} {'graph ms':>9} "
+          f"{'kernel ms':>9} {'speedup':>7} {'GF/s':>5} {'/numpy':>6}  best params")
+    for r in results:
+        speedup = r.builtin_seconds / r.custom_graph_seconds if r.custom_graph_seconds else None
+        gf = r.gflops(r.custom_seconds)
+        print(f"{r.model:16} {r.key:44} {r.layers:>2} {r.builtin_seconds * 1e3:>10.2f} "
+              f"{_fmt(r.custom_graph_seconds and r.custom_graph_seconds * 1e3, '>9.3f')} "
+              f"{_fmt(r.custom_seconds and r.custom_seconds * 1e3, '>9.3f')} "
+              f"{_fmt(speedup, '>7.1f')} {_fmt(gf, '>5.0f')} "
+              f"{_fmt(gf and gf / numpy_gflops, '>6.2f')}  {_short(r.best_params)}")
+        for failure in r.failures:
+            print(f"{'':20}! {failure}")
+
+
+_ABBREVIATIONS = {"oc_register_block": "mr", "spatial_vectors": "nv", "reduction_block": "kc",
+                  "spatial_block": "nc", "oc_cache_block": "mc", "loop_order": "order",
+                  "unroll": "unroll", "ow_vectors": "owv", "oh_rows": "ohr"}
+
+
+def _short(params: dict) -> str:
+    return ",".join(f"{_ABBREVIATIONS.get(k, k)}={v}" for k, v in params.items())
+
+
+def summarize(results: list[WorkloadResult], numpy_gflops: float) -> None:
+    print(f"\nsummary (numpy float32 matmul: {numpy_gflops:.0f} GFLOP/s)")
+    groups: dict[tuple, list[WorkloadResult]] = {}
+    for r in results:
+        batch = int(r.key.split("_n")[1].split("_")[0])
+        groups.setdefault((r.model, batch, r.kind), []).append(r)
+    for (model, batch, kind), rs in sorted(groups.items()):
+        verified = [r for r in rs if r.custom_seconds]
+        ratios = [r.gflops(r.custom_seconds) / numpy_gflops for r in verified]
+        speedups = [r.builtin_seconds / r.custom_graph_seconds for r in verified]
+        if not verified:
+            print(f"{model} b{batch} {kind}: no verified custom variant")
+            continue
+        print(f"{model} b{batch} {kind}: {len(verified)}/{len(rs)} workloads verified; "
+              f"kernel GFLOP/s / numpy median {statistics.median(ratios):.2f} "
+              f"(min {min(ratios):.2f}, max {max(ratios):.2f}); graph speedup vs builtin median "
+              f"{statistics.median(speedups):.1f}x (min {min(speedups):.1f}x)")
+
+
+def bench_end_to_end(library, model, batch, choices, quick) -> None:
+    import mindcv
+    from mindspore import Tensor
+    from tuner.kernels.cpu.probe import _Wrapper
+
+    net = mindcv.create_model(model)
+    net.set_train(False)
+    x = Tensor(np.random.default_rng(1).standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32))
+    untuned = _Wrapper(net)
+    untuned.compile(x)
+    t0 = time.perf_counter()
+    reference = untuned(x).asnumpy()
+    untuned_seconds = time.perf_counter() - t0
+    tuned = library.apply(net, choices, (batch, 3, IMAGE, IMAGE))
+    output = tuned(x).asnumpy()
+    error = float(np.abs(output - reference).max() / np.abs(reference).max())
+    seconds = best_time(lambda: tuned(x).asnumpy(), 2 if quick else 3, 1.0 if quick else 3.0)
+    line = (f"e2e {model} b{batch}: untuned {batch / untuned_seconds:.2f} images/s, "
+            f"custom kernels {batch / seconds:.2f} images/s")
+    if error <= TOLERANCE:
+        print(f"{line}, speedup {untuned_seconds / seconds:.1f}x (output rel error {error:.1e})")
+    else:
+        print(f"{line}; NOT counted: output mismatch, rel error {error:.2e}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import mindcv
+    import mindspore as ms
+    from tuner.kernels import kernel_library
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    library = kernel_library("CPU")
+    # The machine may be shared: numpy is measured several times during the run and the
+    # best value is used, which makes the reported ratios conservative.
+    numpy_samples = [numpy_sgemm_gflops()]
+    count = 3 if args.quick else 6
+    variants = {name: sweep(space, count) for name, space in library.spaces.items()}
+    results, choices = [], {}
+    for model in args.models:
+        net = mindcv.create_model(model)
+        net.set_train(False)
+        for batch in args.batch:
+            for group in library.find_workloads(net, (batch, 3, IMAGE, IMAGE)):
+                result = bench_workload(library, model, group,
+                                        variants[group.workload.kernel_name], args.quick)
+                results.append(result)
+                if result.custom_seconds:
+                    choices.setdefault((model, batch), {})[result.key] = result.best_params
+                print(f"  {model} {result.key}: builtin {result.builtin_seconds * 1e3:.1f} ms, "
+                      f"custom {_fmt(result.custom_seconds and result.custom_seconds * 1e3, '.2f')} ms",
+                      flush=True)
+            numpy_samples.append(numpy_sgemm_gflops())
+    numpy_gflops = max(numpy_samples)
+    print(f"\nnumpy float32 matmul (2048^3) GFLOP/s samples during the run: "
+          f"{', '.join(f'{v:.0f}' for v in numpy_samples)}; ratios use the best, {numpy_gflops:.0f}")
+    print_workloads(results, numpy_gflops)
+    summarize(results, numpy_gflops)
+    if not args.no_e2e:
+        e2e_batches = [min(args.batch)] if args.quick else args.batch
+        for model in args.models:
+            for batch in e2e_batches:
+                bench_end_to_end(library, model, batch, choices.get((model, batch), {}), args.quick)
+    print(f"\nnumpy float32 matmul re-measured at the end: {numpy_sgemm_gflops():.0f} GFLOP/s")
+    return 0
