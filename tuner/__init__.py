@@ -7,15 +7,15 @@ __version__ = "0.1.0"
 
 
 def apply(net, config_or_path):
-    """Return ``net`` with a tuned configuration applied (see tuner.apply.apply)."""
-    from tuner.apply import apply as _apply
+    """Return ``net`` with a tuned configuration applied (see tuner.deploy.apply)."""
+    from tuner.deploy import apply as _apply
 
     return _apply(net, config_or_path)
 
 
 def load(path, checkpoint=None):
     """Build the tuned model of an exported JSON, optionally with a checkpoint's weights."""
-    from tuner.apply import load as _load
+    from tuner.deploy import load as _load
 
     return _load(path, checkpoint)
 

@@ -77,7 +77,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     except UsageError as exc:
         raise _Failed(Status.USAGE_ERROR, str(exc)) from None
     ms = _setup(request)
-    from tuner.apply import rewrite_network
+    from tuner.deploy import rewrite_network
     from tuner.config import TuningConfig
 
     ms.set_seed(request.seed)
@@ -104,7 +104,7 @@ def _measure(request: TrialRequest) -> TrialResult:
 
     _phase("load")
     ms = _setup(request)
-    from tuner.apply import apply_process_settings, rewrite_network
+    from tuner.deploy import apply_process_settings, rewrite_network
     from tuner.models import create_model
 
     net = create_model(request.target.model)

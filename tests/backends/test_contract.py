@@ -1,0 +1,42 @@
+"""Every registered backend honours the same contract."""
+import pytest
+
+from tuner.backends import backend_names, get_backend
+from tuner.errors import UsageError
+from tuner.space import load_space
+
+
+@pytest.fixture(params=backend_names())
+def backend(request):
+    return get_backend(request.param)
+
+
+def test_name_is_the_device_target_and_lookup_ignores_case(backend):
+    assert backend.name in ("CPU", "GPU", "Ascend")
+    assert get_backend(backend.name.lower()).name == backend.name
+
+
+def test_availability_is_a_reason_or_none_and_refusal_is_one_line(backend):
+    reason = backend.unavailable_reason()
+    assert reason is None or (isinstance(reason, str) and reason and "\n" not in reason)
+    if reason is None:
+        backend.require_available()
+    else:
+        with pytest.raises(UsageError, match=f"^--device {backend.name}: not available here: "):
+            backend.require_available()
+
+
+def test_default_space_exists_and_is_for_the_device(backend):
+    space = load_space(backend.default_space_path())
+    assert space.device == backend.name and space.knobs
+
+
+def test_available_backend_runs_a_trial(backend, measure_tiny):
+    if backend.unavailable_reason():
+        pytest.skip(f"{backend.name} is not available here: {backend.unavailable_reason()}")
+    assert measure_tiny().ok
+
+
+def test_unknown_device_lists_the_known_ones():
+    with pytest.raises(UsageError, match=r"unknown device \(choose from Ascend, CPU, GPU\)"):
+        get_backend("TPU")

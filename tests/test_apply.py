@@ -1,0 +1,82 @@
+"""Deployment: tuner.apply on the user's own network, tuner.load of an exported JSON."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, TINY_MODEL
+
+SCRIPT = r"""
+import json, os, sys
+import numpy as np
+import mindspore as ms
+import tuner
+from tuner.config import TuningConfig
+from tuner.errors import UsageError
+from tuner.export_format import ExportedConfig, write_export
+from tuner.models import TuningTarget, fingerprint
+from tests.fixtures.tiny_models import tiny_net, TinyNet
+
+work = sys.argv[1]
+ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+ms.set_seed(3)
+trained = tiny_net()                      # the user's own trained network
+ms.save_checkpoint(trained, f"{work}/trained.ckpt")
+x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32))
+reference = trained(x).asnumpy()
+config = TuningConfig.from_knobs({"graph_kernel.enabled": True,
+                                  "graph_kernel.excluded_modules": ["stage1"],
+                                  "rewrites.fold_batchnorm": "all"})
+exported = ExportedConfig(TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16), config,
+                          fingerprint(trained), ms.__version__)
+write_export(exported, f"{work}/best.json")
+out = {}
+tuned = tuner.apply(trained, f"{work}/best.json")
+out["apply_error"] = float(np.abs(tuned(x).asnumpy() - reference).max())
+out["flags"] = os.environ.get("MS_DEV_GRAPH_KERNEL_FLAGS")
+loaded = tuner.load(f"{work}/best.json", checkpoint=f"{work}/trained.ckpt")
+out["load_error"] = float(np.abs(loaded(x).asnumpy() - reference).max())
+out["scale"] = float(np.abs(reference).max())
+try:
+    tuner.apply(TinyNet(channels=4), f"{work}/best.json")
+except UsageError as exc:
+    out["other_model"] = str(exc)
+print(json.dumps(out))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_apply_and_load_match_the_untuned_network(tmp_path):
+    process = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "GLOG_v": "3"})
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = json.loads(process.stdout.strip().splitlines()[-1])
+    assert out["apply_error"] <= 1e-5 * out["scale"]
+    assert out["load_error"] <= 1e-5 * out["scale"]
+    assert out["flags"] == "--opt_level=1"
+    assert "tuned for tests.fixtures.tiny_models:tiny_net" in out["other_model"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    ("[]", "expected a JSON object"),
+    ('{"schema_version": 99}', "schema_version 99 is not supported"),
+    ('{"schema_version": 1, "model": "m"}', "missing key 'input_shape'"),
+    ('{"schema_version": 1, "model": "m", "input_shape": [1, 3, 8, 8], "device": "CPU", '
+     '"fingerprint": "f", "mindspore_version": "2", "config": {"graph_kernel": {"opt_level": 7}}}',
+     "config.graph_kernel.opt_level: 7 is out of range"),
+])
+def test_bad_export_files_are_one_line_usage_errors(tmp_path, content, message):
+    from tuner.errors import UsageError
+    from tuner.export_format import read_export
+
+    path = tmp_path / "best.json"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message) as error:
+        read_export(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
