@@ -7,6 +7,7 @@ status as a tag, and the trial's config JSON (and error text) as artifacts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 from pathlib import Path
@@ -59,6 +60,8 @@ class MlflowTracker(StudyCallback):
             self.client.log_batch(run_id, **{k: v[start:start + _BATCH] for k, v in items.items()})
 
     def on_study_start(self, run):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         experiment_id = self._experiment_id()
         self.parent_id = run.study.user_attrs.get(PARENT_RUN_ATTR, "")

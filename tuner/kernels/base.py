@@ -39,7 +39,12 @@ class KernelBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class WorkloadGroup:
-    """A workload and the network layers (``cells_and_names`` paths) that share it."""
+    """A workload and the network layers (``cells_and_names`` paths) that share it.
+
+    Layers share a group when their workload ``key`` is equal, i.e. they differ at most in
+    their fused epilogue; ``workload`` carries the epilogue of the first layer (in network
+    order). One tuning choice per key applies to all of them.
+    """
 
     workload: ConvWorkload
     layer_paths: tuple[str, ...]

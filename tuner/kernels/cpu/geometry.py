@@ -12,7 +12,7 @@ from tuner.kernels.workload import ConvWorkload
 ACTIVATION_CODES = {"none": 0, "relu": 1, "relu6": 2}
 
 
-def _pair(value) -> tuple[int, int]:
+def pair(value) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     value = tuple(int(v) for v in value)
@@ -30,8 +30,8 @@ def explicit_padding(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int
         return padding if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
     if mode == "valid":
         return (0, 0, 0, 0)
-    (kh, kw), (sh, sw) = _pair(conv.kernel_size), _pair(conv.stride)
-    (dh, dw) = _pair(conv.dilation)
+    (kh, kw), (sh, sw) = pair(conv.kernel_size), pair(conv.stride)
+    (dh, dw) = pair(conv.dilation)
     result = []
     for size, k, s, d in ((height, kh, sh, dh), (width, kw, sw, dw)):
         out = math.ceil(size / s)
@@ -42,7 +42,7 @@ def explicit_padding(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int
 
 def conv_kind(conv: nn.Conv2d) -> str | None:
     """'dense', 'depthwise', or None for a convolution the kernels do not support."""
-    if _pair(conv.dilation) != (1, 1) or getattr(conv, "data_format", "NCHW") != "NCHW":
+    if pair(conv.dilation) != (1, 1) or getattr(conv, "data_format", "NCHW") != "NCHW":
         return None
     if str(conv.weight.dtype) not in ("Float32", "float32"):
         return None
@@ -62,7 +62,7 @@ def conv_workload(conv: nn.Conv2d, input_shape: tuple[int, ...], activation: str
     batch, channels, height, width = (int(v) for v in input_shape)
     workload = ConvWorkload(
         kind=kind, batch=batch, in_channels=channels, out_channels=conv.out_channels,
-        height=height, width=width, kernel=_pair(conv.kernel_size), stride=_pair(conv.stride),
+        height=height, width=width, kernel=pair(conv.kernel_size), stride=pair(conv.stride),
         padding=explicit_padding(conv, height, width), has_residual=has_residual,
         activation=activation,
     )

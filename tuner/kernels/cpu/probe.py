@@ -11,7 +11,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from tuner.kernels.cpu.geometry import _pair, explicit_padding
+from tuner.kernels.cpu.geometry import pair, explicit_padding
 
 
 def set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:
@@ -31,7 +31,7 @@ def set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:
 def conv_output_shape(conv: nn.Conv2d, input_shape) -> tuple[int, int, int, int]:
     n, _, h, w = (int(v) for v in input_shape)
     top, bottom, left, right = explicit_padding(conv, h, w)
-    (kh, kw), (sh, sw), (dh, dw) = _pair(conv.kernel_size), _pair(conv.stride), _pair(conv.dilation)
+    (kh, kw), (sh, sw), (dh, dw) = pair(conv.kernel_size), pair(conv.stride), pair(conv.dilation)
     oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
     return (n, conv.out_channels, oh, ow)
