@@ -8,6 +8,8 @@ which is how search spaces, Optuna parameters and MLflow parameters name them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -236,6 +238,13 @@ class TuningConfig:
             by_section[section][key] = value
         return cls(**{name: cls.SECTIONS[name].from_dict(values)
                       for name, values in by_section.items()}, kernels=kernels)
+
+    def canonical_hash(self) -> str:
+        """Equal for configurations that run the same: the knobs that have no effect under other
+        knobs' values hold their defaults (as the search space produces them), so the full
+        dictionary is the canonical form."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def non_default_knobs(self) -> dict[str, Any]:
         default = TuningConfig().flat()

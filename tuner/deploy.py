@@ -46,11 +46,15 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
                     device: str = "CPU") -> nn.Cell:
     """Apply the network-level parts of ``config`` to ``net`` (in place) and wrap it anew."""
     if config.kernels:
-        from tuner.kernels.apply import apply_kernel_choices
+        from tuner.kernels.registry import UnsupportedDeviceError, kernel_library
 
         if input_shape is None:
             raise UsageError("this configuration uses custom kernels: give the input shape")
-        net = apply_kernel_choices(net, config.kernels, input_shape, device)
+        try:
+            library = kernel_library(device)
+        except UnsupportedDeviceError as exc:
+            raise UsageError(str(exc)) from None
+        library.apply(net, {c.workload: dict(c.params) for c in config.kernels}, input_shape)
     scope = config.rewrites.fold_scope()
     if scope is not None:
         fold_batchnorms(net, under=scope)

@@ -76,7 +76,7 @@ def test_missing_file_is_a_usage_error(tmp_path):
 def test_every_default_space_loads_and_expresses_the_baseline(device):
     space = load_space(get_backend(device).default_space_path())
     assert space.device == device
-    space = space.with_model_stages(("layer1", "layer2"))
+    space = space.with_model(("layer1", "layer2"))
     params = space.params_for(TuningConfig())
     assert params  # the baseline is reachable through the space's knobs
     study = optuna.create_study()
@@ -86,7 +86,7 @@ def test_every_default_space_loads_and_expresses_the_baseline(device):
 
 
 def test_suggestions_respect_conditions_and_model_stages():
-    space = load_space(get_backend("CPU").default_space_path()).with_model_stages(("s1", "s2"))
+    space = load_space(get_backend("CPU").default_space_path()).with_model(("s1", "s2"))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     seen_fold_modules, seen_fusion = set(), False
     for _ in range(40):

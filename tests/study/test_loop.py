@@ -42,3 +42,24 @@ def test_crash_and_hang_cost_one_trial_each(tmp_path):
     assert trials[3].user_attrs["speedup"] > 0
     assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
+
+
+def test_a_configuration_measured_before_is_reused_not_run_again(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    study = optuna.create_study(direction="maximize")
+    target = TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16)
+    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
+                   MeasureSettings(min_runs=2, min_seconds=0.0), StudySettings(),
+                   tmp_path / "study")
+    folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
+    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
+                        user_attrs={records.BASELINE_ATTR: True})
+    study.enqueue_trial(folded)
+    study.enqueue_trial(folded)
+    run_trials(run, 3)
+    first, second = study.trials[1], study.trials[2]
+    assert records.REUSED_FROM_ATTR not in first.user_attrs
+    assert second.user_attrs[records.REUSED_FROM_ATTR] == 1
+    assert second.values == first.values and second.user_attrs["result"] == first.user_attrs["result"]
+    assert not (tmp_path / "study" / "trials" / "2").exists()  # no process was started

@@ -96,7 +96,9 @@ class MlflowTracker(StudyCallback):
             run_name=f"trial-{trial.number}" + ("-baseline" if baseline else ""),
             tags={"mlflow.parentRunId": self.parent_id, "status": result.status.value,
                   "trial_number": str(trial.number), "baseline": str(baseline).lower(),
-                  "optuna_state": trial.state.name})
+                  "optuna_state": trial.state.name,
+                  **({"reused_from": str(trial.user_attrs[records.REUSED_FROM_ATTR])}
+                     if records.REUSED_FROM_ATTR in trial.user_attrs else {})})
         run_id = child.info.run_id
         metrics = dict(result.metrics.to_dict()) if result.metrics else {}
         metrics["wall_seconds"] = result.wall_seconds

@@ -23,7 +23,8 @@ class ProgressBar(StudyCallback):
 
     def on_trial_end(self, run, trial, result):
         best = run.best_trials()
-        postfix = {"last": result.status.value}
+        reused = trial.user_attrs.get(records.REUSED_FROM_ATTR)
+        postfix = {"last": result.status.value + (f" (=#{reused})" if reused is not None else "")}
         if best:
             top = best[0]
             postfix["best"] = f"#{top.number} {top.values[0]:.4g} {run.objectives[0].unit}"
@@ -46,8 +47,10 @@ def summary_table(run) -> str:
         result = records.trial_result(t)
         key = result.status.value if result else t.state.name.lower()
         statuses[key] = statuses.get(key, 0) + 1
+    reused = sum(records.REUSED_FROM_ATTR in t.user_attrs for t in trials)
     lines = [f"study {run.study.study_name}: {len(trials)} trials "
-             f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})"]
+             f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}; "
+             f"{reused} reused an identical configuration's measurement)"]
     if base is None or best is None:
         return "\n".join(lines + ["no successful trial yet"])
     rows = [("", "baseline", f"best (trial {best.number})")]

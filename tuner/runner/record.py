@@ -13,6 +13,7 @@ class Status(str, Enum):
     TIMEOUT = "timeout"                # killed after --trial-timeout seconds
     WRONG_RESULT = "wrong_result"      # output beyond tolerance of the untuned reference
     USAGE_ERROR = "usage_error"        # the request itself is wrong (e.g. unknown model)
+    INVALID_CONFIG = "invalid_config"  # breaks a declared restriction; never run
 
 
 @dataclass(frozen=True)

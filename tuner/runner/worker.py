@@ -6,6 +6,7 @@ Everything MindSpore-related happens here, never in the study's process.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -90,12 +91,57 @@ def _prepare(request: TrialRequest) -> TrialResult:
     np.save(assets / INPUT_FILE, x)
     info = {"stages": list(model_stages(net)), "fingerprint": fingerprint(net),
             "mindspore_version": ms.__version__, "cpu_model": cpu_model(),
-            "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters()))}
+            "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters())),
+            "workloads": _conv_workloads(net, request)}
     _phase("compile")
     reference = rewrite_network(net, TuningConfig())(ms.Tensor(x)).asnumpy()
     np.save(assets / REFERENCE_FILE, reference)
     (assets / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
     return TrialResult(Status.OK)
+
+
+def _conv_workloads(net, request: TrialRequest) -> list[dict]:
+    """The model's convolution workloads that the device's custom kernels can run."""
+    from tuner.kernels.registry import has_kernels, kernel_library
+
+    if not has_kernels(request.target.device):
+        return []
+    groups = kernel_library(request.target.device).find_workloads(net, request.target.input_shape)
+    return [{"key": g.workload.key, "kernel": g.workload.kernel_name, "layers": list(g.layer_paths),
+             "flops": g.workload.flops} for g in groups]
+
+
+def _verify_kernels(request: TrialRequest, net) -> None:
+    """Check each custom kernel variant against MindSpore's operator before measuring.
+
+    Verdicts are cached per (workload, params) in the study's assets, as verification runs the
+    slow builtin convolution."""
+    if not request.config.kernels:
+        return
+    from tuner.kernels.registry import kernel_library
+
+    library = kernel_library(request.target.device)
+    groups = {g.workload.key: g.workload
+              for g in library.find_workloads(net, request.target.input_shape)}
+    cache = request.asset("verified")
+    cache.mkdir(exist_ok=True)
+    for choice in request.config.kernels:
+        if choice.workload not in groups:
+            raise _Failed(Status.COMPILE_ERROR, f"kernels: {choice.workload} is not a workload "
+                          f"of {request.target.model} at {request.target.input_shape}")
+        key = hashlib.sha256(json.dumps(choice.to_dict(), sort_keys=True).encode()).hexdigest()[:24]
+        verdict_path = cache / f"{key}.json"
+        if verdict_path.exists():
+            verdict = json.loads(verdict_path.read_text())
+        else:
+            result = library.verify(groups[choice.workload], dict(choice.params))
+            verdict = {"ok": result.ok, "message": result.message,
+                       "max_rel_error": result.max_rel_error}
+            verdict_path.write_text(json.dumps(verdict))
+        if not verdict["ok"]:
+            status = Status.COMPILE_ERROR if "failed" in verdict["message"] else Status.WRONG_RESULT
+            raise _Failed(status, f"custom kernel for {choice.workload} {dict(choice.params)} "
+                          f"rejected before measuring: {verdict['message']}")
 
 
 def _measure(request: TrialRequest) -> TrialResult:
@@ -112,6 +158,7 @@ def _measure(request: TrialRequest) -> TrialResult:
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
     _phase("rewrite")
+    _verify_kernels(request, net)
     try:
         apply_process_settings(request.config)
         tuned = rewrite_network(net, request.config, request.target.input_shape,

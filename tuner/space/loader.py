@@ -25,6 +25,7 @@ import yaml
 
 from tuner.config import all_knob_paths, knob_field, check_field
 from tuner.errors import ConfigError, UsageError
+from tuner.space.kernel_knobs import BUILTIN, CUSTOM, KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.space import MODEL_STAGES, SearchSpace
 
@@ -62,7 +63,7 @@ def _fail(path: Path, key: str, reason: str) -> SpaceError:
 def _parse(path: Path, document: Any) -> SearchSpace:
     if not isinstance(document, dict):
         raise _fail(path, "<top>", "expected a mapping with 'version', 'device' and 'knobs'")
-    unknown = set(document) - {"version", "device", "knobs", "description"}
+    unknown = set(document) - {"version", "device", "knobs", "description", "custom_kernels"}
     if unknown:
         raise _fail(path, sorted(unknown)[0], "unknown top-level key")
     if document.get("version") != SCHEMA_VERSION:
@@ -76,7 +77,32 @@ def _parse(path: Path, document: Any) -> SearchSpace:
     knobs: list[Knob] = []
     for knob_path, spec in knobs_doc.items():
         knobs.append(_parse_knob(path, str(knob_path), spec, knobs))
-    return SearchSpace(source=path, device=device, knobs=tuple(knobs))
+    kernels = _parse_custom_kernels(path, device, document.get("custom_kernels"))
+    return SearchSpace(source=path, device=device, knobs=tuple(knobs), kernels=kernels)
+
+
+def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs | None:
+    """``custom_kernels: {params: <kernel parameter YAML>, default: builtin|custom}``."""
+    if section is None:
+        return None
+    from tuner.kernels.registry import has_kernels, unsupported_reason
+    from tuner.kernels.space import load_kernel_space
+
+    if not has_kernels(device):
+        raise _fail(path, "custom_kernels", unsupported_reason(device))
+    if not isinstance(section, dict) or set(section) - {"params", "default"}:
+        raise _fail(path, "custom_kernels", "expected {params: <file>, default: builtin|custom}")
+    default = section.get("default", CUSTOM)
+    if default not in (BUILTIN, CUSTOM):
+        raise _fail(path, "custom_kernels.default", f"{default!r} is not builtin or custom")
+    params_file = path.parent / str(section.get("params", ""))
+    try:
+        spaces = load_kernel_space(params_file)
+    except OSError as exc:
+        raise _fail(path, "custom_kernels.params", f"cannot read {params_file} ({exc.strerror})") from None
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise _fail(path, "custom_kernels.params", f"{params_file}: {exc}") from None
+    return KernelKnobs(spaces=spaces, default_impl=default)
 
 
 def _parse_knob(path: Path, knob_path: str, spec: Any, earlier: list[Knob]) -> Knob:

@@ -9,10 +9,11 @@ from typing import Any
 import optuna
 
 from tuner.config import TuningConfig
+from tuner.space.kernel_knobs import KernelKnobs, Workload
 from tuner.space.knobs import Knob, SubsetKnob
 
 MODEL_STAGES = "model_stages"
-"""Placeholder choices of a subset knob: the model's stages, filled in by ``with_model_stages``."""
+"""Placeholder choices of a subset knob: the model's stages, filled in by ``with_model``."""
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,14 @@ class SearchSpace:
     """Knobs in declaration order; a knob's conditions only refer to knobs declared before it.
 
     Knobs absent from the space keep the value of the untuned baseline (``TuningConfig()``).
+    ``kernels`` (when the space declares custom kernels) adds per-workload kernel knobs once the
+    model's workloads are known (``with_model``).
     """
 
     source: Path
     device: str
     knobs: tuple[Knob, ...]
+    kernels: KernelKnobs | None = None
 
     def knob(self, path: str) -> Knob | None:
         return next((k for k in self.knobs if k.path == path), None)
@@ -37,7 +41,11 @@ class SearchSpace:
         for knob in self.knobs:
             if self._is_active(knob, values):
                 values[knob.path] = knob.suggest(trial)
-        return TuningConfig.from_knobs(values)
+        return TuningConfig.from_knobs(values, self.kernels.suggest(trial) if self.kernels else ())
+
+    def invalid_reason(self, config: TuningConfig) -> str | None:
+        """Why ``config`` breaks a declared restriction (custom kernels' tiling), or None."""
+        return self.kernels.invalid_reason(config.kernels) if self.kernels else None
 
     def params_for(self, config: TuningConfig) -> dict[str, Any]:
         """The Optuna parameters under which ``suggest`` yields ``config``.
@@ -60,6 +68,10 @@ class SearchSpace:
                 raise ValueError(f"{self.source}: knob {knob.path}: {problem}")
             values[knob.path] = value
             params.update(knob.params_for(value))
+        if self.kernels is not None:
+            params.update(self.kernels.params_for(config.kernels))
+        elif config.kernels:
+            raise ValueError(f"{self.source}: the space has no custom kernels")
         rebuilt = TuningConfig.from_knobs(values, kernels=config.kernels)
         if rebuilt != config:
             differing = sorted(k for k, v in config.flat().items() if rebuilt.flat().get(k) != v)
@@ -72,19 +84,28 @@ class SearchSpace:
         for knob in self.knobs:
             if self._is_active(knob, values):
                 values[knob.path] = knob.default
-        return TuningConfig.from_knobs(values)
+        return TuningConfig.from_knobs(
+            values, self.kernels.default_choices() if self.kernels else ())
 
-    def with_model_stages(self, stages: tuple[str, ...]) -> "SearchSpace":
-        """Replace ``model_stages`` placeholder choices by the model's actual stage names."""
+    def with_model(self, stages: tuple[str, ...],
+                   workloads: tuple[Workload, ...] = ()) -> "SearchSpace":
+        """Fill in the model's stage names (``model_stages`` choices) and conv workloads."""
         knobs = tuple(
             dataclasses.replace(k, choices=tuple(stages))
             if isinstance(k, SubsetKnob) and k.choices == (MODEL_STAGES,) else k
             for k in self.knobs)
-        return dataclasses.replace(self, knobs=knobs)
+        kernels = (dataclasses.replace(self.kernels, workloads=tuple(workloads))
+                   if self.kernels else None)
+        return dataclasses.replace(self, knobs=knobs, kernels=kernels)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for MLflow."""
-        return {"source": str(self.source), "device": self.device,
+        kernels = ({"default": self.kernels.default_impl,
+                    "workloads": [dataclasses.asdict(w) for w in self.kernels.workloads],
+                    "params": {name: [dataclasses.asdict(p) for p in space.params]
+                               for name, space in self.kernels.spaces.items()}}
+                   if self.kernels else None)
+        return {"source": str(self.source), "device": self.device, "custom_kernels": kernels,
                 "knobs": {k.path: {"type": type(k).__name__, **{
                     f.name: getattr(k, f.name) for f in dataclasses.fields(k)
                     if f.name not in ("path",)}} for k in self.knobs}}

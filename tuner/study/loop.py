@@ -25,6 +25,7 @@ from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
 from tuner.space import SearchSpace
+from tuner.space.kernel_knobs import Workload
 from tuner.study import records
 from tuner.study.objectives import Objective
 
@@ -97,7 +98,9 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     if stored and stored != target.to_dict():
         raise UsageError(f"study {study.study_name} was created for {stored}, not {target.to_dict()}")
     _prepare_assets(run)
-    run.space = space.with_model_stages(tuple(run.model_info["stages"]))
+    workloads = tuple(Workload(w["key"], w["kernel"], tuple(w["layers"]), w["flops"])
+                      for w in run.model_info.get("workloads", []))
+    run.space = space.with_model(tuple(run.model_info["stages"]), workloads)
     study.set_user_attr(TARGET_ATTR, target.to_dict())
     study.set_user_attr(MODEL_INFO_ATTR, run.model_info)
     study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)
@@ -115,7 +118,16 @@ def _enqueue_starting_points(run: StudyRun) -> None:
 
 
 def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult]:
+    """Suggest a configuration and obtain its record: refused if it breaks a restriction,
+    reused if this study measured the same canonical configuration before, else run."""
     config = run.space.suggest(trial)
+    invalid = run.space.invalid_reason(config)
+    if invalid:
+        return config, TrialResult(Status.INVALID_CONFIG, error=invalid)
+    earlier = records.measured_before(run.study.get_trials(deepcopy=False), config)
+    if earlier is not None and not trial.user_attrs.get(records.BASELINE_ATTR):
+        trial.set_user_attr(records.REUSED_FROM_ATTR, earlier.number)
+        return config, records.trial_result(earlier)
     workdir = run.directory / "trials" / str(trial.number)
     request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                            measure=run.measure, seed=run.settings.weights_seed,
@@ -130,6 +142,9 @@ def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Tria
     baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
     for key, value in records.store_attrs(result, config, baseline).items():
         trial.set_user_attr(key, value)
+    if result.status is Status.INVALID_CONFIG:
+        run.study.tell(trial, state=TrialState.PRUNED)  # samplers learn to avoid pruned regions
+        return
     if not result.ok:
         run.study.tell(trial, state=TrialState.FAIL)
         return

@@ -10,13 +10,24 @@ from tuner.runner.record import TrialResult
 RESULT_ATTR = "result"
 CONFIG_ATTR = "config"
 BASELINE_ATTR = "baseline"
+CONFIG_HASH_ATTR = "config_hash"
+REUSED_FROM_ATTR = "reused_from"
 ERROR_ATTR_LIMIT = 2000
 
 
 def store_attrs(result: TrialResult, config: TuningConfig, baseline: bool) -> dict:
     data = result.to_dict()
     data["error"] = data["error"][-ERROR_ATTR_LIMIT:]
-    return {RESULT_ATTR: data, CONFIG_ATTR: config.to_dict(), BASELINE_ATTR: baseline}
+    return {RESULT_ATTR: data, CONFIG_ATTR: config.to_dict(), BASELINE_ATTR: baseline,
+            CONFIG_HASH_ATTR: config.canonical_hash()}
+
+
+def measured_before(trials: list[FrozenTrial], config: TuningConfig) -> FrozenTrial | None:
+    """The first finished trial that measured the same canonical configuration (ran, not reused)."""
+    digest = config.canonical_hash()
+    return next((t for t in trials if t.user_attrs.get(CONFIG_HASH_ATTR) == digest
+                 and t.state.is_finished() and REUSED_FROM_ATTR not in t.user_attrs
+                 and t.user_attrs.get(RESULT_ATTR)), None)
 
 
 def trial_result(trial: FrozenTrial) -> TrialResult | None:
