@@ -53,6 +53,8 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # fail fast on a dead server
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     backend = get_backend(args.device)
     backend.require_available()
     target = TuningTarget(args.model, args.batch_size, args.image_size, backend.name)

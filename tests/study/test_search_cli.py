@@ -107,6 +107,8 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     (["--sampler", "cmaes", "--objective", "throughput", "memory"], "single objective only"),
     (["--space", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read search space"),
     (["--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot open"),
+    (["--model", TINY_MODEL, "--image-size", "16", "--tracking-uri", "http://127.0.0.1:9"],
+     "--tracking-uri http://127.0.0.1:9: cannot use it"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     process = tuner("search", *args, "--no-progress", runs_dir=tmp_path, check=False)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 from tuner.callbacks.base import StudyCallback
+from tuner.errors import UsageError
 from tuner.study import records
 from tuner.study.loop import SPEEDUP_ATTR
 
@@ -63,7 +64,11 @@ class MlflowTracker(StudyCallback):
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        experiment_id = self._experiment_id()
+        try:
+            experiment_id = self._experiment_id()
+        except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it ({reason})") from None
         self.parent_id = run.study.user_attrs.get(PARENT_RUN_ATTR, "")
         if self.parent_id:
             try:
