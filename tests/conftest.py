@@ -8,6 +8,7 @@ import pytest
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
+from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import TrialResult
 from tuner.runner.request import TrialRequest
 
@@ -42,6 +43,6 @@ def measure_tiny(tiny_target, tiny_assets, tmp_path):
     def measure(config: TuningConfig = TuningConfig(), dump_graph: bool = False,
                 timeout: float = 120) -> TrialResult:
         request = TrialRequest("measure", tiny_target, str(tiny_assets), config=config,
-                               dump_graph=dump_graph)
+                               measure=MeasureSettings(max_seconds=3.0), dump_graph=dump_graph)
         return run_isolated(request, tmp_path / "trial", timeout)
     return measure

@@ -52,11 +52,14 @@ def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-seconds", type=positive_float, default=defaults.max_seconds)
     group.add_argument("--rel-tolerance", type=positive_float, default=defaults.rel_tolerance,
                        help="max |out-ref|/max|ref| against the untuned output (default 1e-3)")
+    group.add_argument("--rel-precision", type=positive_float, default=defaults.rel_precision,
+                       help="time until the median's 95%% CI half-width is within this fraction "
+                       "of the median (default 0.03), capped by --max-seconds")
 
 
 def measure_settings(args: argparse.Namespace) -> MeasureSettings:
     return MeasureSettings(args.warmup_runs, args.min_runs, args.min_seconds, args.max_seconds,
-                           args.rel_tolerance)
+                           args.rel_tolerance, args.rel_precision)
 
 
 def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None) -> None:

@@ -17,6 +17,9 @@ from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 ROWS = (("throughput (images/s)", "throughput_ips", "{:.3f}"),
         ("latency p50 (ms)", "latency_p50_ms", "{:.1f}"),
         ("latency p99 (ms)", "latency_p99_ms", "{:.1f}"),
+        ("latency IQR (ms)", "latency_iqr_ms", "{:.1f}"),
+        ("median 95% CI (+/-)", "median_rel_precision", "{:.1%}"),
+        ("timed runs", "timed_runs", "{}"),
         ("peak memory (MiB)", "peak_memory_mb", "{:.0f}"),
         ("compile (s)", "compile_seconds", "{:.2f}"),
         ("max rel error", "max_rel_error", "{:.2g}"))

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, TINY_MODEL
 
 FAST = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
-        "--min-seconds", "0", "--no-progress", "--seed", "1"]
+        "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1"]
 
 
 def tuner(module, *args, runs_dir=None, check=True):
@@ -92,7 +92,7 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     tuner("export", "--rank", "2", "--out", second, runs_dir=runs)
     assert json.loads(second.read_text())["metrics"]["throughput_ips"] <= \
         exported["metrics"]["throughput_ips"]
-    measured = tuner("measure", out, "--min-runs", "2", "--min-seconds", "0")
+    measured = tuner("measure", out, "--min-runs", "2", "--min-seconds", "0", "--max-seconds", "3")
     assert "speedup now:" in measured.stdout and "tuned now" in measured.stdout
 
 

@@ -73,6 +73,7 @@ class MlflowTracker(StudyCallback):
         if self.parent_id:
             try:
                 self.client.update_run(self.parent_id, status="RUNNING")
+                self._log(self.parent_id, metrics=run.noise, step=len(run.study.trials))
                 return
             except mlflow.exceptions.MlflowException:
                 self.parent_id = ""  # the tracking store was reset: start a new parent run
@@ -90,6 +91,7 @@ class MlflowTracker(StudyCallback):
             "model_parameters": info.get("parameters"), "study_storage": _safe_url(run),
             **{f"measure.{k}": v for k, v in run.measure.to_dict().items()},
             **self.extra_params})
+        self._log(self.parent_id, metrics=run.noise)
         self.client.log_dict(self.parent_id, run.space.describe(), "search_space.json")
         self.client.log_dict(self.parent_id, info, "model_info.json")
 

@@ -58,11 +58,16 @@ def summary_table(run) -> str:
     rows += [("throughput (images/s)", f"{b.throughput_ips:.3f}", f"{w.throughput_ips:.3f}"),
              ("latency p50 (ms)", f"{b.latency_p50_ms:.1f}", f"{w.latency_p50_ms:.1f}"),
              ("latency p99 (ms)", f"{b.latency_p99_ms:.1f}", f"{w.latency_p99_ms:.1f}"),
+             ("latency IQR (ms)", f"{b.latency_iqr_ms:.1f}", f"{w.latency_iqr_ms:.1f}"),
+             ("median 95% CI (+/-)", f"{b.median_rel_precision:.1%}", f"{w.median_rel_precision:.1%}"),
+             ("timed runs", f"{b.timed_runs}", f"{w.timed_runs}"),
              ("peak memory (MiB)", f"{b.peak_memory_mb:.0f}", f"{w.peak_memory_mb:.0f}"),
              ("max rel error", f"{b.max_rel_error:.2g}", f"{w.max_rel_error:.2g}"),
              ("speedup", "1.000x", f"{w.throughput_ips / b.throughput_ips:.3f}x")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
+    if run.noise:
+        lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
     changed = records.trial_config(best).non_default_knobs()
     lines.append("best knobs: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or
                                    "none (the untuned defaults)"))

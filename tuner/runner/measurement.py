@@ -15,31 +15,56 @@ class MeasureSettings:
     """Timing protocol of one trial.
 
     After compilation, ``warmup_runs`` untimed forward passes; then timed passes until at least
-    ``min_runs`` passes AND ``min_seconds`` of timed work are done, stopping early only at
-    ``max_seconds`` (with at least one timed pass). An output whose max |out - ref| / max |ref|
-    exceeds ``rel_tolerance`` is a wrong result.
+    ``min_runs`` passes and ``min_seconds`` of timed work are done AND the 95 % confidence
+    interval of the median latency is within ``rel_precision`` of the median (half-width /
+    median); ``max_seconds`` of timed work stops it regardless (with at least one timed pass;
+    the record then says the precision was not reached). An output whose
+    max |out - ref| / max |ref| exceeds ``rel_tolerance`` is a wrong result.
     """
 
     warmup_runs: int = 1
     min_runs: int = 3
     min_seconds: float = 1.0
-    max_seconds: float = 60.0
+    max_seconds: float = 30.0
     rel_tolerance: float = 1e-3
+    rel_precision: float = 0.03
 
     def __post_init__(self) -> None:
         if self.warmup_runs < 0 or self.min_runs < 1:
             raise UsageError("measurement: warmup runs must be >= 0 and timed runs >= 1")
         if not 0 <= self.min_seconds <= self.max_seconds:
             raise UsageError("measurement: need 0 <= min_seconds <= max_seconds")
-        if self.rel_tolerance <= 0:
-            raise UsageError("measurement: rel_tolerance must be positive")
+        if self.rel_tolerance <= 0 or self.rel_precision <= 0:
+            raise UsageError("measurement: rel_tolerance and rel_precision must be positive")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def time_runs(run: Callable[[], None], settings: MeasureSettings) -> list[float]:
-    """Seconds of each timed call of ``run`` under the protocol of ``settings``."""
+def median_confidence_interval(samples: list[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free ~95 % interval of the median from order statistics; (-inf, inf) when
+    there are too few samples (fewer than 8) to bound it."""
+    n = len(samples)
+    lower = int(np.floor(n / 2 - z * np.sqrt(n) / 2))
+    upper = int(np.ceil(n / 2 + z * np.sqrt(n) / 2))
+    if lower < 0 or upper > n - 1:
+        return float("-inf"), float("inf")
+    ordered = sorted(samples)
+    return ordered[lower], ordered[upper]
+
+
+def relative_precision(samples: list[float]) -> float:
+    """Half-width of the median's confidence interval divided by the median."""
+    low, high = median_confidence_interval(samples)
+    return (high - low) / 2 / float(np.median(samples))
+
+
+def time_runs(run: Callable[[], None], settings: MeasureSettings,
+              on_run: Callable[[list[float]], None] | None = None) -> list[float]:
+    """Seconds of each timed call of ``run`` under the protocol of ``settings``.
+
+    ``on_run`` is called with the durations so far after every timed call (progress reports).
+    """
     for _ in range(settings.warmup_runs):
         run()
     durations: list[float] = []
@@ -48,20 +73,28 @@ def time_runs(run: Callable[[], None], settings: MeasureSettings) -> list[float]
         begin = time.perf_counter()
         run()
         durations.append(time.perf_counter() - begin)
+        if on_run is not None:
+            on_run(durations)
         elapsed = time.perf_counter() - started
-        done = len(durations) >= settings.min_runs and elapsed >= settings.min_seconds
-        if done or elapsed >= settings.max_seconds:
+        enough = len(durations) >= settings.min_runs and elapsed >= settings.min_seconds
+        if enough and relative_precision(durations) <= settings.rel_precision:
+            return durations
+        if elapsed >= settings.max_seconds:
             return durations
 
 
 def latency_summary(durations: list[float], batch_size: int) -> dict[str, float]:
     ms = np.asarray(durations) * 1e3
+    q1, median, q3 = np.percentile(ms, [25, 50, 75])
     return {
         "latency_mean_ms": float(ms.mean()),
-        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p50_ms": float(median),
         "latency_p90_ms": float(np.percentile(ms, 90)),
         "latency_p99_ms": float(np.percentile(ms, 99)),
-        "throughput_ips": float(batch_size / (ms.mean() / 1e3)),
+        "latency_iqr_ms": float(q3 - q1),
+        "latency_cv": float(ms.std() / ms.mean()),
+        "median_rel_precision": float(relative_precision(durations)),
+        "throughput_ips": float(batch_size / (median / 1e3)),
         "timed_runs": len(durations),
     }
 
@@ -88,3 +121,18 @@ def reset_hwm() -> None:
     """Reset VmHWM to the current resident size (Linux: write 5 to clear_refs)."""
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")
+
+
+def machine_noise(repeats: int = 40, size: int = 384) -> dict[str, float]:
+    """How steady this machine is right now: the coefficient of variation (and the relative
+    median-CI half-width) of ``repeats`` timings of the same float32 matmul."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(np.float32)
+    durations = []
+    for _ in range(repeats + 3):
+        begin = time.perf_counter()
+        a @ a
+        durations.append(time.perf_counter() - begin)
+    samples = np.asarray(durations[3:])
+    return {"noise_cv": float(samples.std() / samples.mean()),
+            "noise_median_rel_precision": float(relative_precision(list(samples)))}

@@ -23,7 +23,10 @@ class Metrics:
     - ``compile_seconds``: wall time of ``Cell.compile`` (graph build and kernel compilation).
     - ``latency_*_ms``: wall time of one forward pass of a batch (call to host array), over the
       timed runs that follow ``warmup_runs`` untimed ones; p50/p90/p99 by linear interpolation.
-    - ``throughput_ips``: images per second = batch size / mean latency.
+    - ``latency_iqr_ms``, ``latency_cv``: spread of the timed runs (interquartile range;
+      standard deviation / mean); ``median_rel_precision``: half-width of the median's ~95 %
+      confidence interval over the median (inf with fewer than 8 runs).
+    - ``throughput_ips``: images per second = batch size / median latency.
     - ``peak_memory_mb``: the process resident-set high-water mark (VmHWM) from just after
       compilation to the end of the timed runs, so it includes MindSpore itself, the weights and
       the graph's buffers. ``compile_peak_memory_mb``: VmHWM up to the end of compilation.
@@ -38,6 +41,9 @@ class Metrics:
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
+    latency_iqr_ms: float
+    latency_cv: float
+    median_rel_precision: float
     throughput_ips: float
     peak_memory_mb: float
     compile_peak_memory_mb: float

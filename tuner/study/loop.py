@@ -21,7 +21,7 @@ from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings
+from tuner.runner.measurement import MeasureSettings, machine_noise
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
 from tuner.space import SearchSpace
@@ -59,6 +59,7 @@ class StudyRun:
     settings: StudySettings
     directory: Path
     model_info: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, float] = field(default_factory=dict)
     trials_this_session: int = 0
 
     @property
@@ -104,6 +105,7 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     study.set_user_attr(TARGET_ATTR, target.to_dict())
     study.set_user_attr(MODEL_INFO_ATTR, run.model_info)
     study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)
+    run.noise = machine_noise()
     return run
 
 

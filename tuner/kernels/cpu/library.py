@@ -1,6 +1,7 @@
 """The CPU custom-kernel library: AVX-512/OpenMP convolution kernels via ops.Custom(aot)."""
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,12 +18,16 @@ from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load
 from tuner.kernels.workload import ConvWorkload
 
 KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
-REGISTER_ROWS_PARAM = "oc_register_block"
+_REGISTER_ROWS_SYMBOL = "Conv2dDenseRegisterRows"
 
 
-def register_rows(kernel_name: str, params: Mapping[str, Any], space: KernelSpace) -> int:
-    full = space.complete(params)
-    return int(full.get(REGISTER_ROWS_PARAM, 1))
+def register_rows(library: Path) -> int:
+    """The MR a dense library was compiled with (the packed weight layout depends on it),
+    asked from the library itself; 1 for libraries without that symbol (depthwise)."""
+    shared_object = ctypes.CDLL(str(library))
+    if not hasattr(shared_object, _REGISTER_ROWS_SYMBOL):
+        return 1
+    return int(getattr(shared_object, _REGISTER_ROWS_SYMBOL)())
 
 
 class CpuKernelLibrary(KernelLibrary):
@@ -53,7 +58,7 @@ class CpuKernelLibrary(KernelLibrary):
         result = self.build(kernel_name, params)
         if not result.ok:
             raise KernelBuildError(kernel_name, params, result.error)
-        return result.library, register_rows(kernel_name, params, self.space(kernel_name))
+        return result.library, register_rows(result.library)
 
     def custom_cell(self, workload: ConvWorkload, params: Mapping[str, Any], weight: np.ndarray,
                     bias: np.ndarray) -> CustomConv2d:

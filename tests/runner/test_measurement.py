@@ -1,0 +1,69 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from tuner.errors import UsageError
+from tuner.runner.measurement import (MeasureSettings, latency_summary,
+                                      median_confidence_interval, output_error,
+                                      relative_precision, time_runs)
+
+
+def test_median_interval_needs_eight_samples_and_brackets_the_median():
+    assert median_confidence_interval([1.0] * 7) == (float("-inf"), float("inf"))
+    assert median_confidence_interval([1.0] * 8) == (1.0, 1.0)
+    samples = list(np.random.default_rng(0).normal(10.0, 1.0, 200))
+    low, high = median_confidence_interval(samples)
+    assert low < np.median(samples) < high and high - low < 1.0
+
+
+def test_relative_precision_shrinks_with_more_samples():
+    rng = np.random.default_rng(1)
+    few, many = list(rng.normal(10, 1, 10)), list(rng.normal(10, 1, 1000))
+    assert relative_precision(many) < relative_precision(few) < 1.0
+
+
+def test_timing_stops_once_the_median_is_precise(monkeypatch):
+    clock = itertools.count(0.0, 0.01)  # every call advances 10 ms: identical durations
+    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    durations = time_runs(lambda: None, MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0,
+                                                        max_seconds=100))
+    assert len(durations) == 8  # the first count with a bounded interval; zero width then
+
+
+def test_timing_gives_up_at_the_cap_when_noise_stays_high(monkeypatch):
+    noisy = itertools.cycle([0.01, 0.5, 0.02, 0.9])
+    state = {"now": 0.0}
+
+    def perf_counter():
+        return state["now"]
+
+    def run():
+        state["now"] += next(noisy)
+
+    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", perf_counter)
+    settings = MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0, max_seconds=5,
+                               rel_precision=0.01)
+    durations = time_runs(run, settings)
+    assert sum(durations) >= 5 and relative_precision(durations) > 0.01
+
+
+def test_summary_reports_spread_and_throughput_from_the_median():
+    summary = latency_summary([0.010, 0.010, 0.012, 0.010, 0.030, 0.010], batch_size=4)
+    assert summary["latency_p50_ms"] == pytest.approx(10.0)
+    assert summary["throughput_ips"] == pytest.approx(400.0)
+    assert summary["latency_iqr_ms"] == pytest.approx(1.5)
+    assert summary["latency_cv"] > 0.3 and summary["timed_runs"] == 6
+
+
+def test_output_error_is_relative_to_the_reference_scale():
+    ref = np.array([[2.0, -4.0]])
+    assert output_error(ref + [[0.0, 0.4]], ref) == pytest.approx((0.4, 0.1))
+    assert output_error(ref[:, :1], ref) == (float("inf"), float("inf"))
+
+
+def test_settings_are_validated():
+    with pytest.raises(UsageError):
+        MeasureSettings(min_seconds=5, max_seconds=1)
+    with pytest.raises(UsageError):
+        MeasureSettings(rel_precision=0)
