@@ -18,7 +18,9 @@ class ExportedConfig:
     """A configuration chosen by a study, with what was measured for it and for the baseline.
 
     ``fingerprint`` identifies the architecture (parameter names and shapes) it was tuned for;
-    ``metrics``/``baseline_metrics`` are the trial records' figures (see tuner.runner.record).
+    ``metrics``/``baseline_metrics`` are the trial records' figures (see tuner.runner.record);
+    ``validation``, when present, the speedup re-measured against the baseline in interleaved
+    rounds (median and range of the per-round ratios; see tuner.study.validation).
     """
 
     target: TuningTarget
@@ -27,6 +29,7 @@ class ExportedConfig:
     mindspore_version: str
     metrics: dict[str, Any] = field(default_factory=dict)
     baseline_metrics: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
     study: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
@@ -42,6 +45,7 @@ class ExportedConfig:
             "environment": self.config.environment(),
             "metrics": self.metrics,
             "baseline_metrics": self.baseline_metrics,
+            "validation": self.validation,
             "study": self.study,
         }
 
@@ -64,6 +68,7 @@ class ExportedConfig:
                        mindspore_version=str(data["mindspore_version"]),
                        metrics=dict(data.get("metrics", {})),
                        baseline_metrics=dict(data.get("baseline_metrics", {})),
+                       validation=dict(data.get("validation", {})),
                        study=dict(data.get("study", {})), source=source)
         except KeyError as exc:
             raise UsageError(f"{source}: missing key {exc.args[0]!r}") from None

@@ -70,7 +70,13 @@ def main(argv: list[str]) -> int:
                   ("baseline exported", exported.baseline_metrics),
                   ("tuned exported", exported.metrics)]))
     now = tuned["throughput_ips"] / base["throughput_ips"]
-    print(f"speedup now: {now:.3f}x; exported: {exported.metrics.get('speedup') or 0:.3f}x")
+    print(f"speedup now: {now:.3f}x; exported: {exported.metrics.get('speedup') or 0:.3f}x "
+          f"(search trial)")
+    if exported.validation:
+        low, high = exported.validation["spread"]
+        verdict = "within" if low <= now <= high else "OUTSIDE"
+        print(f"validated speedup: {exported.validation['speedup']:.3f}x, range [{low:.3f}, "
+              f"{high:.3f}] over {exported.validation['rounds']} rounds: now is {verdict} it")
     return 0
 
 

@@ -46,6 +46,11 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--keep-trial-dirs", action="store_true",
                         help="keep successful trials' working directories too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--validate-top", type=int, default=3, metavar="K",
+                        help="re-measure the K best configurations against the baseline at the "
+                        "end, interleaved in fresh processes (default 3; 0 = off)")
+    parser.add_argument("--validation-rounds", type=int, default=3, metavar="R",
+                        help="interleaved rounds of that re-measurement (default 3)")
     add_common_arguments(parser)
     add_measure_arguments(parser)
     return parser
@@ -78,7 +83,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--study-name {name}: the existing study optimizes "
                          f"{[d.name.lower() for d in study.directions]}, not those objectives")
     settings = StudySettings(trial_timeout=args.trial_timeout, search_timeout=args.timeout,
-                             dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs)
+                             dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs,
+                             validate_top=args.validate_top,
+                             validation_rounds=args.validation_rounds)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name))
     tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

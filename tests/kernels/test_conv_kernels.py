@@ -6,10 +6,12 @@ from tuner.kernels import ConvWorkload
 DENSE_VARIANTS = [
     {},  # YAML defaults
     {"oc_register_block": 14, "spatial_vectors": 2, "reduction_block": 64, "spatial_block": 64,
-     "oc_cache_block": 32, "loop_order": "m_outer", "unroll": 1, "balance_tasks": False},
+     "oc_cache_block": 32, "loop_order": "m_outer", "unroll": 1, "balance_tasks": False,
+     "direct_output": False},
     {"oc_register_block": 4, "spatial_vectors": 4, "reduction_block": 512, "spatial_block": 1024,
      "oc_cache_block": 2048, "unroll": 8},
-    {"oc_register_block": 6, "spatial_vectors": 1, "reduction_block": 128, "spatial_block": 128},
+    {"oc_register_block": 6, "spatial_vectors": 1, "reduction_block": 128, "spatial_block": 128,
+     "direct_pointwise": False},
 ]
 
 # (batch, in_ch, height, width, out_ch, kernel, stride, padding)
@@ -19,8 +21,10 @@ DENSE_SHAPES = [
     (1, 3, 23, 21, 8, (7, 7), (2, 2), (3, 3, 3, 3)),     # 7x7/2 stem-like
     (2, 20, 9, 7, 40, (1, 1), (1, 1), (0, 0, 0, 0)),     # 1x1/1
     (3, 12, 9, 11, 24, (1, 1), (2, 2), (0, 0, 0, 0)),    # 1x1/2, odd input
+    (3, 20, 16, 20, 40, (1, 1), (1, 1), (0, 0, 0, 0)),   # 1x1/1: in-place and packed blocks
     (2, 6, 8, 12, 10, (3, 3), (2, 1), (0, 1, 2, 0)),     # asymmetric stride and padding
     (1, 9, 6, 5, 7, (2, 3), (1, 2), (1, 0, 0, 1)),       # non-square kernel
+    (2, 4, 13, 14, 6, (3, 3), (3, 3), (1, 1, 1, 1)),     # stride 3 (generic packing path)
 ]
 EPILOGUES = [("none", False), ("relu", False), ("relu6", False), ("relu", True), ("none", True)]
 
@@ -44,7 +48,7 @@ def test_dense_epilogues(library, activation, residual):
 
 
 @pytest.mark.parametrize("variant", DENSE_VARIANTS[1:], ids=["small_blocks", "big_blocks", "mr6_nv1"])
-@pytest.mark.parametrize("shape", [DENSE_SHAPES[1], DENSE_SHAPES[4],
+@pytest.mark.parametrize("shape", [DENSE_SHAPES[1], DENSE_SHAPES[4], DENSE_SHAPES[5],
                                    (2, 70, 15, 17, 50, (3, 3), (1, 1), (1, 1, 1, 1))])
 def test_dense_tiling_variants(library, variant, shape):
     # 70*9 = 630 reduction rows cross several reduction blocks; 50 channels several oc blocks
@@ -60,6 +64,7 @@ DEPTHWISE_SHAPES = [
     (1, 20, 37, 35, (3, 3), (1, 1), (1, 1, 1, 1)),   # wider than one 16-lane vector
     (2, 4, 23, 40, (5, 5), (2, 2), (2, 2, 2, 2)),
     (1, 3, 7, 9, (3, 3), (1, 1), (0, 0, 0, 0)),
+    (1, 5, 13, 14, (3, 3), (3, 3), (1, 1, 1, 1)),    # stride 3 (generic phase split)
 ]
 
 

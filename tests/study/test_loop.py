@@ -27,7 +27,7 @@ def test_crash_and_hang_cost_one_trial_each(tmp_path):
     target = TuningTarget("tests.fixtures.tiny_models:crash_or_hang_by_threads", 2, 16)
     run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
                    MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
-                   StudySettings(trial_timeout=10), tmp_path / "study")
+                   StudySettings(trial_timeout=10, validate_top=0), tmp_path / "study")
     study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
                         user_attrs={records.BASELINE_ATTR: True})
     for threads in (3, 4, 1):
@@ -50,7 +50,8 @@ def test_a_configuration_measured_before_is_reused_not_run_again(tmp_path):
     study = optuna.create_study(direction="maximize")
     target = TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16)
     run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0), StudySettings(),
+                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
+                   StudySettings(validate_top=0),
                    tmp_path / "study")
     folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
     study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},

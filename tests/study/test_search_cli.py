@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, TINY_MODEL
 
 FAST = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
-        "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1"]
+        "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1",
+        "--validate-top", "2", "--validation-rounds", "2"]
 
 
 def tuner(module, *args, runs_dir=None, check=True):
@@ -49,6 +50,7 @@ def test_search_leaves_a_study_with_the_baseline_first_and_resumes(searched):
     assert all("speedup" in t.user_attrs for t in trials if t.state.name == "COMPLETE")
     for output in (first.stdout, second.stdout):
         assert "baseline" in output and "speedup" in output and "best configuration:" in output
+        assert "validated in 2 interleaved rounds against the baseline" in output
 
 
 def test_mlflow_has_one_parent_run_with_a_nested_run_per_trial(searched):
@@ -86,14 +88,18 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     assert exported["metrics"]["throughput_ips"] > 0
     assert exported["baseline_metrics"]["throughput_ips"] > 0
     study = _study(runs)
-    best = max((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.values[0])
-    assert exported["study"]["trial"] == best.number
+    validation = study.user_attrs["validation"]
+    assert exported["study"]["trial"] == validation["winner"]
+    assert exported["validation"]["rounds"] == 2
+    low, high = exported["validation"]["spread"]
+    assert low <= exported["validation"]["speedup"] <= high
     second = tmp_path / "second.json"
     tuner("export", "--rank", "2", "--out", second, runs_dir=runs)
     assert json.loads(second.read_text())["metrics"]["throughput_ips"] <= \
         exported["metrics"]["throughput_ips"]
     measured = tuner("measure", out, "--min-runs", "2", "--min-seconds", "0", "--max-seconds", "3")
     assert "speedup now:" in measured.stdout and "tuned now" in measured.stdout
+    assert "validated speedup:" in measured.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -6,6 +6,8 @@ Rules for implementations:
   (the study may already hold trials from earlier invocations).
 - ``on_trial_end(run, trial, result)`` is called after each trial has been told to Optuna:
   ``trial`` is the frozen trial with its final state and attributes; ``result`` its record.
+- ``on_validated(run, report)`` is called when the top configurations have been re-measured
+  (after the last trial, not after an error or Ctrl-C).
 - ``on_study_end(run)`` is called once when the loop stops, also after an error or Ctrl-C.
 - Callbacks never change the study's search decisions; they only report.
 """
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
     from tuner.runner.record import TrialResult
     from tuner.study.loop import StudyRun
+    from tuner.study.validation import ValidationReport
 
 
 class StudyCallback:
@@ -26,6 +29,9 @@ class StudyCallback:
 
     def on_trial_end(self, run: "StudyRun", trial: "FrozenTrial", result: "TrialResult") -> None:
         """Called after each trial."""
+
+    def on_validated(self, run: "StudyRun", report: "ValidationReport") -> None:
+        """Called after the winners were validated."""
 
     def on_study_end(self, run: "StudyRun") -> None:
         """Called when the loop stops."""

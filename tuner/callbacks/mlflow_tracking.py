@@ -131,6 +131,16 @@ class MlflowTracker(StudyCallback):
                   tags={"best_trial": top.number,
                         "best_knobs": json.dumps(records.trial_config(top).non_default_knobs())})
 
+    def on_validated(self, run, report):
+        winner = report.candidate(report.winner)
+        low, high = winner.spread
+        self._log(self.parent_id, metrics={"validated_speedup": winner.speedup,
+                                           "validated_speedup_low": low,
+                                           "validated_speedup_high": high},
+                  tags={"validated_winner": report.winner, "validation_note": report.note or "-"},
+                  step=len(run.study.trials))
+        self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
+
     def on_study_end(self, run):
         if self.client is not None and self.parent_id:
             self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from tuner.callbacks.base import StudyCallback
 from tuner.study import records
 from tuner.study.loop import SPEEDUP_ATTR
+from tuner.study.validation import current_report
 
 
 class ProgressBar(StudyCallback):
@@ -66,6 +67,16 @@ def summary_table(run) -> str:
              ("speedup", "1.000x", f"{w.throughput_ips / b.throughput_ips:.3f}x")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
+    report = current_report(run.study)
+    if report is not None:
+        lines.append(f"validated in {report.rounds} interleaved rounds against the baseline:")
+        for c in sorted(report.candidates, key=lambda c: -c.speedup):
+            low, high = c.spread
+            mark = "  <- winner" if c.trial == report.winner else ""
+            lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x [{low:.3f}, {high:.3f}]"
+                         f" (custom kernels, non-default knobs = {c.complexity}){mark}")
+        if report.note:
+            lines.append(f"  {report.note}")
     if run.noise:
         lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
     changed = records.trial_config(best).non_default_knobs()

@@ -28,6 +28,7 @@ from tuner.space import SearchSpace
 from tuner.space.kernel_knobs import Workload
 from tuner.study import records
 from tuner.study.objectives import Objective
+from tuner.study.validation import validate_winners
 
 TARGET_ATTR = "target"
 MODEL_INFO_ATTR = "model_info"
@@ -38,13 +39,17 @@ WEIGHTS_SEED_ATTR = "weights_seed"
 @dataclass(frozen=True)
 class StudySettings:
     """How the loop runs trials: per-trial timeout (s), whole-search timeout (s, None = no
-    limit), the seed of the model's random weights and input, whether to save graph op counts."""
+    limit), the seed of the model's random weights and input, whether to save graph op counts,
+    and how many top configurations to re-measure in how many interleaved rounds at the end
+    (0 = no validation; see tuner.study.validation)."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
     weights_seed: int = 0
     dump_graph: bool = False
     keep_trial_dirs: bool = False
+    validate_top: int = 3
+    validation_rounds: int = 3
 
 
 @dataclass
@@ -182,6 +187,12 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
             if records.is_baseline(frozen) and not result.ok:
                 last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
                 raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
+        speed_first = run.objectives[0].name in ("throughput", "latency")
+        report = (validate_winners(run, run.settings.validate_top, run.settings.validation_rounds)
+                  if speed_first else None)
+        if report is not None:
+            for callback in callbacks:
+                callback.on_validated(run, report)
     finally:
         for callback in callbacks:
             callback.on_study_end(run)

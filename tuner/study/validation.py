@@ -1,0 +1,143 @@
+"""Validated winners: the top configurations and the baseline re-measured, interleaved.
+
+A search's best trial is often just its luckiest measurement. Before a study reports or exports
+its best, the top-k distinct configurations and the untuned baseline are measured again in fresh
+processes, in rounds (A B C base, A B C base, ...), so that slow drifts of the machine hit every
+candidate alike. Each candidate's speedup is the median over rounds of (its throughput / the
+baseline's in the same round); its spread is the range of those per-round ratios. The winner is
+the fastest by median speedup, except that a simpler candidate (fewer custom kernels, then fewer
+non-default knobs) whose range overlaps the fastest one's is preferred: within noise, simpler wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tuner.config import TuningConfig
+from tuner.runner.isolate import run_isolated
+from tuner.runner.request import TrialRequest
+from tuner.study import records
+
+VALIDATION_ATTR = "validation"
+
+
+@dataclass(frozen=True)
+class ValidatedCandidate:
+    trial: int                      # the study trial whose configuration this is (-1: baseline)
+    throughputs: tuple[float, ...]  # images/s per round (nan where a round failed)
+    speedups: tuple[float, ...]     # throughput / baseline's throughput in the same round
+    complexity: tuple[int, int]     # (custom kernels, non-default knobs)
+
+    @property
+    def speedup(self) -> float:
+        return float(np.nanmedian(self.speedups)) if np.isfinite(self.speedups).any() else 0.0
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        finite = [s for s in self.speedups if np.isfinite(s)]
+        return (min(finite), max(finite)) if finite else (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    rounds: int
+    candidates: tuple[ValidatedCandidate, ...]
+    winner: int                     # trial number chosen
+    note: str = ""
+    baseline_throughputs: tuple[float, ...] = field(default_factory=tuple)
+    after_trials: int = 0           # the study's trial count when validated
+
+    def candidate(self, trial: int) -> ValidatedCandidate:
+        return next(c for c in self.candidates if c.trial == trial)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for entry, candidate in zip(data["candidates"], self.candidates):
+            entry["speedup"] = candidate.speedup
+            entry["spread"] = list(candidate.spread)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ValidationReport":
+        fields = {f.name for f in dataclasses.fields(ValidatedCandidate)}
+        candidates = tuple(ValidatedCandidate(**{k: (tuple(v) if isinstance(v, list) else v)
+                                                 for k, v in c.items() if k in fields})
+                           for c in data["candidates"])
+        return cls(data["rounds"], candidates, data["winner"], data.get("note", ""),
+                   tuple(data.get("baseline_throughputs", ())), data.get("after_trials", 0))
+
+
+def complexity(config: TuningConfig) -> tuple[int, int]:
+    return len(config.kernels), len(config.non_default_knobs())
+
+
+def distinct_top(run, k: int) -> list:
+    """The k best ok trials with distinct configurations, baseline excluded."""
+    chosen, seen = [], set()
+    for trial in records.ranked_trials(run.study):
+        digest = records.trial_config(trial).canonical_hash()
+        if digest in seen or digest == TuningConfig().canonical_hash():
+            continue
+        seen.add(digest)
+        chosen.append(trial)
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def _throughput(run, config: TuningConfig, workdir) -> float:
+    measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
+    request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+                           measure=measure, seed=run.settings.weights_seed)
+    result = run_isolated(request, workdir, run.settings.trial_timeout)
+    return result.metrics.throughput_ips if result.ok else float("nan")
+
+
+def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
+    ranked = sorted(candidates, key=lambda c: -c.speedup)
+    fastest = ranked[0]
+    within_noise = [c for c in ranked if c.spread[1] >= fastest.spread[0]]
+    simplest = min(within_noise, key=lambda c: (c.complexity, -c.speedup))
+    if simplest is not fastest:
+        return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
+                                f"within noise of each other; trial {simplest.trial} is the "
+                                f"simplest (custom kernels, non-default knobs = {simplest.complexity})")
+    if len(within_noise) > 1:
+        return fastest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
+                               f"within noise of each other; trial {fastest.trial} is also the simplest")
+    return fastest.trial, ""
+
+
+def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | None:
+    """Re-measure the top-k configurations and the baseline in interleaved rounds (see module)."""
+    top = distinct_top(run, k)
+    if not top or rounds < 1:
+        return None
+    configs = {t.number: records.trial_config(t) for t in top}
+    baseline: list[float] = []
+    throughputs: dict[int, list[float]] = {n: [] for n in configs}
+    workdir = run.directory / "validation"
+    for round_index in range(rounds):
+        for number, config in configs.items():
+            throughputs[number].append(_throughput(run, config, workdir / f"{round_index}-{number}"))
+        baseline.append(_throughput(run, TuningConfig(), workdir / f"{round_index}-baseline"))
+    candidates = [ValidatedCandidate(number, tuple(values),
+                                     tuple(v / b for v, b in zip(values, baseline)),
+                                     complexity(configs[number]))
+                  for number, values in throughputs.items()]
+    winner, note = choose_winner(candidates)
+    report = ValidationReport(rounds, tuple(candidates), winner, note, tuple(baseline),
+                              after_trials=len(run.study.trials))
+    run.study.set_user_attr(VALIDATION_ATTR, report.to_dict())
+    return report
+
+
+def current_report(study) -> ValidationReport | None:
+    """The stored validation, if no trial was added to the study since it ran."""
+    data = study.user_attrs.get(VALIDATION_ATTR)
+    if not data or data.get("after_trials") != len(study.trials):
+        return None
+    return ValidationReport.from_dict(data)
