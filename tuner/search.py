@@ -17,6 +17,7 @@ from tuner.models import TuningTarget
 from tuner.space import load_space
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
+from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
 from tuner.study.storage import default_tracking_uri, open_storage, study_dir
 
@@ -36,6 +37,9 @@ def build_parser() -> OneLineParser:
                         help="throughput, latency and/or memory (several: Pareto set)")
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, default="tpe")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument("--pruner", choices=PRUNER_NAMES, default="best",
+                        help="best: stop a trial whose running throughput is below 0.7x the best "
+                        "so far after 2 timed runs; median: Optuna's MedianPruner; none")
     parser.add_argument("--study-name", help="default: derived from model, shape, device, objectives")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
                         "or sqlite:///<runs-dir>/mlflow.db)")
@@ -75,6 +79,7 @@ def main(argv: list[str]) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    pruner=make_pruner(args.pruner, len(objectives)),
                                     directions=[o.direction for o in objectives],
                                     load_if_exists=True)
     except ValueError as exc:

@@ -10,6 +10,7 @@ from tuner.space import load_space
 from tuner.study import records
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
+from tuner.study.pruning import make_pruner
 
 SPACE = """version: 1
 device: CPU
@@ -64,3 +65,24 @@ def test_a_configuration_measured_before_is_reused_not_run_again(tmp_path):
     assert second.user_attrs[records.REUSED_FROM_ATTR] == 1
     assert second.values == first.values and second.user_attrs["result"] == first.user_attrs["result"]
     assert not (tmp_path / "study" / "trials" / "2").exists()  # no process was started
+
+
+def test_a_clearly_slower_configuration_is_pruned_early(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("best", 1))
+    target = TuningTarget("tests.fixtures.tiny_models:slow_when_single_threaded", 2, 32)
+    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
+                   MeasureSettings(min_runs=20, min_seconds=2.0, max_seconds=10.0),
+                   StudySettings(validate_top=0), tmp_path / "study")
+    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
+                        user_attrs={records.BASELINE_ATTR: True})
+    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": 1})
+    run_trials(run, 2)
+    baseline, slow = study.trials
+    assert baseline.state == TrialState.COMPLETE
+    assert slow.state == TrialState.PRUNED
+    result = records.trial_result(slow)
+    assert result.status.value == "pruned" and "pruned after" in result.error
+    assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
+    assert max(slow.intermediate_values.values()) < 0.7 * baseline.value

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 from tuner.callbacks.base import StudyCallback
+from tuner.callbacks.progress import pruning_savings
 from tuner.errors import UsageError
 from tuner.study import records
 from tuner.study.loop import SPEEDUP_ATTR
@@ -127,6 +128,7 @@ class MlflowTracker(StudyCallback):
         metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
         metrics["best_speedup"] = top.user_attrs.get(SPEEDUP_ATTR)
         metrics["trials"] = len(run.study.trials)
+        metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
         self._log(self.parent_id, metrics=metrics, step=step,
                   tags={"best_trial": top.number,
                         "best_knobs": json.dumps(records.trial_config(top).non_default_knobs())})

@@ -77,9 +77,30 @@ def summary_table(run) -> str:
                          f" (custom kernels, non-default knobs = {c.complexity}){mark}")
         if report.note:
             lines.append(f"  {report.note}")
+    saved = pruning_savings(trials)
+    if saved["pruned_trials"]:
+        lines.append(f"pruned {saved['pruned_trials']:.0f} slow trials after {saved['pruned_mean_seconds']:.1f} s "
+                     f"on average (completed trials: {saved['completed_mean_seconds']:.1f} s): "
+                     f"about {saved['estimated_seconds_saved']:.0f} s saved")
     if run.noise:
         lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
     changed = records.trial_config(best).non_default_knobs()
     lines.append("best knobs: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or
                                    "none (the untuned defaults)"))
     return "\n".join(lines)
+
+
+def pruning_savings(trials) -> dict[str, float]:
+    """Pruned trials' wall time against completed ones': the time pruning saved, estimated."""
+    def wall(t):
+        result = records.trial_result(t)
+        return result.wall_seconds if result else 0.0
+    pruned = [wall(t) for t in trials
+              if (r := records.trial_result(t)) and r.status.value == "pruned"]
+    completed = [wall(t) for t in records.ok_trials(trials)
+                 if records.REUSED_FROM_ATTR not in t.user_attrs]
+    mean_completed = sum(completed) / len(completed) if completed else 0.0
+    mean_pruned = sum(pruned) / len(pruned) if pruned else 0.0
+    return {"pruned_trials": float(len(pruned)), "pruned_mean_seconds": mean_pruned,
+            "completed_mean_seconds": mean_completed,
+            "estimated_seconds_saved": max(0.0, len(pruned) * (mean_completed - mean_pruned))}

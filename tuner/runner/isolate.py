@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from tuner.runner.graph_dump import graph_dump_environment
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
-from tuner.runner.worker import COMPILE_PHASES, PHASE_FILE, RESULT_FILE
+from tuner.runner.worker import COMPILE_PHASES, PHASE_FILE, PROGRESS_FILE, RESULT_FILE
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -38,27 +39,42 @@ def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
     return env
 
 
-def run_isolated(request: TrialRequest, workdir: Path, timeout: float) -> TrialResult:
+ProgressHandler = Callable[[dict], bool]
+"""Called with each progress entry of the trial (``{"runs": n, "median_s": ...}``) as it comes;
+returning True stops the trial (it is then a ``pruned`` record)."""
+POLL_SECONDS = 0.2
+
+
+def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
+                 on_progress: ProgressHandler | None = None) -> TrialResult:
     """Run ``request`` in a fresh Python process inside ``workdir``; never raises for what the
     trial does: a crash, a hang (killed with its whole process group after ``timeout`` s) or a
     Python error all come back as a TrialResult with the tail of the process's stderr."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "request.json").write_text(request.to_json())
-    for stale in (RESULT_FILE, PHASE_FILE):
+    for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE):
         (workdir / stale).unlink(missing_ok=True)
     started = time.perf_counter()
+    progress = _ProgressReader(workdir / PROGRESS_FILE)
     with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
         process = subprocess.Popen(
             [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
             env=trial_environment(request, workdir), stdin=subprocess.DEVNULL, stdout=stdout,
             stderr=stderr, start_new_session=True)
         try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            return TrialResult(Status.TIMEOUT, error=f"no result after {timeout:g} s; killed "
-                               f"during phase {_read(workdir / PHASE_FILE) or 'start'}",
-                               wall_seconds=time.perf_counter() - started)
+            while process.poll() is None:
+                if time.perf_counter() - started > timeout:
+                    _kill_group(process)
+                    return TrialResult(Status.TIMEOUT, error=f"no result after {timeout:g} s; "
+                                       f"killed during phase {_read(workdir / PHASE_FILE) or 'start'}",
+                                       wall_seconds=time.perf_counter() - started)
+                for entry in progress.new_entries() if on_progress else ():
+                    if on_progress(entry):
+                        _kill_group(process)
+                        return TrialResult(Status.PRUNED, error=f"pruned after {entry['runs']} "
+                                           f"timed runs (median {entry['median_s'] * 1e3:.1f} ms)",
+                                           wall_seconds=time.perf_counter() - started)
+                time.sleep(POLL_SECONDS)
         except BaseException:
             _kill_group(process)
             raise
@@ -73,6 +89,25 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float) -> TrialR
            if process.returncode < 0 else f"exited with code {process.returncode}")
     return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
                        + _tail(workdir / "stderr.txt"), wall_seconds=wall)
+
+
+class _ProgressReader:
+    """Reads the lines a trial appends to its progress file, each once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+
+    def new_entries(self) -> list[dict]:
+        try:
+            with open(self.path) as handle:
+                handle.seek(self.offset)
+                text = handle.read()
+        except OSError:
+            return []
+        complete = text[: text.rfind("\n") + 1]
+        self.offset += len(complete)
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def _read(path: Path) -> str:

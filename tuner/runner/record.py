@@ -14,6 +14,7 @@ class Status(str, Enum):
     WRONG_RESULT = "wrong_result"      # output beyond tolerance of the untuned reference
     USAGE_ERROR = "usage_error"        # the request itself is wrong (e.g. unknown model)
     INVALID_CONFIG = "invalid_config"  # breaks a declared restriction; never run
+    PRUNED = "pruned"                  # stopped early: clearly slower than the best so far
 
 
 @dataclass(frozen=True)

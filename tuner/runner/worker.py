@@ -23,6 +23,7 @@ from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, W
 
 PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.jsonl"
 COMPILE_PHASES = ("load", "rewrite", "compile")
 
 
@@ -38,6 +39,13 @@ def _phase(name: str) -> None:
 
 def _error_text(limit: int = 4000) -> str:
     return traceback.format_exc()[-limit:]
+
+
+def _report_progress(durations: list[float]) -> None:
+    """Append the timing so far to the progress file (read by the study for pruning)."""
+    entry = {"runs": len(durations), "median_s": float(np.median(durations))}
+    with open(PROGRESS_FILE, "a") as progress:
+        progress.write(json.dumps(entry) + "\n")
 
 
 def _cpu_seconds() -> float:
@@ -180,7 +188,7 @@ def _measure(request: TrialRequest) -> TrialResult:
 
     cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
     try:
-        durations = time_runs(run_once, request.measure)
+        durations = time_runs(run_once, request.measure, on_run=_report_progress)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
     cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)

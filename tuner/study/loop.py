@@ -139,17 +139,33 @@ def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialRes
     request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                            measure=run.measure, seed=run.settings.weights_seed,
                            dump_graph=run.settings.dump_graph)
-    result = run_isolated(request, workdir, run.settings.trial_timeout)
+    result = run_isolated(request, workdir, run.settings.trial_timeout, _pruning_reporter(run, trial))
     if not run.settings.keep_trial_dirs and result.ok:
         shutil.rmtree(workdir, ignore_errors=True)
     return config, result
+
+
+def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
+    """Report each timed run's running objective to Optuna and ask whether to prune; None where
+    pruning does not apply (the baseline, several objectives, the memory objective)."""
+    objective = run.objectives[0]
+    if (len(run.objectives) > 1 or objective.name not in ("throughput", "latency")
+            or trial.user_attrs.get(records.BASELINE_ATTR)):
+        return None
+
+    def report(entry: dict) -> bool:
+        median = entry["median_s"]
+        value = run.target.batch_size / median if objective.name == "throughput" else median * 1e3
+        trial.report(value, entry["runs"])
+        return trial.should_prune()
+    return report
 
 
 def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: TrialResult) -> None:
     baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
     for key, value in records.store_attrs(result, config, baseline).items():
         trial.set_user_attr(key, value)
-    if result.status is Status.INVALID_CONFIG:
+    if result.status in (Status.INVALID_CONFIG, Status.PRUNED):
         run.study.tell(trial, state=TrialState.PRUNED)  # samplers learn to avoid pruned regions
         return
     if not result.ok:
