@@ -1,6 +1,7 @@
 """``python -m tuner.export``: write a study's best (or K-th best) configuration as JSON."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import optuna
@@ -11,18 +12,34 @@ from tuner.study.exporting import export_trial
 from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    weights = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not objective=weight") from None
+    return weights
+
+
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m tuner.export", description=__doc__)
     parser.add_argument("--study-name", help="default: the only study in the storage")
     parser.add_argument("--rank", type=positive_int, default=1, help="1 = best (default)")
     parser.add_argument("--out", type=Path, default=Path("best.json"))
+    parser.add_argument("--weights", type=parse_weights,
+                        help="pick the Pareto member by objective weights, e.g. throughput=1,memory=0.5")
+    parser.add_argument("--max-memory-mb", type=float,
+                        help="only trials whose peak memory is within this budget")
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     args = parser.parse_args(argv)
     storage = open_storage(args.storage, args.runs_dir)
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    exported = export_trial(optuna.load_study(study_name=name, storage=storage), args.rank)
+    exported = export_trial(optuna.load_study(study_name=name, storage=storage), args.rank,
+                            args.weights, args.max_memory_mb)
     path = write_export(exported, args.out)
     metrics = exported.metrics
     print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "

@@ -49,6 +49,9 @@ def build_parser() -> OneLineParser:
                         help="record each trial's compiled-graph operator counts")
     parser.add_argument("--keep-trial-dirs", action="store_true",
                         help="keep successful trials' working directories too")
+    parser.add_argument("--max-memory-mb", type=positive_float,
+                        help="memory budget: a trial over it is never a winner (the numeric "
+                        "error bound is --rel-tolerance)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--validate-top", type=int, default=3, metavar="K",
                         help="re-measure the K best configurations against the baseline at the "
@@ -90,7 +93,8 @@ def main(argv: list[str]) -> int:
     settings = StudySettings(trial_timeout=args.trial_timeout, search_timeout=args.timeout,
                              dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs,
                              validate_top=args.validate_top,
-                             validation_rounds=args.validation_rounds)
+                             validation_rounds=args.validation_rounds,
+                             max_memory_mb=args.max_memory_mb)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name))
     tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -86,3 +86,19 @@ def test_a_clearly_slower_configuration_is_pruned_early(tmp_path):
     assert result.status.value == "pruned" and "pruned after" in result.error
     assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
     assert max(slow.intermediate_values.values()) < 0.7 * baseline.value
+
+
+def test_trials_over_the_memory_budget_are_kept_but_never_win(tmp_path):
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(SPACE)
+    study = optuna.create_study(direction="maximize")
+    target = TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16)
+    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
+                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
+                   StudySettings(validate_top=0, max_memory_mb=1.0), tmp_path / "study")
+    run_trials(run, 2)
+    results = [records.trial_result(t) for t in study.trials]
+    assert [r.status.value for r in results] == ["constraint_violated"] * 2
+    assert all("> --max-memory-mb 1" in r.error and r.metrics.peak_memory_mb > 1 for r in results)
+    assert records.baseline_trial(study.trials) is study.trials[0]  # still the speed reference
+    assert records.ranked_trials(study) == []

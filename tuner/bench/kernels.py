@@ -153,7 +153,8 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
 
 _ABBREVIATIONS = {"oc_register_block": "mr", "spatial_vectors": "nv", "reduction_block": "kc",
                   "spatial_block": "nc", "oc_cache_block": "mc", "loop_order": "order",
-                  "unroll": "unroll", "ow_vectors": "owv", "oh_rows": "ohr"}
+                  "unroll": "unroll", "direct_output": "dout", "direct_pointwise": "dpw",
+                  "balance_tasks": "bal", "ow_vectors": "owv", "oh_rows": "ohr"}
 
 
 def _short(params: dict) -> str:

@@ -15,6 +15,7 @@ class Status(str, Enum):
     USAGE_ERROR = "usage_error"        # the request itself is wrong (e.g. unknown model)
     INVALID_CONFIG = "invalid_config"  # breaks a declared restriction; never run
     PRUNED = "pruned"                  # stopped early: clearly slower than the best so far
+    CONSTRAINT_VIOLATED = "constraint_violated"  # measured, but over --max-memory-mb
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,53 @@ from tuner.export_format import ExportedConfig
 from tuner.models import TuningTarget
 from tuner.study import records
 from tuner.study.validation import current_report
-from tuner.study.loop import MODEL_INFO_ATTR, SPEEDUP_ATTR, TARGET_ATTR, WEIGHTS_SEED_ATTR
+from tuner.study.loop import (MODEL_INFO_ATTR, OBJECTIVES_ATTR, SPEEDUP_ATTR, TARGET_ATTR,
+                              WEIGHTS_SEED_ATTR)
 
 
-def export_trial(study: optuna.Study, rank: int = 1) -> ExportedConfig:
-    """The ``rank``-th best ok trial (1 = best) as an ExportedConfig; for rank 1 the validated
-    winner when the study's validation is current (no trial added since)."""
+def _weighted_choice(study: optuna.Study, trials: list, weights: dict[str, float]):
+    """The trial maximizing the weighted sum of its min-max normalized objectives (each turned
+    so that 1 is best) among ``trials`` (the Pareto set when the study has several objectives)."""
+    names = study.user_attrs.get(OBJECTIVES_ATTR, [])
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise UsageError(f"--weights {unknown[0]}: not an objective of this study ({', '.join(names)})")
+    pareto = {t.number for t in study.best_trials} if len(study.directions) > 1 else None
+    pool = [t for t in trials if pareto is None or t.number in pareto] or trials
+    scores = {t.number: 0.0 for t in pool}
+    for index, (name, direction) in enumerate(zip(names, study.directions)):
+        values = [t.values[index] for t in pool]
+        low, high = min(values), max(values)
+        for t in pool:
+            scaled = (t.values[index] - low) / (high - low) if high > low else 1.0
+            if direction == optuna.study.StudyDirection.MINIMIZE:
+                scaled = 1.0 - scaled if high > low else 1.0
+            scores[t.number] += weights.get(name, 0.0) * scaled
+    return max(pool, key=lambda t: scores[t.number])
+
+
+def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] | None = None,
+                 max_memory_mb: float | None = None) -> ExportedConfig:
+    """The ``rank``-th best ok trial (1 = best) as an ExportedConfig.
+
+    With ``max_memory_mb``, trials over that peak memory are left out; with ``weights``
+    (objective name -> weight), the member of the Pareto set with the best weighted, normalized
+    objectives is taken instead of a rank. Otherwise, for rank 1, the validated winner when the
+    study's validation is current (no trial added since).
+    """
     if TARGET_ATTR not in study.user_attrs:
         raise UsageError(f"study {study.study_name} was not made by tuner.search")
     ranked = records.ranked_trials(study)
+    if max_memory_mb is not None:
+        ranked = [t for t in ranked
+                  if records.trial_result(t).metrics.peak_memory_mb <= max_memory_mb]
     if not ranked:
-        raise UsageError(f"study {study.study_name} has no successful trial yet")
+        raise UsageError(f"study {study.study_name} has no successful trial"
+                         + (f" within {max_memory_mb:g} MiB" if max_memory_mb is not None else " yet"))
     if not 1 <= rank <= len(ranked):
-        raise UsageError(f"--rank {rank}: the study has {len(ranked)} successful trials")
-    chosen = ranked[rank - 1]
-    report = current_report(study) if rank == 1 else None
+        raise UsageError(f"--rank {rank}: the study has {len(ranked)} eligible trials")
+    chosen = _weighted_choice(study, ranked, weights) if weights else ranked[rank - 1]
+    report = current_report(study) if rank == 1 and not weights and max_memory_mb is None else None
     validation = {}
     if report is not None:
         chosen = next(t for t in ranked if t.number == report.winner)

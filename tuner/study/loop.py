@@ -6,6 +6,7 @@ exported and browsed from its storage alone.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -34,6 +35,7 @@ TARGET_ATTR = "target"
 MODEL_INFO_ATTR = "model_info"
 SPEEDUP_ATTR = "speedup"
 WEIGHTS_SEED_ATTR = "weights_seed"
+OBJECTIVES_ATTR = "objectives"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class StudySettings:
     """How the loop runs trials: per-trial timeout (s), whole-search timeout (s, None = no
     limit), the seed of the model's random weights and input, whether to save graph op counts,
     and how many top configurations to re-measure in how many interleaved rounds at the end
-    (0 = no validation; see tuner.study.validation)."""
+    (0 = no validation; see tuner.study.validation); a trial whose peak memory exceeds
+    ``max_memory_mb`` is a constraint violation (measured, kept, never a winner)."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
@@ -50,6 +53,7 @@ class StudySettings:
     keep_trial_dirs: bool = False
     validate_top: int = 3
     validation_rounds: int = 3
+    max_memory_mb: float | None = None
 
 
 @dataclass
@@ -110,6 +114,7 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     study.set_user_attr(TARGET_ATTR, target.to_dict())
     study.set_user_attr(MODEL_INFO_ATTR, run.model_info)
     study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)
+    study.set_user_attr(OBJECTIVES_ATTR, [o.name for o in objectives])
     run.noise = machine_noise()
     return run
 
@@ -140,6 +145,11 @@ def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialRes
                            measure=run.measure, seed=run.settings.weights_seed,
                            dump_graph=run.settings.dump_graph)
     result = run_isolated(request, workdir, run.settings.trial_timeout, _pruning_reporter(run, trial))
+    limit = run.settings.max_memory_mb
+    if result.ok and limit is not None and result.metrics.peak_memory_mb > limit:
+        result = dataclasses.replace(
+            result, status=Status.CONSTRAINT_VIOLATED,
+            error=f"peak memory {result.metrics.peak_memory_mb:.0f} MiB > --max-memory-mb {limit:g}")
     if not run.settings.keep_trial_dirs and result.ok:
         shutil.rmtree(workdir, ignore_errors=True)
     return config, result
@@ -165,7 +175,7 @@ def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Tria
     baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
     for key, value in records.store_attrs(result, config, baseline).items():
         trial.set_user_attr(key, value)
-    if result.status in (Status.INVALID_CONFIG, Status.PRUNED):
+    if result.status in (Status.INVALID_CONFIG, Status.PRUNED, Status.CONSTRAINT_VIOLATED):
         run.study.tell(trial, state=TrialState.PRUNED)  # samplers learn to avoid pruned regions
         return
     if not result.ok:
@@ -200,7 +210,7 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
             frozen = run.study.get_trials(deepcopy=False)[trial.number]
             for callback in callbacks:
                 callback.on_trial_end(run, frozen, result)
-            if records.is_baseline(frozen) and not result.ok:
+            if records.is_baseline(frozen) and result.metrics is None:
                 last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
                 raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
         speed_first = run.objectives[0].name in ("throughput", "latency")

@@ -5,7 +5,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
-from tuner.runner.record import TrialResult
+from tuner.runner.record import Status, TrialResult
 
 RESULT_ATTR = "result"
 CONFIG_ATTR = "config"
@@ -50,7 +50,10 @@ def ok_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def baseline_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    return next((t for t in ok_trials(trials) if is_baseline(t)), None)
+    """The measured untuned baseline (also when it breaks a constraint such as the memory
+    budget: it stays the reference for speedups, but then is never a winner)."""
+    return next((t for t in trials if is_baseline(t) and (r := trial_result(t))
+                 and r.status in (Status.OK, Status.CONSTRAINT_VIOLATED)), None)
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
