@@ -100,5 +100,6 @@ def test_trials_over_the_memory_budget_are_kept_but_never_win(tmp_path):
     results = [records.trial_result(t) for t in study.trials]
     assert [r.status.value for r in results] == ["constraint_violated"] * 2
     assert all("> --max-memory-mb 1" in r.error and r.metrics.peak_memory_mb > 1 for r in results)
-    assert records.baseline_trial(study.trials) is study.trials[0]  # still the speed reference
+    trials = study.trials
+    assert records.baseline_trial(trials) is trials[0]  # still the speed reference
     assert records.ranked_trials(study) == []
