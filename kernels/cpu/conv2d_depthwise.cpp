@@ -36,6 +36,26 @@ struct Geometry {
 
 constexpr int kSlack = 16 * OW_VECS + 16;  // readable floats past the end of each phase row
 
+// Padded row columns col = iw + pl go to phase col % 2 at index col / 2: de-interleave
+// 32 input floats at a time into 16 even and 16 odd columns (masked at the row's end).
+inline void split_even_odd(const float *src, int w, int pl, float *even_row, float *odd_row) {
+  const __m512i even_idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  int iw = 0;
+  if (pl % 2 != 0) {  // the first input column is odd: place it alone so the rest is aligned
+    odd_row[pl / 2] = src[0];
+    iw = 1;
+  }
+  for (; iw < w; iw += 32) {
+    const int n = std::min(32, w - iw);
+    const __m512 a = _mm512_maskz_loadu_ps(tail_mask(n), src + iw);
+    const __m512 b = _mm512_maskz_loadu_ps(tail_mask(n - 16), src + iw + 16);
+    const int j = (iw + pl) / 2;
+    _mm512_mask_storeu_ps(even_row + j, tail_mask((n + 1) / 2), _mm512_permutex2var_ps(a, even_idx, b));
+    _mm512_mask_storeu_ps(odd_row + j, tail_mask(n / 2), _mm512_permutex2var_ps(a, odd_idx, b));
+  }
+}
+
 // Copy one input plane into SW phases of a zero-padded buffer:
 // phases[q][r][j] = padded(r, j*SW + q), rows r in [0, HP), row stride ld.
 void pad_plane(const Geometry &g, const float *plane, float *buf, int hp, int ld) {
@@ -45,12 +65,15 @@ void pad_plane(const Geometry &g, const float *plane, float *buf, int hp, int ld
     const int r = ih + g.PT;
     if (r >= hp) break;
     const float *src = plane + (size_t)ih * g.W;
+    float *row = buf + (size_t)r * ld;
     if (g.SW == 1) {
-      std::memcpy(buf + (size_t)r * ld + g.PL, src, sizeof(float) * g.W);
+      std::memcpy(row + g.PL, src, sizeof(float) * g.W);
+    } else if (g.SW == 2) {
+      split_even_odd(src, g.W, g.PL, row, row + phase_size);
     } else {
       for (int iw = 0; iw < g.W; ++iw) {
         const int col = iw + g.PL;
-        buf[(size_t)(col % g.SW) * phase_size + (size_t)r * ld + col / g.SW] = src[iw];
+        row[(size_t)(col % g.SW) * phase_size + col / g.SW] = src[iw];
       }
     }
   }
