@@ -50,3 +50,12 @@ def test_invalid_values_are_refused_with_the_knob_named(knobs, message):
 def test_unknown_section_in_json_is_refused():
     with pytest.raises(ConfigError, match="unknown section 'extra'"):
         TuningConfig.from_dict({"extra": {}})
+
+
+def test_describe_summarizes_kernels_instead_of_listing_their_parameters():
+    config = TuningConfig.from_knobs(
+        {"rewrites.fold_batchnorm": "all"},
+        kernels=(KernelChoice("dense_a", "conv2d_dense", (("oc_block", 32),)),))
+    assert config.describe() == "rewrites.fold_batchnorm=all, custom kernels on 1 workloads"
+    assert config.non_default_knobs() == {"rewrites.fold_batchnorm": "all"}
+    assert TuningConfig().describe() == "none (the untuned defaults)"

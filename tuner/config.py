@@ -247,8 +247,18 @@ class TuningConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def non_default_knobs(self) -> dict[str, Any]:
+        """The graph-kernel, rewrite and runtime knobs that differ from the untuned defaults
+        (custom kernel choices are summarized by ``describe``)."""
         default = TuningConfig().flat()
-        return {k: v for k, v in self.flat().items() if default.get(k, object()) != v}
+        return {k: v for k, v in self.flat().items()
+                if k in default and default[k] != v}
+
+    def describe(self) -> str:
+        """One line for tables: the non-default knobs and how many workloads run custom kernels."""
+        parts = [f"{k}={v}" for k, v in self.non_default_knobs().items()]
+        if self.kernels:
+            parts.append(f"custom kernels on {len(self.kernels)} workloads")
+        return ", ".join(parts) or "none (the untuned defaults)"
 
 
 def knob_field(path: str) -> dataclasses.Field:

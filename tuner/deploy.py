@@ -18,17 +18,7 @@ from tuner.export_format import ExportedConfig, read_export
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion
-
-
-class TunedNetwork(nn.Cell):
-    """A fresh top-level cell around the rewritten network (forces a new compilation)."""
-
-    def __init__(self, network: nn.Cell):
-        super().__init__()
-        self.network = network
-
-    def construct(self, x):
-        return self.network(x)
+from tuner.rewrites.network import TunedNetwork
 
 
 def apply_process_settings(config: TuningConfig) -> None:

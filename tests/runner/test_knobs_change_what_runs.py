@@ -83,3 +83,24 @@ def test_wait_policy_reaches_the_trial_process_and_nothing_leaks_in(monkeypatch,
     assert env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert "OMP_WAIT_POLICY" not in trial_environment(TrialRequest("measure", target, "/tmp"),
                                                       tmp_path)
+
+
+def test_custom_kernels_replace_the_builtin_convolutions(measure_tiny, tiny_assets, graphs):
+    import json
+
+    from tuner.config import KernelChoice
+    from tuner.space import load_space
+    from tuner.backends import get_backend
+
+    workloads = json.loads((tiny_assets / "model.json").read_text())["workloads"]
+    assert workloads, "the tiny net's convolutions are custom-kernel workloads"
+    spaces = load_space(get_backend("CPU").default_space_path()).kernels.spaces
+    choices = tuple(KernelChoice(w["key"], w["kernel"],
+                                 tuple(sorted(spaces[w["kernel"]].defaults().items())))
+                    for w in workloads)
+    result = measure_tiny(TuningConfig(kernels=choices), dump_graph=True)
+    assert result.ok, result.error
+    baseline = _ops(measure_tiny, graphs, "baseline", {})
+    assert result.graph_ops.get("Custom", 0) == baseline["Conv2D"]
+    assert "Conv2D" not in result.graph_ops and "BatchNorm" not in result.graph_ops
+    assert result.metrics.max_rel_error < 1e-4

@@ -84,6 +84,7 @@ def test_a_clearly_slower_configuration_is_pruned_early(tmp_path):
     assert slow.state == TrialState.PRUNED
     result = records.trial_result(slow)
     assert result.status.value == "pruned" and "pruned after" in result.error
+    assert result.saved_seconds > 0
     assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
     assert max(slow.intermediate_values.values()) < 0.7 * baseline.value
 

@@ -48,6 +48,9 @@ def test_search_leaves_a_study_with_the_baseline_first_and_resumes(searched):
     assert trials[0].user_attrs["baseline"] is True
     assert trials[0].user_attrs["result"]["status"] == "ok"
     assert all("speedup" in t.user_attrs for t in trials if t.state.name == "COMPLETE")
+    space_default = trials[1]  # enqueued after the baseline: custom kernels, default tiling
+    assert space_default.user_attrs["config"]["kernels"]
+    assert space_default.user_attrs["result"]["status"] == "ok"
     for output in (first.stdout, second.stdout):
         assert "baseline" in output and "speedup" in output and "best configuration:" in output
         assert "validated in 2 interleaved rounds against the baseline" in output

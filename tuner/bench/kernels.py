@@ -183,7 +183,7 @@ def summarize(results: list[WorkloadResult], numpy_gflops: float) -> None:
 def bench_end_to_end(library, model, batch, choices, quick) -> None:
     import mindcv
     from mindspore import Tensor
-    from tuner.kernels.cpu.cells import TunedNetwork
+    from tuner.rewrites.network import TunedNetwork
 
     net = mindcv.create_model(model)
     net.set_train(False)

@@ -131,7 +131,7 @@ class MlflowTracker(StudyCallback):
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
         self._log(self.parent_id, metrics=metrics, step=step,
                   tags={"best_trial": top.number,
-                        "best_knobs": json.dumps(records.trial_config(top).non_default_knobs())})
+                        "best_knobs": records.trial_config(top).describe()[:5000]})
 
     def on_validated(self, run, report):
         winner = report.candidate(report.winner)

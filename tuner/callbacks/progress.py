@@ -79,28 +79,18 @@ def summary_table(run) -> str:
             lines.append(f"  {report.note}")
     saved = pruning_savings(trials)
     if saved["pruned_trials"]:
-        lines.append(f"pruned {saved['pruned_trials']:.0f} slow trials after {saved['pruned_mean_seconds']:.1f} s "
-                     f"on average (completed trials: {saved['completed_mean_seconds']:.1f} s): "
-                     f"about {saved['estimated_seconds_saved']:.0f} s saved")
+        lines.append(f"pruned {saved['pruned_trials']:.0f} slow trials ({saved['pruned_seconds']:.0f} s "
+                     f"spent on them): about {saved['estimated_seconds_saved']:.0f} s of timing saved")
     if run.noise:
         lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
-    changed = records.trial_config(best).non_default_knobs()
-    lines.append("best knobs: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or
-                                   "none (the untuned defaults)"))
+    lines.append("best knobs: " + records.trial_config(best).describe())
     return "\n".join(lines)
 
 
 def pruning_savings(trials) -> dict[str, float]:
-    """Pruned trials' wall time against completed ones': the time pruning saved, estimated."""
-    def wall(t):
-        result = records.trial_result(t)
-        return result.wall_seconds if result else 0.0
-    pruned = [wall(t) for t in trials
-              if (r := records.trial_result(t)) and r.status.value == "pruned"]
-    completed = [wall(t) for t in records.ok_trials(trials)
-                 if records.REUSED_FROM_ATTR not in t.user_attrs]
-    mean_completed = sum(completed) / len(completed) if completed else 0.0
-    mean_pruned = sum(pruned) / len(pruned) if pruned else 0.0
-    return {"pruned_trials": float(len(pruned)), "pruned_mean_seconds": mean_pruned,
-            "completed_mean_seconds": mean_completed,
-            "estimated_seconds_saved": max(0.0, len(pruned) * (mean_completed - mean_pruned))}
+    """How many trials were pruned, the wall time they took, and the timing they were spared
+    (each pruned record's estimate; see tuner.runner.isolate)."""
+    pruned = [r for t in trials if (r := records.trial_result(t)) and r.status.value == "pruned"]
+    return {"pruned_trials": float(len(pruned)),
+            "pruned_seconds": sum(r.wall_seconds for r in pruned),
+            "estimated_seconds_saved": sum(r.saved_seconds for r in pruned)}

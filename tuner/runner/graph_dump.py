@@ -5,6 +5,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+GRAPHS_DIR = "graphs"
+"""Where a trial process saves its IR files, relative to its working directory."""
 _ENTRY = re.compile(r"^# IR entry: @(\S+)", re.MULTILINE)
 _SUBGRAPH = re.compile(r"^subgraph @([\w.]+)\(", re.MULTILINE)
 _INFO_NAME = re.compile(r"^info_name: (\S+)", re.MULTILINE)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from tuner.runner.graph_dump import graph_dump_environment
+from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
+from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.worker import COMPILE_PHASES, PHASE_FILE, PROGRESS_FILE, RESULT_FILE
@@ -35,7 +38,7 @@ def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(request.config.environment())
     if request.dump_graph:
-        env.update(graph_dump_environment(workdir / "graphs"))
+        env.update(graph_dump_environment(workdir / GRAPHS_DIR))
     return env
 
 
@@ -54,6 +57,7 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
     (workdir / "request.json").write_text(request.to_json())
     for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE):
         (workdir / stale).unlink(missing_ok=True)
+    shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
     started = time.perf_counter()
     progress = _ProgressReader(workdir / PROGRESS_FILE)
     with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
@@ -73,7 +77,8 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
                         _kill_group(process)
                         return TrialResult(Status.PRUNED, error=f"pruned after {entry['runs']} "
                                            f"timed runs (median {entry['median_s'] * 1e3:.1f} ms)",
-                                           wall_seconds=time.perf_counter() - started)
+                                           wall_seconds=time.perf_counter() - started,
+                                           saved_seconds=_timing_left(entry, request.measure))
                 time.sleep(POLL_SECONDS)
         except BaseException:
             _kill_group(process)
@@ -89,6 +94,14 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
            if process.returncode < 0 else f"exited with code {process.returncode}")
     return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
                        + _tail(workdir / "stderr.txt"), wall_seconds=wall)
+
+
+def _timing_left(entry: dict, measure) -> float:
+    """Timing a pruned trial would still have needed: the runs up to the protocol's minimum
+    (at least 8, the fewest that bound the median's interval) at its median, within the cap."""
+    median, runs = entry["median_s"], entry["runs"]
+    needed = max(measure.min_runs, MIN_RUNS_FOR_INTERVAL, math.ceil(measure.min_seconds / median))
+    return max(0.0, min(measure.max_seconds - runs * median, (needed - runs) * median))
 
 
 class _ProgressReader:

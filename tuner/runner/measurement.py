@@ -41,6 +41,10 @@ class MeasureSettings:
         return asdict(self)
 
 
+MIN_RUNS_FOR_INTERVAL = 8
+"""The fewest samples for which median_confidence_interval is bounded."""
+
+
 def median_confidence_interval(samples: list[float], z: float = 1.96) -> tuple[float, float]:
     """Distribution-free ~95 % interval of the median from order statistics; (-inf, inf) when
     there are too few samples (fewer than 8) to bound it."""

@@ -70,6 +70,7 @@ class TrialResult:
     error: str = ""
     wall_seconds: float = 0.0
     graph_ops: dict[str, int] = field(default_factory=dict)
+    saved_seconds: float = 0.0  # pruned: the timing it would still have needed, estimated
 
     @property
     def ok(self) -> bool:
@@ -79,11 +80,12 @@ class TrialResult:
         return {"status": self.status.value,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
                 "error": self.error, "wall_seconds": self.wall_seconds,
-                "graph_ops": self.graph_ops}
+                "graph_ops": self.graph_ops, "saved_seconds": self.saved_seconds}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
         return cls(status=Status(data["status"]),
                    metrics=Metrics(**data["metrics"]) if data.get("metrics") else None,
                    error=data.get("error", ""), wall_seconds=data.get("wall_seconds", 0.0),
-                   graph_ops=dict(data.get("graph_ops", {})))
+                   graph_ops=dict(data.get("graph_ops", {})),
+                   saved_seconds=data.get("saved_seconds", 0.0))

@@ -216,10 +216,10 @@ def run(request: TrialRequest) -> TrialResult:
         status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
         result = TrialResult(status, error=_error_text())
     if request.dump_graph and result.ok:
-        from tuner.runner.graph_dump import count_graph_ops
+        from tuner.runner.graph_dump import GRAPHS_DIR, count_graph_ops
 
         result = TrialResult(result.status, result.metrics, result.error,
-                             graph_ops=count_graph_ops(Path("graphs")))
+                             graph_ops=count_graph_ops(Path(GRAPHS_DIR)))
     return TrialResult(result.status, result.metrics, result.error,
                        time.perf_counter() - started, result.graph_ops)
 

@@ -71,6 +71,7 @@ class ValidationReport:
 
 
 def complexity(config: TuningConfig) -> tuple[int, int]:
+    """(custom kernels, non-default graph-kernel/rewrite/runtime knobs): lower is simpler."""
     return len(config.kernels), len(config.non_default_knobs())
 
 

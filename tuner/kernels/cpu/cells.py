@@ -107,14 +107,3 @@ class FusedInvertedResidual(nn.Cell):
         if self.use_residual:
             return self.tail(out, x)
         return self.tail(out)
-
-
-class TunedNetwork(nn.Cell):
-    """A fresh top-level cell around a rewritten network (forces a new graph compile)."""
-
-    def __init__(self, network: nn.Cell):
-        super().__init__()
-        self.network = network
-
-    def construct(self, x):
-        return self.network(x)

@@ -11,7 +11,8 @@ from mindspore import Parameter, Tensor, nn
 from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
                                 VerifyResult, WorkloadGroup)
 from tuner.kernels.build import BuildResult, build_variant
-from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d, TunedNetwork
+from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
+from tuner.rewrites.network import TunedNetwork
 from tuner.kernels.cpu.plan import plan_network
 from tuner.kernels.cpu.rewrite import rewrite_network
 from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
