@@ -75,8 +75,7 @@ namespace {
 constexpr int kNcEff = ((NC + NR - 1) / NR) * NR;
 constexpr int kMcEff = ((MC + MR - 1) / MR) * MR;
 
-struct Geometry {
-  int N, C, H, W, OC, OH, OW, KH, KW, SH, SW, PT, PL, act;
+struct Geometry : ConvGeometry {
   int K() const { return C * KH * KW; }
   int P() const { return OH * OW; }
   bool pointwise() const { return KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0; }
@@ -354,35 +353,13 @@ AOT_ENTRY Conv2dDense(int nparam, void **params, int *ndims, int64_t **shapes,
                       const char **dtypes, void *stream, void *extra) {
   (void)stream;
   (void)extra;
-  if (nparam != 5 && nparam != 6) return 1;
-  const bool has_res = nparam == 6;
-  const int out_index = nparam - 1;
-  if (ndims[0] != 4 || ndims[out_index] != 4) return 2;
-  if (!dtype_is(dtypes[0], "float32") || !dtype_is(dtypes[out_index], "float32")) return 3;
-  const int32_t *geo = static_cast<const int32_t *>(params[3]);
-  Geometry g;
-  g.N = (int)shapes[0][0];
-  g.C = (int)shapes[0][1];
-  g.H = (int)shapes[0][2];
-  g.W = (int)shapes[0][3];
-  g.OC = (int)shapes[out_index][1];
-  g.OH = (int)shapes[out_index][2];
-  g.OW = (int)shapes[out_index][3];
-  g.KH = geo[G_KH];
-  g.KW = geo[G_KW];
-  g.SH = geo[G_SH];
-  g.SW = geo[G_SW];
-  g.PT = geo[G_PT];
-  g.PL = geo[G_PL];
-  g.act = geo[G_ACT];
-  const float *x = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  const float *b = static_cast<const float *>(params[2]);
-  float *out = static_cast<float *>(params[out_index]);
-  if (has_res)
-    dispatch_act<true>(g, x, w, b, static_cast<const float *>(params[4]), out);
+  ConvCall call;
+  if (int error = read_conv_call(nparam, params, ndims, shapes, dtypes, call)) return error;
+  const Geometry g{call.g};
+  if (call.residual)
+    dispatch_act<true>(g, call.x, call.w, call.b, call.residual, call.out);
   else
-    dispatch_act<false>(g, x, w, b, nullptr, out);
+    dispatch_act<false>(g, call.x, call.w, call.b, nullptr, call.out);
   return 0;
 }
 

@@ -30,9 +30,7 @@ static_assert(OH_ROWS >= 1 && OH_ROWS <= 4, "OH_ROWS out of range");
 
 namespace {
 
-struct Geometry {
-  int N, C, H, W, OH, OW, KH, KW, SH, SW, PT, PL, act;
-};
+using Geometry = ConvGeometry;
 
 constexpr int kSlack = 16 * OW_VECS + 16;  // readable floats past the end of each phase row
 
@@ -158,34 +156,13 @@ AOT_ENTRY Conv2dDepthwise(int nparam, void **params, int *ndims, int64_t **shape
                           const char **dtypes, void *stream, void *extra) {
   (void)stream;
   (void)extra;
-  if (nparam != 5 && nparam != 6) return 1;
-  const bool has_res = nparam == 6;
-  const int out_index = nparam - 1;
-  if (ndims[0] != 4 || ndims[out_index] != 4) return 2;
-  if (!dtype_is(dtypes[0], "float32") || !dtype_is(dtypes[out_index], "float32")) return 3;
-  const int32_t *geo = static_cast<const int32_t *>(params[3]);
-  Geometry g;
-  g.N = (int)shapes[0][0];
-  g.C = (int)shapes[0][1];
-  g.H = (int)shapes[0][2];
-  g.W = (int)shapes[0][3];
-  g.OH = (int)shapes[out_index][2];
-  g.OW = (int)shapes[out_index][3];
-  g.KH = geo[G_KH];
-  g.KW = geo[G_KW];
-  g.SH = geo[G_SH];
-  g.SW = geo[G_SW];
-  g.PT = geo[G_PT];
-  g.PL = geo[G_PL];
-  g.act = geo[G_ACT];
+  ConvCall call;
+  if (int error = read_conv_call(nparam, params, ndims, shapes, dtypes, call)) return error;
+  const Geometry &g = call.g;
   if (g.KH * g.KW > MAX_TAPS) return 4;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  const float *b = static_cast<const float *>(params[2]);
-  float *out = static_cast<float *>(params[out_index]);
-  if (has_res)
-    dispatch_act<true>(g, x, w, b, static_cast<const float *>(params[4]), out);
+  if (call.residual)
+    dispatch_act<true>(g, call.x, call.w, call.b, call.residual, call.out);
   else
-    dispatch_act<false>(g, x, w, b, nullptr, out);
+    dispatch_act<false>(g, call.x, call.w, call.b, nullptr, call.out);
   return 0;
 }

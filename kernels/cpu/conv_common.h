@@ -21,6 +21,50 @@ static inline bool dtype_is(const char *dtype, const char *want) {
   return dtype != nullptr && std::strcmp(dtype, want) == 0;
 }
 
+// Shapes, strides, padding and activation of one convolution call.
+struct ConvGeometry {
+  int N, C, H, W, OC, OH, OW, KH, KW, SH, SW, PT, PL, act;
+};
+
+// The calling convention both kernels share: params = x, weight, bias, geometry,
+// [residual], out (float32 NCHW; geometry is the int32 tensor indexed by GeometryIndex).
+struct ConvCall {
+  ConvGeometry g;
+  const float *x, *w, *b, *residual;  // residual is nullptr when absent
+  float *out;
+};
+
+// Fills `call` from MindSpore's AOT arguments; returns 0, or the error code to return.
+static inline int read_conv_call(int nparam, void **params, int *ndims, int64_t **shapes,
+                                 const char **dtypes, ConvCall &call) {
+  if (nparam != 5 && nparam != 6) return 1;
+  const int out_index = nparam - 1;
+  if (ndims[0] != 4 || ndims[out_index] != 4) return 2;
+  if (!dtype_is(dtypes[0], "float32") || !dtype_is(dtypes[out_index], "float32")) return 3;
+  const int32_t *geo = static_cast<const int32_t *>(params[3]);
+  ConvGeometry &g = call.g;
+  g.N = (int)shapes[0][0];
+  g.C = (int)shapes[0][1];
+  g.H = (int)shapes[0][2];
+  g.W = (int)shapes[0][3];
+  g.OC = (int)shapes[out_index][1];
+  g.OH = (int)shapes[out_index][2];
+  g.OW = (int)shapes[out_index][3];
+  g.KH = geo[G_KH];
+  g.KW = geo[G_KW];
+  g.SH = geo[G_SH];
+  g.SW = geo[G_SW];
+  g.PT = geo[G_PT];
+  g.PL = geo[G_PL];
+  g.act = geo[G_ACT];
+  call.x = static_cast<const float *>(params[0]);
+  call.w = static_cast<const float *>(params[1]);
+  call.b = static_cast<const float *>(params[2]);
+  call.residual = nparam == 6 ? static_cast<const float *>(params[4]) : nullptr;
+  call.out = static_cast<float *>(params[out_index]);
+  return 0;
+}
+
 template <int ACT>
 static inline __m512 activate(__m512 v) {
   if (ACT == ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
