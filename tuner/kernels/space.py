@@ -101,6 +101,23 @@ class KernelSpace:
             return False
         return True
 
+    def nearest_valid(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` if valid; else the valid set that changes one parameter the least (by its
+        position among the allowed values); else the defaults. Lets a sampler's independent
+        choices always yield a runnable variant instead of a rejected one."""
+        full = self.complete(params)
+        if self.is_valid(full):
+            return full
+        best: tuple[int, dict[str, Any]] | None = None
+        for param in self.params:
+            values = param.values()
+            here = values.index(full[param.name]) if full[param.name] in values else 0
+            for index, value in enumerate(values):
+                candidate = {**full, param.name: value}
+                if self.is_valid(candidate) and (best is None or abs(index - here) < best[0]):
+                    best = (abs(index - here), candidate)
+        return best[1] if best else self.defaults()
+
     def defines(self, params: Mapping[str, Any]) -> dict[str, str]:
         """Macro name -> value text for a complete, valid parameter set."""
         full = self.complete(params)

@@ -3,7 +3,8 @@
 Workloads are the model's distinct convolution problems (layers that share one are tuned
 together, as TVM's tasks). Optuna parameters: ``kernels.<workload>`` in {builtin, custom} and,
 when custom, ``kernels.<workload>.<param>`` for every parameter of the workload's kernel as
-declared in the kernel parameter file (with its restrictions).
+declared in the kernel parameter file (with its restrictions; a sampled combination that
+breaks one is repaired to the nearest valid combination rather than wasting the trial).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import optuna
 from tuner.config import KernelChoice
 
 BUILTIN, CUSTOM = "builtin", "custom"
+REPAIRED_ATTR = "repaired_kernels"
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,21 @@ class KernelKnobs:
         return trial.suggest_categorical(name, list(param.choices))
 
     def suggest(self, trial: optuna.Trial) -> tuple[KernelChoice, ...]:
-        choices = []
+        """One choice per workload; sampled tiling that breaks the kernel's restrictions is
+        repaired to the nearest valid one (listed in the trial's ``repaired_kernels``)."""
+        choices, repaired = [], []
         for workload in self.workloads:
             if trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, CUSTOM]) != CUSTOM:
                 continue
             space = self.spaces[workload.kernel]
-            params = {p.name: self._suggest_param(trial, f"kernels.{workload.key}.{p.name}", p)
-                      for p in space.params}
+            sampled = {p.name: self._suggest_param(trial, f"kernels.{workload.key}.{p.name}", p)
+                       for p in space.params}
+            params = space.nearest_valid(sampled)
+            if params != sampled:
+                repaired.append(workload.key)
             choices.append(KernelChoice(workload.key, workload.kernel, tuple(sorted(params.items()))))
+        if repaired:
+            trial.set_user_attr(REPAIRED_ATTR, repaired)
         return tuple(choices)
 
     def params_for(self, choices: tuple[KernelChoice, ...]) -> dict[str, Any]:
