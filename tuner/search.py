@@ -10,6 +10,7 @@ from tuner.backends import backend_names, get_backend
 from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.progress import ProgressBar, summary_table
+from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
                        measure_settings, positive_int, positive_float, run_cli)
 from tuner.errors import UsageError
@@ -20,6 +21,7 @@ from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
 from tuner.study.storage import default_tracking_uri, open_storage, study_dir
+from tuner.study.tuning_records import TuningRecordStore
 
 
 def build_parser() -> OneLineParser:
@@ -53,6 +55,8 @@ def build_parser() -> OneLineParser:
                         help="memory budget: a trial over it is never a winner (the numeric "
                         "error bound is --rel-tolerance)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-warm-start", action="store_true",
+                        help="do not seed a new study with tuning records of earlier studies")
     parser.add_argument("--validate-top", type=int, default=3, metavar="K",
                         help="re-measure the K best configurations against the baseline at the "
                         "end, interleaved in fresh processes (default 3; 0 = off)")
@@ -94,20 +98,22 @@ def main(argv: list[str]) -> int:
                              dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs,
                              validate_top=args.validate_top,
                              validation_rounds=args.validation_rounds,
-                             max_memory_mb=args.max_memory_mb)
+                             max_memory_mb=args.max_memory_mb,
+                             warm_start=not args.no_warm_start)
+    record_store = TuningRecordStore(storage.url)
     run = open_run(study, target, space, objectives, measure, settings,
-                   study_dir(args.runs_dir, name))
+                   study_dir(args.runs_dir, name), record_store)
     tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                     or default_tracking_uri(args.runs_dir))
     out = args.out or args.runs_dir / "exports" / f"{name}.json"
     callbacks = [MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
                                {"sampler": args.sampler, "seed": args.seed}),
-                 ExportBest(out)]
+                 SaveTuningRecords(record_store), exporter := ExportBest(out)]
     if not args.no_progress:
         callbacks.insert(0, ProgressBar(args.trials))
     run_trials(run, args.trials, callbacks)
     print(summary_table(run))
-    exported = callbacks[-1].written
+    exported = exporter.written
     print(f"best configuration: {exported}" if exported else "nothing exported (no successful trial)")
     print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}")
     return 0

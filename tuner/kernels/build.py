@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def _compiler_version() -> str:
+def compiler_version() -> str:
     try:
         return subprocess.run([COMPILER, "--version"], capture_output=True, text=True).stdout
     except OSError as error:
@@ -80,7 +80,7 @@ def variant_key(source: Path, defines: Mapping[str, str]) -> str:
     for part in (
         *_source_texts(source),
         repr(sorted((str(k), str(v)) for k, v in defines.items())),
-        _compiler_version(),
+        compiler_version(),
         repr(FLAGS),
         _cpu_flags(),
     ):

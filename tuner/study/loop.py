@@ -29,6 +29,8 @@ from tuner.space import SearchSpace
 from tuner.space.kernel_knobs import Workload
 from tuner.study import records
 from tuner.study.objectives import Objective
+from tuner.kernels.build import compiler_version
+from tuner.study.tuning_records import Toolchain, TuningRecordStore
 from tuner.study.validation import validate_winners
 
 TARGET_ATTR = "target"
@@ -36,6 +38,7 @@ MODEL_INFO_ATTR = "model_info"
 SPEEDUP_ATTR = "speedup"
 WEIGHTS_SEED_ATTR = "weights_seed"
 OBJECTIVES_ATTR = "objectives"
+WARM_START_ATTR = "warm_start_from"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class StudySettings:
     limit), the seed of the model's random weights and input, whether to save graph op counts,
     and how many top configurations to re-measure in how many interleaved rounds at the end
     (0 = no validation; see tuner.study.validation); a trial whose peak memory exceeds
-    ``max_memory_mb`` is a constraint violation (measured, kept, never a winner)."""
+    ``max_memory_mb`` is a constraint violation (measured, kept, never a winner). With
+    ``warm_start``, a new study first tries the tuning records of its kernel workloads."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
@@ -54,6 +58,7 @@ class StudySettings:
     validate_top: int = 3
     validation_rounds: int = 3
     max_memory_mb: float | None = None
+    warm_start: bool = True
 
 
 @dataclass
@@ -70,6 +75,12 @@ class StudyRun:
     model_info: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, float] = field(default_factory=dict)
     trials_this_session: int = 0
+    records: TuningRecordStore | None = None
+
+    def toolchain(self) -> Toolchain:
+        return Toolchain(self.model_info.get("cpu_model", ""),
+                         compiler_version().strip().splitlines()[0] if compiler_version().strip() else "",
+                         self.model_info.get("mindspore_version", ""))
 
     @property
     def assets_dir(self) -> Path:
@@ -101,9 +112,11 @@ def _prepare_assets(run: StudyRun) -> None:
 
 def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
              objectives: tuple[Objective, ...], measure: MeasureSettings,
-             settings: StudySettings, directory: Path) -> StudyRun:
+             settings: StudySettings, directory: Path,
+             records: TuningRecordStore | None = None) -> StudyRun:
     """Prepare the model's assets (once per study) and record the target in the study."""
-    run = StudyRun(study, target, space, objectives, measure, settings, directory.resolve())
+    run = StudyRun(study, target, space, objectives, measure, settings, directory.resolve(),
+                   records=records)
     stored = study.user_attrs.get(TARGET_ATTR)
     if stored and stored != target.to_dict():
         raise UsageError(f"study {study.study_name} was created for {stored}, not {target.to_dict()}")
@@ -127,6 +140,21 @@ def _enqueue_starting_points(run: StudyRun) -> None:
         default = run.space.default_config()
         if default != TuningConfig() and not trials:
             run.study.enqueue_trial(run.space.params_for(default))
+            _enqueue_warm_start(run, default)
+
+
+def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
+    """The space's default with every kernel workload that has a tuning record on this
+    toolchain set to the recorded tiling (see tuner.study.tuning_records)."""
+    if not (run.settings.warm_start and run.records and run.space.kernels and default.kernels):
+        return
+    found = run.records.best_choices(((c.workload, c.kernel) for c in default.kernels),
+                                     run.toolchain())
+    if not found:
+        return
+    kernels = tuple(found.get(c.workload, (c, ""))[0] for c in default.kernels)
+    run.study.enqueue_trial(run.space.params_for(dataclasses.replace(default, kernels=kernels)),
+                            user_attrs={WARM_START_ATTR: {k: src for k, (_, src) in found.items()}})
 
 
 def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult]:

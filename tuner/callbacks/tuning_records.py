@@ -1,0 +1,23 @@
+"""Saving the validated winner's kernel tiling as tuning records for later studies."""
+from __future__ import annotations
+
+from tuner.callbacks.base import StudyCallback
+from tuner.study import records
+from tuner.study.tuning_records import TuningRecord, TuningRecordStore
+
+
+class SaveTuningRecords(StudyCallback):
+    """Only validated winners become records: a lucky measurement never seeds other studies."""
+
+    def __init__(self, store: TuningRecordStore):
+        self.store = store
+        self.saved = 0
+
+    def on_validated(self, run, report):
+        winner = run.study.get_trials(deepcopy=False)[report.winner]
+        speedup = report.candidate(report.winner).speedup
+        toolchain = run.toolchain()
+        self.saved += self.store.save(
+            TuningRecord(c.workload, c.kernel, dict(c.params), toolchain, run.study.study_name,
+                         winner.number, speedup)
+            for c in records.trial_config(winner).kernels)
