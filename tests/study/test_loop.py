@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tuner.models import TuningTarget
@@ -20,19 +21,36 @@ knobs:
 """
 
 
-def test_crash_and_hang_cost_one_trial_each(tmp_path):
+BASELINE = {"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None}
+QUICK = MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0)
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """A study run of a tiny model over SPACE, without validation; optionally its baseline and
+    more configurations enqueued first."""
     space_file = tmp_path / "space.yaml"
     space_file.write_text(SPACE)
+
+    def make(model, *, enqueue=(), study=None, image_size=16, measure=QUICK, **settings):
+        study = study or optuna.create_study(direction="maximize")
+        run = open_run(study, TuningTarget(f"tests.fixtures.tiny_models:{model}", 2, image_size),
+                       load_space(space_file), parse_objectives(["throughput"]), measure,
+                       StudySettings(validate_top=0, **settings), tmp_path / "study")
+        if enqueue:
+            study.enqueue_trial(BASELINE, user_attrs={records.BASELINE_ATTR: True})
+        for params in enqueue:
+            study.enqueue_trial(params)
+        return run
+    return make
+
+
+def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path):
     study = optuna.create_study(direction="maximize",
                                 storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s")
-    target = TuningTarget("tests.fixtures.tiny_models:crash_or_hang_by_threads", 2, 16)
-    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
-                   StudySettings(trial_timeout=10, validate_top=0), tmp_path / "study")
-    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
-                        user_attrs={records.BASELINE_ATTR: True})
-    for threads in (3, 4, 1):
-        study.enqueue_trial({"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": threads})
+    run = make_run("crash_or_hang_by_threads", study=study, trial_timeout=10, enqueue=[
+        {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": threads}
+        for threads in (3, 4, 1)])
     run_trials(run, 4)
     trials = study.get_trials()
     statuses = [records.trial_result(t).status.value for t in trials]
@@ -45,39 +63,22 @@ def test_crash_and_hang_cost_one_trial_each(tmp_path):
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
 
 
-def test_a_configuration_measured_before_is_reused_not_run_again(tmp_path):
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(SPACE)
-    study = optuna.create_study(direction="maximize")
-    target = TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16)
-    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
-                   StudySettings(validate_top=0),
-                   tmp_path / "study")
+def test_a_configuration_measured_before_is_reused_not_run_again(make_run, tmp_path):
     folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
-    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
-                        user_attrs={records.BASELINE_ATTR: True})
-    study.enqueue_trial(folded)
-    study.enqueue_trial(folded)
+    run = make_run("tiny_net", enqueue=[folded, folded])
     run_trials(run, 3)
-    first, second = study.trials[1], study.trials[2]
+    first, second = run.study.trials[1], run.study.trials[2]
     assert records.REUSED_FROM_ATTR not in first.user_attrs
     assert second.user_attrs[records.REUSED_FROM_ATTR] == 1
     assert second.values == first.values and second.user_attrs["result"] == first.user_attrs["result"]
     assert not (tmp_path / "study" / "trials" / "2").exists()  # no process was started
 
 
-def test_a_clearly_slower_configuration_is_pruned_early(tmp_path):
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(SPACE)
+def test_a_clearly_slower_configuration_is_pruned_early(make_run):
     study = optuna.create_study(direction="maximize", pruner=make_pruner("best", 1))
-    target = TuningTarget("tests.fixtures.tiny_models:slow_when_single_threaded", 2, 32)
-    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=20, min_seconds=2.0, max_seconds=10.0),
-                   StudySettings(validate_top=0), tmp_path / "study")
-    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": None},
-                        user_attrs={records.BASELINE_ATTR: True})
-    study.enqueue_trial({"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": 1})
+    run = make_run("slow_when_single_threaded", study=study, image_size=32,
+                   measure=MeasureSettings(min_runs=20, min_seconds=2.0, max_seconds=10.0),
+                   enqueue=[{"rewrites.fold_batchnorm": "none", "runtime.omp_num_threads": 1}])
     run_trials(run, 2)
     baseline, slow = study.trials
     assert baseline.state == TrialState.COMPLETE
@@ -89,18 +90,12 @@ def test_a_clearly_slower_configuration_is_pruned_early(tmp_path):
     assert max(slow.intermediate_values.values()) < 0.7 * baseline.value
 
 
-def test_trials_over_the_memory_budget_are_kept_but_never_win(tmp_path):
-    space_file = tmp_path / "space.yaml"
-    space_file.write_text(SPACE)
-    study = optuna.create_study(direction="maximize")
-    target = TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16)
-    run = open_run(study, target, load_space(space_file), parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=3.0),
-                   StudySettings(validate_top=0, max_memory_mb=1.0), tmp_path / "study")
+def test_trials_over_the_memory_budget_are_kept_but_never_win(make_run):
+    run = make_run("tiny_net", max_memory_mb=1.0)
     run_trials(run, 2)
-    results = [records.trial_result(t) for t in study.trials]
+    trials = run.study.trials
+    results = [records.trial_result(t) for t in trials]
     assert [r.status.value for r in results] == ["constraint_violated"] * 2
     assert all("> --max-memory-mb 1" in r.error and r.metrics.peak_memory_mb > 1 for r in results)
-    trials = study.trials
     assert records.baseline_trial(trials) is trials[0]  # still the speed reference
-    assert records.ranked_trials(study) == []
+    assert records.ranked_trials(run.study) == []
