@@ -63,6 +63,32 @@ def test_apply_and_load_match_the_untuned_network(tmp_path):
     assert "tuned for tests.fixtures.tiny_models:tiny_net" in out["other_model"]
 
 
+LOAD_ONLY = r"""
+import json, os, sys
+import numpy as np
+import mindspore as ms
+import tuner
+
+work = sys.argv[1]
+net = tuner.load(f"{work}/best.json", checkpoint=f"{work}/trained.ckpt")  # no set_context here
+y = net(ms.Tensor(np.zeros((2, 3, 16, 16), np.float32))).asnumpy()
+print(json.dumps({"shape": list(y.shape), "graph_mode": ms.get_context("mode") == ms.GRAPH_MODE,
+                  "finite": bool(np.isfinite(y).all())}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_load_needs_no_mindspore_set_up_in_the_deployment_process(tmp_path):
+    env = {**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)}
+    for script in (SCRIPT, LOAD_ONLY):  # the first writes best.json and trained.ckpt
+        process = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=300, env=env)
+        assert process.returncode == 0, process.stderr[-3000:]
+    out = json.loads(process.stdout.strip().splitlines()[-1])
+    assert out == {"shape": [2, 10], "graph_mode": True, "finite": True}
+
+
 @pytest.mark.parametrize("content, message", [
     ("{", "not valid JSON"),
     ("[]", "expected a JSON object"),

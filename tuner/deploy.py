@@ -22,14 +22,20 @@ from tuner.rewrites.network import TunedNetwork
 
 
 def apply_process_settings(config: TuningConfig) -> None:
-    """Set the environment variables of ``config`` in this process.
+    """Set the environment variables of ``config`` in this process and select graph mode
+    (every configuration is compiled and measured as a graph; MindSpore's default PyNative
+    mode would run something else, and fails here with numpy 2 even for untuned mindcv models).
 
     Fusion flags take effect for cells compiled afterwards. OpenMP reads its variables when the
     OpenMP runtime starts, so in a long-running process they only fully apply when set before
     MindSpore is imported (the exported JSON lists them under ``environment``).
     """
+    import mindspore as ms
+
     os.environ.pop("MS_DEV_GRAPH_KERNEL_FLAGS", None)
     os.environ.update(config.environment())
+    if ms.get_context("mode") != ms.GRAPH_MODE:
+        ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None = None,
