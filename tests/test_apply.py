@@ -4,10 +4,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from tests.conftest import REPO, TINY_MODEL
+from tests.conftest import REPO
 
 SCRIPT = r"""
 import json, os, sys

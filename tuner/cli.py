@@ -67,7 +67,6 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None) -> 
     try:
         code = main(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
-        prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "tuner"
         print(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
               file=sys.stderr)
         code = USAGE_EXIT

@@ -1,8 +1,6 @@
 """apply() on whole networks: outputs match the untuned network; unsupported layers stay."""
-from pathlib import Path
 
 import mindcv
-import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import Tensor, nn

@@ -83,20 +83,15 @@ def _run(cell, inputs):
 
 
 def bench_workload(library, model, group, variants, quick) -> WorkloadResult:
-    from mindspore import Parameter, Tensor
+    from mindspore import Tensor
     from tuner.kernels.cpu.cells import BuiltinConvUnit
     from tuner.kernels import KernelBuildError
     from tuner.kernels.cpu.direct import DirectKernelCall
-    from tuner.kernels.cpu.library import reference_conv
+    from tuner.kernels.cpu.library import random_reference_conv
 
     w = group.workload
     rng = np.random.default_rng(0)
-    conv = reference_conv(w)
-    fan_in = conv.weight.shape[1] * w.kernel[0] * w.kernel[1]
-    weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
-    bias = rng.standard_normal(w.out_channels).astype(np.float32)
-    conv.weight = Parameter(Tensor(weight), name="weight")
-    conv.bias = Parameter(Tensor(bias), name="bias")
+    conv, weight, bias = random_reference_conv(w, rng)
     inputs = [Tensor(rng.standard_normal(w.input_shape).astype(np.float32))]
     if w.has_residual:
         inputs.append(Tensor(rng.standard_normal(w.output_shape).astype(np.float32)))

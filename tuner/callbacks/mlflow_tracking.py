@@ -6,7 +6,6 @@ status as a tag, and the trial's config JSON (and error text) as artifacts.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform

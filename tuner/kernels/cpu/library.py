@@ -109,12 +109,7 @@ class CpuKernelLibrary(KernelLibrary):
 
     def _verification_pair(self, workload: ConvWorkload, params, seed):
         rng = np.random.default_rng(seed)
-        conv = reference_conv(workload)
-        fan_in = conv.weight.shape[1] * workload.kernel[0] * workload.kernel[1]
-        weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
-        bias = rng.standard_normal(workload.out_channels).astype(np.float32)
-        conv.weight = Parameter(Tensor(weight), name="weight")
-        conv.bias = Parameter(Tensor(bias), name="bias")
+        conv, weight, bias = random_reference_conv(workload, rng)
         reference = BuiltinConvUnit(conv, None, workload.activation)
         custom = self.custom_cell(workload, params, weight, bias)
         inputs = [Tensor(rng.standard_normal(workload.input_shape).astype(np.float32))]
@@ -129,3 +124,16 @@ def reference_conv(workload: ConvWorkload) -> nn.Conv2d:
                      stride=workload.stride, pad_mode="pad", padding=workload.padding,
                      group=workload.in_channels if workload.kind == "depthwise" else 1,
                      has_bias=True)
+
+
+def random_reference_conv(workload: ConvWorkload,
+                          rng: np.random.Generator) -> tuple[nn.Conv2d, np.ndarray, np.ndarray]:
+    """The builtin convolution of a workload with random weight (scaled by 1/sqrt(fan-in)) and
+    bias, and those arrays (to build the custom cell with the same values)."""
+    conv = reference_conv(workload)
+    fan_in = conv.weight.shape[1] * workload.kernel[0] * workload.kernel[1]
+    weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
+    bias = rng.standard_normal(workload.out_channels).astype(np.float32)
+    conv.weight = Parameter(Tensor(weight), name="weight")
+    conv.bias = Parameter(Tensor(bias), name="bias")
+    return conv, weight, bias
