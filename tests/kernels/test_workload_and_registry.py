@@ -38,3 +38,10 @@ def test_registry():
         kernel_library("Ascend")
     with pytest.raises(ValueError, match="device GPU"):
         kernel_library("GPU")
+
+
+def test_workload_round_trips_through_json():
+    import json
+
+    w = ConvWorkload("dense", 3, 16, 32, 17, 13, (3, 1), (2, 1), (1, 1, 0, 0), True, "relu6")
+    assert ConvWorkload.from_dict(json.loads(json.dumps(w.to_dict()))) == w

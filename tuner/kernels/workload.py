@@ -6,6 +6,7 @@ layers that differ only in their epilogue share a key and a tuning choice.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 KINDS = ("dense", "depthwise")
@@ -35,6 +36,13 @@ class ConvWorkload:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.kind == "depthwise" and self.in_channels != self.out_channels:
             raise ValueError("a depthwise workload has out_channels == in_channels")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ConvWorkload":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     @property
     def kernel_name(self) -> str:

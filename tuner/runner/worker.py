@@ -116,21 +116,23 @@ def _conv_workloads(net, request: TrialRequest) -> list[dict]:
         return []
     groups = kernel_library(request.target.device).find_workloads(net, request.target.input_shape)
     return [{"key": g.workload.key, "kernel": g.workload.kernel_name, "layers": list(g.layer_paths),
-             "flops": g.workload.flops} for g in groups]
+             "flops": g.workload.flops, "conv": g.workload.to_dict()} for g in groups]
 
 
-def _verify_kernels(request: TrialRequest, net) -> None:
+def _verify_kernels(request: TrialRequest) -> None:
     """Check each custom kernel variant against MindSpore's operator before measuring.
 
-    Verdicts are cached per (workload, params) in the study's assets, as verification runs the
-    slow builtin convolution."""
+    The workloads are the ones the prepare step found (model.json), so the network's shapes are
+    not probed again. Verdicts are cached per (workload, params) in the study's assets, as
+    verification runs the slow builtin convolution."""
     if not request.config.kernels:
         return
     from tuner.kernels.registry import kernel_library
+    from tuner.kernels.workload import ConvWorkload
 
     library = kernel_library(request.target.device)
-    groups = {g.workload.key: g.workload
-              for g in library.find_workloads(net, request.target.input_shape)}
+    info = json.loads(request.asset(MODEL_INFO_FILE).read_text())
+    groups = {w["key"]: ConvWorkload.from_dict(w["conv"]) for w in info.get("workloads", [])}
     cache = request.asset("verified")
     cache.mkdir(exist_ok=True)
     for choice in request.config.kernels:
@@ -166,7 +168,7 @@ def _measure(request: TrialRequest) -> TrialResult:
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
     _phase("rewrite")
-    _verify_kernels(request, net)
+    _verify_kernels(request)
     try:
         apply_process_settings(request.config)
         tuned = rewrite_network(net, request.config, request.target.input_shape,

@@ -27,8 +27,8 @@ def _weighted_choice(study: optuna.Study, trials: list, weights: dict[str, float
         low, high = min(values), max(values)
         for t in pool:
             scaled = (t.values[index] - low) / (high - low) if high > low else 1.0
-            if direction == optuna.study.StudyDirection.MINIMIZE:
-                scaled = 1.0 - scaled if high > low else 1.0
+            if direction == optuna.study.StudyDirection.MINIMIZE and high > low:
+                scaled = 1.0 - scaled
             scores[t.number] += weights.get(name, 0.0) * scaled
     return max(pool, key=lambda t: scores[t.number])
 

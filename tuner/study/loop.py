@@ -78,8 +78,8 @@ class StudyRun:
     records: TuningRecordStore | None = None
 
     def toolchain(self) -> Toolchain:
-        return Toolchain(self.model_info.get("cpu_model", ""),
-                         compiler_version().strip().splitlines()[0] if compiler_version().strip() else "",
+        compiler = (compiler_version().strip().splitlines() or [""])[0]
+        return Toolchain(self.model_info.get("cpu_model", ""), compiler,
                          self.model_info.get("mindspore_version", ""))
 
     @property
@@ -187,7 +187,7 @@ def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
     """Report each timed run's running objective to Optuna and ask whether to prune; None where
     pruning does not apply (the baseline, several objectives, the memory objective)."""
     objective = run.objectives[0]
-    if (len(run.objectives) > 1 or objective.name not in ("throughput", "latency")
+    if (len(run.objectives) > 1 or not objective.is_speed
             or trial.user_attrs.get(records.BASELINE_ATTR)):
         return None
 
@@ -241,9 +241,8 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
             if records.is_baseline(frozen) and result.metrics is None:
                 last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
                 raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
-        speed_first = run.objectives[0].name in ("throughput", "latency")
         report = (validate_winners(run, run.settings.validate_top, run.settings.validation_rounds)
-                  if speed_first else None)
+                  if run.objectives[0].is_speed else None)
         if report is not None:
             for callback in callbacks:
                 callback.on_validated(run, report)

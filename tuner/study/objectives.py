@@ -16,6 +16,12 @@ class Objective:
     direction: StudyDirection
     unit: str
 
+    @property
+    def is_speed(self) -> bool:
+        """Throughput or latency: known while timing runs (pruning), compared as speedups
+        (validation); memory is only known at the end."""
+        return self.metric in ("throughput_ips", "latency_p50_ms")
+
     def value(self, metrics: Metrics) -> float:
         return float(getattr(metrics, self.metric))
 
