@@ -1,11 +1,15 @@
-"""A trial's failures come back as records: crash, hang, Python error, wrong output."""
+"""A trial's failures come back as records: crash, hang, Python error, wrong output; a gated
+trial compiles, then waits to be released before timing."""
+import dataclasses
+import time
 
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
-from tuner.runner.isolate import run_isolated
+from tuner.runner.isolate import TrialProcess, run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import Status
 from tuner.runner.request import TrialRequest
+from tuner.runner.worker import PROGRESS_FILE
 
 CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"
 
@@ -56,3 +60,23 @@ def test_output_beyond_tolerance_is_a_wrong_result(tiny_assets, tmp_path):
     result = run_isolated(request, tmp_path, timeout=60)
     assert result.status is Status.WRONG_RESULT
     assert result.metrics.max_rel_error > 1e-12 and "tolerance" in result.error
+
+
+def test_gated_trial_compiles_then_waits_until_released(tiny_assets, tmp_path):
+    request = _request(tiny_assets, TuningConfig(), model="tests.fixtures.tiny_models:tiny_net")
+    process = TrialProcess(dataclasses.replace(request, gated=True), tmp_path, 60).start()
+    assert process.wait_ready()
+    time.sleep(1.0)
+    assert process.process.poll() is None and not (tmp_path / PROGRESS_FILE).exists()
+    result = process.finish()
+    assert result.status is Status.OK and result.metrics.timed_runs >= 3
+    assert result.wall_seconds < time.perf_counter() - process.started - 0.9  # wait not counted
+
+
+def test_gated_trial_that_crashes_while_compiling_is_a_record(tiny_assets, tmp_path):
+    crash = TuningConfig.from_knobs({"runtime.omp_num_threads": 3})
+    process = TrialProcess(dataclasses.replace(_request(tiny_assets, crash), gated=True),
+                           tmp_path, 60).start()
+    assert not process.wait_ready()
+    result = process.finish()
+    assert result.status is Status.COMPILE_ERROR and "SIGSEGV" in result.error

@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
@@ -45,10 +46,11 @@ def make_run(tmp_path):
     return make
 
 
-def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
     study = optuna.create_study(direction="maximize",
                                 storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="s")
-    run = make_run("crash_or_hang_by_threads", study=study, trial_timeout=10, enqueue=[
+    run = make_run("crash_or_hang_by_threads", study=study, trial_timeout=10, jobs=jobs, enqueue=[
         {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": threads}
         for threads in (3, 4, 1)])
     run_trials(run, 4)
@@ -63,9 +65,10 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path):
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
 
 
-def test_a_configuration_measured_before_is_reused_not_run_again(make_run, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 3])  # 3: both copies in the same batch
+def test_a_configuration_measured_before_is_reused_not_run_again(make_run, tmp_path, jobs):
     folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
-    run = make_run("tiny_net", enqueue=[folded, folded])
+    run = make_run("tiny_net", enqueue=[folded, folded], jobs=jobs)
     run_trials(run, 3)
     first, second = run.study.trials[1], run.study.trials[2]
     assert records.REUSED_FROM_ATTR not in first.user_attrs
@@ -99,3 +102,24 @@ def test_trials_over_the_memory_budget_are_kept_but_never_win(make_run):
     assert all("> --max-memory-mb 1" in r.error and r.metrics.peak_memory_mb > 1 for r in results)
     assert records.baseline_trial(trials) is trials[0]  # still the speed reference
     assert records.ranked_trials(run.study) == []
+
+
+def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
+    run = make_run("tiny_net", jobs=2, keep_trial_dirs=True, enqueue=[
+        {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": threads}
+        for threads in (None, 1, 3)])
+    run_trials(run, 4)
+    assert [t.state for t in run.study.trials] == [TrialState.COMPLETE] * 4
+    trial_dir = tmp_path / "study" / "trials"
+    started = [(trial_dir / f"{n}" / "request.json").stat().st_mtime for n in range(4)]
+    released = [(trial_dir / f"{n}" / "go").stat().st_mtime for n in range(4)]
+    finished = [(trial_dir / f"{n}" / "result.json").stat().st_mtime for n in range(4)]
+    for first, second in ((0, 1), (2, 3)):  # the batches
+        assert started[second] < released[first]  # both processes were up before any timing
+    windows = sorted(zip(released, finished))
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:]))
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(UsageError, match="--jobs 0"):
+        StudySettings(jobs=0)

@@ -16,7 +16,8 @@ from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
-from tuner.runner.worker import COMPILE_PHASES, PHASE_FILE, PROGRESS_FILE, RESULT_FILE
+from tuner.runner.worker import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROGRESS_FILE, READY_PHASE,
+                                 RESULT_FILE)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -48,52 +49,109 @@ returning True stops the trial (it is then a ``pruned`` record)."""
 POLL_SECONDS = 0.2
 
 
-def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
-                 on_progress: ProgressHandler | None = None) -> TrialResult:
-    """Run ``request`` in a fresh Python process inside ``workdir``; never raises for what the
-    trial does: a crash, a hang (killed with its whole process group after ``timeout`` s) or a
-    Python error all come back as a TrialResult with the tail of the process's stderr."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "request.json").write_text(request.to_json())
-    for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE):
-        (workdir / stale).unlink(missing_ok=True)
-    shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
-    started = time.perf_counter()
-    progress = _ProgressReader(workdir / PROGRESS_FILE)
-    with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
-            env=trial_environment(request, workdir), stdin=subprocess.DEVNULL, stdout=stdout,
-            stderr=stderr, start_new_session=True)
+class TrialProcess:
+    """One trial's process. ``start`` launches it; a ``gated`` trial stops after compiling
+    (phase ``ready``) until ``finish`` lets it time its runs, so that several trials can
+    compile at once while each is timed alone. ``timeout`` applies to each part separately:
+    up to ready, and from the release to the result. Nothing here raises for what the trial
+    does: a crash, a hang (the whole process group is killed) or a Python error all come back
+    as a TrialResult with the tail of the process's stderr."""
+
+    def __init__(self, request: TrialRequest, workdir: Path, timeout: float):
+        self.request, self.workdir, self.timeout = request, workdir, timeout
+        self.process: subprocess.Popen | None = None
+        self.started = self.ready_at = self.released = 0.0
+        self.early: TrialResult | None = None  # the outcome when it ended before being released
+
+    def start(self) -> "TrialProcess":
+        workdir = self.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "request.json").write_text(self.request.to_json())
+        for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE):
+            (workdir / stale).unlink(missing_ok=True)
+        shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
+        self.started = time.perf_counter()
+        with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
+                env=trial_environment(self.request, workdir), stdin=subprocess.DEVNULL,
+                stdout=stdout, stderr=stderr, start_new_session=True)
+        return self
+
+    def wait_ready(self) -> bool:
+        """Wait until a gated trial has compiled; False if it ended (or hung) before that, its
+        outcome then being ``finish()``'s result."""
+        while _read(self.workdir / PHASE_FILE) != READY_PHASE:
+            if self.process.poll() is not None:
+                self.early = self._ended()
+                return False
+            if time.perf_counter() - self.started > self.timeout:
+                self.early = self._timed_out(self.started)
+                return False
+            time.sleep(POLL_SECONDS / 4)
+        self.ready_at = time.perf_counter()
+        return True
+
+    def finish(self, on_progress: ProgressHandler | None = None) -> TrialResult:
+        """Release a gated trial (no-op otherwise) and wait for its record."""
+        if self.early is not None:
+            return self.early
+        self.released = time.perf_counter()
+        (self.workdir / GO_FILE).touch()
+        clock = self.released if self.request.gated else self.started
+        progress = _ProgressReader(self.workdir / PROGRESS_FILE)
         try:
-            while process.poll() is None:
-                if time.perf_counter() - started > timeout:
-                    _kill_group(process)
-                    return TrialResult(Status.TIMEOUT, error=f"no result after {timeout:g} s; "
-                                       f"killed during phase {_read(workdir / PHASE_FILE) or 'start'}",
-                                       wall_seconds=time.perf_counter() - started)
+            while self.process.poll() is None:
+                if time.perf_counter() - clock > self.timeout:
+                    return self._timed_out(clock)
                 for entry in progress.new_entries() if on_progress else ():
                     if on_progress(entry):
-                        _kill_group(process)
+                        self.kill()
                         return TrialResult(Status.PRUNED, error=f"pruned after {entry['runs']} "
                                            f"timed runs (median {entry['median_s'] * 1e3:.1f} ms)",
-                                           wall_seconds=time.perf_counter() - started,
-                                           saved_seconds=_timing_left(entry, request.measure))
+                                           wall_seconds=self._wall(),
+                                           saved_seconds=_timing_left(entry, self.request.measure))
                 time.sleep(POLL_SECONDS)
         except BaseException:
-            _kill_group(process)
+            self.kill()
             raise
-    wall = time.perf_counter() - started
-    result_path = workdir / RESULT_FILE
-    if result_path.exists():
-        result = TrialResult.from_dict(json.loads(result_path.read_text()))
-        return TrialResult(result.status, result.metrics, result.error, wall, result.graph_ops)
-    phase = _read(workdir / PHASE_FILE) or "load"
-    status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
-    how = (f"killed by signal {signal.Signals(-process.returncode).name}"
-           if process.returncode < 0 else f"exited with code {process.returncode}")
-    return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
-                       + _tail(workdir / "stderr.txt"), wall_seconds=wall)
+        return self._ended()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _kill_group(self.process)
+
+    def _wall(self) -> float:
+        """Seconds the trial worked: without the time it waited at the gate."""
+        waited = self.released - self.ready_at if self.ready_at else 0.0
+        return time.perf_counter() - self.started - waited
+
+    def _timed_out(self, since: float) -> TrialResult:
+        self.kill()
+        return TrialResult(Status.TIMEOUT, error=f"no result after {self.timeout:g} s; killed "
+                           f"during phase {_read(self.workdir / PHASE_FILE) or 'start'}",
+                           wall_seconds=time.perf_counter() - since)
+
+    def _ended(self) -> TrialResult:
+        wall = self._wall()
+        result_path = self.workdir / RESULT_FILE
+        if result_path.exists():
+            result = TrialResult.from_dict(json.loads(result_path.read_text()))
+            return TrialResult(result.status, result.metrics, result.error, wall, result.graph_ops)
+        phase = _read(self.workdir / PHASE_FILE) or "load"
+        status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
+        code = self.process.returncode
+        how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
+               else f"exited with code {code}")
+        return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
+                           + _tail(self.workdir / "stderr.txt"), wall_seconds=wall)
+
+
+def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
+                 on_progress: ProgressHandler | None = None) -> TrialResult:
+    """Run ``request`` in a fresh Python process inside ``workdir`` and return its record
+    (see TrialProcess); the trial is killed after ``timeout`` s."""
+    return TrialProcess(request, workdir, timeout).start().finish(on_progress)
 
 
 def _timing_left(entry: dict, measure) -> float:

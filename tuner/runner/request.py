@@ -20,7 +20,8 @@ MODEL_INFO_FILE = "model.json"
 class TrialRequest:
     """``kind`` is ``prepare`` (create the model with ``seed``, save its weights, the fixed input,
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
-    ``config`` to the saved model, compile, time, compare with the reference)."""
+    ``config`` to the saved model, compile, time, compare with the reference). A ``gated``
+    measurement waits after compiling until the study releases it (tuner.runner.isolate)."""
 
     kind: str
     target: TuningTarget
@@ -29,12 +30,13 @@ class TrialRequest:
     measure: MeasureSettings = MeasureSettings()
     seed: int = 0
     dump_graph: bool = False
+    gated: bool = False
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "target": self.target.to_dict(),
                            "assets_dir": self.assets_dir, "config": self.config.to_dict(),
                            "measure": self.measure.to_dict(), "seed": self.seed,
-                           "dump_graph": self.dump_graph})
+                           "dump_graph": self.dump_graph, "gated": self.gated})
 
     @classmethod
     def from_json(cls, text: str) -> "TrialRequest":
@@ -42,7 +44,7 @@ class TrialRequest:
         return cls(kind=data["kind"], target=TuningTarget(**data["target"]),
                    assets_dir=data["assets_dir"], config=TuningConfig.from_dict(data["config"]),
                    measure=MeasureSettings(**data["measure"]), seed=data["seed"],
-                   dump_graph=data["dump_graph"])
+                   dump_graph=data["dump_graph"], gated=data.get("gated", False))
 
     def asset(self, name: str) -> Path:
         return Path(self.assets_dir) / name

@@ -24,7 +24,10 @@ from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, W
 PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
-COMPILE_PHASES = ("load", "rewrite", "compile")
+GO_FILE = "go"
+READY_PHASE = "ready"
+COMPILE_PHASES = ("load", "rewrite", "compile", READY_PHASE)
+GATE_POLL_SECONDS = 0.02
 
 
 class _Failed(Exception):
@@ -154,6 +157,13 @@ def _verify_kernels(request: TrialRequest) -> None:
                           f"rejected before measuring: {verdict['message']}")
 
 
+def _wait_for_release() -> None:
+    """A gated trial, compiled, waits (idle) until the study lets it time its runs alone."""
+    _phase(READY_PHASE)
+    while not Path(GO_FILE).exists():
+        time.sleep(GATE_POLL_SECONDS)
+
+
 def _measure(request: TrialRequest) -> TrialResult:
     from tuner.runner.measurement import (latency_summary, output_error, read_hwm_mb,
                                           reset_hwm, time_runs)
@@ -181,6 +191,8 @@ def _measure(request: TrialRequest) -> TrialResult:
         raise _Failed(Status.COMPILE_ERROR, _error_text()) from None
     compile_peak = read_hwm_mb()
     reset_hwm()
+    if request.gated:
+        _wait_for_release()
     _phase("run")
     outputs = []
 

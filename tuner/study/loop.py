@@ -6,13 +6,14 @@ exported and browsed from its storage alone.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -21,7 +22,7 @@ from tuner.callbacks.base import StudyCallback
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
-from tuner.runner.isolate import run_isolated
+from tuner.runner.isolate import TrialProcess, run_isolated
 from tuner.runner.measurement import MeasureSettings, machine_noise
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
@@ -48,7 +49,8 @@ class StudySettings:
     and how many top configurations to re-measure in how many interleaved rounds at the end
     (0 = no validation; see tuner.study.validation); a trial whose peak memory exceeds
     ``max_memory_mb`` is a constraint violation (measured, kept, never a winner). With
-    ``warm_start``, a new study first tries the tuning records of its kernel workloads."""
+    ``warm_start``, a new study first tries the tuning records of its kernel workloads. ``jobs``
+    trials compile at once; their timed runs still happen one trial at a time."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
@@ -59,6 +61,11 @@ class StudySettings:
     validation_rounds: int = 3
     max_memory_mb: float | None = None
     warm_start: bool = True
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise UsageError(f"--jobs {self.jobs}: must be at least 1")
 
 
 @dataclass
@@ -157,30 +164,72 @@ def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
                             user_attrs={WARM_START_ATTR: {k: src for k, (_, src) in found.items()}})
 
 
-def _run_one(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult]:
-    """Suggest a configuration and obtain its record: refused if it breaks a restriction,
-    reused if this study measured the same canonical configuration before, else run."""
+def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult | None]:
+    """Suggest a configuration; its record already when it breaks a restriction (refused) or
+    when this study measured the same canonical configuration before (reused); else None."""
     config = run.space.suggest(trial)
     invalid = run.space.invalid_reason(config)
     if invalid:
         return config, TrialResult(Status.INVALID_CONFIG, error=invalid)
+    return config, _reused(run, trial, config)
+
+
+def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialResult | None:
     earlier = records.measured_before(run.study.get_trials(deepcopy=False), config)
-    if earlier is not None and not trial.user_attrs.get(records.BASELINE_ATTR):
-        trial.set_user_attr(records.REUSED_FROM_ATTR, earlier.number)
-        return config, records.trial_result(earlier)
-    workdir = run.directory / "trials" / str(trial.number)
+    if earlier is None or trial.user_attrs.get(records.BASELINE_ATTR):
+        return None
+    trial.set_user_attr(records.REUSED_FROM_ATTR, earlier.number)
+    return records.trial_result(earlier)
+
+
+def _start(run: StudyRun, trial: optuna.Trial, config: TuningConfig, gated: bool) -> TrialProcess:
     request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                            measure=run.measure, seed=run.settings.weights_seed,
-                           dump_graph=run.settings.dump_graph)
-    result = run_isolated(request, workdir, run.settings.trial_timeout, _pruning_reporter(run, trial))
+                           dump_graph=run.settings.dump_graph, gated=gated)
+    return TrialProcess(request, run.directory / "trials" / str(trial.number),
+                        run.settings.trial_timeout).start()
+
+
+def _finish(run: StudyRun, trial: optuna.Trial, process: TrialProcess) -> TrialResult:
+    """Time a started trial (alone) and apply the constraints to its record."""
+    result = process.finish(_pruning_reporter(run, trial))
     limit = run.settings.max_memory_mb
     if result.ok and limit is not None and result.metrics.peak_memory_mb > limit:
         result = dataclasses.replace(
             result, status=Status.CONSTRAINT_VIOLATED,
             error=f"peak memory {result.metrics.peak_memory_mb:.0f} MiB > --max-memory-mb {limit:g}")
     if not run.settings.keep_trial_dirs and result.ok:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return config, result
+        shutil.rmtree(process.workdir, ignore_errors=True)
+    return result
+
+
+def _run_batch(run: StudyRun, trials: list[optuna.Trial]
+               ) -> Iterator[tuple[optuna.Trial, TuningConfig, TrialResult]]:
+    """Each trial's configuration and record, in order, the caller telling each to the study
+    before the next is timed. With several trials, those that need measuring compile at once
+    (gated processes), then are released one at a time, so that timing has the machine alone;
+    a configuration that occurs twice in the batch is measured once and reused."""
+    planned = [(trial, *_plan(run, trial)) for trial in trials]
+    gated = len(trials) > 1
+    processes: dict[int, TrialProcess] = {}
+    hashes: set[str] = set()
+    try:
+        for trial, config, result in planned:
+            if result is None and config.canonical_hash() not in hashes:
+                hashes.add(config.canonical_hash())
+                processes[trial.number] = _start(run, trial, config, gated)
+        if gated:
+            for process in processes.values():
+                process.wait_ready()
+        for trial, config, result in planned:
+            if result is None:
+                process = processes.pop(trial.number, None)
+                result = (_reused(run, trial, config) if process is None else None) \
+                    or _finish(run, trial, process or _start(run, trial, config, False))
+            yield trial, config, result
+    finally:
+        for process in processes.values():
+            process.kill()
 
 
 def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
@@ -218,29 +267,31 @@ def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Tria
 
 
 def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] = ()) -> None:
-    """Run ``n_trials`` more trials (fewer if the search timeout passes); the baseline first."""
+    """Run ``n_trials`` more trials (fewer if the search timeout passes); the baseline first.
+    With ``settings.jobs`` > 1 trials are asked in batches of that size (see _run_batch)."""
     _enqueue_starting_points(run)
     for callback in callbacks:
         callback.on_study_start(run)
     started = time.monotonic()
     try:
-        for _ in range(n_trials):
+        done = 0
+        while done < n_trials:
             if run.settings.search_timeout and time.monotonic() - started > run.settings.search_timeout:
                 break
-            trial = run.study.ask()
+            batch = [run.study.ask() for _ in range(min(run.settings.jobs, n_trials - done))]
+            done += len(batch)
+            told: set[int] = set()
             try:
-                config, result = _run_one(run, trial)
+                with contextlib.closing(_run_batch(run, batch)) as outcomes:
+                    for trial, config, result in outcomes:
+                        _tell(run, trial, config, result)
+                        told.add(trial.number)
+                        _trial_ended(run, trial.number, result, callbacks)
             except BaseException:
-                run.study.tell(trial, state=TrialState.FAIL)
+                for trial in batch:
+                    if trial.number not in told:
+                        run.study.tell(trial, state=TrialState.FAIL)
                 raise
-            _tell(run, trial, config, result)
-            run.trials_this_session += 1
-            frozen = run.study.get_trials(deepcopy=False)[trial.number]
-            for callback in callbacks:
-                callback.on_trial_end(run, frozen, result)
-            if records.is_baseline(frozen) and result.metrics is None:
-                last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
-                raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
         report = (validate_winners(run, run.settings.validate_top, run.settings.validation_rounds)
                   if run.objectives[0].is_speed else None)
         if report is not None:
@@ -249,3 +300,14 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
     finally:
         for callback in callbacks:
             callback.on_study_end(run)
+
+
+def _trial_ended(run: StudyRun, number: int, result: TrialResult,
+                 callbacks: Sequence[StudyCallback]) -> None:
+    run.trials_this_session += 1
+    frozen = run.study.get_trials(deepcopy=False)[number]
+    for callback in callbacks:
+        callback.on_trial_end(run, frozen, result)
+    if records.is_baseline(frozen) and result.metrics is None:
+        last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
+        raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")
