@@ -57,6 +57,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-warm-start", action="store_true",
                         help="do not seed a new study with tuning records of earlier studies")
+    parser.add_argument("--no-default-trial", action="store_true",
+                        help="after the baseline, let the sampler pick every configuration (do not "
+                        "try the space's default and the tuning records first)")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="compile N trials at once (their timed runs still happen one at a "
                         "time, on an otherwise idle machine; default 1)")
@@ -102,7 +105,8 @@ def main(argv: list[str]) -> int:
                              validate_top=args.validate_top,
                              validation_rounds=args.validation_rounds,
                              max_memory_mb=args.max_memory_mb,
-                             warm_start=not args.no_warm_start, jobs=args.jobs)
+                             warm_start=not args.no_warm_start, jobs=args.jobs,
+                             start_from_default=not args.no_default_trial)
     record_store = TuningRecordStore(storage.url)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name), record_store)

@@ -1,4 +1,4 @@
-"""``python -m tuner.bench kernels [--batch 1 16] [--models resnet50 mobilenet_v2_100] [--quick]``"""
+"""``python -m tuner.bench kernels ...`` or ``python -m tuner.bench search ...`` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +6,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tuner.bench import kernels, search
+
+    benchmarks = {"kernels": kernels, "search": search}
     parser = argparse.ArgumentParser(prog="python -m tuner.bench")
     commands = parser.add_subparsers(dest="command", required=True)
-    from tuner.bench import kernels
-
-    kernels.add_arguments(commands.add_parser("kernels", help=kernels.__doc__.splitlines()[0]))
+    for name, module in benchmarks.items():
+        module.add_arguments(commands.add_parser(name, help=module.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
-    return kernels.run(args)
+    return benchmarks[args.command].run(args)
 
 
 if __name__ == "__main__":

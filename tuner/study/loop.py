@@ -50,7 +50,9 @@ class StudySettings:
     (0 = no validation; see tuner.study.validation); a trial whose peak memory exceeds
     ``max_memory_mb`` is a constraint violation (measured, kept, never a winner). With
     ``warm_start``, a new study first tries the tuning records of its kernel workloads. ``jobs``
-    trials compile at once; their timed runs still happen one trial at a time."""
+    trials compile at once; their timed runs still happen one trial at a time. Without
+    ``start_from_default`` only the baseline is enqueued: the sampler alone picks every other
+    configuration (the space's default and the tuning records are not tried first)."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
@@ -62,6 +64,7 @@ class StudySettings:
     max_memory_mb: float | None = None
     warm_start: bool = True
     jobs: int = 1
+    start_from_default: bool = True
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -145,7 +148,7 @@ def _enqueue_starting_points(run: StudyRun) -> None:
         run.study.enqueue_trial(run.space.params_for(TuningConfig()),
                                 user_attrs={records.BASELINE_ATTR: True})
         default = run.space.default_config()
-        if default != TuningConfig() and not trials:
+        if default != TuningConfig() and not trials and run.settings.start_from_default:
             run.study.enqueue_trial(run.space.params_for(default))
             _enqueue_warm_start(run, default)
 

@@ -1,0 +1,41 @@
+"""The search benchmark: its figures from trial sequences, and real (tiny) searches."""
+import argparse
+
+import optuna
+import pytest
+
+from tuner.bench import search as bench
+
+TINY = "tests.fixtures.tiny_models:tiny_net"
+
+
+@pytest.mark.parametrize("throughputs, after, best, target, reached", [
+    ((1.0, None, 3.0, 2.0, 4.0), 2, 1.0, 3.9, 5),
+    ((1.0, None, 3.0, 2.0, 4.0), 3, 3.0, 2.9, 3),
+    ((None, None), 2, None, 1.0, None),
+])
+def test_best_after_and_trials_to_reach(throughputs, after, best, target, reached):
+    outcome = bench.SearchOutcome("s", throughputs, 1.0)
+    assert outcome.best_after(after) == best
+    assert outcome.trials_to_reach(target) == reached
+
+
+def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
+    args = argparse.Namespace(model=TINY, batch_size=2, image_size=16, trials=2,
+                              checkpoints=[1, 2], seeds=[0], jobs=1, runs_dir=tmp_path,
+                              no_warm_start_check=True)
+    assert bench.run(args) == 0
+    printed = capsys.readouterr().out
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for name in ("default-seed0", "random-seed0"):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert len(study.trials) == 2 and study.trials[0].user_attrs["baseline"]
+    default_trial = optuna.load_study(study_name="default-seed0", storage=storage).trials[1]
+    random_trial = optuna.load_study(study_name="random-seed0", storage=storage).trials[1]
+    assert default_trial.system_attrs.get("fixed_params")  # the enqueued space default
+    assert not random_trial.system_attrs.get("fixed_params")  # sampled
+    assert "default   " in printed and "random    " in printed and "to 95%" in printed
+    logs = {p: p.stat().st_mtime for p in tmp_path.glob("*.log")}
+    assert bench.run(args) == 0  # complete studies are read, not run again
+    assert {p: p.stat().st_mtime for p in tmp_path.glob("*.log")} == logs
+    assert "running" not in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""The search itself: default strategy vs random search, and warm start.
+
+Every study is a real ``python -m tuner.search`` run (one process, its own study name, in the
+benchmark's own storage under ``--runs-dir``), so what is compared is what users run:
+
+* ``default``: TPE, starting from the space's default configuration after the baseline;
+* ``random``: Optuna's RandomSampler over the same space, the baseline only enqueued.
+
+For each seed and strategy: the best throughput among the first 10, 25 and 50 trials (the
+baseline is trial 0) and how many trials it took to reach 95 % of the study's own best. Then
+a search without tuning records (it saves its validated winner's kernels as records) and the
+same search again with them (warm start): wall time and trials to 95 % of the cold best.
+A study already complete in the storage is read, not run again (an interrupted benchmark
+resumes); its wall time is kept in ``bench-search.json`` next to the storage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STRATEGIES = {"default": ("--sampler", "tpe"),
+              "random": ("--sampler", "random", "--no-default-trial")}
+REACH_FRACTION = 0.95
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """One study: each trial's measured throughput in trial order (None: no valid
+    measurement) and the wall time of the search command."""
+
+    name: str
+    throughputs: tuple[float | None, ...]
+    wall_seconds: float
+
+    def best_after(self, trials: int) -> float | None:
+        measured = [t for t in self.throughputs[:trials] if t is not None]
+        return max(measured) if measured else None
+
+    def trials_to_reach(self, target: float) -> int | None:
+        """The fewest leading trials whose best is at least ``target``."""
+        for count in range(1, len(self.throughputs) + 1):
+            best = self.best_after(count)
+            if best is not None and best >= target:
+                return count
+        return None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="passed to every search")
+    parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "bench-search")
+    parser.add_argument("--no-warm-start-check", action="store_true",
+                        help="skip the searches without and with tuning records")
+
+
+def _search_command(args, name: str, seed: int, extra: tuple[str, ...]) -> list[str]:
+    return [sys.executable, "-m", "tuner.search", "--model", args.model,
+            "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+            "--trials", str(args.trials), "--seed", str(seed), "--study-name", name,
+            "--runs-dir", str(args.runs_dir), "--jobs", str(args.jobs), "--no-progress", *extra]
+
+
+def _throughputs(storage: str, name: str) -> tuple[float | None, ...] | None:
+    import optuna
+
+    from tuner.study import records
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    trials = study.get_trials(deepcopy=False)
+    ok = {t.number for t in records.ok_trials(trials)}
+    return tuple(t.values[0] if t.number in ok else None for t in trials)
+
+
+def run_study(args, name: str, seed: int, extra: tuple[str, ...]) -> SearchOutcome:
+    """Run one search command (unless the storage holds it complete) and read its trials."""
+    storage = f"sqlite:///{args.runs_dir / 'optuna.db'}"
+    walls_path = args.runs_dir / "bench-search.json"
+    walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
+    found = _throughputs(storage, name)
+    if found is None or len(found) < args.trials or name not in walls:
+        args.runs_dir.mkdir(parents=True, exist_ok=True)
+        log = args.runs_dir / f"{name}.log"
+        print(f"  {name}: running (log {log})", flush=True)
+        started = time.perf_counter()
+        with open(log, "w") as out:
+            code = subprocess.run(_search_command(args, name, seed, extra), stdout=out,
+                                  stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            raise SystemExit(f"{name}: tuner.search exited with {code}; see {log}")
+        walls[name] = walls.get(name, 0.0) + time.perf_counter() - started
+        walls_path.write_text(json.dumps(walls, indent=2))
+        found = _throughputs(storage, name)
+    outcome = SearchOutcome(name, found[:args.trials], walls[name])
+    print(f"  {name}: {len(outcome.throughputs)} trials, best "
+          f"{_fmt(outcome.best_after(args.trials))} images/s, {outcome.wall_seconds / 60:.1f} min",
+          flush=True)
+    return outcome
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_strategies(outcomes: dict[tuple[str, int], SearchOutcome], checkpoints) -> None:
+    print(f"\nbest throughput (images/s) after N trials; 'to 95%': trials to reach 95 % of the "
+          f"study's own best")
+    print(f"{'strategy':<9}{'seed':>5}" + "".join(f"{'N=' + str(c):>10}" for c in checkpoints)
+          + f"{'to 95%':>9}{'wall min':>10}")
+    reach: dict[str, list[int]] = {}
+    for (strategy, seed), outcome in outcomes.items():
+        final = outcome.best_after(max(checkpoints))
+        needed = outcome.trials_to_reach(REACH_FRACTION * final) if final else None
+        reach.setdefault(strategy, []).append(needed if needed is not None else max(checkpoints) + 1)
+        print(f"{strategy:<9}{seed:>5}"
+              + "".join(f"{_fmt(outcome.best_after(c)):>10}" for c in checkpoints)
+              + f"{_fmt(needed, 'd'):>9}{outcome.wall_seconds / 60:>10.1f}")
+    for strategy, counts in reach.items():
+        print(f"{strategy}: reaches 95 % of its best in median {statistics.median(counts):g} trials "
+              f"(per seed {counts})")
+    if {"default", "random"} <= set(reach):
+        better = statistics.median(reach["default"]) < statistics.median(reach["random"])
+        print(f"default reaches 95 % of its best in fewer trials than random: "
+              f"{'yes' if better else 'NO'}")
+
+
+def warm_start_check(args) -> None:
+    cold = run_study(args, "warm-start-off", args.seeds[0], STRATEGIES["default"])
+    warm = run_study(args, "warm-start-on", args.seeds[0], STRATEGIES["default"])
+    target = REACH_FRACTION * (cold.best_after(args.trials) or float("inf"))
+    print(f"\n50-trial search without tuning records: {cold.wall_seconds / 60:.1f} min, "
+          f"95 % of its best after {_fmt(cold.trials_to_reach(target), 'd')} trials")
+    print(f"the same search with the records the first one saved: {warm.wall_seconds / 60:.1f} "
+          f"min, 95 % of the first one's best after {_fmt(warm.trials_to_reach(target), 'd')} "
+          f"trials")
+
+
+def run(args: argparse.Namespace) -> int:
+    outcomes = {}
+    for seed in args.seeds:
+        for strategy, flags in STRATEGIES.items():
+            outcomes[(strategy, seed)] = run_study(
+                args, f"{strategy}-seed{seed}", seed,
+                (*flags, "--validate-top", "0", "--no-warm-start"))
+    print_strategies(outcomes, args.checkpoints)
+    if not args.no_warm_start_check:
+        warm_start_check(args)
+    return 0
