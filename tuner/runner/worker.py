@@ -122,6 +122,22 @@ def _conv_workloads(net, request: TrialRequest) -> list[dict]:
              "flops": g.workload.flops, "conv": g.workload.to_dict()} for g in groups]
 
 
+def _build_in_parallel(library, choices) -> None:
+    """Build the variants a configuration needs, one compiler per core (the build cache makes
+    the later, sequential lookups instant; a failed build is reported where it is used)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(variant) -> None:
+        try:
+            library.build(variant[0], dict(variant[1]))
+        except ValueError:  # parameters outside the kernel's space: verification says so
+            pass
+
+    variants = {(c.kernel, tuple(sorted(dict(c.params).items()))) for c in choices}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(build, variants))
+
+
 def _verify_kernels(request: TrialRequest) -> None:
     """Check each custom kernel variant against MindSpore's operator before measuring.
 
@@ -134,6 +150,7 @@ def _verify_kernels(request: TrialRequest) -> None:
     from tuner.kernels.workload import ConvWorkload
 
     library = kernel_library(request.target.device)
+    _build_in_parallel(library, request.config.kernels)
     info = json.loads(request.asset(MODEL_INFO_FILE).read_text())
     groups = {w["key"]: ConvWorkload.from_dict(w["conv"]) for w in info.get("workloads", [])}
     cache = request.asset("verified")
