@@ -9,7 +9,7 @@ from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
-from tuner.study import records
+from tuner.study import records, validation
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import make_pruner
@@ -37,7 +37,7 @@ def make_run(tmp_path):
         study = study or optuna.create_study(direction="maximize")
         run = open_run(study, TuningTarget(f"tests.fixtures.tiny_models:{model}", 2, image_size),
                        load_space(space_file), parse_objectives(["throughput"]), measure,
-                       StudySettings(validate_top=0, **settings), tmp_path / "study")
+                       StudySettings(**{"validate_top": 0, **settings}), tmp_path / "study")
         if enqueue:
             study.enqueue_trial(BASELINE, user_attrs={records.BASELINE_ATTR: True})
         for params in enqueue:
@@ -118,6 +118,18 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
         assert started[second] < released[first]  # both processes were up before any timing
     windows = sorted(zip(released, finished))
     assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:]))
+
+
+def test_validation_rounds_compile_together_too(make_run, tmp_path):
+    folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
+    run = make_run("tiny_net", jobs=2, validate_top=1, validation_rounds=1, enqueue=[folded])
+    run_trials(run, 2)
+    report = validation.current_report(run.study)
+    assert report.winner == 1 and report.candidate(1).speedup > 0
+    rounds = tmp_path / "study" / "validation"
+    candidate, baseline = rounds / "0-1", rounds / "0-baseline"
+    assert (baseline / "request.json").stat().st_mtime < (candidate / "go").stat().st_mtime
+    assert (candidate / "result.json").stat().st_mtime <= (baseline / "go").stat().st_mtime
 
 
 def test_jobs_must_be_positive():

@@ -1,6 +1,7 @@
 """Launching a trial process with a timeout and reading back its record, whatever happened."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
@@ -145,6 +146,28 @@ class TrialProcess:
                else f"exited with code {code}")
         return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
                            + _tail(self.workdir / "stderr.txt"), wall_seconds=wall)
+
+
+def run_compiled_together(trials: Sequence[tuple[TrialRequest, Path, ProgressHandler | None]],
+                          timeout: float) -> Iterator[TrialResult]:
+    """Each (request, workdir, progress handler)'s record, in order. Several trials start at
+    once as gated processes and compile together; once all are ready (or ended) they are
+    released one at a time, each record being yielded before the next trial is released, so
+    that every timed run has the machine to itself. Closing the iterator kills what is left."""
+    gated = len(trials) > 1
+    processes = [TrialProcess(dataclasses.replace(request, gated=gated), workdir, timeout)
+                 for request, workdir, _ in trials]
+    try:
+        for process in processes:
+            process.start()
+        if gated:
+            for process in processes:
+                process.wait_ready()
+        for process, (_, _, on_progress) in zip(processes, trials):
+            yield process.finish(on_progress)
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def run_isolated(request: TrialRequest, workdir: Path, timeout: float,

@@ -22,7 +22,7 @@ from tuner.callbacks.base import StudyCallback
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
-from tuner.runner.isolate import TrialProcess, run_isolated
+from tuner.runner.isolate import run_compiled_together, run_isolated
 from tuner.runner.measurement import MeasureSettings, machine_noise
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
@@ -185,54 +185,52 @@ def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialRe
     return records.trial_result(earlier)
 
 
-def _start(run: StudyRun, trial: optuna.Trial, config: TuningConfig, gated: bool) -> TrialProcess:
-    request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
-                           measure=run.measure, seed=run.settings.weights_seed,
-                           dump_graph=run.settings.dump_graph, gated=gated)
-    return TrialProcess(request, run.directory / "trials" / str(trial.number),
-                        run.settings.trial_timeout).start()
+def _request(run: StudyRun, config: TuningConfig) -> TrialRequest:
+    return TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+                        measure=run.measure, seed=run.settings.weights_seed,
+                        dump_graph=run.settings.dump_graph)
 
 
-def _finish(run: StudyRun, trial: optuna.Trial, process: TrialProcess) -> TrialResult:
-    """Time a started trial (alone) and apply the constraints to its record."""
-    result = process.finish(_pruning_reporter(run, trial))
+def _with_constraints(run: StudyRun, result: TrialResult) -> TrialResult:
     limit = run.settings.max_memory_mb
     if result.ok and limit is not None and result.metrics.peak_memory_mb > limit:
         result = dataclasses.replace(
             result, status=Status.CONSTRAINT_VIOLATED,
             error=f"peak memory {result.metrics.peak_memory_mb:.0f} MiB > --max-memory-mb {limit:g}")
-    if not run.settings.keep_trial_dirs and result.ok:
-        shutil.rmtree(process.workdir, ignore_errors=True)
     return result
 
 
 def _run_batch(run: StudyRun, trials: list[optuna.Trial]
                ) -> Iterator[tuple[optuna.Trial, TuningConfig, TrialResult]]:
     """Each trial's configuration and record, in order, the caller telling each to the study
-    before the next is timed. With several trials, those that need measuring compile at once
-    (gated processes), then are released one at a time, so that timing has the machine alone;
-    a configuration that occurs twice in the batch is measured once and reused."""
+    before the next is timed. The trials that need measuring compile together and are timed
+    one at a time (run_compiled_together); a configuration that occurs twice in the batch is
+    measured once and reused."""
     planned = [(trial, *_plan(run, trial)) for trial in trials]
-    gated = len(trials) > 1
-    processes: dict[int, TrialProcess] = {}
-    hashes: set[str] = set()
-    try:
+    to_measure, hashes = [], set()
+    for trial, config, result in planned:
+        if result is None and config.canonical_hash() not in hashes:
+            hashes.add(config.canonical_hash())
+            to_measure.append(trial.number)
+    workdir = run.directory / "trials"
+    by_number = {trial.number: (trial, config) for trial, config, _ in planned}
+    with contextlib.closing(run_compiled_together(
+            [(_request(run, by_number[n][1]), workdir / str(n),
+              _pruning_reporter(run, by_number[n][0])) for n in to_measure],
+            run.settings.trial_timeout)) as measured:
         for trial, config, result in planned:
-            if result is None and config.canonical_hash() not in hashes:
-                hashes.add(config.canonical_hash())
-                processes[trial.number] = _start(run, trial, config, gated)
-        if gated:
-            for process in processes.values():
-                process.wait_ready()
-        for trial, config, result in planned:
+            if result is None and trial.number not in to_measure:
+                result = _reused(run, trial, config)
             if result is None:
-                process = processes.pop(trial.number, None)
-                result = (_reused(run, trial, config) if process is None else None) \
-                    or _finish(run, trial, process or _start(run, trial, config, False))
+                if trial.number not in to_measure:  # its twin in the batch gave no measurement
+                    result = run_isolated(_request(run, config), workdir / str(trial.number),
+                                          run.settings.trial_timeout, _pruning_reporter(run, trial))
+                else:
+                    result = next(measured)
+                result = _with_constraints(run, result)
+                if not run.settings.keep_trial_dirs and result.ok:
+                    shutil.rmtree(workdir / str(trial.number), ignore_errors=True)
             yield trial, config, result
-    finally:
-        for process in processes.values():
-            process.kill()
 
 
 def _pruning_reporter(run: StudyRun, trial: optuna.Trial):

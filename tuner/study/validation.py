@@ -3,7 +3,7 @@
 A search's best trial is often just its luckiest measurement. Before a study reports or exports
 its best, the top-k distinct configurations and the untuned baseline are measured again in fresh
 processes, in rounds (A B C base, A B C base, ...), so that slow drifts of the machine hit every
-candidate alike. Each candidate's speedup is the median over rounds of (its throughput / the
+candidate alike (with ``--jobs N``, N of them compile together; each is still timed alone). Each candidate's speedup is the median over rounds of (its throughput / the
 baseline's in the same round); its spread is the range of those per-round ratios. The winner is
 the fastest by median speedup, except that a simpler candidate (fewer custom kernels, then fewer
 non-default knobs) whose range overlaps the fastest one's is preferred: within noise, simpler wins.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tuner.config import TuningConfig
-from tuner.runner.isolate import run_isolated
+from tuner.runner.isolate import run_compiled_together
 from tuner.runner.request import TrialRequest
 from tuner.study import records
 
@@ -89,12 +89,18 @@ def distinct_top(run, k: int) -> list:
     return chosen
 
 
-def _throughput(run, config: TuningConfig, workdir) -> float:
+def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[float]:
+    """Images/s of each configuration measured in a fresh process (nan where it failed),
+    ``settings.jobs`` of them compiled together and then timed one at a time, in order."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
-    request = TrialRequest("measure", run.target, str(run.assets_dir), config=config,
-                           measure=measure, seed=run.settings.weights_seed)
-    result = run_isolated(request, workdir, run.settings.trial_timeout)
-    return result.metrics.throughput_ips if result.ok else float("nan")
+    requests = [TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+                             measure=measure, seed=run.settings.weights_seed) for config in configs]
+    values, jobs = [], max(1, run.settings.jobs)
+    for first in range(0, len(requests), jobs):
+        chunk = [(r, w, None) for r, w in zip(requests[first:first + jobs], workdirs[first:first + jobs])]
+        values += [result.metrics.throughput_ips if result.ok else float("nan")
+                   for result in run_compiled_together(chunk, run.settings.trial_timeout)]
+    return values
 
 
 def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
@@ -122,9 +128,12 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     throughputs: dict[int, list[float]] = {n: [] for n in configs}
     workdir = run.directory / "validation"
     for round_index in range(rounds):
-        for number, config in configs.items():
-            throughputs[number].append(_throughput(run, config, workdir / f"{round_index}-{number}"))
-        baseline.append(_throughput(run, TuningConfig(), workdir / f"{round_index}-baseline"))
+        order = [*configs, "baseline"]
+        measured = _throughputs(run, [*configs.values(), TuningConfig()],
+                                [workdir / f"{round_index}-{name}" for name in order])
+        for number, value in zip(configs, measured):
+            throughputs[number].append(value)
+        baseline.append(measured[-1])
     candidates = [ValidatedCandidate(number, tuple(values),
                                      tuple(v / b for v, b in zip(values, baseline)),
                                      complexity(configs[number]))
