@@ -23,7 +23,7 @@ def test_best_after_and_trials_to_reach(throughputs, after, best, target, reache
 def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     args = argparse.Namespace(model=TINY, batch_size=2, image_size=16, trials=2,
                               checkpoints=[1, 2], seeds=[0], jobs=1, runs_dir=tmp_path,
-                              no_warm_start_check=True)
+                              no_warm_start_check=True, compare_jobs=None)
     assert bench.run(args) == 0
     printed = capsys.readouterr().out
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -26,6 +26,8 @@ from pathlib import Path
 
 STRATEGIES = {"default": ("--sampler", "tpe"),
               "random": ("--sampler", "random", "--no-default-trial")}
+STRATEGY_FLAGS = {name: (*flags, "--validate-top", "0", "--no-warm-start")
+                  for name, flags in STRATEGIES.items()}
 REACH_FRACTION = 0.95
 
 
@@ -62,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "bench-search")
     parser.add_argument("--no-warm-start-check", action="store_true",
                         help="skip the searches without and with tuning records")
+    parser.add_argument("--compare-jobs", type=int, metavar="M",
+                        help="also run the first seed's default search with --jobs M, and "
+                        "compare its wall time and best with the --jobs one")
 
 
 def _search_command(args, name: str, seed: int, extra: tuple[str, ...]) -> list[str]:
@@ -69,6 +74,7 @@ def _search_command(args, name: str, seed: int, extra: tuple[str, ...]) -> list[
             "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
             "--trials", str(args.trials), "--seed", str(seed), "--study-name", name,
             "--runs-dir", str(args.runs_dir), "--jobs", str(args.jobs), "--no-progress", *extra]
+    # a later "--jobs" in extra overrides this one (argparse keeps the last)
 
 
 def _throughputs(storage: str, name: str) -> tuple[float | None, ...] | None:
@@ -139,7 +145,7 @@ def print_strategies(outcomes: dict[tuple[str, int], SearchOutcome], checkpoints
 
 def warm_start_check(args) -> None:
     cold = run_study(args, "warm-start-off", args.seeds[0], STRATEGIES["default"])
-    warm = run_study(args, "warm-start-on", args.seeds[0], STRATEGIES["default"])
+    warm = run_study(args, "warm-start-on", args.seeds[0], STRATEGIES["default"])  # same flags
     target = REACH_FRACTION * (cold.best_after(args.trials) or float("inf"))
     print(f"\n50-trial search without tuning records: {cold.wall_seconds / 60:.1f} min, "
           f"95 % of its best after {_fmt(cold.trials_to_reach(target), 'd')} trials")
@@ -148,14 +154,27 @@ def warm_start_check(args) -> None:
           f"trials")
 
 
+def jobs_check(args, reference: SearchOutcome, jobs: int) -> None:
+    seed = args.seeds[0]
+    other = run_study(args, f"default-seed{seed}-jobs{jobs}", seed,
+                      (*STRATEGY_FLAGS["default"], "--jobs", str(jobs)))
+    print(f"\n{args.trials}-trial default search, seed {seed}:")
+    for outcome, count in ((reference, args.jobs), (other, jobs)):
+        print(f"  --jobs {count}: {outcome.wall_seconds / 60:.1f} min, best "
+              f"{_fmt(outcome.best_after(args.trials))} images/s")
+    print(f"  wall time --jobs {args.jobs} / --jobs {jobs}: "
+          f"{reference.wall_seconds / other.wall_seconds:.2f}")
+
+
 def run(args: argparse.Namespace) -> int:
     outcomes = {}
     for seed in args.seeds:
-        for strategy, flags in STRATEGIES.items():
-            outcomes[(strategy, seed)] = run_study(
-                args, f"{strategy}-seed{seed}", seed,
-                (*flags, "--validate-top", "0", "--no-warm-start"))
+        for strategy in STRATEGIES:
+            outcomes[(strategy, seed)] = run_study(args, f"{strategy}-seed{seed}", seed,
+                                                   STRATEGY_FLAGS[strategy])
     print_strategies(outcomes, args.checkpoints)
+    if args.compare_jobs:
+        jobs_check(args, outcomes[("default", args.seeds[0])], args.compare_jobs)
     if not args.no_warm_start_check:
         warm_start_check(args)
     return 0
