@@ -50,7 +50,8 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
             library = kernel_library(device)
         except UnsupportedDeviceError as exc:
             raise UsageError(str(exc)) from None
-        library.apply(net, {c.workload: dict(c.params) for c in config.kernels}, input_shape)
+        library.apply(net, {c.workload: dict(c.params) for c in config.kernels}, input_shape,
+                      kernels={c.workload: c.kernel for c in config.kernels})
     scope = config.rewrites.fold_scope()
     if scope is not None:
         fold_batchnorms(net, under=scope)

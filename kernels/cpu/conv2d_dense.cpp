@@ -63,8 +63,8 @@
 #endif
 
 #define NR (16 * NV)
-#define STR2(x) #x
-#define STR(x) STR2(x)
+
+#include "gemm_tile.h"
 
 static_assert(MR >= 1 && MR <= 32, "MR out of range");
 static_assert(NV >= 1 && NV <= 4, "NV out of range");
@@ -150,30 +150,6 @@ void pack_b(const Geometry &g, const float *x, int k0, int kc, int n0, int nc, f
       n += seg;
     }
     if (ldb > nc) std::memset(dst + (size_t)kk * ldb + nc, 0, sizeof(float) * (ldb - nc));
-  }
-}
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
-
-// acc = A strip (kc x MR) x B strip (kc rows, stride ldb): one MR x NR register tile.
-ALWAYS_INLINE void multiply_tile(int kc, const float *__restrict a, const float *__restrict b,
-                                 int ldb, __m512 (&acc)[MR][NV]) {
-#pragma GCC unroll 32
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
-
-  _Pragma(STR(GCC unroll UNROLL))
-  for (int k = 0; k < kc; ++k) {
-    __m512 bv[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b + (size_t)k * ldb + 16 * j);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(a[k * MR + i]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-    }
   }
 }
 
@@ -336,31 +312,16 @@ void conv_dense(const Geometry &g, const float *x, const float *wpack, const flo
   }
 }
 
-template <bool RES>
-void dispatch_act(const Geometry &g, const float *x, const float *w, const float *b,
-                  const float *r, float *o) {
-  switch (g.act) {
-    case ACT_RELU: conv_dense<ACT_RELU, RES>(g, x, w, b, r, o); break;
-    case ACT_RELU6: conv_dense<ACT_RELU6, RES>(g, x, w, b, r, o); break;
-    default: conv_dense<ACT_NONE, RES>(g, x, w, b, r, o); break;
-  }
-}
-
 }  // namespace
 
 // params: x, packed_weight, bias, geometry, [residual], out
 AOT_ENTRY Conv2dDense(int nparam, void **params, int *ndims, int64_t **shapes,
-                      const char **dtypes, void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
-  ConvCall call;
-  if (int error = read_conv_call(nparam, params, ndims, shapes, dtypes, call)) return error;
-  const Geometry g{call.g};
-  if (call.residual)
-    dispatch_act<true>(g, call.x, call.w, call.b, call.residual, call.out);
-  else
-    dispatch_act<false>(g, call.x, call.w, call.b, nullptr, call.out);
-  return 0;
+                      const char **dtypes, void * /*stream*/, void * /*extra*/) {
+  return run_conv_call<Geometry>(
+      nparam, params, ndims, shapes, dtypes, [](const Geometry &) { return 0; },
+      [](const Geometry &g, const ConvCall &c, auto act, auto residual) {
+        conv_dense<act.value, residual.value>(g, c.x, c.w, c.b, c.residual, c.out);
+      });
 }
 
 // The tiling this library was compiled with, for checks from Python (ctypes).

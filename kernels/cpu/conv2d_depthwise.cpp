@@ -139,30 +139,14 @@ void depthwise(const Geometry &g, const float *x, const float *w, const float *b
   }
 }
 
-template <bool RES>
-void dispatch_act(const Geometry &g, const float *x, const float *w, const float *b,
-                  const float *r, float *o) {
-  switch (g.act) {
-    case ACT_RELU: depthwise<ACT_RELU, RES>(g, x, w, b, r, o); break;
-    case ACT_RELU6: depthwise<ACT_RELU6, RES>(g, x, w, b, r, o); break;
-    default: depthwise<ACT_NONE, RES>(g, x, w, b, r, o); break;
-  }
-}
-
 }  // namespace
 
 // params: x, weight, bias, geometry, [residual], out
 AOT_ENTRY Conv2dDepthwise(int nparam, void **params, int *ndims, int64_t **shapes,
-                          const char **dtypes, void *stream, void *extra) {
-  (void)stream;
-  (void)extra;
-  ConvCall call;
-  if (int error = read_conv_call(nparam, params, ndims, shapes, dtypes, call)) return error;
-  const Geometry &g = call.g;
-  if (g.KH * g.KW > MAX_TAPS) return 4;
-  if (call.residual)
-    dispatch_act<true>(g, call.x, call.w, call.b, call.residual, call.out);
-  else
-    dispatch_act<false>(g, call.x, call.w, call.b, nullptr, call.out);
-  return 0;
+                          const char **dtypes, void * /*stream*/, void * /*extra*/) {
+  return run_conv_call<ConvGeometry>(
+      nparam, params, ndims, shapes, dtypes, [](const ConvGeometry &g) { return g.KH * g.KW > MAX_TAPS ? 4 : 0; },
+      [](const ConvGeometry &g, const ConvCall &c, auto act, auto residual) {
+        depthwise<act.value, residual.value>(g, c.x, c.w, c.b, c.residual, c.out);
+      });
 }

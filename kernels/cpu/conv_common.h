@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <type_traits>
 
 // Layout of the int32 "geometry" input (see tuner/kernels/cpu/geometry.py).
 enum GeometryIndex {
@@ -71,6 +72,36 @@ static inline __m512 activate(__m512 v) {
   if (ACT == ACT_RELU6)
     return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
   return v;
+}
+
+// Calls kernel(act, residual) with act = std::integral_constant<int, ACT_*> for `activation`
+// and residual = std::bool_constant<has_residual>: one instantiation per fused epilogue.
+template <typename Kernel>
+static inline void with_epilogue(int activation, bool has_residual, Kernel &&kernel) {
+  const auto with_act = [&](auto act) {
+    if (has_residual) kernel(act, std::true_type{});
+    else kernel(act, std::false_type{});
+  };
+  switch (activation) {
+    case ACT_RELU: with_act(std::integral_constant<int, ACT_RELU>{}); break;
+    case ACT_RELU6: with_act(std::integral_constant<int, ACT_RELU6>{}); break;
+    default: with_act(std::integral_constant<int, ACT_NONE>{}); break;
+  }
+}
+
+// The whole body of an AOT entry point: read the call into a G (a ConvGeometry subclass),
+// `check(g)` returns 0 or the error code for a geometry the kernel cannot run, then
+// run(g, call, act, residual) with the epilogue as compile-time constants (with_epilogue).
+template <typename G, typename Check, typename Run>
+static inline int run_conv_call(int nparam, void **params, int *ndims, int64_t **shapes,
+                                const char **dtypes, Check check, Run run) {
+  ConvCall call;
+  if (int error = read_conv_call(nparam, params, ndims, shapes, dtypes, call)) return error;
+  const G g{call.g};
+  if (int error = check(g)) return error;
+  with_epilogue(g.act, call.residual != nullptr,
+                [&](auto act, auto residual) { run(g, call, act, residual); });
+  return 0;
 }
 
 static inline __mmask16 tail_mask(int remaining) {

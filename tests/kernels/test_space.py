@@ -8,8 +8,8 @@ def spaces():
     return load_kernel_space(DEFAULT_SPACE_PATH)
 
 
-def test_yaml_declares_both_kernels_with_valid_defaults(spaces):
-    assert set(spaces) == {"conv2d_dense", "conv2d_depthwise"}
+def test_yaml_declares_the_kernels_with_valid_defaults(spaces):
+    assert set(spaces) == {"conv2d_dense", "conv2d_depthwise", "conv2d_winograd"}
     for space in spaces.values():
         assert space.is_valid(space.defaults())
         assert (space.source.endswith(".cpp"))

@@ -1,5 +1,7 @@
 import optuna
+import pytest
 
+from tuner.config import KernelChoice
 from tuner.kernels.space import load_kernel_space
 from tuner.space.kernel_knobs import CUSTOM, REPAIRED_ATTR, KernelKnobs, Workload
 
@@ -38,3 +40,41 @@ def test_params_round_trip_for_enqueueing():
     study = optuna.create_study()
     study.enqueue_trial(knobs.params_for(defaults))
     assert knobs.suggest(study.ask()) == defaults
+
+
+WINOGRAD_KEYS = ("dense_n16_c64_h56_w56_o64_k3x3_s1_p1",   # winograd by default (default_for)
+                 "dense_n1_c512_h7_w7_o512_k3x3_s1_p1",    # dense by default (too few tiles)
+                 "dense_n1_c64_h56_w56_o128_k3x3_s2_p1")   # stride 2: no winograd choice
+MIXED = tuple(Workload(k, "conv2d_dense") for k in WINOGRAD_KEYS) + WORKLOADS[-1:]
+
+
+def test_winograd_is_a_third_choice_only_where_it_can_run():
+    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    assert list(knobs.kernel_options(MIXED[0])) == ["custom", "winograd"]
+    assert list(knobs.kernel_options(MIXED[2])) == ["custom"]
+    assert list(knobs.kernel_options(MIXED[3])) == ["custom"]
+    defaults = {c.workload: c.kernel for c in knobs.default_choices()}
+    assert defaults == {WINOGRAD_KEYS[0]: "conv2d_winograd", WINOGRAD_KEYS[1]: "conv2d_dense",
+                        WINOGRAD_KEYS[2]: "conv2d_dense", "depthwise_0": "conv2d_depthwise"}
+
+
+def test_winograd_choices_round_trip_with_distinct_parameter_names():
+    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    winograd = SPACES["conv2d_winograd"]
+    choices = (KernelChoice(WINOGRAD_KEYS[0], "conv2d_winograd",
+                            tuple(sorted(winograd.complete({"tile_size": 2}).items()))),
+               KernelChoice(WINOGRAD_KEYS[1], "conv2d_dense",
+                            tuple(sorted(SPACES["conv2d_dense"].defaults().items()))))
+    params = knobs.params_for(choices)
+    assert params[f"kernels.{WINOGRAD_KEYS[0]}"] == "winograd"
+    assert params[f"kernels.{WINOGRAD_KEYS[0]}.winograd.tile_size"] == 2
+    assert params[f"kernels.{WINOGRAD_KEYS[2]}"] == "builtin"
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    study.enqueue_trial(params)
+    assert knobs.suggest(study.ask()) == choices
+    for _ in range(15):  # dense and winograd parameters of one workload never collide
+        trial = study.ask()
+        assert knobs.invalid_reason(knobs.suggest(trial)) is None
+        study.tell(trial, 0.0)
+    with pytest.raises(ValueError, match="cannot run"):
+        knobs.params_for((KernelChoice(WINOGRAD_KEYS[2], "conv2d_winograd", ()),))

@@ -1,16 +1,20 @@
 """Custom CPU convolution kernels vs MindSpore's builtin ones, per workload and end to end.
 
 For every conv workload of the chosen models at 224x224: the builtin layer's time, the best
-custom time over a small sweep of the kernel's valid parameters (cpu_kernels.yaml), GFLOP/s
-and the ratio to numpy float32 matmul GFLOP/s measured in the same run. A custom variant
-counts only if its output matched the builtin reference (rel error <= tolerance). Then whole
-networks, untuned vs custom kernels (with each workload's best variant), images/s.
+custom time over a small sweep of the valid parameters (cpu_kernels.yaml) of every kernel that
+can run it (dense 3x3 stride-1 workloads: conv2d_dense and conv2d_winograd; the row says which
+won, and the other kernels' best times), GFLOP/s (a Winograd kernel's are "effective": the
+direct convolution's multiply-adds over its time) and the ratio to numpy float32 matmul GFLOP/s
+measured in the same run. A custom variant counts only if its output matched the builtin
+reference (rel error <= tolerance). Then whole networks, untuned vs custom kernels (with each
+workload's best verified kernel and variant), images/s.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,6 +36,8 @@ class WorkloadResult:
     custom_graph_seconds: float | None  # the same variant run as its own graph
     best_params: dict = field(default_factory=dict)
     failures: tuple[str, ...] = ()
+    best_kernel: str = ""
+    kernel_seconds: dict = field(default_factory=dict)  # kernel name -> its best verified time
 
     def gflops(self, seconds: float | None) -> float | None:
         return self.flops / seconds / 1e9 if seconds else None
@@ -82,7 +88,8 @@ def _run(cell, inputs):
     return cell(*inputs).asnumpy()
 
 
-def bench_workload(library, model, group, variants, quick) -> WorkloadResult:
+def bench_workload(library, model, group, variants: dict[str, list[dict]], quick) -> WorkloadResult:
+    """``variants``: kernel name -> parameter sets, for each kernel that can run the workload."""
     from mindspore import Tensor
     from tuner.kernels.cpu.cells import BuiltinConvUnit
     from tuner.kernels import KernelBuildError
@@ -101,28 +108,31 @@ def bench_workload(library, model, group, variants, quick) -> WorkloadResult:
     reference = _run(builtin, inputs)
     builtin_seconds = time.perf_counter() - t0
     scale = max(float(np.abs(reference).max()), 1e-30)
-    best, best_graph, best_params, failures = None, None, {}, []
-    for params in variants:
+    best, best_graph, best_params, best_kernel, failures = None, None, {}, "", []
+    kernel_seconds: dict[str, float] = {}
+    for kernel, params in ((k, p) for k in library.kernel_names(w) for p in variants[k]):
         try:
-            cell = library.custom_cell(w, params, weight, bias)
+            cell = library.custom_cell(w, params, weight, bias, kernel)
         except KernelBuildError as error:  # a failed build is a failed variant, reported below
-            failures.append(f"build {params}: {str(error).splitlines()[0]}")
+            failures.append(f"build {kernel} {params}: {str(error).splitlines()[0]}")
             continue
         output = _run(cell, inputs)
         error = float(np.abs(output - reference).max()) / scale
         if not error <= TOLERANCE:
-            failures.append(f"mismatch {error:.2g} {params}")
+            failures.append(f"mismatch {error:.2g} {kernel} {params}")
             continue
-        direct = DirectKernelCall(cell, w.kind, [t.asnumpy() for t in inputs], w.output_shape)
+        direct = DirectKernelCall(cell, [t.asnumpy() for t in inputs], w.output_shape)
         if direct() != 0 or not np.array_equal(direct.output, output):
-            failures.append(f"direct call differs from the graph run {params}")
+            failures.append(f"direct call differs from the graph run {kernel} {params}")
             continue
         seconds = best_time(direct, 3 if quick else 5, 0.2 if quick else 0.5)
+        kernel_seconds[kernel] = min(seconds, kernel_seconds.get(kernel, seconds))
         if best is None or seconds < best:
-            best, best_params = seconds, params
+            best, best_params, best_kernel = seconds, params, kernel
             best_graph = best_time(lambda: _run(cell, inputs), 2, 0.1)
     return WorkloadResult(model, w.key, w.kind, len(group.layer_paths), w.flops, builtin_seconds,
-                          best, best_graph, best_params, tuple(failures))
+                          best, best_graph, best_params, tuple(failures), best_kernel,
+                          kernel_seconds)
 
 
 def _fmt(value, spec):
@@ -133,7 +143,8 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
     print("\nbuiltin/graph: the layer alone as a graph (includes ~0.2 ms launch overhead); "
           "kernel: the custom kernel called directly; speedup = builtin / custom graph")
     print(f"{'model':16} {'workload':44} {'n':>2} {'builtin ms':>10} {'graph ms':>9} "
-          f"{'kernel ms':>9} {'speedup':>7} {'GF/s':>5} {'/numpy':>6}  best params")
+          f"{'kernel ms':>9} {'speedup':>7} {'GF/s':>5} {'/numpy':>6}  best kernel: params "
+          f"[other kernels' best ms]")
     for r in results:
         speedup = r.builtin_seconds / r.custom_graph_seconds if r.custom_graph_seconds else None
         gf = r.gflops(r.custom_seconds)
@@ -141,7 +152,8 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
               f"{_fmt(r.custom_graph_seconds and r.custom_graph_seconds * 1e3, '>9.3f')} "
               f"{_fmt(r.custom_seconds and r.custom_seconds * 1e3, '>9.3f')} "
               f"{_fmt(speedup, '>7.1f')} {_fmt(gf, '>5.0f')} "
-              f"{_fmt(gf and gf / numpy_gflops, '>6.2f')}  {_short(r.best_params)}")
+              f"{_fmt(gf and gf / numpy_gflops, '>6.2f')}  "
+              f"{r.best_kernel.removeprefix('conv2d_')}: {_short(r.best_params)}{_others(r)}")
         for failure in r.failures:
             print(f"{'':20}! {failure}")
 
@@ -149,7 +161,13 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
 _ABBREVIATIONS = {"oc_register_block": "mr", "spatial_vectors": "nv", "reduction_block": "kc",
                   "spatial_block": "nc", "oc_cache_block": "mc", "loop_order": "order",
                   "unroll": "unroll", "direct_output": "dout", "direct_pointwise": "dpw",
-                  "balance_tasks": "bal", "ow_vectors": "owv", "oh_rows": "ohr"}
+                  "balance_tasks": "bal", "ow_vectors": "owv", "oh_rows": "ohr",
+                  "tile_size": "m", "tile_vectors": "nv", "tile_block": "tb", "oc_block": "ocb"}
+
+
+def _others(r: WorkloadResult) -> str:
+    others = {k: v for k, v in r.kernel_seconds.items() if k != r.best_kernel}
+    return "".join(f" [{k.removeprefix('conv2d_')} {v * 1e3:.3f}]" for k, v in others.items())
 
 
 def _short(params: dict) -> str:
@@ -172,7 +190,9 @@ def summarize(results: list[WorkloadResult], numpy_gflops: float) -> None:
         print(f"{model} b{batch} {kind}: {len(verified)}/{len(rs)} workloads verified; "
               f"kernel GFLOP/s / numpy median {statistics.median(ratios):.2f} "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f}); graph speedup vs builtin median "
-              f"{statistics.median(speedups):.1f}x (min {min(speedups):.1f}x)")
+              f"{statistics.median(speedups):.1f}x (min {min(speedups):.1f}x); won: "
+              + ", ".join(f"{k.removeprefix('conv2d_')} {n}" for k, n in
+                          sorted(Counter(r.best_kernel for r in verified).items())))
 
 
 def conv_multiply_adds_per_image(library, net, batch) -> float:
@@ -182,7 +202,7 @@ def conv_multiply_adds_per_image(library, net, batch) -> float:
     return sum(g.workload.flops / 2 * len(g.layer_paths) for g in groups) / batch
 
 
-def bench_end_to_end(library, model, batch, choices, quick, numpy_gflops) -> None:
+def bench_end_to_end(library, model, batch, choices, kernels, quick, numpy_gflops) -> None:
     import mindcv
     from mindspore import Tensor
     from tuner.rewrites.network import TunedNetwork
@@ -196,7 +216,7 @@ def bench_end_to_end(library, model, batch, choices, quick, numpy_gflops) -> Non
     reference = untuned(x).asnumpy()
     untuned_seconds = time.perf_counter() - t0
     multiply_adds = conv_multiply_adds_per_image(library, net, batch)
-    tuned = library.apply(net, choices, (batch, 3, IMAGE, IMAGE))
+    tuned = library.apply(net, choices, (batch, 3, IMAGE, IMAGE), kernels)
     output = tuned(x).asnumpy()
     error = float(np.abs(output - reference).max() / np.abs(reference).max())
     seconds = best_time(lambda: tuned(x).asnumpy(), 2 if quick else 3, 1.0 if quick else 3.0)
@@ -223,20 +243,21 @@ def run(args: argparse.Namespace) -> int:
     numpy_samples = [numpy_sgemm_gflops()]
     count = 3 if args.quick else 6
     variants = {name: sweep(space, count) for name, space in library.spaces.items()}
-    results, choices = [], {}
+    results, choices, kernels = [], {}, {}
     for model in args.models:
         net = mindcv.create_model(model)
         net.set_train(False)
         for batch in args.batch:
             for group in library.find_workloads(net, (batch, 3, IMAGE, IMAGE)):
-                result = bench_workload(library, model, group,
-                                        variants[group.workload.kernel_name], args.quick)
+                result = bench_workload(library, model, group, variants, args.quick)
                 results.append(result)
                 if result.custom_seconds:
                     choices.setdefault((model, batch), {})[result.key] = result.best_params
+                    kernels.setdefault((model, batch), {})[result.key] = result.best_kernel
+                per_kernel = ", ".join(f"{k.removeprefix('conv2d_')} {v * 1e3:.2f} ms"
+                                       for k, v in result.kernel_seconds.items())
                 print(f"  {model} {result.key}: builtin {result.builtin_seconds * 1e3:.1f} ms, "
-                      f"custom {_fmt(result.custom_seconds and result.custom_seconds * 1e3, '.2f')} ms",
-                      flush=True)
+                      f"custom {per_kernel or '-'}", flush=True)
             numpy_samples.append(numpy_sgemm_gflops())
     numpy_gflops = max(numpy_samples)
     print(f"\nnumpy float32 matmul (2048^3) GFLOP/s samples during the run: "
@@ -248,6 +269,6 @@ def run(args: argparse.Namespace) -> int:
         for model in args.models:
             for batch in e2e_batches:
                 bench_end_to_end(library, model, batch, choices.get((model, batch), {}),
-                                 args.quick, numpy_gflops)
+                                 kernels.get((model, batch), {}), args.quick, numpy_gflops)
     print(f"\nnumpy float32 matmul re-measured at the end: {numpy_sgemm_gflops():.0f} GFLOP/s")
     return 0

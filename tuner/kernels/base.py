@@ -71,10 +71,13 @@ class KernelLibrary(ABC):
 
     @abstractmethod
     def verify(self, workload: ConvWorkload, params: Mapping[str, Any],
-               rel_tolerance: float = DEFAULT_REL_TOLERANCE) -> VerifyResult:
-        """Check a variant against MindSpore's builtin operators on random inputs."""
+               rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0,
+               kernel: str | None = None) -> VerifyResult:
+        """Check a variant of ``kernel`` (default: the workload's default kernel) against
+        MindSpore's builtin operators on random inputs."""
 
     @abstractmethod
     def apply(self, net: nn.Cell, choices: Mapping[str, Mapping[str, Any]],
-              input_shape: tuple[int, ...]) -> nn.Cell:
-        """Replace the chosen workloads' layers by custom cells; return a new top-level cell."""
+              input_shape: tuple[int, ...], kernels: Mapping[str, str] | None = None) -> nn.Cell:
+        """Replace the chosen workloads' layers by custom cells; return a new top-level cell.
+        ``kernels`` names the kernel of a workload (default: the workload's default kernel)."""

@@ -57,12 +57,21 @@ class KernelParam:
 
 @dataclass(frozen=True)
 class KernelSpace:
-    """The parameter space of one kernel (``source`` is relative to ``kernels/cpu``)."""
+    """The parameter space of one kernel (``source`` is relative to ``kernels/cpu``).
+
+    An alternative kernel of a workload (not the workload's default one) has a ``choice``
+    label (the value of the per-workload knob that selects it, e.g. ``winograd``) and a
+    ``default_for`` rule: a Python expression over the workload's fields (``ConvWorkload``:
+    batch, in_channels, out_channels, height, width, ...) that says where it is the space's
+    default instead of the workload's default kernel (also given: out_height, out_width).
+    """
 
     kernel_name: str
     source: str
     params: tuple[KernelParam, ...]
     restrictions: tuple[str, ...]
+    choice: str = ""
+    default_for: str = "False"
 
     def param(self, name: str) -> KernelParam:
         for param in self.params:
@@ -123,6 +132,12 @@ class KernelSpace:
         full = self.complete(params)
         return {param.define: param.macro_value(full[param.name]) for param in self.params}
 
+    def is_default_for(self, workload: Any) -> bool:
+        """Whether ``default_for`` holds for a ConvWorkload (its fields, out_height, out_width)."""
+        fields = {name: getattr(workload, name)
+                  for name in (*workload.__dataclass_fields__, "out_height", "out_width")}
+        return bool(eval(self.default_for, {"__builtins__": {}}, fields))  # noqa: S307 (trusted YAML)
+
     def configurations(self) -> Iterator[dict[str, Any]]:
         """Every valid parameter combination (the full Cartesian product, filtered)."""
         names = [param.name for param in self.params]
@@ -168,7 +183,8 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, Kernel
         if "source" not in body or "params" not in body:
             raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params'")
         params = tuple(_parse_param(kernel, n, s) for n, s in body["params"].items())
-        space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())))
+        space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),
+                            str(body.get("choice", "")), str(body.get("default_for", "False")))
         space.validate(space.defaults())
         spaces[kernel] = space
     return spaces

@@ -7,12 +7,18 @@ layers that differ only in their epilogue share a key and a tuning choice.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 KINDS = ("dense", "depthwise")
 ACTIVATIONS = ("none", "relu", "relu6")
 MAX_DEPTHWISE_TAPS = 49  # MAX_TAPS of kernels/cpu/conv2d_depthwise.cpp
 KERNEL_NAMES = {"dense": "conv2d_dense", "depthwise": "conv2d_depthwise"}
+WINOGRAD = "conv2d_winograd"  # dense 3x3 stride-1 convolutions only (any padding)
+
+
+_KEY = re.compile(r"([a-z]+)_n(\d+)_c(\d+)_h(\d+)_w(\d+)_o(\d+)_k(\d+)x(\d+)"
+                  r"_s(\d+(?:x\d+)?)_p(\d+(?:_\d+_\d+_\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,28 @@ class ConvWorkload:
     @property
     def kernel_name(self) -> str:
         return KERNEL_NAMES[self.kind]
+
+    @property
+    def kernel_names(self) -> tuple[str, ...]:
+        """Every kernel that can run this workload, its default one (``kernel_name``) first."""
+        if self.kind == "dense" and self.kernel == (3, 3) and self.stride == (1, 1):
+            return (self.kernel_name, WINOGRAD)
+        return (self.kernel_name,)
+
+    @classmethod
+    def from_key(cls, key: str) -> "ConvWorkload":
+        """The workload (without its epilogue) a ``key`` names; ValueError if malformed."""
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"not a workload key: {key!r}")
+        kind, n, c, h, w, o, kh, kw, stride, padding = match.groups()
+
+        def ints(text: str, count: int) -> tuple[int, ...]:
+            values = tuple(int(v) for v in text.split("_" if count == 4 else "x"))
+            return values * count if len(values) == 1 else values
+
+        return cls(kind, int(n), int(c), int(o), int(h), int(w), (int(kh), int(kw)),
+                   ints(stride, 2), ints(padding, 4))
 
     @property
     def out_height(self) -> int:

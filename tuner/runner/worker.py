@@ -164,7 +164,8 @@ def _verify_kernels(request: TrialRequest) -> None:
         if verdict_path.exists():
             verdict = json.loads(verdict_path.read_text())
         else:
-            result = library.verify(groups[choice.workload], dict(choice.params))
+            result = library.verify(groups[choice.workload], dict(choice.params),
+                                    kernel=choice.kernel)
             verdict = {"ok": result.ok, "message": result.message,
                        "max_rel_error": result.max_rel_error}
             verdict_path.write_text(json.dumps(verdict))

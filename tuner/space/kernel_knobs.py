@@ -1,10 +1,14 @@
-"""Per-workload custom-kernel knobs: builtin or custom, and the custom kernel's tiling.
+"""Per-workload custom-kernel knobs: builtin or a custom kernel, and that kernel's tiling.
 
 Workloads are the model's distinct convolution problems (layers that share one are tuned
-together, as TVM's tasks). Optuna parameters: ``kernels.<workload>`` in {builtin, custom} and,
-when custom, ``kernels.<workload>.<param>`` for every parameter of the workload's kernel as
-declared in the kernel parameter file (with its restrictions; a sampled combination that
-breaks one is repaired to the nearest valid combination rather than wasting the trial).
+together, as TVM's tasks). Optuna parameters: ``kernels.<workload>`` in {builtin, custom}, plus
+the ``choice`` label of every alternative kernel that can run the workload (dense 3x3
+stride-1: ``winograd``). ``custom`` is the workload's default kernel, whose parameters are
+``kernels.<workload>.<param>``; an alternative's are ``kernels.<workload>.<choice>.<param>``
+(distinct names: Optuna refuses one name with two distributions). Parameters are declared in
+the kernel parameter file with their restrictions; a sampled combination that breaks one is
+repaired to the nearest valid combination rather than wasting the trial. Which kernel the
+space's default configuration uses is the file's ``default_for`` rule of each alternative.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any, Mapping
 import optuna
 
 from tuner.config import KernelChoice
+from tuner.kernels.workload import ConvWorkload
 
 BUILTIN, CUSTOM = "builtin", "custom"
 REPAIRED_ATTR = "repaired_kernels"
@@ -21,12 +26,27 @@ REPAIRED_ATTR = "repaired_kernels"
 
 @dataclass(frozen=True)
 class Workload:
-    """A convolution problem of the model: its key, the kernel that can run it, its layers."""
+    """A convolution problem of the model: its key, its default kernel, its layers.
+    ``kernels``: every kernel that can run it, default first (derived from the key if empty)."""
 
     key: str
     kernel: str
     layers: tuple[str, ...] = ()
     flops: int = 0
+    kernels: tuple[str, ...] = ()
+
+    def conv(self) -> ConvWorkload | None:
+        try:
+            return ConvWorkload.from_key(self.key)
+        except ValueError:
+            return None
+
+    def kernel_names(self) -> tuple[str, ...]:
+        if self.kernels:
+            return self.kernels
+        conv = self.conv()
+        names = conv.kernel_names if conv is not None else ()
+        return (self.kernel, *(k for k in names if k != self.kernel))
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,20 +62,36 @@ class KernelKnobs:
             return trial.suggest_categorical(name, [False, True])
         return trial.suggest_categorical(name, list(param.choices))
 
+    def kernel_options(self, workload: Workload) -> dict[str, str]:
+        """Knob value -> kernel name for one workload: ``custom`` is its default kernel, then
+        each alternative this space declares, under its ``choice`` label."""
+        options = {CUSTOM: workload.kernel}
+        for name in workload.kernel_names():
+            if name != workload.kernel and name in self.spaces:
+                options[self.spaces[name].choice or name] = name
+        return options
+
+    @staticmethod
+    def _prefix(workload: Workload, label: str) -> str:
+        return f"kernels.{workload.key}." + ("" if label == CUSTOM else f"{label}.")
+
     def suggest(self, trial: optuna.Trial) -> tuple[KernelChoice, ...]:
         """One choice per workload; sampled tiling that breaks the kernel's restrictions is
         repaired to the nearest valid one (listed in the trial's ``repaired_kernels``)."""
         choices, repaired = [], []
         for workload in self.workloads:
-            if trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, CUSTOM]) != CUSTOM:
+            options = self.kernel_options(workload)
+            label = trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, *options])
+            if label == BUILTIN:
                 continue
-            space = self.spaces[workload.kernel]
-            sampled = {p.name: self._suggest_param(trial, f"kernels.{workload.key}.{p.name}", p)
-                       for p in space.params}
+            space = self.spaces[options[label]]
+            prefix = self._prefix(workload, label)
+            sampled = {p.name: self._suggest_param(trial, prefix + p.name, p) for p in space.params}
             params = space.nearest_valid(sampled)
             if params != sampled:
                 repaired.append(workload.key)
-            choices.append(KernelChoice(workload.key, workload.kernel, tuple(sorted(params.items()))))
+            choices.append(KernelChoice(workload.key, space.kernel_name,
+                                        tuple(sorted(params.items()))))
         if repaired:
             trial.set_user_attr(REPAIRED_ATTR, repaired)
         return tuple(choices)
@@ -68,18 +104,33 @@ class KernelKnobs:
         params: dict[str, Any] = {}
         for workload in self.workloads:
             choice = by_key.get(workload.key)
-            params[f"kernels.{workload.key}"] = CUSTOM if choice else BUILTIN
-            if choice:
-                full = self.spaces[workload.kernel].complete(dict(choice.params))
-                params.update({f"kernels.{workload.key}.{k}": v for k, v in full.items()})
+            if choice is None:
+                params[f"kernels.{workload.key}"] = BUILTIN
+                continue
+            labels = {kernel: label for label, kernel in self.kernel_options(workload).items()}
+            if choice.kernel not in labels:
+                raise ValueError(f"kernels.{workload.key}: kernel {choice.kernel!r} cannot run it "
+                                 f"(kernels: {sorted(labels)})")
+            label = labels[choice.kernel]
+            params[f"kernels.{workload.key}"] = label
+            full = self.spaces[choice.kernel].complete(dict(choice.params))
+            params.update({self._prefix(workload, label) + k: v for k, v in full.items()})
         return params
+
+    def default_kernel(self, workload: Workload) -> str:
+        """The first alternative whose ``default_for`` rule holds, else the default kernel."""
+        conv = workload.conv()
+        for label, kernel in self.kernel_options(workload).items():
+            if label != CUSTOM and conv is not None and self.spaces[kernel].is_default_for(conv):
+                return kernel
+        return workload.kernel
 
     def default_choices(self) -> tuple[KernelChoice, ...]:
         if self.default_impl != CUSTOM:
             return ()
-        return tuple(KernelChoice(w.key, w.kernel,
-                                  tuple(sorted(self.spaces[w.kernel].defaults().items())))
-                     for w in self.workloads)
+        kernels = [(w, self.default_kernel(w)) for w in self.workloads]
+        return tuple(KernelChoice(w.key, k, tuple(sorted(self.spaces[k].defaults().items())))
+                     for w, k in kernels)
 
     def invalid_reason(self, choices: tuple[KernelChoice, ...]) -> str | None:
         """Why a set of choices breaks a kernel's declared restrictions, or None."""

@@ -8,9 +8,10 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from tuner.kernels.cpu.geometry import geometry_array
-from tuner.kernels.cpu.packing import pack_dense_weight, pack_depthwise_weight
+from tuner.kernels.cpu.packing import WeightLayout, pack_weight
 
-ENTRY_POINTS = {"dense": "Conv2dDense", "depthwise": "Conv2dDepthwise"}
+ENTRY_POINTS = {"conv2d_dense": "Conv2dDense", "conv2d_depthwise": "Conv2dDepthwise",
+                "conv2d_winograd": "Conv2dWinograd"}
 _ACTIVATION_CELLS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
@@ -22,17 +23,16 @@ class CustomConv2d(nn.Cell):
     """act(conv(x) + bias [+ residual]) by one AOT kernel call; float32, NCHW.
 
     ``weight`` (OC, C/groups, KH, KW) and ``bias`` (OC) are already BatchNorm-folded; they are
-    packed here, once. ``register_rows`` is the dense kernel's MR (ignored for depthwise).
+    packed here, once, as ``layout`` (the built variant's kernel and tiling) says.
     ``name`` prefixes the parameter names (use the layer path: graph mode needs unique names).
     """
 
-    def __init__(self, library: Path, kind: str, weight: np.ndarray, bias: np.ndarray,
+    def __init__(self, library: Path, layout: WeightLayout, weight: np.ndarray, bias: np.ndarray,
                  stride: tuple[int, int], padding: tuple[int, int, int, int],
-                 activation: str = "none", register_rows: int = 8, name: str = "custom_conv"):
+                 activation: str = "none", name: str = "custom_conv"):
         super().__init__()
         out_channels, _, kh, kw = weight.shape
-        packed = (pack_dense_weight(weight, register_rows) if kind == "dense"
-                  else pack_depthwise_weight(weight))
+        packed = pack_weight(layout, weight)
         self.weight = Parameter(Tensor(packed), name=f"{name}.packed_weight",
                                 requires_grad=False)
         self.bias = Parameter(Tensor(np.asarray(bias, dtype=np.float32)), name=f"{name}.bias",
@@ -48,7 +48,8 @@ class CustomConv2d(nn.Cell):
             return x_dtype
 
         self.library = Path(library).resolve()
-        func = f"{self.library}:{ENTRY_POINTS[kind]}"
+        self.entry_point = ENTRY_POINTS[layout.kernel]
+        func = f"{self.library}:{self.entry_point}"
         self.conv = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
         self.conv_residual = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype,
                                         func_type="aot")

@@ -6,7 +6,7 @@ import ctypes
 
 import numpy as np
 
-from tuner.kernels.cpu.cells import ENTRY_POINTS, CustomConv2d
+from tuner.kernels.cpu.cells import CustomConv2d
 
 _DTYPE_NAMES = {np.dtype(np.float32): b"float32", np.dtype(np.int32): b"int32"}
 
@@ -18,10 +18,9 @@ class DirectKernelCall:
     ``call()`` returns the kernel's status (0 = success); ``output`` holds the result.
     """
 
-    def __init__(self, cell: CustomConv2d, kind: str, inputs: list[np.ndarray],
-                 output_shape: tuple[int, ...]):
+    def __init__(self, cell: CustomConv2d, inputs: list[np.ndarray], output_shape: tuple[int, ...]):
         self._library = ctypes.CDLL(str(cell.library))
-        self._function = getattr(self._library, ENTRY_POINTS[kind])
+        self._function = getattr(self._library, cell.entry_point)
         x, *residual = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
         self.output = np.empty(output_shape, dtype=np.float32)
         arrays = [x, cell.weight.asnumpy(), cell.bias.asnumpy(), cell.geometry.asnumpy(),

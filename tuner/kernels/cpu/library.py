@@ -12,6 +12,7 @@ from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelL
                                 VerifyResult, WorkloadGroup)
 from tuner.kernels.build import BuildResult, build_variant
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
+from tuner.kernels.cpu.packing import WeightLayout
 from tuner.rewrites.network import TunedNetwork
 from tuner.kernels.cpu.plan import plan_network
 from tuner.kernels.cpu.rewrite import rewrite_network
@@ -19,16 +20,21 @@ from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load
 from tuner.kernels.workload import ConvWorkload
 
 KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
-_REGISTER_ROWS_SYMBOL = "Conv2dDenseRegisterRows"
+# WeightLayout field -> the symbol that reports it, per kernel with a tiling-dependent layout
+_LAYOUT_SYMBOLS = {
+    "conv2d_dense": {"register_rows": "Conv2dDenseRegisterRows"},
+    "conv2d_winograd": {"register_rows": "Conv2dWinogradRegisterRows",
+                        "tile_size": "Conv2dWinogradTileSize"},
+}
 
 
-def register_rows(library: Path) -> int:
-    """The MR a dense library was compiled with (the packed weight layout depends on it),
-    asked from the library itself; 1 for libraries without that symbol (depthwise)."""
+def weight_layout(kernel_name: str, library: Path) -> WeightLayout:
+    """The packed weight layout a built variant expects (its MR, Winograd tile size), asked
+    from the library itself."""
     shared_object = ctypes.CDLL(str(library))
-    if not hasattr(shared_object, _REGISTER_ROWS_SYMBOL):
-        return 1
-    return int(getattr(shared_object, _REGISTER_ROWS_SYMBOL)())
+    return WeightLayout(kernel_name, **{
+        field: int(getattr(shared_object, symbol)())
+        for field, symbol in _LAYOUT_SYMBOLS.get(kernel_name, {}).items()})
 
 
 class CpuKernelLibrary(KernelLibrary):
@@ -36,6 +42,9 @@ class CpuKernelLibrary(KernelLibrary):
 
     ``cache_dir``: where variants are built (default: ``$TUNER_KERNEL_CACHE`` or
     ``~/.cache/tuner/kernels``). Parameters missing from a choice take the YAML defaults.
+    A workload may be run by several kernels (``ConvWorkload.kernel_names``: dense 3x3
+    stride-1 convolutions also by conv2d_winograd); ``kernel`` arguments name the one to use
+    (default: the workload's default kernel).
     """
 
     device = "CPU"
@@ -55,18 +64,36 @@ class CpuKernelLibrary(KernelLibrary):
         space.validate(params)
         return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
 
-    def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, int]:
+    def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, WeightLayout]:
         result = self.build(kernel_name, params)
         if not result.ok:
             raise KernelBuildError(kernel_name, params, result.error)
-        return result.library, register_rows(result.library)
+        return result.library, weight_layout(kernel_name, result.library)
+
+    def kernel_names(self, workload: ConvWorkload) -> tuple[str, ...]:
+        """The kernels of this library that can run ``workload``, its default one first."""
+        return tuple(k for k in workload.kernel_names if k in self.spaces)
+
+    def kernel_for(self, workload: ConvWorkload, params: Mapping[str, Any],
+                   kernel: str | None = None) -> str:
+        """``kernel`` if it can run ``workload`` (else ValueError). Without one: the workload's
+        default kernel, unless ``params`` name parameters only an alternative kernel has (for
+        callers that pass a choice's parameters without its kernel name)."""
+        names = self.kernel_names(workload)
+        if kernel is not None:
+            if kernel not in names:
+                raise ValueError(f"kernel {kernel!r} cannot run {workload.key}; it can: {names}")
+            return kernel
+        given = set(params)
+        fitting = [k for k in names if given <= {p.name for p in self.spaces[k].params}]
+        return fitting[0] if fitting else names[0]
 
     def custom_cell(self, workload: ConvWorkload, params: Mapping[str, Any], weight: np.ndarray,
-                    bias: np.ndarray) -> CustomConv2d:
+                    bias: np.ndarray, kernel: str | None = None) -> CustomConv2d:
         """A custom cell for one workload with the given (folded) weight and bias."""
-        library, rows = self._built(workload.kernel_name, params)
-        return CustomConv2d(library, workload.kind, weight, bias, workload.stride,
-                            workload.padding, workload.activation, rows)
+        library, layout = self._built(self.kernel_for(workload, params, kernel), params)
+        return CustomConv2d(library, layout, weight, bias, workload.stride, workload.padding,
+                            workload.activation)
 
     # -- finding and rewriting ------------------------------------------------------------
     def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...]) -> list[WorkloadGroup]:
@@ -77,23 +104,31 @@ class CpuKernelLibrary(KernelLibrary):
         return [WorkloadGroup(w, tuple(paths)) for w, paths in groups.values()]
 
     def apply(self, net: nn.Cell, choices: Mapping[str, Mapping[str, Any]],
-              input_shape: tuple[int, ...]) -> nn.Cell:
+              input_shape: tuple[int, ...], kernels: Mapping[str, str] | None = None) -> nn.Cell:
+        """``choices``: workload key -> parameters; ``kernels``: workload key -> kernel name
+        for the workloads not run by their default kernel."""
+        kernels = dict(kernels or {})
         plan = plan_network(net, tuple(input_shape))
         workloads = {u.workload.key: u.workload for u in plan.units() if u.workload is not None}
         unknown = sorted(set(choices) - set(workloads))
         if unknown:
             raise ValueError(f"choices name workloads not in this network at {tuple(input_shape)}: "
                              f"{unknown}")
-        libraries = {key: self._built(workloads[key].kernel_name, params)
+        unchosen = sorted(set(kernels) - set(choices))
+        if unchosen:
+            raise ValueError(f"kernels name workloads without a choice: {unchosen}")
+        libraries = {key: self._built(self.kernel_for(workloads[key], params, kernels.get(key)),
+                                      params)
                      for key, params in choices.items()}
         rewrite_network(plan, choices, libraries.__getitem__)
         return TunedNetwork(net)
 
     # -- verification ---------------------------------------------------------------------
     def verify(self, workload: ConvWorkload, params: Mapping[str, Any],
-               rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0) -> VerifyResult:
+               rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0,
+               kernel: str | None = None) -> VerifyResult:
         try:
-            reference, custom, inputs = self._verification_pair(workload, params, seed)
+            reference, custom, inputs = self._verification_pair(workload, params, seed, kernel)
         except KernelBuildError as error:
             return VerifyResult(False, float("inf"), float("inf"), str(error))
         expected = reference(*inputs).asnumpy()
@@ -107,11 +142,11 @@ class CpuKernelLibrary(KernelLibrary):
         message = "ok" if ok else f"max rel error {rel_error:.3g} > {rel_tolerance:g}"
         return VerifyResult(ok, abs_error, rel_error, message)
 
-    def _verification_pair(self, workload: ConvWorkload, params, seed):
+    def _verification_pair(self, workload: ConvWorkload, params, seed, kernel):
         rng = np.random.default_rng(seed)
         conv, weight, bias = random_reference_conv(workload, rng)
         reference = BuiltinConvUnit(conv, None, workload.activation)
-        custom = self.custom_cell(workload, params, weight, bias)
+        custom = self.custom_cell(workload, params, weight, bias, kernel)
         inputs = [Tensor(rng.standard_normal(workload.input_shape).astype(np.float32))]
         if workload.has_residual:
             inputs.append(Tensor(rng.standard_normal(workload.output_shape).astype(np.float32)))

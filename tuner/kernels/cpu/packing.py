@@ -1,7 +1,28 @@
 """Weight layouts the kernels expect; done once when a custom cell is created."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """What a built kernel variant expects: its kernel name and the compiled tiling the packed
+    weight depends on (asked from the library itself, see library.weight_layout)."""
+
+    kernel: str
+    register_rows: int = 1  # MR of conv2d_dense / conv2d_winograd
+    tile_size: int = 0      # m of conv2d_winograd
+
+
+def pack_weight(layout: WeightLayout, weight: np.ndarray) -> np.ndarray:
+    """(OC, C/groups, KH, KW) folded weight -> the layout's packed float32 array."""
+    if layout.kernel == "conv2d_winograd":
+        return pack_winograd_weight(weight, layout.tile_size, layout.register_rows)
+    if layout.kernel == "conv2d_dense":
+        return pack_dense_weight(weight, layout.register_rows)
+    return pack_depthwise_weight(weight)
 
 
 def pack_dense_weight(weight: np.ndarray, register_rows: int) -> np.ndarray:
@@ -19,3 +40,26 @@ def pack_dense_weight(weight: np.ndarray, register_rows: int) -> np.ndarray:
 def pack_depthwise_weight(weight: np.ndarray) -> np.ndarray:
     """(C, 1, KH, KW) -> (C, KH*KW)."""
     return np.ascontiguousarray(weight.reshape(weight.shape[0], -1).astype(np.float32))
+
+
+# Winograd F(m x m, 3 x 3) weight transforms G (alpha x 3), alpha = m + 2, matching the input
+# and output transforms of kernels/cpu/conv2d_winograd.cpp (points 0, +-1 [, +-2], infinity).
+WINOGRAD_G = {
+    2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
+    4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+}
+
+
+def winograd_weight(weight: np.ndarray, tile_size: int) -> np.ndarray:
+    """(OC, C, 3, 3) -> U = G g G^T as (alpha*alpha, OC, C), computed in float64."""
+    g = WINOGRAD_G[tile_size]
+    u = np.einsum("ak,ockl,bl->aboc", g, weight.astype(np.float64), g)
+    return u.reshape(g.shape[0] ** 2, *weight.shape[:2])
+
+
+def pack_winograd_weight(weight: np.ndarray, tile_size: int, register_rows: int) -> np.ndarray:
+    """(OC, C, 3, 3) -> (alpha^2, ceil(OC/MR), C, MR) float32: per transform point, the dense
+    kernel's panel layout of U (MR consecutive output channels per channel step)."""
+    return np.stack([pack_dense_weight(u[:, :, None, None], register_rows)
+                     for u in winograd_weight(weight, tile_size)])

@@ -9,12 +9,13 @@ from mindspore import nn
 
 from tuner.kernels.cpu.cells import (BuiltinConvUnit, CustomConv2d, FusedInvertedResidual,
                                      FusedResNetBlock)
+from tuner.kernels.cpu.packing import WeightLayout
 from tuner.kernels.cpu.plan import BlockPlan, ConvUnit, NetworkPlan
 from tuner.kernels.cpu.probe import set_child
 from tuner.rewrites.batchnorm import folded_weight_and_bias
 
-# (workload key) -> (library path, register rows) for the chosen workloads
-LibraryFor = Callable[[str], tuple[Path, int]]
+# (workload key) -> (library path, weight layout) of the chosen variant
+LibraryFor = Callable[[str], tuple[Path, WeightLayout]]
 
 
 def folded_parameters(unit: ConvUnit) -> tuple[np.ndarray, np.ndarray]:
@@ -26,11 +27,11 @@ def folded_parameters(unit: ConvUnit) -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def custom_cell(unit: ConvUnit, library: Path, register_rows: int) -> CustomConv2d:
+def custom_cell(unit: ConvUnit, library: Path, layout: WeightLayout) -> CustomConv2d:
     weight, bias = folded_parameters(unit)
     w = unit.workload
-    return CustomConv2d(library, w.kind, weight, bias, w.stride, w.padding, unit.activation,
-                        register_rows, name=unit.path or "custom_conv")
+    return CustomConv2d(library, layout, weight, bias, w.stride, w.padding, unit.activation,
+                        name=unit.path or "custom_conv")
 
 
 def _is_chosen(unit, choices) -> bool:
