@@ -3,7 +3,7 @@ import pytest
 
 from tuner.config import KernelChoice
 from tuner.kernels.space import load_kernel_space
-from tuner.space.kernel_knobs import CUSTOM, REPAIRED_ATTR, KernelKnobs, Workload
+from tuner.space.kernel_knobs import CUSTOM, PER_WORKLOAD, REPAIRED_ATTR, KernelKnobs, Workload
 
 SPACES = load_kernel_space()
 WORKLOADS = tuple(Workload(f"dense_{i}", "conv2d_dense") for i in range(20)) + (
@@ -78,3 +78,36 @@ def test_winograd_choices_round_trip_with_distinct_parameter_names():
         study.tell(trial, 0.0)
     with pytest.raises(ValueError, match="cannot run"):
         knobs.params_for((KernelChoice(WINOGRAD_KEYS[2], "conv2d_winograd", ()),))
+
+
+def test_kernels_are_chosen_per_workload_only_behind_the_switch():
+    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    default_kernels = {c.workload: c.kernel for c in knobs.default_choices()}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = {False: 0, True: 0}
+    for _ in range(40):
+        trial = study.ask()
+        choices = knobs.suggest(trial)
+        per_workload = trial.params[PER_WORKLOAD]
+        seen[per_workload] += 1
+        sampled_kernels = [name for name in trial.params
+                           if name.count(".") == 1 and name != PER_WORKLOAD]
+        if not per_workload:  # only tilings sampled; every workload on its default kernel
+            assert sampled_kernels == []
+            assert {c.workload: c.kernel for c in choices} == default_kernels
+        else:
+            assert len(sampled_kernels) == len(MIXED)
+        study.tell(trial, 0.0)
+    assert seen[False] > 5 and seen[True] > 5
+
+
+@pytest.mark.parametrize("mixed, expected", [(False, False), (True, True)])
+def test_the_switch_round_trips(mixed, expected):
+    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    choices = knobs.default_choices()[1:] if mixed else knobs.default_choices()  # first builtin
+    params = knobs.params_for(choices)
+    assert params[PER_WORKLOAD] is expected
+    assert (f"kernels.{MIXED[1].key}" in params) is expected
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    assert knobs.suggest(study.ask()) == choices

@@ -9,6 +9,8 @@ stride-1: ``winograd``). ``custom`` is the workload's default kernel, whose para
 the kernel parameter file with their restrictions; a sampled combination that breaks one is
 repaired to the nearest valid combination rather than wasting the trial. Which kernel the
 space's default configuration uses is the file's ``default_for`` rule of each alternative.
+The per-workload kernel knobs exist only when ``kernels.choose_per_workload`` is true; when it is
+false every workload runs the default configuration's kernel and only tilings are sampled.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tuner.config import KernelChoice
 from tuner.kernels.workload import ConvWorkload
 
 BUILTIN, CUSTOM = "builtin", "custom"
+PER_WORKLOAD = "kernels.choose_per_workload"
 REPAIRED_ATTR = "repaired_kernels"
 
 
@@ -75,13 +78,28 @@ class KernelKnobs:
     def _prefix(workload: Workload, label: str) -> str:
         return f"kernels.{workload.key}." + ("" if label == CUSTOM else f"{label}.")
 
+    def default_label(self, workload: Workload) -> str:
+        """The knob value of the workload in the space's default configuration."""
+        if self.default_impl != CUSTOM:
+            return BUILTIN
+        kernel = self.default_kernel(workload)
+        return next(label for label, name in self.kernel_options(workload).items() if name == kernel)
+
     def suggest(self, trial: optuna.Trial) -> tuple[KernelChoice, ...]:
         """One choice per workload; sampled tiling that breaks the kernel's restrictions is
-        repaired to the nearest valid one (listed in the trial's ``repaired_kernels``)."""
+        repaired to the nearest valid one (listed in the trial's ``repaired_kernels``).
+
+        The kernel of each workload is sampled only under ``kernels.choose_per_workload``;
+        otherwise every workload keeps the space default's kernel and only tilings are sampled.
+        Independent per-workload coins would almost never give a configuration without a slow
+        builtin layer among ~20 workloads; behind this switch the sampler learns first whether
+        mixing kernels pays at all (a conditional space, as TPE's ``group`` mode models)."""
         choices, repaired = [], []
+        per_workload = bool(self.workloads) and trial.suggest_categorical(PER_WORKLOAD, [False, True])
         for workload in self.workloads:
             options = self.kernel_options(workload)
-            label = trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, *options])
+            label = (trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, *options])
+                     if per_workload else self.default_label(workload))
             if label == BUILTIN:
                 continue
             space = self.spaces[options[label]]
@@ -115,6 +133,13 @@ class KernelKnobs:
             params[f"kernels.{workload.key}"] = label
             full = self.spaces[choice.kernel].complete(dict(choice.params))
             params.update({self._prefix(workload, label) + k: v for k, v in full.items()})
+        if self.workloads:
+            per_workload = any(params[f"kernels.{w.key}"] != self.default_label(w)
+                               for w in self.workloads)
+            params[PER_WORKLOAD] = per_workload
+            if not per_workload:
+                for workload in self.workloads:
+                    del params[f"kernels.{workload.key}"]
         return params
 
     def default_kernel(self, workload: Workload) -> str:
