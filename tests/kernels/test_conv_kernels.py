@@ -1,4 +1,5 @@
 """Each kernel against MindSpore's builtin nn.Conv2d (+bias +residual +activation)."""
+import numpy as np
 import pytest
 
 from tuner.kernels import ConvWorkload
@@ -98,3 +99,15 @@ def test_verify_reports_a_mismatch(library):
     strict = library.verify(workload, {}, rel_tolerance=0.0)
     assert strict.max_rel_error > 0.0 and not strict.ok
     assert "rel error" in strict.message
+
+
+def test_verification_keeps_the_builtin_output_per_workload(library, tmp_path):
+    workload = _dense(DENSE_SHAPES[0], "relu", True)
+    first = library.verify(workload, {}, reference_dir=tmp_path)
+    kept = list(tmp_path.glob("*.npy"))
+    assert first.ok and len(kept) == 1
+    np.save(kept[0], np.zeros_like(np.load(kept[0])))  # a wrong kept reference is noticed
+    second = library.verify(workload, {"unroll": 2}, reference_dir=tmp_path)
+    assert not second.ok and list(tmp_path.glob("*.npy")) == kept
+    other = library.verify(_dense(DENSE_SHAPES[0], "none", False), {}, reference_dir=tmp_path)
+    assert other.ok and len(list(tmp_path.glob("*.npy"))) == 2  # epilogue is part of the key

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from mindspore import nn
@@ -72,9 +73,10 @@ class KernelLibrary(ABC):
     @abstractmethod
     def verify(self, workload: ConvWorkload, params: Mapping[str, Any],
                rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0,
-               kernel: str | None = None) -> VerifyResult:
+               kernel: str | None = None, reference_dir: Path | None = None) -> VerifyResult:
         """Check a variant of ``kernel`` (default: the workload's default kernel) against
-        MindSpore's builtin operators on random inputs."""
+        MindSpore's builtin operators on random inputs (drawn from ``seed``); the builtin
+        outputs may be kept in ``reference_dir`` for later variants of the same workload."""
 
     @abstractmethod
     def apply(self, net: nn.Cell, choices: Mapping[str, Mapping[str, Any]],

@@ -165,7 +165,7 @@ def _verify_kernels(request: TrialRequest) -> None:
             verdict = json.loads(verdict_path.read_text())
         else:
             result = library.verify(groups[choice.workload], dict(choice.params),
-                                    kernel=choice.kernel)
+                                    kernel=choice.kernel, reference_dir=cache / "references")
             verdict = {"ok": result.ok, "message": result.message,
                        "max_rel_error": result.max_rel_error}
             verdict_path.write_text(json.dumps(verdict))
