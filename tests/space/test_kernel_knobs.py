@@ -3,7 +3,8 @@ import pytest
 
 from tuner.config import KernelChoice
 from tuner.kernels.space import load_kernel_space
-from tuner.space.kernel_knobs import CUSTOM, PER_WORKLOAD, REPAIRED_ATTR, KernelKnobs, Workload
+from tuner.space.kernel_knobs import (CUSTOM, PER_WORKLOAD, REPAIRED_ATTR, TILE_PER_WORKLOAD,
+                                     KernelKnobs, Workload)
 
 SPACES = load_kernel_space()
 WORKLOADS = tuple(Workload(f"dense_{i}", "conv2d_dense") for i in range(20)) + (
@@ -67,7 +68,7 @@ def test_winograd_choices_round_trip_with_distinct_parameter_names():
                             tuple(sorted(SPACES["conv2d_dense"].defaults().items()))))
     params = knobs.params_for(choices)
     assert params[f"kernels.{WINOGRAD_KEYS[0]}"] == "winograd"
-    assert params[f"kernels.{WINOGRAD_KEYS[0]}.winograd.tile_size"] == 2
+    assert params["kernels.conv2d_winograd.tile_size"] == 2  # one tiling per kernel: shared
     assert params[f"kernels.{WINOGRAD_KEYS[2]}"] == "builtin"
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     study.enqueue_trial(params)
@@ -91,7 +92,7 @@ def test_kernels_are_chosen_per_workload_only_behind_the_switch():
         per_workload = trial.params[PER_WORKLOAD]
         seen[per_workload] += 1
         sampled_kernels = [name for name in trial.params
-                           if name.count(".") == 1 and name != PER_WORKLOAD]
+                           if name.count(".") == 1 and name not in (PER_WORKLOAD, TILE_PER_WORKLOAD)]
         if not per_workload:  # only tilings sampled; every workload on its default kernel
             assert sampled_kernels == []
             assert {c.workload: c.kernel for c in choices} == default_kernels
@@ -111,3 +112,30 @@ def test_the_switch_round_trips(mixed, expected):
     study = optuna.create_study()
     study.enqueue_trial(params)
     assert knobs.suggest(study.ask()) == choices
+
+
+@pytest.mark.parametrize("unrolls, per_workload", [((4, 4), False), ((4, 2), True)])
+def test_tilings_are_shared_per_kernel_unless_they_differ(unrolls, per_workload):
+    knobs = KernelKnobs(SPACES, CUSTOM, WORKLOADS[:2])
+    dense = SPACES["conv2d_dense"]
+    choices = tuple(KernelChoice(w.key, "conv2d_dense", tuple(sorted(dense.complete(
+        {"unroll": unroll}).items()))) for w, unroll in zip(WORKLOADS[:2], unrolls))
+    params = knobs.params_for(choices)
+    assert params[TILE_PER_WORKLOAD] is per_workload
+    assert ("kernels.dense_0.unroll" in params) is per_workload
+    assert ("kernels.conv2d_dense.unroll" in params) is not per_workload
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    assert knobs.suggest(study.ask()) == choices
+
+
+def test_shared_tilings_need_one_variant_per_kernel():
+    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    for _ in range(20):
+        trial = study.ask()
+        choices = knobs.suggest(trial)
+        variants = {(c.kernel, c.params) for c in choices}
+        if not trial.params[TILE_PER_WORKLOAD]:
+            assert len(variants) == len({c.kernel for c in choices})
+        study.tell(trial, 0.0)

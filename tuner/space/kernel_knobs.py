@@ -14,6 +14,7 @@ false every workload runs the default configuration's kernel and only tilings ar
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -24,6 +25,7 @@ from tuner.kernels.workload import ConvWorkload
 
 BUILTIN, CUSTOM = "builtin", "custom"
 PER_WORKLOAD = "kernels.choose_per_workload"
+TILE_PER_WORKLOAD = "kernels.tile_per_workload"
 REPAIRED_ATTR = "repaired_kernels"
 
 
@@ -93,9 +95,18 @@ class KernelKnobs:
         otherwise every workload keeps the space default's kernel and only tilings are sampled.
         Independent per-workload coins would almost never give a configuration without a slow
         builtin layer among ~20 workloads; behind this switch the sampler learns first whether
-        mixing kernels pays at all (a conditional space, as TPE's ``group`` mode models)."""
+        mixing kernels pays at all (a conditional space, as TPE's ``group`` mode models).
+
+        Likewise, tilings are sampled per workload (``kernels.<workload>[.<choice>].<param>``)
+        only under ``kernels.tile_per_workload``; otherwise each kernel gets one tiling shared
+        by all its workloads (``kernels.<kernel>.<param>``): ~10 dimensions instead of ~200,
+        and a few variants to build per trial instead of one per workload."""
         choices, repaired = [], []
-        per_workload = bool(self.workloads) and trial.suggest_categorical(PER_WORKLOAD, [False, True])
+        if not self.workloads:
+            return ()
+        per_workload = trial.suggest_categorical(PER_WORKLOAD, [False, True])
+        tile_per_workload = trial.suggest_categorical(TILE_PER_WORKLOAD, [False, True])
+        shared: dict[str, tuple[dict[str, Any], bool]] = {}
         for workload in self.workloads:
             options = self.kernel_options(workload)
             label = (trial.suggest_categorical(f"kernels.{workload.key}", [BUILTIN, *options])
@@ -103,10 +114,15 @@ class KernelKnobs:
             if label == BUILTIN:
                 continue
             space = self.spaces[options[label]]
-            prefix = self._prefix(workload, label)
-            sampled = {p.name: self._suggest_param(trial, prefix + p.name, p) for p in space.params}
-            params = space.nearest_valid(sampled)
-            if params != sampled:
+            if tile_per_workload:
+                params, was_repaired = self._suggest_tiling(trial, space,
+                                                            self._prefix(workload, label))
+            else:
+                if space.kernel_name not in shared:
+                    shared[space.kernel_name] = self._suggest_tiling(
+                        trial, space, self._shared_prefix(space.kernel_name))
+                params, was_repaired = shared[space.kernel_name]
+            if was_repaired:
                 repaired.append(workload.key)
             choices.append(KernelChoice(workload.key, space.kernel_name,
                                         tuple(sorted(params.items()))))
@@ -114,12 +130,23 @@ class KernelKnobs:
             trial.set_user_attr(REPAIRED_ATTR, repaired)
         return tuple(choices)
 
+    def _suggest_tiling(self, trial: optuna.Trial, space, prefix: str) -> tuple[dict[str, Any], bool]:
+        """A valid tiling, and whether the sampled one had to be repaired."""
+        sampled = {p.name: self._suggest_param(trial, prefix + p.name, p) for p in space.params}
+        params = space.nearest_valid(sampled)
+        return params, params != sampled
+
+    @staticmethod
+    def _shared_prefix(kernel_name: str) -> str:
+        return f"kernels.{kernel_name}."
+
     def params_for(self, choices: tuple[KernelChoice, ...]) -> dict[str, Any]:
         by_key = {c.workload: c for c in choices}
         unknown = sorted(set(by_key) - {w.key for w in self.workloads})
         if unknown:
             raise ValueError(f"kernels: workload {unknown[0]} is not one of this model's")
         params: dict[str, Any] = {}
+        tilings: dict[str, tuple[str, dict[str, Any]]] = {}  # workload -> (label, full tiling)
         for workload in self.workloads:
             choice = by_key.get(workload.key)
             if choice is None:
@@ -131,15 +158,27 @@ class KernelKnobs:
                                  f"(kernels: {sorted(labels)})")
             label = labels[choice.kernel]
             params[f"kernels.{workload.key}"] = label
-            full = self.spaces[choice.kernel].complete(dict(choice.params))
-            params.update({self._prefix(workload, label) + k: v for k, v in full.items()})
-        if self.workloads:
-            per_workload = any(params[f"kernels.{w.key}"] != self.default_label(w)
-                               for w in self.workloads)
-            params[PER_WORKLOAD] = per_workload
-            if not per_workload:
-                for workload in self.workloads:
-                    del params[f"kernels.{workload.key}"]
+            tilings[workload.key] = (label, self.spaces[choice.kernel].complete(dict(choice.params)))
+        if not self.workloads:
+            return params
+        per_workload = any(params[f"kernels.{w.key}"] != self.default_label(w)
+                           for w in self.workloads)
+        params[PER_WORKLOAD] = per_workload
+        if not per_workload:
+            for workload in self.workloads:
+                del params[f"kernels.{workload.key}"]
+        by_kernel: dict[str, dict] = {}
+        for choice in by_key.values():
+            by_kernel.setdefault(choice.kernel, {})[json.dumps(tilings[choice.workload][1],
+                                                              sort_keys=True)] = choice
+        tile_per_workload = any(len(variants) > 1 for variants in by_kernel.values())
+        params[TILE_PER_WORKLOAD] = tile_per_workload
+        for workload in self.workloads:
+            if workload.key in tilings:
+                label, full = tilings[workload.key]
+                prefix = (self._prefix(workload, label) if tile_per_workload
+                          else self._shared_prefix(by_key[workload.key].kernel))
+                params.update({prefix + k: v for k, v in full.items()})
         return params
 
     def default_kernel(self, workload: Workload) -> str:
