@@ -90,18 +90,13 @@ def _run(cell, inputs):
 
 def bench_workload(library, model, group, variants: dict[str, list[dict]], quick) -> WorkloadResult:
     """``variants``: kernel name -> parameter sets, for each kernel that can run the workload."""
-    from mindspore import Tensor
     from tuner.kernels.cpu.cells import BuiltinConvUnit
     from tuner.kernels import KernelBuildError
     from tuner.kernels.cpu.direct import DirectKernelCall
-    from tuner.kernels.cpu.library import random_reference_conv
+    from tuner.kernels.cpu.library import verification_problem
 
     w = group.workload
-    rng = np.random.default_rng(0)
-    conv, weight, bias = random_reference_conv(w, rng)
-    inputs = [Tensor(rng.standard_normal(w.input_shape).astype(np.float32))]
-    if w.has_residual:
-        inputs.append(Tensor(rng.standard_normal(w.output_shape).astype(np.float32)))
+    conv, weight, bias, inputs = verification_problem(w, seed=0)
     builtin = BuiltinConvUnit(conv, None, w.activation)
     builtin.compile(*inputs)
     t0 = time.perf_counter()

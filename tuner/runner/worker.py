@@ -27,6 +27,8 @@ PROGRESS_FILE = "progress.jsonl"
 GO_FILE = "go"
 READY_PHASE = "ready"
 COMPILE_PHASES = ("load", "rewrite", "compile", READY_PHASE)
+REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
+VERIFICATION_SEED = 0
 GATE_POLL_SECONDS = 0.02
 
 
@@ -117,7 +119,10 @@ def _conv_workloads(net, request: TrialRequest) -> list[dict]:
 
     if not has_kernels(request.target.device):
         return []
-    groups = kernel_library(request.target.device).find_workloads(net, request.target.input_shape)
+    library = kernel_library(request.target.device)
+    groups = library.find_workloads(net, request.target.input_shape)
+    for group in groups:  # in this untuned process, as the trials' own settings may break them
+        library.reference_output(group.workload, VERIFICATION_SEED, request.asset(REFERENCES_DIR))
     return [{"key": g.workload.key, "kernel": g.workload.kernel_name, "layers": list(g.layer_paths),
              "flops": g.workload.flops, "conv": g.workload.to_dict()} for g in groups]
 
@@ -165,7 +170,8 @@ def _verify_kernels(request: TrialRequest) -> None:
             verdict = json.loads(verdict_path.read_text())
         else:
             result = library.verify(groups[choice.workload], dict(choice.params),
-                                    kernel=choice.kernel, reference_dir=cache / "references")
+                                    seed=VERIFICATION_SEED, kernel=choice.kernel,
+                                    reference_dir=request.asset(REFERENCES_DIR))
             verdict = {"ok": result.ok, "message": result.message,
                        "max_rel_error": result.max_rel_error}
             verdict_path.write_text(json.dumps(verdict))
