@@ -123,7 +123,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def print_strategies(outcomes: dict[tuple[str, int], SearchOutcome], checkpoints) -> None:
     print("\nbest throughput (images/s) after N trials; 'to 95%': trials to reach 95 % of the "
-          f"study's own best")
+          "study's own best")
     print(f"{'strategy':<9}{'seed':>5}" + "".join(f"{'N=' + str(c):>10}" for c in checkpoints)
           + f"{'to 95%':>9}{'wall min':>10}")
     reach: dict[str, list[int]] = {}
