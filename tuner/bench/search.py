@@ -93,12 +93,12 @@ def _throughputs(storage: str, name: str) -> tuple[float | None, ...] | None:
 
 def run_study(args, name: str, seed: int, extra: tuple[str, ...]) -> SearchOutcome:
     """Run one search command (unless the storage holds it complete) and read its trials."""
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{args.runs_dir / 'optuna.db'}"
     walls_path = args.runs_dir / "bench-search.json"
     walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
     found = _throughputs(storage, name)
     if found is None or len(found) < args.trials or name not in walls:
-        args.runs_dir.mkdir(parents=True, exist_ok=True)
         log = args.runs_dir / f"{name}.log"
         print(f"  {name}: running (log {log})", flush=True)
         started = time.perf_counter()
