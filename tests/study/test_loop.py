@@ -110,6 +110,8 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
         for threads in (None, 1, 3)])
     run_trials(run, 4)
     assert [t.state for t in run.study.trials] == [TrialState.COMPLETE] * 4
+    assert validation.VALIDATION_ATTR not in run.study.user_attrs  # validate_top=0: off
+    assert not (tmp_path / "study" / "validation").exists()
     trial_dir = tmp_path / "study" / "trials"
     started = [(trial_dir / f"{n}" / "request.json").stat().st_mtime for n in range(4)]
     released = [(trial_dir / f"{n}" / "go").stat().st_mtime for n in range(4)]

@@ -11,16 +11,15 @@ baseline is trial 0) and how many trials it took to reach 95 % of the study's ow
 a search without tuning records (it saves its validated winner's kernels as records) and the
 same search again with them (warm start): wall time and trials to 95 % of the cold best.
 A study already complete in the storage is read, not run again (an interrupted benchmark
-resumes); its wall time is kept in ``bench-search.json`` next to the storage.
+resumes with the missing trials). A search's time is the span from its first trial's start
+to its last trial's end (the final validation of winners is not part of it).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +76,9 @@ def _search_command(args, name: str, seed: int, extra: tuple[str, ...]) -> list[
     # a later "--jobs" in extra overrides this one (argparse keeps the last)
 
 
-def _throughputs(storage: str, name: str) -> tuple[float | None, ...] | None:
+def _read_study(storage: str, name: str) -> tuple[tuple[float | None, ...], float] | None:
+    """Each trial's throughput (None: no valid measurement) and the seconds from the first
+    trial's start to the last one's end (the search itself, without the final validation)."""
     import optuna
 
     from tuner.study import records
@@ -86,31 +87,33 @@ def _throughputs(storage: str, name: str) -> tuple[float | None, ...] | None:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if not trials:
+        return (), 0.0
     ok = {t.number for t in records.ok_trials(trials)}
-    return tuple(t.values[0] if t.number in ok else None for t in trials)
+    span = (max(t.datetime_complete for t in trials)
+            - min(t.datetime_start for t in trials)).total_seconds()
+    return tuple(t.values[0] if t.number in ok else None for t in trials), span
 
 
 def run_study(args, name: str, seed: int, extra: tuple[str, ...]) -> SearchOutcome:
-    """Run one search command (unless the storage holds it complete) and read its trials."""
+    """Run one search command for the trials the storage does not hold yet, read its trials."""
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{args.runs_dir / 'optuna.db'}"
-    walls_path = args.runs_dir / "bench-search.json"
-    walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
-    found = _throughputs(storage, name)
-    if found is None or len(found) < args.trials or name not in walls:
+    found = _read_study(storage, name)
+    missing = args.trials - len(found[0]) if found else args.trials
+    if missing > 0:
         log = args.runs_dir / f"{name}.log"
         print(f"  {name}: running (log {log})", flush=True)
-        started = time.perf_counter()
-        with open(log, "w") as out:
-            code = subprocess.run(_search_command(args, name, seed, extra), stdout=out,
-                                  stderr=subprocess.STDOUT).returncode
+        command = _search_command(args, name, seed, extra)
+        command[command.index("--trials") + 1] = str(missing)
+        with open(log, "a") as out:
+            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
         if code != 0:
             raise SystemExit(f"{name}: tuner.search exited with {code}; see {log}")
-        walls[name] = walls.get(name, 0.0) + time.perf_counter() - started
-        walls_path.write_text(json.dumps(walls, indent=2))
-        found = _throughputs(storage, name)
-    outcome = SearchOutcome(name, found[:args.trials], walls[name])
+        found = _read_study(storage, name)
+    throughputs, span = found
+    outcome = SearchOutcome(name, throughputs[:args.trials], span)
     print(f"  {name}: {len(outcome.throughputs)} trials, best "
           f"{_fmt(outcome.best_after(args.trials))} images/s, {outcome.wall_seconds / 60:.1f} min",
           flush=True)

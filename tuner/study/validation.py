@@ -120,8 +120,10 @@ def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
 
 def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | None:
     """Re-measure the top-k configurations and the baseline in interleaved rounds (see module)."""
+    if k < 1 or rounds < 1:
+        return None
     top = distinct_top(run, k)
-    if not top or rounds < 1:
+    if not top:
         return None
     configs = {t.number: records.trial_config(t) for t in top}
     baseline: list[float] = []
