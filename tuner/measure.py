@@ -75,8 +75,9 @@ def main(argv: list[str]) -> int:
     if exported.validation:
         low, high = exported.validation["spread"]
         verdict = "within" if low <= now <= high else "OUTSIDE"
-        print(f"validated speedup: {exported.validation['speedup']:.3f}x, range [{low:.3f}, "
-              f"{high:.3f}] over {exported.validation['rounds']} rounds: now is {verdict} it")
+        print(f"validated speedup: {exported.validation['speedup']:.3f}x over "
+              f"{exported.validation['rounds']} interleaved rounds; a re-measurement is expected "
+              f"in [{low:.3f}, {high:.3f}] (95 %): now is {verdict} it")
     return 0
 
 

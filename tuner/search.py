@@ -38,7 +38,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--objective", nargs="+", default=["throughput"],
                         help="throughput, latency and/or memory (several: Pareto set)")
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, default="tpe")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0; a resumed study "
+                        "continues with seed + its trial count, not replaying its first draws)")
     parser.add_argument("--pruner", choices=PRUNER_NAMES, default="best",
                         help="best: stop a trial whose running throughput is below 0.7x the best "
                         "so far after 2 timed runs; median: Optuna's MedianPruner; none")
@@ -67,7 +68,7 @@ def build_parser() -> OneLineParser:
                         help="re-measure the K best configurations against the baseline at the "
                         "end, interleaved in fresh processes (default 3; 0 = off)")
     parser.add_argument("--validation-rounds", type=int, default=3, metavar="R",
-                        help="interleaved rounds of that re-measurement (default 3)")
+                        help="interleaved rounds of that re-measurement (default 3, at least 2)")
     add_common_arguments(parser)
     add_measure_arguments(parser)
     return parser
@@ -87,6 +88,13 @@ def main(argv: list[str]) -> int:
     objectives = parse_objectives(args.objective)
     sampler = make_sampler(args.sampler, args.seed, len(objectives))
     measure = measure_settings(args)
+    settings = StudySettings(trial_timeout=args.trial_timeout, search_timeout=args.timeout,
+                             dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs,
+                             validate_top=args.validate_top,
+                             validation_rounds=args.validation_rounds,
+                             max_memory_mb=args.max_memory_mb,
+                             warm_start=not args.no_warm_start, jobs=args.jobs,
+                             start_from_default=not args.no_default_trial)
     storage = open_storage(args.storage, args.runs_dir)
     name = args.study_name or target.study_name(tuple(o.name for o in objectives))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -97,16 +105,11 @@ def main(argv: list[str]) -> int:
                                     load_if_exists=True)
     except ValueError as exc:
         raise UsageError(f"--study-name {name}: {exc}") from None
+    if study.trials:
+        study.sampler = make_sampler(args.sampler, args.seed, len(objectives), len(study.trials))
     if [d for d in study.directions] != [o.direction for o in objectives]:
         raise UsageError(f"--study-name {name}: the existing study optimizes "
                          f"{[d.name.lower() for d in study.directions]}, not those objectives")
-    settings = StudySettings(trial_timeout=args.trial_timeout, search_timeout=args.timeout,
-                             dump_graph=args.dump_graphs, keep_trial_dirs=args.keep_trial_dirs,
-                             validate_top=args.validate_top,
-                             validation_rounds=args.validation_rounds,
-                             max_memory_mb=args.max_memory_mb,
-                             warm_start=not args.no_warm_start, jobs=args.jobs,
-                             start_from_default=not args.no_default_trial)
     record_store = TuningRecordStore(storage.url)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name), record_store)

@@ -1,10 +1,12 @@
 """The search benchmark: its figures from trial sequences, and real (tiny) searches."""
 import argparse
+import json
 
 import optuna
 import pytest
 
 from tuner.bench import search as bench
+from tuner.bench import studies
 
 TINY = "tests.fixtures.tiny_models:tiny_net"
 
@@ -15,7 +17,7 @@ TINY = "tests.fixtures.tiny_models:tiny_net"
     ((None, None), 2, None, 1.0, None),
 ])
 def test_best_after_and_trials_to_reach(throughputs, after, best, target, reached):
-    outcome = bench.SearchOutcome("s", throughputs, 1.0)
+    outcome = studies.SearchOutcome("s", throughputs, 1.0)
     assert outcome.best_after(after) == best
     assert outcome.trials_to_reach(target) == reached
 
@@ -23,7 +25,7 @@ def test_best_after_and_trials_to_reach(throughputs, after, best, target, reache
 def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     args = argparse.Namespace(model=TINY, batch_size=2, image_size=16, trials=2,
                               checkpoints=[1, 2], seeds=[0], jobs=1, runs_dir=tmp_path,
-                              no_warm_start_check=True, compare_jobs=None)
+                              no_warm_start_check=True, compare_jobs=None, warm_model=TINY)
     assert bench.run(args) == 0
     printed = capsys.readouterr().out
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -39,3 +41,27 @@ def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     assert bench.run(args) == 0  # complete studies are read, not run again
     assert {p: p.stat().st_mtime for p in tmp_path.glob("*.log")} == logs
     assert "running" not in capsys.readouterr().out
+
+
+def test_same_figures_pairs_configurations_by_hash():
+    first = studies.SearchOutcome("a", (), 0.0, {"x": 10.0, "y": 20.0, "z": 5.0})
+    second = studies.SearchOutcome("b", (), 0.0, {"x": 11.0, "y": 20.0, "w": 1.0})
+    assert sorted(bench.same_figures(first, second)) == [1.0, 1.1]
+
+
+def test_interleaved_studies_take_turns_with_their_own_kernel_caches(tmp_path):
+    specs = [studies.StudySpec(name, 0, ("--sampler", "random", "--no-default-trial",
+                                         "--validate-top", "0", "--no-warm-start"),
+                               TINY, 2, 16, jobs=jobs, own_kernel_cache=True)
+             for name, jobs in (("two", 2), ("one", 1))]
+    first, second = studies.run_interleaved(tmp_path, specs, trials=3, chunk=2)
+    assert len(first.throughputs) == len(second.throughputs) == 3
+    for spec, outcome in zip(specs, (first, second)):
+        walls = json.loads((tmp_path / f"{spec.name}.walls.json").read_text())
+        assert len(walls) == 2 and outcome.wall_seconds == pytest.approx(sum(walls))
+        assert any((tmp_path / "kernel-caches" / spec.name).rglob("*.so"))
+    trials = {s.name: studies.read_trials(tmp_path, s.name) for s in specs}
+    starts = sorted((t.datetime_start, name) for name, ts in trials.items() for t in ts)
+    assert [name for _, name in starts] == ["two", "two", "one", "one", "one", "two"]
+    assert [t.params for t in trials["two"]] == [t.params for t in trials["one"]]
+    assert set(first.figures) & set(second.figures)  # the same configurations, measured by both

@@ -124,7 +124,7 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
 
 def test_validation_rounds_compile_together_too(make_run, tmp_path):
     folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
-    run = make_run("tiny_net", jobs=2, validate_top=1, validation_rounds=1, enqueue=[folded])
+    run = make_run("tiny_net", jobs=2, validate_top=1, validation_rounds=2, enqueue=[folded])
     run_trials(run, 2)
     report = validation.current_report(run.study)
     assert report.winner == 1 and report.candidate(1).speedup > 0

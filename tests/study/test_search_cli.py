@@ -112,6 +112,7 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     (["--device", "Ascend"], "--device Ascend: not available here:"),
     (["--device", "TPU"], "--device TPU: unknown device"),
     (["--trials", "0"], "argument --trials: 0 is not a positive integer"),
+    (["--validation-rounds", "1"], "--validation-rounds 1: must be at least 2"),
     (["--objective", "speed"], "--objective speed: unknown"),
     (["--sampler", "cmaes", "--objective", "throughput", "memory"], "single objective only"),
     (["--space", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read search space"),

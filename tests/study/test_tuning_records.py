@@ -39,7 +39,7 @@ def _study(tmp_path, store, batch, name):
     target = TuningTarget("tests.fixtures.tiny_models:tiny_net", batch, 16)
     return open_run(study, target, space, parse_objectives(["throughput"]),
                     MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=2.0),
-                    StudySettings(validate_top=1, validation_rounds=1), tmp_path / name, store)
+                    StudySettings(validate_top=1, validation_rounds=2), tmp_path / name, store)
 
 
 def test_a_validated_winner_seeds_a_study_at_another_batch_size(tmp_path):

@@ -1,4 +1,12 @@
-from tuner.study.validation import ValidatedCandidate, ValidationReport, choose_winner
+import math
+
+import numpy as np
+import pytest
+
+from tuner.errors import UsageError
+from tuner.study.loop import StudySettings
+from tuner.study.validation import (ValidatedCandidate, ValidationReport, choose_winner,
+                                    log_t_interval, t_quantile_975)
 
 
 def candidate(trial, speedups, complexity):
@@ -19,9 +27,55 @@ def test_within_noise_the_simpler_configuration_wins_and_the_report_says_so():
     assert "within noise" in note and "simplest" in note
 
 
-def test_failed_rounds_are_ignored_in_the_median_and_range():
+def test_failed_rounds_are_ignored_in_the_median_range_and_intervals():
     c = candidate(5, [1.2, float("nan"), 1.4], (0, 1))
-    assert abs(c.speedup - 1.3) < 1e-12 and c.spread == (1.2, 1.4)
+    assert abs(c.speedup - 1.3) < 1e-12 and c.observed_range == (1.2, 1.4)
+    assert c.spread == candidate(5, [1.2, 1.4], (0, 1)).spread
+
+
+def test_intervals_are_student_t_on_the_log_ratios():
+    ratios = [100.0, 104.0, 110.0]
+    logs = np.log(ratios)
+    half = 4.303 * logs.std(ddof=1)
+    low, high = log_t_interval(ratios, prediction=True)
+    assert math.isclose(math.log(high) - logs.mean(), half * math.sqrt(1 + 1 / 3))
+    assert math.isclose(logs.mean() - math.log(low), half * math.sqrt(1 + 1 / 3))
+    low, high = log_t_interval(ratios, prediction=False)
+    assert math.isclose(math.log(high) - logs.mean(), half / math.sqrt(3))
+
+
+def test_prediction_interval_of_one_round_is_wider_than_the_observed_range_and_the_ci():
+    c = candidate(1, [100.0, 104.0, 110.0], (1, 0))
+    assert c.spread[0] < c.interval[0] < c.observed_range[0]
+    assert c.observed_range[1] < c.spread[1] and c.interval[1] < c.spread[1]
+
+
+def test_prediction_interval_covers_about_95_percent_of_new_rounds():
+    rng = np.random.default_rng(1)
+    covered = []
+    for _ in range(2000):
+        rounds = np.exp(rng.normal(np.log(100), 0.05, size=4))
+        low, high = log_t_interval(rounds, prediction=True)
+        covered.append(low <= np.exp(rng.normal(np.log(100), 0.05)) <= high)
+    assert 0.93 < np.mean(covered) < 0.97
+
+
+@pytest.mark.parametrize("ratios", [[1.5], [1.5, float("nan")], []])
+def test_fewer_than_two_rounds_bound_no_interval(ratios):
+    assert log_t_interval(ratios, prediction=True) == (0.0, float("inf"))
+
+
+def test_t_quantiles():
+    assert t_quantile_975(1) == 12.706 and t_quantile_975(2) == 4.303
+    assert t_quantile_975(100) == 1.96
+
+
+def test_validation_needs_two_rounds_unless_it_is_off():
+    with pytest.raises(UsageError, match="--validation-rounds 1"):
+        StudySettings(validate_top=2, validation_rounds=1)
+    with pytest.raises(UsageError, match="--validate-top -1"):
+        StudySettings(validate_top=-1)
+    assert StudySettings(validate_top=0, validation_rounds=1).validate_top == 0
 
 
 def test_report_round_trips_through_json_attrs():

@@ -1,55 +1,40 @@
-"""The search itself: default strategy vs random search, and warm start.
+"""The search itself: default strategy vs random search, --jobs, and warm start.
 
-Every study is a real ``python -m tuner.search`` run (one process, its own study name, in the
-benchmark's own storage under ``--runs-dir``), so what is compared is what users run:
+Every study is a real ``python -m tuner.search`` run with its own study name in the benchmark's
+storage under ``--runs-dir`` (see tuner.bench.studies), so what is compared is what users run:
 
 * ``default``: TPE, starting from the space's default configuration after the baseline;
 * ``random``: Optuna's RandomSampler over the same space, the baseline only enqueued.
 
-For each seed and strategy: the best throughput among the first 10, 25 and 50 trials (the
-baseline is trial 0) and how many trials it took to reach 95 % of the study's own best. Then
-a search without tuning records (it saves its validated winner's kernels as records) and the
-same search again with them (warm start): wall time and trials to 95 % of the cold best.
-A study already complete in the storage is read, not run again (an interrupted benchmark
-resumes with the missing trials). A search's time is the span from its first trial's start
-to its last trial's end (the final validation of winners is not part of it).
+1. Strategies. For each seed and strategy: the best throughput among the first 10, 25 and 50
+   trials (the baseline is trial 0) and how many trials it took to reach 95 % of the study's own
+   best. A search's time is the span from its first trial's start to its last trial's end. The
+   first seed's default search also validates its top 3 and exports its winner
+   (``<runs-dir>/exports/default-seed<S>.json``, for ``python -m tuner.measure``); its validated
+   kernels become the tuning records of step 3.
+2. ``--compare-jobs M``: the same random search (same seed, so the same configuration at each
+   trial number) with ``--jobs M`` and with ``--jobs`` (the benchmark's), interleaved in chunks
+   of 10 trials, each building its kernels into an empty cache of its own: wall time of each,
+   and the throughput of every configuration both measured in full, one against the other.
+3. Warm start: a default search on ``--warm-model`` without tuning records and the same search
+   with the records of step 1 (another model: it reuses them for the convolutions both models
+   have), interleaved the same way: wall time and trials to reach 95 % of the better best.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from tuner.bench.studies import SearchOutcome, StudySpec, run_interleaved, run_study
 
 STRATEGIES = {"default": ("--sampler", "tpe"),
               "random": ("--sampler", "random", "--no-default-trial")}
-STRATEGY_FLAGS = {name: (*flags, "--validate-top", "0", "--no-warm-start")
-                  for name, flags in STRATEGIES.items()}
+NO_VALIDATION = ("--validate-top", "0", "--no-warm-start")
 REACH_FRACTION = 0.95
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    """One study: each trial's measured throughput in trial order (None: no valid
-    measurement) and the wall time of the search command."""
-
-    name: str
-    throughputs: tuple[float | None, ...]
-    wall_seconds: float
-
-    def best_after(self, trials: int) -> float | None:
-        measured = [t for t in self.throughputs[:trials] if t is not None]
-        return max(measured) if measured else None
-
-    def trials_to_reach(self, target: float) -> int | None:
-        """The fewest leading trials whose best is at least ``target``."""
-        for count in range(1, len(self.throughputs) + 1):
-            best = self.best_after(count)
-            if best is not None and best >= target:
-                return count
-        return None
+CHUNK = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,67 +46,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1, help="passed to every search")
     parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "bench-search")
+    parser.add_argument("--compare-jobs", type=int, metavar="M",
+                        help="also compare a random search with --jobs M against --jobs")
+    parser.add_argument("--warm-model", default="resnet18",
+                        help="model of the warm-start comparison (default resnet18)")
     parser.add_argument("--no-warm-start-check", action="store_true",
                         help="skip the searches without and with tuning records")
-    parser.add_argument("--compare-jobs", type=int, metavar="M",
-                        help="also run the first seed's default search with --jobs M, and "
-                        "compare its wall time and best with the --jobs one")
 
 
-def _search_command(args, name: str, seed: int, extra: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "tuner.search", "--model", args.model,
-            "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
-            "--trials", str(args.trials), "--seed", str(seed), "--study-name", name,
-            "--runs-dir", str(args.runs_dir), "--jobs", str(args.jobs), "--no-progress", *extra]
-    # a later "--jobs" in extra overrides this one (argparse keeps the last)
-
-
-def _read_study(storage: str, name: str) -> tuple[tuple[float | None, ...], float] | None:
-    """Each trial's throughput (None: no valid measurement) and the seconds from the first
-    trial's start to the last one's end (the search itself, without the final validation)."""
-    import optuna
-
-    from tuner.study import records
-
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return None
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    if not trials:
-        return (), 0.0
-    ok = {t.number for t in records.ok_trials(trials)}
-    span = (max(t.datetime_complete for t in trials)
-            - min(t.datetime_start for t in trials)).total_seconds()
-    return tuple(t.values[0] if t.number in ok else None for t in trials), span
-
-
-def run_study(args, name: str, seed: int, extra: tuple[str, ...]) -> SearchOutcome:
-    """Run one search command for the trials the storage does not hold yet, read its trials."""
-    args.runs_dir.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{args.runs_dir / 'optuna.db'}"
-    found = _read_study(storage, name)
-    missing = args.trials - len(found[0]) if found else args.trials
-    if missing > 0:
-        log = args.runs_dir / f"{name}.log"
-        print(f"  {name}: running (log {log})", flush=True)
-        command = _search_command(args, name, seed, extra)
-        command[command.index("--trials") + 1] = str(missing)
-        with open(log, "a") as out:
-            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
-        if code != 0:
-            raise SystemExit(f"{name}: tuner.search exited with {code}; see {log}")
-        found = _read_study(storage, name)
-    throughputs, span = found
-    outcome = SearchOutcome(name, throughputs[:args.trials], span)
-    print(f"  {name}: {len(outcome.throughputs)} trials, best "
-          f"{_fmt(outcome.best_after(args.trials))} images/s, {outcome.wall_seconds / 60:.1f} min",
-          flush=True)
-    return outcome
+def _spec(args, name: str, seed: int, flags: tuple[str, ...], **changes) -> StudySpec:
+    fields = dict(name=name, seed=seed, flags=flags, model=args.model,
+                  batch_size=args.batch_size, image_size=args.image_size, jobs=args.jobs)
+    return StudySpec(**{**fields, **changes})
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def strategies(args) -> dict[tuple[str, int], SearchOutcome]:
+    outcomes = {}
+    for seed in args.seeds:
+        for strategy, flags in STRATEGIES.items():
+            validated = strategy == "default" and seed == args.seeds[0]
+            extra = ("--no-warm-start",) if validated else NO_VALIDATION
+            outcomes[(strategy, seed)] = run_study(
+                args.runs_dir, _spec(args, f"{strategy}-seed{seed}", seed, flags + extra),
+                args.trials)
+    return outcomes
 
 
 def print_strategies(outcomes: dict[tuple[str, int], SearchOutcome], checkpoints) -> None:
@@ -146,38 +98,53 @@ def print_strategies(outcomes: dict[tuple[str, int], SearchOutcome], checkpoints
               f"{'yes' if better else 'NO'}")
 
 
-def warm_start_check(args) -> None:
-    cold = run_study(args, "warm-start-off", args.seeds[0], STRATEGIES["default"])
-    warm = run_study(args, "warm-start-on", args.seeds[0], STRATEGIES["default"])  # same flags
-    target = REACH_FRACTION * (cold.best_after(args.trials) or float("inf"))
-    print(f"\n50-trial search without tuning records: {cold.wall_seconds / 60:.1f} min, "
-          f"95 % of its best after {_fmt(cold.trials_to_reach(target), 'd')} trials")
-    print(f"the same search with the records the first one saved: {warm.wall_seconds / 60:.1f} "
-          f"min, 95 % of the first one's best after {_fmt(warm.trials_to_reach(target), 'd')} "
-          f"trials")
+def same_figures(first: SearchOutcome, second: SearchOutcome) -> np.ndarray:
+    """second's throughput / first's, for every configuration both measured in full."""
+    common = sorted(set(first.figures) & set(second.figures))
+    return np.array([second.figures[h] / first.figures[h] for h in common])
 
 
-def jobs_check(args, reference: SearchOutcome, jobs: int) -> None:
-    seed = args.seeds[0]
-    other = run_study(args, f"default-seed{seed}-jobs{jobs}", seed,
-                      (*STRATEGY_FLAGS["default"], "--jobs", str(jobs)))
-    print(f"\n{args.trials}-trial default search, seed {seed}:")
-    for outcome, count in ((reference, args.jobs), (other, jobs)):
-        print(f"  --jobs {count}: {outcome.wall_seconds / 60:.1f} min, best "
+def jobs_check(args) -> None:
+    seed, flags = args.seeds[0], STRATEGIES["random"] + NO_VALIDATION
+    fewer, more = sorted((args.jobs, args.compare_jobs))
+    specs = [_spec(args, f"jobs{jobs}-random-seed{seed}", seed, flags, jobs=jobs,
+                   own_kernel_cache=True) for jobs in (more, fewer)]
+    parallel, serial = run_interleaved(args.runs_dir, specs, args.trials, CHUNK)
+    print(f"\n{args.trials}-trial random search, seed {seed}, interleaved in chunks of {CHUNK}:")
+    for outcome, jobs in ((parallel, more), (serial, fewer)):
+        print(f"  --jobs {jobs}: {outcome.wall_seconds / 60:.1f} min, best "
               f"{_fmt(outcome.best_after(args.trials))} images/s")
-    print(f"  wall time --jobs {args.jobs} / --jobs {jobs}: "
-          f"{reference.wall_seconds / other.wall_seconds:.2f}")
+    print(f"  wall time --jobs {more} / --jobs {fewer}: "
+          f"{parallel.wall_seconds / serial.wall_seconds:.2f}")
+    ratios = same_figures(serial, parallel)
+    if len(ratios):
+        q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+        print(f"  the {len(ratios)} configurations both measured in full: throughput with "
+              f"--jobs {more} / --jobs {fewer}: median {median:.3f}, "
+              f"quartiles [{q1:.3f}, {q3:.3f}], min {ratios.min():.3f}, max {ratios.max():.3f}")
+
+
+def warm_start_check(args) -> None:
+    seed = args.seeds[0]
+    specs = [_spec(args, f"{name}-{args.warm_model}", seed,
+                   STRATEGIES["default"] + ("--validate-top", "0") + extra,
+                   model=args.warm_model, own_kernel_cache=True)
+             for name, extra in (("warm-start-off", ("--no-warm-start",)), ("warm-start-on", ()))]
+    cold, warm = run_interleaved(args.runs_dir, specs, args.trials, CHUNK)
+    target = REACH_FRACTION * max(cold.best_after(args.trials) or 0, warm.best_after(args.trials) or 0)
+    print(f"\n{args.trials}-trial default search on {args.warm_model}, interleaved in chunks of "
+          f"{CHUNK}; 95 % of the better best = {target:.3f} images/s:")
+    for outcome, label in ((cold, "without tuning records"),
+                           (warm, f"with the records of {args.model}'s validated search")):
+        print(f"  {label}: {outcome.wall_seconds / 60:.1f} min, best "
+              f"{_fmt(outcome.best_after(args.trials))} images/s, reaches 95 % after "
+              f"{_fmt(outcome.trials_to_reach(target), 'd')} trials")
 
 
 def run(args: argparse.Namespace) -> int:
-    outcomes = {}
-    for seed in args.seeds:
-        for strategy in STRATEGIES:
-            outcomes[(strategy, seed)] = run_study(args, f"{strategy}-seed{seed}", seed,
-                                                   STRATEGY_FLAGS[strategy])
-    print_strategies(outcomes, args.checkpoints)
+    print_strategies(strategies(args), args.checkpoints)
     if args.compare_jobs:
-        jobs_check(args, outcomes[("default", args.seeds[0])], args.compare_jobs)
+        jobs_check(args)
     if not args.no_warm_start_check:
         warm_start_check(args)
     return 0

@@ -134,10 +134,12 @@ class MlflowTracker(StudyCallback):
 
     def on_validated(self, run, report):
         winner = report.candidate(report.winner)
-        low, high = winner.spread
+        (low, high), (ci_low, ci_high) = winner.spread, winner.interval
         self._log(self.parent_id, metrics={"validated_speedup": winner.speedup,
                                            "validated_speedup_low": low,
-                                           "validated_speedup_high": high},
+                                           "validated_speedup_high": high,
+                                           "validated_speedup_ci_low": ci_low,
+                                           "validated_speedup_ci_high": ci_high},
                   tags={"validated_winner": report.winner, "validation_note": report.note or "-"},
                   step=len(run.study.trials))
         self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")

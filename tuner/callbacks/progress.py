@@ -69,11 +69,12 @@ def summary_table(run) -> str:
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
     report = current_report(run.study)
     if report is not None:
-        lines.append(f"validated in {report.rounds} interleaved rounds against the baseline:")
+        lines.append(f"validated in {report.rounds} interleaved rounds against the baseline "
+                     f"(median speedup; 95 % CI of the mean; 95 % range of one re-measurement):")
         for c in sorted(report.candidates, key=lambda c: -c.speedup):
-            low, high = c.spread
             mark = "  <- winner" if c.trial == report.winner else ""
-            lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x [{low:.3f}, {high:.3f}]"
+            lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x CI {_interval(c.interval)}"
+                         f" re-measured {_interval(c.spread)}"
                          f" (custom kernels, non-default knobs = {c.complexity}){mark}")
         if report.note:
             lines.append(f"  {report.note}")
@@ -94,3 +95,7 @@ def pruning_savings(trials) -> dict[str, float]:
     return {"pruned_trials": float(len(pruned)),
             "pruned_seconds": sum(r.wall_seconds for r in pruned),
             "estimated_seconds_saved": sum(r.saved_seconds for r in pruned)}
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    return "[{:.3f}, {:.3f}]".format(*bounds)

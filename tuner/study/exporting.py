@@ -60,8 +60,12 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
         chosen = next(t for t in ranked if t.number == report.winner)
         winner = report.candidate(report.winner)
         validation = {"speedup": winner.speedup, "spread": list(winner.spread),
+                      "spread_kind": "95% prediction interval of one re-measured round",
+                      "interval": list(winner.interval),
+                      "observed_range": list(winner.observed_range),
                       "rounds": report.rounds, "note": report.note,
-                      "candidates": {str(c.trial): {"speedup": c.speedup, "spread": list(c.spread)}
+                      "candidates": {str(c.trial): {"speedup": c.speedup, "spread": list(c.spread),
+                                                    "interval": list(c.interval)}
                                      for c in report.candidates}}
     base = records.baseline_trial(study.get_trials(deepcopy=False))
     info = study.user_attrs.get(MODEL_INFO_ATTR, {})

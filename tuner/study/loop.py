@@ -32,7 +32,7 @@ from tuner.study import records
 from tuner.study.objectives import Objective
 from tuner.kernels.build import compiler_version
 from tuner.study.tuning_records import Toolchain, TuningRecordStore
-from tuner.study.validation import validate_winners
+from tuner.study.validation import MIN_ROUNDS, validate_winners
 
 TARGET_ATTR = "target"
 MODEL_INFO_ATTR = "model_info"
@@ -69,6 +69,11 @@ class StudySettings:
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: must be at least 1")
+        if self.validate_top < 0:
+            raise UsageError(f"--validate-top {self.validate_top}: must be 0 (off) or more")
+        if self.validate_top and self.validation_rounds < MIN_ROUNDS:
+            raise UsageError(f"--validation-rounds {self.validation_rounds}: must be at least "
+                             f"{MIN_ROUNDS} (one round bounds no interval)")
 
 
 @dataclass

@@ -11,7 +11,13 @@ from tuner.errors import UsageError
 SAMPLER_NAMES = ("tpe", "random", "cmaes", "nsga2", "gp")
 
 
-def make_sampler(name: str, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int | None, n_objectives: int,
+                 trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` seeded with ``seed + trials_so_far``: a resumed study (one that
+    already holds trials) does not replay the random draws of its first invocation, which would
+    suggest configurations it has measured already; the sequence stays reproducible."""
+    if seed is not None:
+        seed += trials_so_far
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,

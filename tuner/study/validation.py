@@ -3,10 +3,23 @@
 A search's best trial is often just its luckiest measurement. Before a study reports or exports
 its best, the top-k distinct configurations and the untuned baseline are measured again in fresh
 processes, in rounds (A B C base, A B C base, ...), so that slow drifts of the machine hit every
-candidate alike (with ``--jobs N``, N of them compile together; each is still timed alone). Each candidate's speedup is the median over rounds of (its throughput / the
-baseline's in the same round); its spread is the range of those per-round ratios. The winner is
-the fastest by median speedup, except that a simpler candidate (fewer custom kernels, then fewer
-non-default knobs) whose range overlaps the fastest one's is preferred: within noise, simpler wins.
+candidate alike (with ``--jobs N``, N of them compile together; each is still timed alone).
+
+Each round gives a candidate one ratio: its throughput / the baseline's in the same round.
+Ratios are treated as log-normal (Student's t on their logarithms, R rounds, R - 1 degrees of
+freedom):
+
+* ``speedup``: the median of the per-round ratios;
+* ``interval``: the 95 % confidence interval of the (geometric) mean ratio,
+  exp(m +/- t * s / sqrt(R)); two candidates whose intervals overlap are within noise;
+* ``spread``: the 95 % prediction interval of ONE new round, exp(m +/- t * s * sqrt(1 + 1/R)):
+  where a re-measurement of the candidate and the baseline in fresh processes
+  (``python -m tuner.measure``) is expected to fall. It is what the export records. With fewer
+  than 2 valid rounds neither interval is bounded: (0, inf).
+
+The winner is the fastest by median speedup, except that a simpler candidate (fewer custom
+kernels, then fewer non-default knobs) whose ``interval`` overlaps the fastest one's is
+preferred: within noise, simpler wins.
 """
 from __future__ import annotations
 
@@ -22,6 +35,27 @@ from tuner.runner.request import TrialRequest
 from tuner.study import records
 
 VALIDATION_ATTR = "validation"
+MIN_ROUNDS = 2
+"""The fewest rounds that bound the intervals (``--validation-rounds`` must be at least this)."""
+
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)
+
+
+def t_quantile_975(degrees_of_freedom: int) -> float:
+    """Student's t 97.5 % quantile (two-sided 95 %); the normal 1.96 beyond 20 degrees."""
+    return _T_975[degrees_of_freedom - 1] if degrees_of_freedom <= len(_T_975) else 1.96
+
+
+def log_t_interval(ratios, prediction: bool) -> tuple[float, float]:
+    """95 % interval of the geometric mean of ``ratios`` (prediction=False) or of one new ratio
+    (prediction=True), from Student's t on their logarithms; (0, inf) below 2 finite ratios."""
+    logs = np.log([r for r in ratios if np.isfinite(r) and r > 0])
+    if len(logs) < MIN_ROUNDS:
+        return 0.0, float("inf")
+    scale = np.sqrt(1 + 1 / len(logs)) if prediction else np.sqrt(1 / len(logs))
+    half = t_quantile_975(len(logs) - 1) * logs.std(ddof=1) * scale
+    return float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
 
 
 @dataclass(frozen=True)
@@ -36,9 +70,19 @@ class ValidatedCandidate:
         return float(np.nanmedian(self.speedups)) if np.isfinite(self.speedups).any() else 0.0
 
     @property
-    def spread(self) -> tuple[float, float]:
+    def observed_range(self) -> tuple[float, float]:
         finite = [s for s in self.speedups if np.isfinite(s)]
         return (min(finite), max(finite)) if finite else (0.0, 0.0)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95 % confidence interval of the mean speedup (see the module)."""
+        return log_t_interval(self.speedups, prediction=False)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        """95 % prediction interval of one re-measured speedup (see the module)."""
+        return log_t_interval(self.speedups, prediction=True)
 
 
 @dataclass(frozen=True)
@@ -58,6 +102,8 @@ class ValidationReport:
         for entry, candidate in zip(data["candidates"], self.candidates):
             entry["speedup"] = candidate.speedup
             entry["spread"] = list(candidate.spread)
+            entry["interval"] = list(candidate.interval)
+            entry["observed_range"] = list(candidate.observed_range)
         return data
 
     @classmethod
@@ -106,7 +152,7 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[float
 def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     ranked = sorted(candidates, key=lambda c: -c.speedup)
     fastest = ranked[0]
-    within_noise = [c for c in ranked if c.spread[1] >= fastest.spread[0]]
+    within_noise = [c for c in ranked if c.interval[1] >= fastest.interval[0]]
     simplest = min(within_noise, key=lambda c: (c.complexity, -c.speedup))
     if simplest is not fastest:
         return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
