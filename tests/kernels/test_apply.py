@@ -130,3 +130,5 @@ def test_failed_build_raises_kernel_build_error(tmp_path, kernel_cache):
         broken_library.apply(net, {g.workload.key: {} for g in groups}, (1, 3, 15, 11))
     assert "this is not C++" in error.value.compiler_message or "error" in error.value.compiler_message
     assert error.value.kernel_name == "conv2d_dense"
+    verdict = broken_library.verify(groups[0].workload, {}, kernel="conv2d_dense")
+    assert verdict.build_failed and not verdict.ok and "conv2d_dense" in verdict.message

@@ -57,6 +57,7 @@ class VerifyResult:
     max_abs_error: float
     max_rel_error: float  # max|custom - reference| / max|reference|
     message: str
+    build_failed: bool = False  # the variant did not compile (else: it ran, output compared)
 
 
 class KernelLibrary(ABC):

@@ -173,10 +173,10 @@ def _verify_kernels(request: TrialRequest) -> None:
                                     seed=VERIFICATION_SEED, kernel=choice.kernel,
                                     reference_dir=request.asset(REFERENCES_DIR))
             verdict = {"ok": result.ok, "message": result.message,
-                       "max_rel_error": result.max_rel_error}
+                       "max_rel_error": result.max_rel_error, "build_failed": result.build_failed}
             verdict_path.write_text(json.dumps(verdict))
         if not verdict["ok"]:
-            status = Status.COMPILE_ERROR if "failed" in verdict["message"] else Status.WRONG_RESULT
+            status = Status.COMPILE_ERROR if verdict.get("build_failed") else Status.WRONG_RESULT
             raise _Failed(status, f"custom kernel for {choice.workload} {dict(choice.params)} "
                           f"rejected before measuring: {verdict['message']}")
 

@@ -134,7 +134,7 @@ class CpuKernelLibrary(KernelLibrary):
         try:
             custom = self.custom_cell(workload, params, weight, bias, kernel)
         except KernelBuildError as error:
-            return VerifyResult(False, float("inf"), float("inf"), str(error))
+            return VerifyResult(False, float("inf"), float("inf"), str(error), build_failed=True)
         expected = self.reference_output(workload, seed, reference_dir)
         actual = custom(*inputs).asnumpy()
         if actual.shape != expected.shape:
