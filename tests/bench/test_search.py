@@ -65,3 +65,13 @@ def test_interleaved_studies_take_turns_with_their_own_kernel_caches(tmp_path):
     assert [name for _, name in starts] == ["two", "two", "one", "one", "one", "two"]
     assert [t.params for t in trials["two"]] == [t.params for t in trials["one"]]
     assert set(first.figures) & set(second.figures)  # the same configurations, measured by both
+
+
+def test_warm_started_reads_the_warm_start_trial(tmp_path):
+    study = optuna.create_study(study_name="warm", storage=studies.storage_url(tmp_path))
+    study.set_user_attr("model_info", {"workloads": [{"key": "a"}, {"key": "b"}, {"key": "c"}]})
+    assert studies.warm_started(tmp_path, "warm") is None
+    for attrs in ({}, {"warm_start_from": {"a": "resnet50#3", "c": "resnet50#3"}}):
+        study.enqueue_trial({}, user_attrs=attrs)
+        study.tell(study.ask(), 1.0)
+    assert studies.warm_started(tmp_path, "warm") == (1, 2, 3)

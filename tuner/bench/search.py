@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.bench.studies import SearchOutcome, StudySpec, run_interleaved, run_study
+from tuner.bench.studies import (SearchOutcome, StudySpec, run_interleaved, run_study,
+                                 warm_started)
 
 STRATEGIES = {"default": ("--sampler", "tpe"),
               "random": ("--sampler", "random", "--no-default-trial")}
@@ -139,6 +140,9 @@ def warm_start_check(args) -> None:
         print(f"  {label}: {outcome.wall_seconds / 60:.1f} min, best "
               f"{_fmt(outcome.best_after(args.trials))} images/s, reaches 95 % after "
               f"{_fmt(outcome.trials_to_reach(target), 'd')} trials")
+    started = warm_started(args.runs_dir, warm.name)
+    print(f"  warm start: trial {started[0]} took tuning records for {started[1]} of its "
+          f"{started[2]} kernel workloads" if started else "  warm start: no tuning record applied")
 
 
 def run(args: argparse.Namespace) -> int:

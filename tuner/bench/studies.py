@@ -79,6 +79,19 @@ def read_trials(runs_dir: Path, name: str):
     return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
 
 
+def warm_started(runs_dir: Path, name: str) -> tuple[int, int, int] | None:
+    """(trial number, workloads set from tuning records, the model's kernel workloads) of the
+    study's warm-start trial, or None when it had no tuning record to start from."""
+    import optuna
+
+    from tuner.study.loop import MODEL_INFO_ATTR, WARM_START_ATTR
+
+    study = optuna.load_study(study_name=name, storage=storage_url(runs_dir))
+    workloads = len(study.user_attrs.get(MODEL_INFO_ATTR, {}).get("workloads", []))
+    return next(((t.number, len(t.user_attrs[WARM_START_ATTR]), workloads)
+                 for t in study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs), None)
+
+
 def _walls_file(runs_dir: Path, name: str) -> Path:
     return runs_dir / f"{name}.walls.json"
 
