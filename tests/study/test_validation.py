@@ -6,11 +6,11 @@ import pytest
 from tuner.errors import UsageError
 from tuner.study.loop import StudySettings
 from tuner.study.validation import (ValidatedCandidate, ValidationReport, choose_winner,
-                                    log_t_interval, t_quantile_975)
+                                    log_t_interval, median_rel_se, t_quantile_975)
 
 
-def candidate(trial, speedups, complexity):
-    return ValidatedCandidate(trial, tuple(speedups), tuple(speedups), complexity)
+def candidate(trial, speedups, complexity, ratio_se=()):
+    return ValidatedCandidate(trial, tuple(speedups), tuple(speedups), complexity, tuple(ratio_se))
 
 
 def test_clearly_fastest_wins():
@@ -60,6 +60,21 @@ def test_prediction_interval_covers_about_95_percent_of_new_rounds():
     assert 0.93 < np.mean(covered) < 0.97
 
 
+def test_agreeing_rounds_do_not_claim_more_precision_than_their_timings():
+    lucky = candidate(1, [2.0, 2.0, 2.0], (1, 0), ratio_se=[0.02, float("nan"), 0.02])
+    assert lucky.measurement_sd == pytest.approx(0.02)
+    low, high = lucky.spread
+    assert math.log(high / 2.0) == pytest.approx(4.303 * 0.02 * math.sqrt(1 + 1 / 3))
+    assert math.log(2.0 / low) == pytest.approx(4.303 * 0.02 * math.sqrt(1 + 1 / 3))
+    noisy = candidate(2, [1.8, 2.0, 2.2], (1, 0), ratio_se=[0.001] * 3)
+    assert noisy.spread == log_t_interval([1.8, 2.0, 2.2], prediction=True)  # the sample sd rules
+
+
+def test_median_standard_error_shrinks_with_runs():
+    assert median_rel_se(0.1, 100) == pytest.approx(0.012533)
+    assert median_rel_se(0.1, 4) == pytest.approx(0.062665)
+
+
 @pytest.mark.parametrize("ratios", [[1.5], [1.5, float("nan")], []])
 def test_fewer_than_two_rounds_bound_no_interval(ratios):
     assert log_t_interval(ratios, prediction=True) == (0.0, float("inf"))
@@ -79,6 +94,7 @@ def test_validation_needs_two_rounds_unless_it_is_off():
 
 
 def test_report_round_trips_through_json_attrs():
-    report = ValidationReport(3, (candidate(1, [1.1, 1.2, 1.3], (0, 1)),), 1, "", (1.0, 1.0, 1.0), 7)
+    report = ValidationReport(3, (candidate(1, [1.1, 1.2, 1.3], (0, 1), [0.01] * 3),), 1, "",
+                              (1.0, 1.0, 1.0), 7)
     again = ValidationReport.from_dict(report.to_dict())
     assert again == report and again.candidate(1).speedup == 1.2

@@ -7,7 +7,10 @@ candidate alike (with ``--jobs N``, N of them compile together; each is still ti
 
 Each round gives a candidate one ratio: its throughput / the baseline's in the same round.
 Ratios are treated as log-normal (Student's t on their logarithms, R rounds, R - 1 degrees of
-freedom):
+freedom). The standard deviation s of the log ratios is never taken below what the rounds'
+own measurements imply: each median latency has a relative standard error of about
+1.2533 * CV / sqrt(timed runs), and a ratio's is the root of the sum of the two squares (a few
+agreeing rounds do not make the interval narrower than the timings they come from):
 
 * ``speedup``: the median of the per-round ratios;
 * ``interval``: the 95 % confidence interval of the (geometric) mean ratio,
@@ -47,14 +50,20 @@ def t_quantile_975(degrees_of_freedom: int) -> float:
     return _T_975[degrees_of_freedom - 1] if degrees_of_freedom <= len(_T_975) else 1.96
 
 
-def log_t_interval(ratios, prediction: bool) -> tuple[float, float]:
+def median_rel_se(latency_cv: float, timed_runs: int) -> float:
+    """Approximate relative standard error of a median of ``timed_runs`` timings."""
+    return 1.2533 * latency_cv / np.sqrt(timed_runs)
+
+
+def log_t_interval(ratios, prediction: bool, min_sd: float = 0.0) -> tuple[float, float]:
     """95 % interval of the geometric mean of ``ratios`` (prediction=False) or of one new ratio
-    (prediction=True), from Student's t on their logarithms; (0, inf) below 2 finite ratios."""
+    (prediction=True), from Student's t on their logarithms, their standard deviation taken as
+    at least ``min_sd``; (0, inf) below 2 finite ratios."""
     logs = np.log([r for r in ratios if np.isfinite(r) and r > 0])
     if len(logs) < MIN_ROUNDS:
         return 0.0, float("inf")
     scale = np.sqrt(1 + 1 / len(logs)) if prediction else np.sqrt(1 / len(logs))
-    half = t_quantile_975(len(logs) - 1) * logs.std(ddof=1) * scale
+    half = t_quantile_975(len(logs) - 1) * max(float(logs.std(ddof=1)), min_sd) * scale
     return float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
 
 
@@ -64,6 +73,7 @@ class ValidatedCandidate:
     throughputs: tuple[float, ...]  # images/s per round (nan where a round failed)
     speedups: tuple[float, ...]     # throughput / baseline's throughput in the same round
     complexity: tuple[int, int]     # (custom kernels, non-default knobs)
+    ratio_se: tuple[float, ...] = ()  # per round: relative standard error of that ratio
 
     @property
     def speedup(self) -> float:
@@ -75,14 +85,20 @@ class ValidatedCandidate:
         return (min(finite), max(finite)) if finite else (0.0, 0.0)
 
     @property
+    def measurement_sd(self) -> float:
+        """The log-ratio standard deviation the rounds' own timings imply (0 if unknown)."""
+        finite = [e for e in self.ratio_se if np.isfinite(e)]
+        return float(np.sqrt(np.mean(np.square(finite)))) if finite else 0.0
+
+    @property
     def interval(self) -> tuple[float, float]:
         """95 % confidence interval of the mean speedup (see the module)."""
-        return log_t_interval(self.speedups, prediction=False)
+        return log_t_interval(self.speedups, prediction=False, min_sd=self.measurement_sd)
 
     @property
     def spread(self) -> tuple[float, float]:
         """95 % prediction interval of one re-measured speedup (see the module)."""
-        return log_t_interval(self.speedups, prediction=True)
+        return log_t_interval(self.speedups, prediction=True, min_sd=self.measurement_sd)
 
 
 @dataclass(frozen=True)
@@ -135,16 +151,19 @@ def distinct_top(run, k: int) -> list:
     return chosen
 
 
-def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[float]:
-    """Images/s of each configuration measured in a fresh process (nan where it failed),
-    ``settings.jobs`` of them compiled together and then timed one at a time, in order."""
+def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[tuple[float, float]]:
+    """(images/s, relative standard error of its median) of each configuration measured in a
+    fresh process (nan where it failed), ``settings.jobs`` of them compiled together and then
+    timed one at a time, in order."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
     requests = [TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                              measure=measure, seed=run.settings.weights_seed) for config in configs]
     values, jobs = [], max(1, run.settings.jobs)
     for first in range(0, len(requests), jobs):
         chunk = [(r, w, None) for r, w in zip(requests[first:first + jobs], workdirs[first:first + jobs])]
-        values += [result.metrics.throughput_ips if result.ok else float("nan")
+        values += [(result.metrics.throughput_ips,
+                    median_rel_se(result.metrics.latency_cv, result.metrics.timed_runs))
+                   if result.ok else (float("nan"), float("nan"))
                    for result in run_compiled_together(chunk, run.settings.trial_timeout)]
     return values
 
@@ -172,23 +191,25 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     if not top:
         return None
     configs = {t.number: records.trial_config(t) for t in top}
-    baseline: list[float] = []
-    throughputs: dict[int, list[float]] = {n: [] for n in configs}
+    baseline: list[tuple[float, float]] = []
+    measured_by: dict[int, list[tuple[float, float]]] = {n: [] for n in configs}
     workdir = run.directory / "validation"
     for round_index in range(rounds):
         order = [*configs, "baseline"]
         measured = _throughputs(run, [*configs.values(), TuningConfig()],
                                 [workdir / f"{round_index}-{name}" for name in order])
         for number, value in zip(configs, measured):
-            throughputs[number].append(value)
+            measured_by[number].append(value)
         baseline.append(measured[-1])
-    candidates = [ValidatedCandidate(number, tuple(values),
-                                     tuple(v / b for v, b in zip(values, baseline)),
-                                     complexity(configs[number]))
-                  for number, values in throughputs.items()]
+    candidates = [ValidatedCandidate(number, tuple(v for v, _ in values),
+                                     tuple(v / b for (v, _), (b, _) in zip(values, baseline)),
+                                     complexity(configs[number]),
+                                     tuple(float(np.hypot(e, be))
+                                           for (_, e), (_, be) in zip(values, baseline)))
+                  for number, values in measured_by.items()]
     winner, note = choose_winner(candidates)
-    report = ValidationReport(rounds, tuple(candidates), winner, note, tuple(baseline),
-                              after_trials=len(run.study.trials))
+    report = ValidationReport(rounds, tuple(candidates), winner, note,
+                              tuple(b for b, _ in baseline), after_trials=len(run.study.trials))
     run.study.set_user_attr(VALIDATION_ATTR, report.to_dict())
     return report
 
