@@ -57,8 +57,8 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
     trials = study.get_trials()
     statuses = [records.trial_result(t).status.value for t in trials]
     assert statuses == ["ok", "compile_error", "timeout", "ok"]
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
-                                         TrialState.COMPLETE]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED,
+                                         TrialState.PRUNED, TrialState.COMPLETE]
     assert "SIGSEGV" in records.trial_result(trials[1]).error
     assert trials[3].user_attrs["speedup"] > 0
     assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept

@@ -258,11 +258,11 @@ def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Tria
     baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
     for key, value in records.store_attrs(result, config, baseline).items():
         trial.set_user_attr(key, value)
-    if result.status in (Status.INVALID_CONFIG, Status.PRUNED, Status.CONSTRAINT_VIOLATED):
-        run.study.tell(trial, state=TrialState.PRUNED)  # samplers learn to avoid pruned regions
-        return
     if not result.ok:
-        run.study.tell(trial, state=TrialState.FAIL)
+        # Pruned, never failed: TPE and Optuna's other model-based samplers ignore failed trials
+        # and would keep suggesting what crashes, while a pruned trial without intermediate
+        # values ranks as the worst, which teaches them to avoid it. The record keeps the status.
+        run.study.tell(trial, state=TrialState.PRUNED)
         return
     base = run.baseline()
     base_ips = (records.trial_result(base).metrics.throughput_ips if base else
