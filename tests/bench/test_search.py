@@ -36,7 +36,7 @@ def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     random_trial = optuna.load_study(study_name="random-seed0", storage=storage).trials[1]
     assert default_trial.system_attrs.get("fixed_params")  # the enqueued space default
     assert not random_trial.system_attrs.get("fixed_params")  # sampled
-    assert "default   " in printed and "random    " in printed and "to 95%" in printed
+    assert "default   " in printed and "random    " in printed and "95 % of its own best" in printed
     logs = {p: p.stat().st_mtime for p in tmp_path.glob("*.log")}
     assert bench.run(args) == 0  # complete studies are read, not run again
     assert {p: p.stat().st_mtime for p in tmp_path.glob("*.log")} == logs
