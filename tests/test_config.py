@@ -59,3 +59,12 @@ def test_describe_summarizes_kernels_instead_of_listing_their_parameters():
     assert config.describe() == "rewrites.fold_batchnorm=all, custom kernels on 1 workloads"
     assert config.non_default_knobs() == {"rewrites.fold_batchnorm": "all"}
     assert TuningConfig().describe() == "none (the untuned defaults)"
+
+
+def test_folding_the_batchnorms_of_no_module_hashes_as_folding_none():
+    def folding(mode, modules=()):
+        return TuningConfig.from_knobs({"rewrites.fold_batchnorm": mode,
+                                        "rewrites.fold_batchnorm_modules": modules})
+    assert folding("modules").canonical_hash() == TuningConfig().canonical_hash()
+    assert folding("modules", ["layer1"]).canonical_hash() != TuningConfig().canonical_hash()
+    assert folding("all").canonical_hash() != TuningConfig().canonical_hash()

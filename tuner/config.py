@@ -57,6 +57,10 @@ class _Section:
                 object.__setattr__(self, f.name, tuple(value))
             check_field(self.SECTION, f, getattr(self, f.name))
 
+    def canonical(self):
+        """The section that runs the same with the fields that have no effect at their defaults."""
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in fields(self)}
@@ -131,6 +135,9 @@ class RewriteConfig(_Section):
                 self.fold_batchnorm == "modules" and not self.fold_batchnorm_modules):
             return None
         return () if self.fold_batchnorm == "all" else self.fold_batchnorm_modules
+
+    def canonical(self) -> "RewriteConfig":
+        return RewriteConfig() if self.fold_scope() is None else self
 
 
 @dataclass(frozen=True)
@@ -241,9 +248,12 @@ class TuningConfig:
 
     def canonical_hash(self) -> str:
         """Equal for configurations that run the same: the knobs that have no effect under other
-        knobs' values hold their defaults (as the search space produces them), so the full
-        dictionary is the canonical form."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        knobs' values hold their defaults (as the search space produces them; sections also
+        reset settings that amount to their default, such as folding the BatchNorms of an
+        empty list of modules), so the full dictionary is the canonical form."""
+        canonical = dataclasses.replace(
+            self, **{name: getattr(self, name).canonical() for name in self.SECTIONS})
+        text = json.dumps(canonical.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def non_default_knobs(self) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def build_parser() -> OneLineParser:
                         help="do not seed a new study with tuning records of earlier studies")
     parser.add_argument("--no-default-trial", action="store_true",
                         help="after the baseline, let the sampler pick every configuration (do not "
-                        "try the space's default and the tuning records first)")
+                        "try the space's default, the tuning records and the default's one-knob "
+                        "neighbours first)")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="compile N trials at once (their timed runs still happen one at a "
                         "time, on an otherwise idle machine; default 1)")

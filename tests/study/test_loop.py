@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
@@ -63,6 +64,23 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
     assert trials[3].user_attrs["speedup"] > 0
     assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
+
+
+def test_the_defaults_one_knob_neighbours_are_tried_before_the_sampler_picks(make_run):
+    run = make_run("tiny_net")  # SPACE's default is the baseline: only its neighbours follow
+    run_trials(run, 5)
+    trials = run.study.trials
+    assert [records.origin(t) for t in trials] == ["baseline"] + ["screening"] * 4
+    assert [records.trial_config(t).flat() for t in trials[1:]] == [
+        TuningConfig.from_knobs(knobs).flat() for knobs in (
+            {"rewrites.fold_batchnorm": "all"}, {"runtime.omp_num_threads": 1},
+            {"runtime.omp_num_threads": 3}, {"runtime.omp_num_threads": 4})]
+
+
+def test_without_the_default_only_the_baseline_comes_before_the_sampler(make_run):
+    run = make_run("tiny_net", start_from_default=False)
+    run_trials(run, 2)
+    assert [records.origin(t) for t in run.study.trials] == ["baseline", "sampler"]
 
 
 @pytest.mark.parametrize("jobs", [1, 3])  # 3: both copies in the same batch

@@ -103,7 +103,7 @@ class MlflowTracker(StudyCallback):
             run_name=f"trial-{trial.number}" + ("-baseline" if baseline else ""),
             tags={"mlflow.parentRunId": self.parent_id, "status": result.status.value,
                   "trial_number": str(trial.number), "baseline": str(baseline).lower(),
-                  "optuna_state": trial.state.name,
+                  "optuna_state": trial.state.name, "origin": records.origin(trial),
                   **({"reused_from": str(trial.user_attrs[records.REUSED_FROM_ATTR])}
                      if records.REUSED_FROM_ATTR in trial.user_attrs else {})})
         run_id = child.info.run_id

@@ -10,7 +10,7 @@ import optuna
 
 from tuner.config import TuningConfig
 from tuner.space.kernel_knobs import KernelKnobs, Workload
-from tuner.space.knobs import Knob, SubsetKnob
+from tuner.space.knobs import BoolKnob, CategoricalKnob, Knob, SubsetKnob
 
 MODEL_STAGES = "model_stages"
 """Placeholder choices of a subset knob: the model's stages, filled in by ``with_model``."""
@@ -86,6 +86,43 @@ class SearchSpace:
                 values[knob.path] = knob.default
         return TuningConfig.from_knobs(
             values, self.kernels.default_choices() if self.kernels else ())
+
+    def one_knob_neighbours(self, config: TuningConfig) -> list[TuningConfig]:
+        """A one-at-a-time screening design around ``config``: for each unconditional bool or
+        categorical knob (one whose effect does not depend on another knob), ``config`` with that
+        knob set to each of its other values, the knobs this activates at their declared
+        defaults and everything else, custom kernels included, unchanged. In declaration order,
+        without configurations equal (canonically) to ``config`` or to an earlier one."""
+        current = self._active_values(config)
+        seen = {config.canonical_hash()}
+        neighbours = []
+        for knob in self.knobs:
+            if knob.conditions or not isinstance(knob, (BoolKnob, CategoricalKnob)):
+                continue
+            others = [False, True] if isinstance(knob, BoolKnob) else list(knob.choices)
+            for value in others:
+                if value == current[knob.path]:
+                    continue
+                values: dict[str, Any] = {}
+                for each in self.knobs:
+                    if self._is_active(each, values):
+                        values[each.path] = (value if each is knob else
+                                             current.get(each.path, each.default))
+                neighbour = TuningConfig.from_knobs(values, config.kernels)
+                if neighbour.canonical_hash() not in seen:
+                    seen.add(neighbour.canonical_hash())
+                    neighbours.append(neighbour)
+        return neighbours
+
+    def _active_values(self, config: TuningConfig) -> dict[str, Any]:
+        flat_config = {**TuningConfig().to_dict(), **config.to_dict()}
+        values: dict[str, Any] = {}
+        for knob in self.knobs:
+            if self._is_active(knob, values):
+                section, _, name = knob.path.partition(".")
+                value = flat_config[section][name]
+                values[knob.path] = tuple(value) if isinstance(value, list) else value
+        return values
 
     def with_model(self, stages: tuple[str, ...],
                    workloads: tuple[Workload, ...] = ()) -> "SearchSpace":

@@ -50,9 +50,11 @@ class StudySettings:
     (0 = no validation; see tuner.study.validation); a trial whose peak memory exceeds
     ``max_memory_mb`` is a constraint violation (measured, kept, never a winner). With
     ``warm_start``, a new study first tries the tuning records of its kernel workloads. ``jobs``
-    trials compile at once; their timed runs still happen one trial at a time. Without
-    ``start_from_default`` only the baseline is enqueued: the sampler alone picks every other
-    configuration (the space's default and the tuning records are not tried first)."""
+    trials compile at once; their timed runs still happen one trial at a time. With
+    ``start_from_default`` the baseline is followed by the space's default, its variant with the
+    tuning records, and the default's one-knob neighbours (``SearchSpace.one_knob_neighbours``:
+    each top-level knob flipped on its own, in place of the random trials a sampler such as TPE
+    starts with); without it only the baseline is enqueued and the sampler picks the rest."""
 
     trial_timeout: float = 300.0
     search_timeout: float | None = None
@@ -147,15 +149,24 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     return run
 
 
-def _enqueue_starting_points(run: StudyRun) -> None:
+def _enqueue_starting_points(run: StudyRun, n_trials: int) -> None:
+    """Baseline, default and tuning-record trials; then as many one-knob neighbours as the
+    remaining trials of this invocation allow (none left waiting in the storage)."""
     trials = run.study.get_trials(deepcopy=False)
     if run.baseline() is None and not any(t.state == TrialState.WAITING for t in trials):
         run.study.enqueue_trial(run.space.params_for(TuningConfig()),
                                 user_attrs={records.BASELINE_ATTR: True})
+        if trials or not run.settings.start_from_default:
+            return
         default = run.space.default_config()
-        if default != TuningConfig() and not trials and run.settings.start_from_default:
-            run.study.enqueue_trial(run.space.params_for(default))
+        if default != TuningConfig():
+            run.study.enqueue_trial(run.space.params_for(default),
+                                    user_attrs={records.ORIGIN_ATTR: "default"})
             _enqueue_warm_start(run, default)
+        room = n_trials - len(run.study.get_trials(deepcopy=False))
+        for neighbour in run.space.one_knob_neighbours(default)[:max(room, 0)]:
+            run.study.enqueue_trial(run.space.params_for(neighbour),
+                                    user_attrs={records.ORIGIN_ATTR: "screening"})
 
 
 def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
@@ -169,7 +180,8 @@ def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
         return
     kernels = tuple(found.get(c.workload, (c, ""))[0] for c in default.kernels)
     run.study.enqueue_trial(run.space.params_for(dataclasses.replace(default, kernels=kernels)),
-                            user_attrs={WARM_START_ATTR: {k: src for k, (_, src) in found.items()}})
+                            user_attrs={WARM_START_ATTR: {k: src for k, (_, src) in found.items()},
+                                        records.ORIGIN_ATTR: "tuning_records"})
 
 
 def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult | None]:
@@ -275,7 +287,7 @@ def _tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Tria
 def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] = ()) -> None:
     """Run ``n_trials`` more trials (fewer if the search timeout passes); the baseline first.
     With ``settings.jobs`` > 1 trials are asked in batches of that size (see _run_batch)."""
-    _enqueue_starting_points(run)
+    _enqueue_starting_points(run, n_trials)
     for callback in callbacks:
         callback.on_study_start(run)
     started = time.monotonic()

@@ -12,6 +12,8 @@ CONFIG_ATTR = "config"
 BASELINE_ATTR = "baseline"
 CONFIG_HASH_ATTR = "config_hash"
 REUSED_FROM_ATTR = "reused_from"
+ORIGIN_ATTR = "origin"
+"""Why the loop enqueued a trial: ``default``, ``tuning_records`` or ``screening``."""
 ERROR_ATTR_LIMIT = 2000
 
 
@@ -28,6 +30,11 @@ def measured_before(trials: list[FrozenTrial], config: TuningConfig) -> FrozenTr
     return next((t for t in trials if t.user_attrs.get(CONFIG_HASH_ATTR) == digest
                  and t.state.is_finished() and REUSED_FROM_ATTR not in t.user_attrs
                  and t.user_attrs.get(RESULT_ATTR)), None)
+
+
+def origin(trial: FrozenTrial) -> str:
+    """``baseline``, the enqueued starting point it is (ORIGIN_ATTR), or ``sampler``."""
+    return "baseline" if is_baseline(trial) else trial.user_attrs.get(ORIGIN_ATTR, "sampler")
 
 
 def trial_result(trial: FrozenTrial) -> TrialResult | None:

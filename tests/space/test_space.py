@@ -1,0 +1,53 @@
+"""SearchSpace.one_knob_neighbours: the screening design enqueued after the space's default."""
+import optuna
+import pytest
+
+from tuner.config import TuningConfig
+from tuner.space import load_space
+
+SPACE = """version: 1
+device: CPU
+knobs:
+  graph_kernel.enabled: {type: bool, default: false}
+  graph_kernel.opt_level: {type: int, low: 1, high: 3, default: 2, when: {graph_kernel.enabled: true}}
+  rewrites.fold_batchnorm: {type: categorical, choices: [none, all, modules], default: none}
+  rewrites.fold_batchnorm_modules:
+    {type: subset, choices: model_stages, default: [], when: {rewrites.fold_batchnorm: modules}}
+  runtime.omp_num_threads: {type: categorical, choices: [null, 1, 2], default: null}
+"""
+
+
+@pytest.fixture
+def space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return load_space(path).with_model(("layer1", "layer2"))
+
+
+def _config(**knobs):
+    return TuningConfig.from_knobs({k.replace("__", "."): v for k, v in knobs.items()})
+
+
+def test_each_unconditional_knob_is_flipped_alone_with_what_it_activates_at_its_default(space):
+    neighbours = space.one_knob_neighbours(space.default_config())
+    assert neighbours == [
+        _config(graph_kernel__enabled=True, graph_kernel__opt_level=2),
+        _config(rewrites__fold_batchnorm="all"),
+        # fold_batchnorm=modules with its default (no module) folds nothing: the default again
+        _config(runtime__omp_num_threads=1),
+        _config(runtime__omp_num_threads=2)]
+
+
+def test_the_other_knobs_keep_the_centre_values_and_every_neighbour_is_in_the_space(space):
+    centre = _config(graph_kernel__enabled=True, graph_kernel__opt_level=3,
+                     runtime__omp_num_threads=1)
+    neighbours = space.one_knob_neighbours(centre)
+    assert _config(runtime__omp_num_threads=1) in neighbours  # fusion off drops opt_level
+    assert _config(graph_kernel__enabled=True, graph_kernel__opt_level=3,
+                   rewrites__fold_batchnorm="all", runtime__omp_num_threads=1) in neighbours
+    assert len(neighbours) == 4 and centre not in neighbours
+    for neighbour in neighbours:
+        study = optuna.create_study()
+        study.enqueue_trial(space.params_for(neighbour))
+        assert space.suggest(study.ask()) == neighbour
+
