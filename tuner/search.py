@@ -16,6 +16,7 @@ from tuner.cli import (OneLineParser, add_common_arguments, add_measure_argument
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.space import load_space
+from tuner.study import records
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
@@ -106,8 +107,9 @@ def main(argv: list[str]) -> int:
                                     load_if_exists=True)
     except ValueError as exc:
         raise UsageError(f"--study-name {name}: {exc}") from None
-    if study.trials:
-        study.sampler = make_sampler(args.sampler, args.seed, len(objectives), len(study.trials))
+    trials_so_far = records.trial_count(study)
+    if trials_so_far:
+        study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far)
     if [d for d in study.directions] != [o.direction for o in objectives]:
         raise UsageError(f"--study-name {name}: the existing study optimizes "
                          f"{[d.name.lower() for d in study.directions]}, not those objectives")

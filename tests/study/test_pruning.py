@@ -28,3 +28,19 @@ def test_nothing_is_pruned_before_a_trial_completed():
     trial = study.ask()
     trial.report(0.001, 3)
     assert not trial.should_prune()
+
+
+@pytest.mark.parametrize("direction, best_running, value, pruned", [
+    ("maximize", 6.0, 5.0, False),   # against the best's final 10.0 it would be pruned
+    ("maximize", 9.0, 5.0, True),
+    ("minimize", 16.0, 20.0, False),  # latency: the best's final 10.0 would prune it
+    ("minimize", 11.0, 20.0, True),
+])
+def test_the_reference_is_the_best_trials_running_value_at_the_same_step(
+        direction, best_running, value, pruned):
+    study = optuna.create_study(direction=direction, pruner=SlowerThanBestPruner())
+    study.add_trial(optuna.trial.create_trial(value=10.0,
+                                              intermediate_values={1: 1.0, 2: best_running}))
+    trial = study.ask()
+    trial.report(value, 2)
+    assert trial.should_prune() is pruned

@@ -14,8 +14,9 @@ storage under ``--runs-dir`` (see tuner.bench.studies), so what is compared is w
    kernels become the tuning records of step 3.
 2. ``--compare-jobs M``: the same random search (same seed, so the same configuration at each
    trial number) with ``--jobs M`` and with ``--jobs`` (the benchmark's), interleaved in chunks
-   of 10 trials, each building its kernels into an empty cache of its own: wall time of each,
-   and the throughput of every configuration both measured in full, one against the other.
+   of 10 trials, each building its kernels into an empty cache of its own, without pruning (so
+   that both do the same work) and with at most 10 s of timing per trial: wall time of each,
+   and the throughput of every configuration both measured, one against the other.
 3. Warm start: a default search on ``--warm-model`` without tuning records and the same search
    with the records of step 1 (another model: it reuses them for the convolutions both models
    have), interleaved the same way: wall time and trials to reach 95 % of the better best.
@@ -35,6 +36,9 @@ STRATEGIES = {"default": ("--sampler", "tpe"),
               "random": ("--sampler", "random", "--no-default-trial")}
 NO_VALIDATION = ("--validate-top", "0", "--no-warm-start")
 REACH_FRACTION = 0.95
+# Without pruning both searches do the same work and every configuration that runs has a full
+# figure to compare; a shorter timing cap keeps the slow random configurations affordable.
+JOBS_CHECK_FLAGS = ("--pruner", "none", "--max-seconds", "10")
 CHUNK = 10
 
 
@@ -112,7 +116,7 @@ def same_figures(first: SearchOutcome, second: SearchOutcome) -> np.ndarray:
 
 
 def jobs_check(args) -> None:
-    seed, flags = args.seeds[0], STRATEGIES["random"] + NO_VALIDATION
+    seed, flags = args.seeds[0], STRATEGIES["random"] + NO_VALIDATION + JOBS_CHECK_FLAGS
     fewer, more = sorted((args.jobs, args.compare_jobs))
     specs = [_spec(args, f"jobs{jobs}-random-seed{seed}", seed, flags, jobs=jobs,
                    own_kernel_cache=True) for jobs in (more, fewer)]

@@ -161,14 +161,16 @@ def run_interleaved(runs_dir: Path, specs: list[StudySpec], trials: int,
     """Run the studies in turns of ``chunk`` trials (A B, then B A, ...) until each has
     ``trials``; their wall time is the sum of their commands' (see :func:`outcome`)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
+    missing = {spec.name: _missing(runs_dir, spec, trials) for spec in specs}
     turn = 0
-    while any(_missing(runs_dir, spec, trials) > 0 for spec in specs):
+    while any(count > 0 for count in missing.values()):
         for spec in (specs if turn % 2 == 0 else specs[::-1]):
-            missing = _missing(runs_dir, spec, trials)
-            if missing > 0:
-                print(f"  {spec.name}: {min(chunk, missing)} trials (log "
+            if missing[spec.name] > 0:
+                run_now = min(chunk, missing[spec.name])
+                print(f"  {spec.name}: {run_now} trials (log "
                       f"{runs_dir / (spec.name + '.log')})", flush=True)
-                _run_command(spec, runs_dir, min(chunk, missing))
+                _run_command(spec, runs_dir, run_now)
+                missing[spec.name] -= run_now
         turn += 1
     results = [outcome(runs_dir, spec, trials, wall="commands") for spec in specs]
     for result in results:

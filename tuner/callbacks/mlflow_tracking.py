@@ -73,7 +73,7 @@ class MlflowTracker(StudyCallback):
         if self.parent_id:
             try:
                 self.client.update_run(self.parent_id, status="RUNNING")
-                self._log(self.parent_id, metrics=run.noise, step=len(run.study.trials))
+                self._log(self.parent_id, metrics=run.noise, step=records.trial_count(run.study))
                 return
             except mlflow.exceptions.MlflowException:
                 self.parent_id = ""  # the tracking store was reset: start a new parent run
@@ -126,7 +126,7 @@ class MlflowTracker(StudyCallback):
         top = best[0]
         metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
         metrics["best_speedup"] = top.user_attrs.get(SPEEDUP_ATTR)
-        metrics["trials"] = len(run.study.trials)
+        metrics["trials"] = records.trial_count(run.study)
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
         self._log(self.parent_id, metrics=metrics, step=step,
                   tags={"best_trial": top.number,
@@ -141,7 +141,7 @@ class MlflowTracker(StudyCallback):
                                            "validated_speedup_ci_low": ci_low,
                                            "validated_speedup_ci_high": ci_high},
                   tags={"validated_winner": report.winner, "validation_note": report.note or "-"},
-                  step=len(run.study.trials))
+                  step=records.trial_count(run.study))
         self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
 
     def on_study_end(self, run):

@@ -12,10 +12,15 @@ PRUNER_NAMES = ("best", "median", "none")
 
 class SlowerThanBestPruner(optuna.pruners.BasePruner):
     """Prune a trial whose running objective (reported after each timed run) is, after at least
-    ``min_steps`` runs, worse than ``ratio`` times the best completed trial's value: below
-    ``ratio x best`` throughput when maximizing, above ``best / ratio`` when minimizing. Before
-    ``min_steps`` runs, only a trial worse than ``early_ratio`` times the best (far beyond any
-    run-to-run noise) is pruned, so that a configuration many times slower costs one run."""
+    ``min_steps`` runs, worse than ``ratio`` times the best completed trial's at the same step:
+    below ``ratio x best`` throughput when maximizing, above ``best / ratio`` when minimizing.
+    Before ``min_steps`` runs, only a trial worse than ``early_ratio`` times the best (far beyond
+    any run-to-run noise) is pruned, so that a configuration many times slower costs one run.
+
+    Like with like: a process's first timed runs are slower than its steady state (measured
+    here: ResNet50's running throughput rises from 13.5 to 21.6 images/s over its first five
+    runs), so the best trial's own running value at the same step is the reference; its final
+    value only where it reported no value at that step (the baseline reports none)."""
 
     def __init__(self, ratio: float = 0.7, min_steps: int = 2, early_ratio: float = 0.4):
         self.ratio = ratio
@@ -27,13 +32,14 @@ class SlowerThanBestPruner(optuna.pruners.BasePruner):
         if step is None:
             return False
         ratio = self.ratio if step >= self.min_steps else self.early_ratio
-        completed = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not completed:
             return False
+        maximize = study.direction == StudyDirection.MAXIMIZE
+        best = (max if maximize else min)(completed, key=lambda t: t.value)
+        reference = best.intermediate_values.get(step, best.value)
         value = trial.intermediate_values[step]
-        if study.direction == StudyDirection.MAXIMIZE:
-            return value < ratio * max(completed)
-        return value > min(completed) / ratio
+        return value < ratio * reference if maximize else value > reference / ratio
 
 
 def make_pruner(name: str, n_objectives: int) -> optuna.pruners.BasePruner:

@@ -24,6 +24,11 @@ def store_attrs(result: TrialResult, config: TuningConfig, baseline: bool) -> di
             CONFIG_HASH_ATTR: config.canonical_hash()}
 
 
+def trial_count(study: optuna.Study) -> int:
+    """How many trials the study holds, without copying them (``len(study.trials)`` would)."""
+    return len(study.get_trials(deepcopy=False))
+
+
 def measured_before(trials: list[FrozenTrial], config: TuningConfig) -> FrozenTrial | None:
     """The first finished trial that measured the same canonical configuration (ran, not reused)."""
     digest = config.canonical_hash()

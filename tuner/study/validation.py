@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -151,19 +151,25 @@ def distinct_top(run, k: int) -> list:
     return chosen
 
 
-def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[tuple[float, float]]:
-    """(images/s, relative standard error of its median) of each configuration measured in a
-    fresh process (nan where it failed), ``settings.jobs`` of them compiled together and then
-    timed one at a time, in order."""
+class Measured(NamedTuple):
+    """One configuration's throughput in one validation round (nan where it failed)."""
+
+    images_per_second: float
+    rel_se: float  # relative standard error of the median it is
+
+
+def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measured]:
+    """Each configuration measured in a fresh process, ``settings.jobs`` of them compiled
+    together and then timed one at a time, in order."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
     requests = [TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                              measure=measure, seed=run.settings.weights_seed) for config in configs]
     values, jobs = [], max(1, run.settings.jobs)
     for first in range(0, len(requests), jobs):
         chunk = [(r, w, None) for r, w in zip(requests[first:first + jobs], workdirs[first:first + jobs])]
-        values += [(result.metrics.throughput_ips,
-                    median_rel_se(result.metrics.latency_cv, result.metrics.timed_runs))
-                   if result.ok else (float("nan"), float("nan"))
+        values += [Measured(result.metrics.throughput_ips,
+                            median_rel_se(result.metrics.latency_cv, result.metrics.timed_runs))
+                   if result.ok else Measured(float("nan"), float("nan"))
                    for result in run_compiled_together(chunk, run.settings.trial_timeout)]
     return values
 
@@ -191,8 +197,8 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     if not top:
         return None
     configs = {t.number: records.trial_config(t) for t in top}
-    baseline: list[tuple[float, float]] = []
-    measured_by: dict[int, list[tuple[float, float]]] = {n: [] for n in configs}
+    baseline: list[Measured] = []
+    measured_by: dict[int, list[Measured]] = {n: [] for n in configs}
     workdir = run.directory / "validation"
     for round_index in range(rounds):
         order = [*configs, "baseline"]
@@ -201,15 +207,16 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
         for number, value in zip(configs, measured):
             measured_by[number].append(value)
         baseline.append(measured[-1])
-    candidates = [ValidatedCandidate(number, tuple(v for v, _ in values),
-                                     tuple(v / b for (v, _), (b, _) in zip(values, baseline)),
-                                     complexity(configs[number]),
-                                     tuple(float(np.hypot(e, be))
-                                           for (_, e), (_, be) in zip(values, baseline)))
-                  for number, values in measured_by.items()]
+    candidates = [ValidatedCandidate(
+        number, tuple(v.images_per_second for v in values),
+        tuple(v.images_per_second / b.images_per_second for v, b in zip(values, baseline)),
+        complexity(configs[number]),
+        tuple(float(np.hypot(v.rel_se, b.rel_se)) for v, b in zip(values, baseline)))
+        for number, values in measured_by.items()]
     winner, note = choose_winner(candidates)
     report = ValidationReport(rounds, tuple(candidates), winner, note,
-                              tuple(b for b, _ in baseline), after_trials=len(run.study.trials))
+                              tuple(b.images_per_second for b in baseline),
+                              after_trials=records.trial_count(run.study))
     run.study.set_user_attr(VALIDATION_ATTR, report.to_dict())
     return report
 
@@ -217,6 +224,6 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
 def current_report(study) -> ValidationReport | None:
     """The stored validation, if no trial was added to the study since it ran."""
     data = study.user_attrs.get(VALIDATION_ATTR)
-    if not data or data.get("after_trials") != len(study.trials):
+    if not data or data.get("after_trials") != records.trial_count(study):
         return None
     return ValidationReport.from_dict(data)
