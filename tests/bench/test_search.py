@@ -22,6 +22,21 @@ def test_best_after_and_trials_to_reach(throughputs, after, best, target, reache
     assert outcome.trials_to_reach(target) == reached
 
 
+def test_trials_to_reach_the_defaults_best_and_the_own_best():
+    # random peaks early and never improves: first to its own (lower) best, never to the
+    # default's, which keeps improving
+    outcomes = {("default", 0): studies.SearchOutcome("d", (1.0, 20.0, 20.5, 22.0, 22.5), 0.0),
+                ("random", 0): studies.SearchOutcome("r", (1.0, 19.0, None, 18.0, 19.5), 0.0)}
+    reached = bench.trials_to_reach(outcomes, 5)
+    assert reached == {("default", 0): (4, 4), ("random", 0): (2, None)}
+    lines = bench.verdicts(reached, 5)
+    assert "random: reaches 95 % of the default's best with the same seed in median 6 trials " \
+           "(per seed [6])" in lines
+    assert "default reaches 95 % of the default's best with the same seed in fewer trials " \
+           "than random: yes" in lines
+    assert "default reaches 95 % of its own best in fewer trials than random: NO" in lines
+
+
 def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     args = argparse.Namespace(model=TINY, batch_size=2, image_size=16, trials=2,
                               checkpoints=[1, 2], seeds=[0], jobs=1, runs_dir=tmp_path,
@@ -37,6 +52,7 @@ def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     assert default_trial.system_attrs.get("fixed_params")  # the enqueued space default
     assert not random_trial.system_attrs.get("fixed_params")  # sampled
     assert "default   " in printed and "random    " in printed and "95 % of its own best" in printed
+    assert "'dflt'" in printed
     logs = {p: p.stat().st_mtime for p in tmp_path.glob("*.log")}
     assert bench.run(args) == 0  # complete studies are read, not run again
     assert {p: p.stat().st_mtime for p in tmp_path.glob("*.log")} == logs
