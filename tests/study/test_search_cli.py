@@ -93,6 +93,8 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     study = _study(runs)
     validation = study.user_attrs["validation"]
     assert exported["study"]["trial"] == validation["winner"]
+    assert (f"knobs of the validated winner (trial {validation['winner']}, the one exported)"
+            in searched[2].stdout)
     assert exported["validation"]["rounds"] == 2
     low, high = exported["validation"]["spread"]
     assert low <= exported["validation"]["speedup"] <= high

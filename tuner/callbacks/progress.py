@@ -84,7 +84,9 @@ def summary_table(run) -> str:
                      f"spent on them): about {saved['estimated_seconds_saved']:.0f} s of timing saved")
     if run.noise:
         lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
-    lines.append("best knobs: " + records.trial_config(best).describe())
+    winner = best if report is None else run.study.get_trials(deepcopy=False)[report.winner]
+    lines.append(f"knobs of {'the validated winner' if report else 'the best'} (trial "
+                 f"{winner.number}, the one exported): {records.trial_config(winner).describe()}")
     return "\n".join(lines)
 
 
