@@ -9,8 +9,9 @@ storage under ``--runs-dir`` (see tuner.bench.studies), so what is compared is w
 1. Strategies. For each seed and strategy: the best throughput among the first 10, 25 and 50
    trials (the baseline is trial 0) and how many trials it took to reach 95 % of the default
    strategy's 50-trial best with the same seed (the issue: "our default should reach 95 % of its
-   50-trial best in fewer trials than random") and 95 % of the study's own best. A search's time is the span from its first trial's start to its last trial's end. The
-   first seed's default search also validates its top 3 and exports its winner
+   50-trial best in fewer trials than random") and 95 % of the study's own best. A search's
+   time is the span from its first trial's start to its last trial's end. The first seed's
+   default search also validates its top 3 and exports its winner
    (``<runs-dir>/exports/default-seed<S>.json``, for ``python -m tuner.measure``); its validated
    kernels become the tuning records of step 3.
 2. ``--compare-jobs M``: the same random search (same seed, so the same configuration at each

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
@@ -36,11 +36,16 @@ class SearchSpace:
     def _is_active(self, knob: Knob, values: dict[str, Any]) -> bool:
         return all(c.path in values and values[c.path] in c.values for c in knob.conditions)
 
-    def suggest(self, trial: optuna.Trial) -> TuningConfig:
+    def _walk(self, value_of: Callable[[Knob], Any]) -> dict[str, Any]:
+        """``value_of(knob)`` for each knob that the values of the knobs before it make active."""
         values: dict[str, Any] = {}
         for knob in self.knobs:
             if self._is_active(knob, values):
-                values[knob.path] = knob.suggest(trial)
+                values[knob.path] = value_of(knob)
+        return values
+
+    def suggest(self, trial: optuna.Trial) -> TuningConfig:
+        values = self._walk(lambda knob: knob.suggest(trial))
         return TuningConfig.from_knobs(values, self.kernels.suggest(trial) if self.kernels else ())
 
     def invalid_reason(self, config: TuningConfig) -> str | None:
@@ -53,21 +58,15 @@ class SearchSpace:
         Raises ValueError naming the knob when a value of ``config`` is outside the space, or when
         ``config`` sets a knob the space does not have to a non-default value.
         """
-        flat_config = {**TuningConfig().to_dict(), **config.to_dict()}
-        values: dict[str, Any] = {}
+        values = self._active_values(config)
         params: dict[str, Any] = {}
         for knob in self.knobs:
-            section, _, name = knob.path.partition(".")
-            value = flat_config[section][name]
-            if isinstance(value, list):
-                value = tuple(value)
-            if not self._is_active(knob, values):
+            if knob.path not in values:
                 continue
-            problem = knob.check(value)
+            problem = knob.check(values[knob.path])
             if problem:
                 raise ValueError(f"{self.source}: knob {knob.path}: {problem}")
-            values[knob.path] = value
-            params.update(knob.params_for(value))
+            params.update(knob.params_for(values[knob.path]))
         if self.kernels is not None:
             params.update(self.kernels.params_for(config.kernels))
         elif config.kernels:
@@ -80,12 +79,8 @@ class SearchSpace:
 
     def default_config(self) -> TuningConfig:
         """The configuration made of every active knob's declared default."""
-        values: dict[str, Any] = {}
-        for knob in self.knobs:
-            if self._is_active(knob, values):
-                values[knob.path] = knob.default
-        return TuningConfig.from_knobs(
-            values, self.kernels.default_choices() if self.kernels else ())
+        return TuningConfig.from_knobs(self._walk(lambda knob: knob.default),
+                                       self.kernels.default_choices() if self.kernels else ())
 
     def one_knob_neighbours(self, config: TuningConfig) -> list[TuningConfig]:
         """A one-at-a-time screening design around ``config``: for each unconditional bool or
@@ -103,11 +98,8 @@ class SearchSpace:
             for value in others:
                 if value == current[knob.path]:
                     continue
-                values: dict[str, Any] = {}
-                for each in self.knobs:
-                    if self._is_active(each, values):
-                        values[each.path] = (value if each is knob else
-                                             current.get(each.path, each.default))
+                values = self._walk(lambda each: value if each is knob
+                                    else current.get(each.path, each.default))
                 neighbour = TuningConfig.from_knobs(values, config.kernels)
                 if neighbour.canonical_hash() not in seen:
                     seen.add(neighbour.canonical_hash())
@@ -115,14 +107,14 @@ class SearchSpace:
         return neighbours
 
     def _active_values(self, config: TuningConfig) -> dict[str, Any]:
+        """The value ``config`` gives each knob that is active in it (lists as tuples)."""
         flat_config = {**TuningConfig().to_dict(), **config.to_dict()}
-        values: dict[str, Any] = {}
-        for knob in self.knobs:
-            if self._is_active(knob, values):
-                section, _, name = knob.path.partition(".")
-                value = flat_config[section][name]
-                values[knob.path] = tuple(value) if isinstance(value, list) else value
-        return values
+
+        def value_of(knob: Knob) -> Any:
+            section, _, name = knob.path.partition(".")
+            value = flat_config[section][name]
+            return tuple(value) if isinstance(value, list) else value
+        return self._walk(value_of)
 
     def with_model(self, stages: tuple[str, ...],
                    workloads: tuple[Workload, ...] = ()) -> "SearchSpace":

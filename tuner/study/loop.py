@@ -163,7 +163,7 @@ def _enqueue_starting_points(run: StudyRun, n_trials: int) -> None:
             run.study.enqueue_trial(run.space.params_for(default),
                                     user_attrs={records.ORIGIN_ATTR: "default"})
             _enqueue_warm_start(run, default)
-        room = n_trials - len(run.study.get_trials(deepcopy=False))
+        room = n_trials - records.trial_count(run.study)
         for neighbour in run.space.one_knob_neighbours(default)[:max(room, 0)]:
             run.study.enqueue_trial(run.space.params_for(neighbour),
                                     user_attrs={records.ORIGIN_ATTR: "screening"})

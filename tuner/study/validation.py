@@ -140,12 +140,14 @@ def complexity(config: TuningConfig) -> tuple[int, int]:
 def distinct_top(run, k: int) -> list:
     """The k best ok trials with distinct configurations, baseline excluded; with several
     objectives only Pareto members, so that the validated winner is never a dominated trial."""
-    chosen, seen = [], set()
     pareto = ({t.number for t in run.study.best_trials}
               if len(run.study.directions) > 1 else None)
+    chosen, seen = [], {TuningConfig().canonical_hash()}
     for trial in records.ranked_trials(run.study):
+        if pareto is not None and trial.number not in pareto:
+            continue
         digest = records.trial_config(trial).canonical_hash()
-        if (pareto is not None and trial.number not in pareto) or digest in seen or digest == TuningConfig().canonical_hash():
+        if digest in seen:
             continue
         seen.add(digest)
         chosen.append(trial)
