@@ -2,17 +2,16 @@
 in fresh processes and print the same metrics the search reported."""
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 from tuner.cli import (OneLineParser, add_measure_arguments, measure_settings, positive_float,
                        run_cli)
 from tuner.config import TuningConfig
-from tuner.errors import UsageError
 from tuner.export_format import read_export
+from tuner.runner.assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated
-from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.runner.request import TrialRequest
 
 ROWS = (("throughput (images/s)", "throughput_ips", "{:.3f}"),
         ("latency p50 (ms)", "latency_p50_ms", "{:.1f}"),
@@ -45,18 +44,10 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tuner-measure-") as tmp:
         work = Path(tmp)
         seed = int(exported.study.get("weights_seed", 0))
-        prepared = run_isolated(TrialRequest("prepare", exported.target, str(work / "assets"),
-                                             seed=seed), work / "prepare", args.trial_timeout)
-        if not prepared.ok:
-            raise UsageError(f"{args.config}: cannot build {exported.target.model}: "
-                             f"{prepared.error.strip().splitlines()[-1] if prepared.error else ''}")
-        info = json.loads((work / "assets" / MODEL_INFO_FILE).read_text())
-        if exported.fingerprint and info["fingerprint"] != exported.fingerprint:
-            raise UsageError(f"{args.config}: tuned for another architecture than "
-                             f"{exported.target.model} builds here")
+        assets = prepare_export_assets(exported, args.config, work, args.trial_timeout)
         results = {}
         for label, config in (("baseline", TuningConfig()), ("tuned", exported.config)):
-            request = TrialRequest("measure", exported.target, str(work / "assets"), config=config,
+            request = TrialRequest("measure", exported.target, str(assets), config=config,
                                    measure=settings, seed=seed)
             results[label] = run_isolated(request, work / label, args.trial_timeout)
     for label, result in results.items():

@@ -16,3 +16,6 @@ class AscendBackend(Backend):
         if not glob.glob("/dev/davinci[0-9]*"):
             return "no Ascend NPU device (/dev/davinci*) on this machine"
         return None
+
+    def profiler_activities(self, ms) -> list:
+        return [ms.profiler.ProfilerActivity.CPU, ms.profiler.ProfilerActivity.NPU]

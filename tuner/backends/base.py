@@ -7,6 +7,8 @@ A backend is a MindSpore ``device_target``. Rules for implementations:
   when the device may be used, else one sentence saying what is missing.
 - ``configure_context(ms)`` runs inside a trial process, after ``import mindspore``, before any
   network is built; it selects graph mode and the device.
+- ``profiler_activities(ms)`` lists the ``mindspore.profiler.ProfilerActivity`` values that
+  profile this device's operators (the host's CPU activity always included).
 - The device's default search space is ``search_spaces/<name lower>.yaml``.
 """
 from __future__ import annotations
@@ -29,6 +31,9 @@ class Backend(ABC):
 
     def configure_context(self, ms) -> None:
         ms.set_context(mode=ms.GRAPH_MODE, device_target=self.name)
+
+    def profiler_activities(self, ms) -> list:
+        return [ms.profiler.ProfilerActivity.CPU]
 
     def default_space_path(self) -> Path:
         return default_space_path(self.name)

@@ -13,3 +13,6 @@ class GpuBackend(Backend):
         if not (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0")):
             return "no NVIDIA GPU or driver on this machine (no nvidia-smi, no /dev/nvidia0)"
         return None
+
+    def profiler_activities(self, ms) -> list:
+        return [ms.profiler.ProfilerActivity.CPU, ms.profiler.ProfilerActivity.GPU]

@@ -20,8 +20,10 @@ MODEL_INFO_FILE = "model.json"
 class TrialRequest:
     """``kind`` is ``prepare`` (create the model with ``seed``, save its weights, the fixed input,
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
-    ``config`` to the saved model, compile, time, compare with the reference). A ``gated``
-    measurement waits after compiling until the study releases it (tuner.runner.isolate)."""
+    ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
+    (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
+    MindSpore's profiler, see tuner.profiling.capture). A ``gated`` measurement waits after
+    compiling until the study releases it (tuner.runner.isolate)."""
 
     kind: str
     target: TuningTarget
@@ -31,12 +33,14 @@ class TrialRequest:
     seed: int = 0
     dump_graph: bool = False
     gated: bool = False
+    profile_runs: int = 10
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "target": self.target.to_dict(),
                            "assets_dir": self.assets_dir, "config": self.config.to_dict(),
                            "measure": self.measure.to_dict(), "seed": self.seed,
-                           "dump_graph": self.dump_graph, "gated": self.gated})
+                           "dump_graph": self.dump_graph, "gated": self.gated,
+                           "profile_runs": self.profile_runs})
 
     @classmethod
     def from_json(cls, text: str) -> "TrialRequest":
@@ -44,7 +48,8 @@ class TrialRequest:
         return cls(kind=data["kind"], target=TuningTarget(**data["target"]),
                    assets_dir=data["assets_dir"], config=TuningConfig.from_dict(data["config"]),
                    measure=MeasureSettings(**data["measure"]), seed=data["seed"],
-                   dump_graph=data["dump_graph"], gated=data.get("gated", False))
+                   dump_graph=data["dump_graph"], gated=data.get("gated", False),
+                   profile_runs=data.get("profile_runs", 10))
 
     def asset(self, name: str) -> Path:
         return Path(self.assets_dir) / name

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,8 @@ PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
 GO_FILE = "go"
+PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
+PROFILER_DIR = "profiler"      # MindSpore profiler's own output
 READY_PHASE = "ready"
 COMPILE_PHASES = ("load", "rewrite", "compile", READY_PHASE)
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
@@ -188,10 +191,9 @@ def _wait_for_release() -> None:
         time.sleep(GATE_POLL_SECONDS)
 
 
-def _measure(request: TrialRequest) -> TrialResult:
-    from tuner.runner.measurement import (latency_summary, output_error, read_hwm_mb,
-                                          reset_hwm, time_runs)
-
+def _build(request: TrialRequest):
+    """The configured network, compiled, its input and the reference output; ``original``
+    lists the untuned network's cells by path (taken before the rewrite, for profiles)."""
     _phase("load")
     ms = _setup(request)
     from tuner.deploy import apply_process_settings, rewrite_network
@@ -199,6 +201,7 @@ def _measure(request: TrialRequest) -> TrialResult:
 
     net = create_model(request.target.model)
     ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    original = list(net.cells_and_names())
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
     _phase("rewrite")
@@ -213,6 +216,42 @@ def _measure(request: TrialRequest) -> TrialResult:
         compile_seconds = time.perf_counter() - started
     except Exception:
         raise _Failed(Status.COMPILE_ERROR, _error_text()) from None
+    return Built(ms, tuned, x, reference, compile_seconds, original)
+
+
+class Built(NamedTuple):
+    ms: object
+    network: object
+    x: object
+    reference: np.ndarray
+    compile_seconds: float
+    original: list
+
+
+def _profile(request: TrialRequest) -> TrialResult:
+    """Profile the configured network (tuner.profiling.capture) into ``profile.json``."""
+    from tuner.backends import get_backend
+    from tuner.profiling.capture import LayerNames, capture
+
+    built = _build(request)
+    _phase("run")
+    try:
+        profile = capture(lambda: built.network(built.x).asnumpy(), request.profile_runs,
+                          request.measure.warmup_runs, Path(PROFILER_DIR),
+                          get_backend(request.target.device).profiler_activities(built.ms),
+                          LayerNames(built.original, built.network), request.config.describe())
+    except Exception:
+        raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
+    Path(PROFILE_FILE).write_text(json.dumps(profile.to_dict()))
+    return TrialResult(Status.OK)
+
+
+def _measure(request: TrialRequest) -> TrialResult:
+    from tuner.runner.measurement import (latency_summary, output_error, read_hwm_mb,
+                                          reset_hwm, time_runs)
+
+    built = _build(request)
+    tuned, x, reference, compile_seconds = built.network, built.x, built.reference, built.compile_seconds
     compile_peak = read_hwm_mb()
     reset_hwm()
     if request.gated:
@@ -246,7 +285,7 @@ def _measure(request: TrialRequest) -> TrialResult:
 def run(request: TrialRequest) -> TrialResult:
     started = time.perf_counter()
     try:
-        result = _prepare(request) if request.kind == "prepare" else _measure(request)
+        result = {"prepare": _prepare, "profile": _profile}.get(request.kind, _measure)(request)
     except _Failed as failure:
         result = TrialResult(failure.status, error=str(failure))
     except Exception:

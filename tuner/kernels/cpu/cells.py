@@ -24,13 +24,16 @@ class CustomConv2d(nn.Cell):
 
     ``weight`` (OC, C/groups, KH, KW) and ``bias`` (OC) are already BatchNorm-folded; they are
     packed here, once, as ``layout`` (the built variant's kernel and tiling) says.
-    ``name`` prefixes the parameter names (use the layer path: graph mode needs unique names).
+    ``name`` prefixes the parameter names (use the layer path: graph mode needs unique names);
+    ``workload`` is the key of the workload it runs. Profiles name the cell's operator by
+    ``kernel_name`` and ``workload_key`` and attribute it to ``layer_path``.
     """
 
     def __init__(self, library: Path, layout: WeightLayout, weight: np.ndarray, bias: np.ndarray,
                  stride: tuple[int, int], padding: tuple[int, int, int, int],
-                 activation: str = "none", name: str = "custom_conv"):
+                 activation: str = "none", name: str = "custom_conv", workload: str = ""):
         super().__init__()
+        self.layer_path, self.workload_key, self.kernel_name = name, workload, layout.kernel
         out_channels, _, kh, kw = weight.shape
         packed = pack_weight(layout, weight)
         self.weight = Parameter(Tensor(packed), name=f"{name}.packed_weight",

@@ -96,7 +96,7 @@ class CpuKernelLibrary(KernelLibrary):
         """A custom cell for one workload with the given (folded) weight and bias."""
         library, layout = self._built(self.kernel_for(workload, params, kernel), params)
         return CustomConv2d(library, layout, weight, bias, workload.stride, workload.padding,
-                            workload.activation)
+                            workload.activation, workload=workload.key)
 
     # -- finding and rewriting ------------------------------------------------------------
     def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...]) -> list[WorkloadGroup]:

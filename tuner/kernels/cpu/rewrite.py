@@ -31,7 +31,7 @@ def custom_cell(unit: ConvUnit, library: Path, layout: WeightLayout) -> CustomCo
     weight, bias = folded_parameters(unit)
     w = unit.workload
     return CustomConv2d(library, layout, weight, bias, w.stride, w.padding, unit.activation,
-                        name=unit.path or "custom_conv")
+                        name=unit.path or "custom_conv", workload=w.key)
 
 
 def _is_chosen(unit, choices) -> bool:

@@ -1,0 +1,137 @@
+"""Baseline and tuned profiles side by side: by operator type and by layer, plus the time that
+no operator accounts for. Rendered as text (the CLI), CSV, JSON and Markdown (MLflow)."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from tuner.profiling.records import Profile
+
+SIDES = ("baseline", "tuned")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the comparison; per side: calls per inference, ms per inference, share of
+    that side's wall time per inference (None where the side has no such operator)."""
+
+    section: str       # "type", "layer" or "total"
+    key: str           # operator type, layer path, or what a total line measures
+    what: tuple[str, str]  # per side: what runs there (layers: its operators)
+    calls: tuple[float | None, float | None]
+    ms: tuple[float | None, float | None]
+    share: tuple[float | None, float | None]
+
+    def to_dict(self) -> dict:
+        data = {"section": self.section, "key": self.key}
+        for i, side in enumerate(SIDES):
+            data.update({f"{side}_what": self.what[i], f"{side}_calls": self.calls[i],
+                         f"{side}_ms": self.ms[i], f"{side}_share": self.share[i]})
+        return data
+
+
+def _share(ms: float | None, profile: Profile) -> float | None:
+    return None if ms is None or profile.wall_ms <= 0 else ms / profile.wall_ms
+
+
+def _section(section: str, profiles: tuple[Profile, Profile], top: int) -> list[Row]:
+    per = [p.per_inference("op_type" if section == "type" else "layer") for p in profiles]
+    names = [p.names_by_layer() for p in profiles] if section == "layer" else None
+    keys = sorted(set(per[0]) | set(per[1]),
+                  key=lambda k: -max(per[0].get(k, (0, 0))[1], per[1].get(k, (0, 0))[1]))
+    rows = []
+    for key in keys[:top] if top else keys:
+        values = [side.get(key) for side in per]
+        what = tuple(", ".join(dict.fromkeys(n.get(key, []))) for n in names) if names else ("", "")
+        rows.append(Row(section, key, what,
+                        tuple(v[0] if v else None for v in values),
+                        tuple(v[1] if v else None for v in values),
+                        tuple(_share(v[1] if v else None, p) for v, p in zip(values, profiles))))
+    return rows
+
+
+def _total(key: str, values: tuple[float, float], profiles: tuple[Profile, Profile]) -> Row:
+    return Row("total", key, ("", ""), (None, None), values,
+               tuple(_share(v, p) for v, p in zip(values, profiles)))
+
+
+def compare(baseline: Profile, tuned: Profile, top: int = 15) -> list[Row]:
+    """Rows: the ``top`` operator types and layers by the larger side's time (0 = all), then
+    the totals: operators, framework overhead, profiled wall and unprofiled wall time."""
+    pair = (baseline, tuned)
+    rows = _section("type", pair, top) + _section("layer", pair, top)
+    rows.append(_total("all operators", (baseline.operator_ms, tuned.operator_ms), pair))
+    rows.append(_total("framework overhead (wall - operators)",
+                       (baseline.overhead_ms, tuned.overhead_ms), pair))
+    rows.append(_total("wall per inference, profiled", (baseline.wall_ms, tuned.wall_ms), pair))
+    rows.append(_total("wall per inference, unprofiled",
+                       (baseline.unprofiled_ms, tuned.unprofiled_ms), pair))
+    return rows
+
+
+def profiler_note(profile: Profile, tolerance: float = 0.15) -> str:
+    """Says when the profiler slowed the inference by more than ``tolerance``."""
+    slowdown = profile.profiler_slowdown
+    if slowdown > 1 + tolerance:
+        return (f"{profile.label}: the profiler slowed an inference by {slowdown - 1:.0%} "
+                f"({profile.unprofiled_ms:.2f} -> {profile.wall_ms:.2f} ms)")
+    return ""
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    return {"calls": f"{value:g}", "ms": f"{value:.3f}", "share": f"{value:.1%}"}[kind]
+
+
+_TITLES = {"type": "by operator type", "layer": "by layer", "total": "totals"}
+
+
+def render_text(rows: list[Row], width: int = 58) -> str:
+    header = ["", "base calls", "base ms", "base %", "tuned calls", "tuned ms", "tuned %"]
+    lines, section = [], None
+    table = []
+    for row in rows:
+        if row.section != section:
+            section = row.section
+            table.append([f"-- {_TITLES[section]} --"] + [""] * 6)
+        label = row.key if len(row.key) <= width else "..." + row.key[-width + 3:]
+        if row.section == "layer" and row.what[1]:
+            label = f"{label} [{row.what[1]}]"[:width + 40]
+        table.append([label] + [_fmt(getattr(row, kind)[i], kind)
+                                for i in range(2) for kind in ("calls", "ms", "share")])
+    widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
+    for r in [header] + table:
+        lines.append("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                               for i, c in enumerate(r)).rstrip())
+    return "\n".join(lines)
+
+
+def render_csv(rows: list[Row]) -> str:
+    buffer = io.StringIO()
+    fields = list(rows[0].to_dict()) if rows else ["section", "key"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.to_dict())
+    return buffer.getvalue()
+
+
+def render_markdown(rows: list[Row], baseline: Profile, tuned: Profile) -> str:
+    out = [f"**baseline**: {baseline.label}  ", f"**tuned**: {tuned.label}  ",
+           f"{tuned.runs} profiled inferences each, after warm-up", ""]
+    section = None
+    for row in rows:
+        if row.section != section:
+            section = row.section
+            out += ["", f"### {_TITLES[section]}", "",
+                    "| | base calls | base ms | base % | tuned calls | tuned ms | tuned % |",
+                    "|---|---:|---:|---:|---:|---:|---:|"]
+        label = f"`{row.key}`" + (f" ({row.what[1]})" if row.section == "layer" and row.what[1]
+                                  else "")
+        cells = [_fmt(getattr(row, kind)[i], kind) for i in range(2)
+                 for kind in ("calls", "ms", "share")]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = [n for n in (profiler_note(baseline), profiler_note(tuned)) if n]
+    return "\n".join(out + [""] + [f"> {n}" for n in notes]) + "\n"
