@@ -9,6 +9,7 @@ import optuna
 from tuner.backends import backend_names, get_backend
 from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
+from tuner.callbacks.profiling import ProfileWinner
 from tuner.callbacks.progress import ProgressBar, summary_table
 from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
@@ -71,6 +72,12 @@ def build_parser() -> OneLineParser:
                         "end, interleaved in fresh processes (default 3; 0 = off)")
     parser.add_argument("--validation-rounds", type=int, default=3, metavar="R",
                         help="interleaved rounds of that re-measurement (default 3, at least 2)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="do not profile the winner and the baseline at the end")
+    parser.add_argument("--profile-trials", action="store_true",
+                        help="also profile every measured trial (its MLflow run gets profile/)")
+    parser.add_argument("--profile-runs", type=positive_int, default=5, metavar="N",
+                        help="profiled inferences per network (default 5)")
     add_common_arguments(parser)
     add_measure_arguments(parser)
     return parser
@@ -119,15 +126,21 @@ def main(argv: list[str]) -> int:
     tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                     or default_tracking_uri(args.runs_dir))
     out = args.out or args.runs_dir / "exports" / f"{name}.json"
-    callbacks = [MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
-                               {"sampler": args.sampler, "seed": args.seed}),
-                 SaveTuningRecords(record_store), exporter := ExportBest(out)]
+    tracker = MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
+                            {"sampler": args.sampler, "seed": args.seed})
+    callbacks = [tracker, SaveTuningRecords(record_store), exporter := ExportBest(out)]
+    profiler = None
+    if not args.no_profile:
+        callbacks.append(profiler := ProfileWinner(tracker, args.profile_runs, args.profile_trials))
     if not args.no_progress:
         callbacks.insert(0, ProgressBar(args.trials))
     run_trials(run, args.trials, callbacks)
     print(summary_table(run))
     exported = exporter.written
     print(f"best configuration: {exported}" if exported else "nothing exported (no successful trial)")
+    if profiler is not None and profiler.written:
+        print(f"where the winner's time goes: {profiler.written} (python -m tuner.profile "
+              f"{exported or 'best.json'} to profile again)")
     print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}")
     return 0
 

@@ -8,6 +8,9 @@ Rules for implementations:
   ``trial`` is the frozen trial with its final state and attributes; ``result`` its record.
 - ``on_validated(run, report)`` is called when the top configurations have been re-measured
   (after the last trial, not after an error or Ctrl-C).
+- ``on_search_complete(run, winner)`` is called once when every trial ran and validation is
+  done (not after an error or Ctrl-C): ``winner`` is the trial that will be exported (the
+  validated winner, else the best ok trial), or None when no trial succeeded.
 - ``on_study_end(run)`` is called once when the loop stops, also after an error or Ctrl-C.
 - Callbacks never change the study's search decisions; they only report.
 """
@@ -32,6 +35,9 @@ class StudyCallback:
 
     def on_validated(self, run: "StudyRun", report: "ValidationReport") -> None:
         """Called after the winners were validated."""
+
+    def on_search_complete(self, run: "StudyRun", winner: "FrozenTrial | None") -> None:
+        """Called after the last trial and the validation."""
 
     def on_study_end(self, run: "StudyRun") -> None:
         """Called when the loop stops."""

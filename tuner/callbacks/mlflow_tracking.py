@@ -39,6 +39,7 @@ class MlflowTracker(StudyCallback):
         self.extra_params = extra_params or {}
         self.client: MlflowClient | None = None
         self.parent_id = ""
+        self.trial_run_ids: dict[int, str] = {}  # trial number -> its nested run
 
     def _experiment_id(self) -> str:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
@@ -50,7 +51,7 @@ class MlflowTracker(StudyCallback):
             location = self.artifact_root.resolve().as_uri()
         return self.client.create_experiment(EXPERIMENT, artifact_location=location)
 
-    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
+    def log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
              tags: dict | None = None, step: int = 0) -> None:
         now = get_current_time_millis()
         items = {"params": [Param(k, _param_value(v)) for k, v in (params or {}).items()],
@@ -73,7 +74,7 @@ class MlflowTracker(StudyCallback):
         if self.parent_id:
             try:
                 self.client.update_run(self.parent_id, status="RUNNING")
-                self._log(self.parent_id, metrics=run.noise, step=records.trial_count(run.study))
+                self.log(self.parent_id, metrics=run.noise, step=records.trial_count(run.study))
                 return
             except mlflow.exceptions.MlflowException:
                 self.parent_id = ""  # the tracking store was reset: start a new parent run
@@ -82,7 +83,7 @@ class MlflowTracker(StudyCallback):
         self.parent_id = parent.info.run_id
         run.study.set_user_attr(PARENT_RUN_ATTR, self.parent_id)
         info = run.model_info
-        self._log(self.parent_id, params={
+        self.log(self.parent_id, params={
             **run.target.to_dict(), "input_shape": "x".join(map(str, run.target.input_shape)),
             "search_space": run.space.source, "objectives": ",".join(o.name for o in run.objectives),
             "mindspore_version": info.get("mindspore_version"), "optuna_version": optuna.__version__,
@@ -91,7 +92,7 @@ class MlflowTracker(StudyCallback):
             "model_parameters": info.get("parameters"), "study_storage": _safe_url(run),
             **{f"measure.{k}": v for k, v in run.measure.to_dict().items()},
             **self.extra_params})
-        self._log(self.parent_id, metrics=run.noise)
+        self.log(self.parent_id, metrics=run.noise)
         self.client.log_dict(self.parent_id, run.space.describe(), "search_space.json")
         self.client.log_dict(self.parent_id, info, "model_info.json")
 
@@ -107,12 +108,13 @@ class MlflowTracker(StudyCallback):
                   **({"reused_from": str(trial.user_attrs[records.REUSED_FROM_ATTR])}
                      if records.REUSED_FROM_ATTR in trial.user_attrs else {})})
         run_id = child.info.run_id
+        self.trial_run_ids[trial.number] = run_id
         metrics = dict(result.metrics.to_dict()) if result.metrics else {}
         metrics["wall_seconds"] = result.wall_seconds
         if SPEEDUP_ATTR in trial.user_attrs:
             metrics["speedup"] = trial.user_attrs[SPEEDUP_ATTR]
         metrics.update({f"graph_ops.{k}": v for k, v in result.graph_ops.items()})
-        self._log(run_id, params=config.flat(), metrics=metrics)
+        self.log(run_id, params=config.flat(), metrics=metrics)
         self.client.log_dict(run_id, config.to_dict(), "config.json")
         if result.error:
             self.client.log_text(run_id, result.error, "error.txt")
@@ -128,14 +130,14 @@ class MlflowTracker(StudyCallback):
         metrics["best_speedup"] = top.user_attrs.get(SPEEDUP_ATTR)
         metrics["trials"] = records.trial_count(run.study)
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
-        self._log(self.parent_id, metrics=metrics, step=step,
+        self.log(self.parent_id, metrics=metrics, step=step,
                   tags={"best_trial": top.number,
                         "best_knobs": records.trial_config(top).describe()[:5000]})
 
     def on_validated(self, run, report):
         winner = report.candidate(report.winner)
         (low, high), (ci_low, ci_high) = winner.spread, winner.interval
-        self._log(self.parent_id, metrics={"validated_speedup": winner.speedup,
+        self.log(self.parent_id, metrics={"validated_speedup": winner.speedup,
                                            "validated_speedup_low": low,
                                            "validated_speedup_high": high,
                                            "validated_speedup_ci_low": ci_low,

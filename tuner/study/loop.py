@@ -315,9 +315,20 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
         if report is not None:
             for callback in callbacks:
                 callback.on_validated(run, report)
+        winner = _exported_trial(run, report)
+        for callback in callbacks:
+            callback.on_search_complete(run, winner)
     finally:
         for callback in callbacks:
             callback.on_study_end(run)
+
+
+def _exported_trial(run: StudyRun, report) -> FrozenTrial | None:
+    """The validated winner, else the best ok trial (what the export will write)."""
+    if report is not None:
+        return run.study.get_trials(deepcopy=False)[report.winner]
+    best = run.best_trials()
+    return best[0] if best else None
 
 
 def _trial_ended(run: StudyRun, number: int, result: TrialResult,

@@ -1,0 +1,99 @@
+"""Operator-level profiles of the search's winner (and, optionally, of every trial), logged to
+MLflow: the artifacts under ``profile/`` and a few shares as metrics (tuner.profiling)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tuner.callbacks.base import StudyCallback
+from tuner.config import TuningConfig
+from tuner.profiling.records import Profile
+from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
+from tuner.study import records
+from tuner.study.loop import WEIGHTS_SEED_ATTR
+
+ARTIFACT_DIR = "profile"
+TOP_TYPES = 5
+
+
+def profile_metrics(outcome: ProfileOutcome) -> dict[str, float]:
+    """``profile.overhead_share``, wall and operator ms per inference, the profiler's slowdown,
+    the baseline's overhead share, and the share of the tuned side's top operator types
+    (``profile.share.Conv2D``, ``profile.share.Custom_conv2d_dense``)."""
+    tuned, base = outcome.tuned, outcome.baseline
+    metrics = {"profile.overhead_share": tuned.overhead_share, "profile.wall_ms": tuned.wall_ms,
+               "profile.operator_ms": tuned.operator_ms,
+               "profile.profiler_slowdown": tuned.profiler_slowdown,
+               "profile.baseline.overhead_share": base.overhead_share}
+    by_type = sorted(tuned.per_inference("op_type").items(), key=lambda kv: -kv[1][1])
+    for op_type, (_, ms) in by_type[:TOP_TYPES]:
+        metrics[f"profile.share.{op_type.replace(':', '_')}"] = ms / tuned.wall_ms
+    return metrics
+
+
+class ProfileWinner(StudyCallback):
+    """Profiles the exported trial and the baseline once the search is complete; with
+    ``every_trial`` also each measured (ok, not reused) trial as it ends. The baseline and
+    each trial are profiled at most once per invocation. A profiler failure is printed in one line and
+    recorded as the run's tag ``profile_error``; it never stops the study, and profiling never
+    touches a trial's measured metrics (it runs in its own process after the trial).
+
+    ``tracker``: the MlflowTracker whose parent and nested runs receive the results (None: the
+    files are only written under the study's ``profiles/`` directory)."""
+
+    def __init__(self, tracker=None, runs: int = 5, every_trial: bool = False, top: int = 15):
+        self.tracker, self.runs, self.every_trial, self.top = tracker, runs, every_trial, top
+        self._baseline: Profile | None = None
+        self._outcomes: dict[int, ProfileOutcome] = {}  # trial number -> its profile
+        self.written: Path | None = None  # the winner's table.md
+
+    def _profile(self, run, config: TuningConfig, label: str, workdir: Path) -> tuple[Profile | None, str]:
+        return profile_one(run.target, run.assets_dir, config, label, workdir, self.runs,
+                           seed=int(run.study.user_attrs.get(WEIGHTS_SEED_ATTR, 0)),
+                           timeout=run.settings.trial_timeout)
+
+    def _pair(self, run, trial) -> ProfileOutcome:
+        workdir = run.directory / "profiles" / "work"
+        if self._baseline is None:
+            self._baseline, error = self._profile(run, TuningConfig(), "baseline",
+                                                  workdir / "baseline")
+            if self._baseline is None:
+                return ProfileOutcome(None, None, error)
+        tuned, error = self._profile(run, records.trial_config(trial), f"trial {trial.number}",
+                                     workdir / f"trial-{trial.number}")
+        return ProfileOutcome(self._baseline, tuned, error)
+
+    def _record(self, run, trial, run_id: str | None) -> Path | None:
+        if trial.number not in self._outcomes:
+            self._outcomes[trial.number] = self._pair(run, trial)
+        outcome = self._outcomes[trial.number]
+        client = self.tracker.client if self.tracker is not None else None
+        if not outcome.ok:
+            print(f"profiling trial {trial.number} failed (the study goes on): {outcome.error}",
+                  file=sys.stderr)
+            if client is not None and run_id:
+                client.set_tag(run_id, "profile_error", outcome.error[:5000])
+            return None
+        out = run.directory / "profiles" / f"trial-{trial.number}"
+        write_outputs(outcome, out, self.top)
+        if client is not None and run_id:
+            try:
+                client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
+                self.tracker.log(run_id, metrics=profile_metrics(outcome),
+                                  step=records.trial_count(run.study))
+            except Exception as exc:  # a tracking failure must not stop the study
+                print(f"profile of trial {trial.number} not logged to MLflow: "
+                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
+                      file=sys.stderr)
+        return out / "table.md"
+
+    def on_trial_end(self, run, trial, result):
+        if (self.every_trial and result.ok and not records.is_baseline(trial)
+                and records.REUSED_FROM_ATTR not in trial.user_attrs):
+            run_ids = self.tracker.trial_run_ids if self.tracker is not None else {}
+            self._record(run, trial, run_ids.get(trial.number))
+
+    def on_search_complete(self, run, winner):
+        if winner is None or records.is_baseline(winner):
+            return
+        self.written = self._record(run, winner, self.tracker.parent_id if self.tracker else None)
