@@ -1,4 +1,4 @@
-"""``python -m tuner.bench kernels ...`` or ``python -m tuner.bench search ...`` (see --help)."""
+"""``python -m tuner.bench kernels|search|anchors ...`` (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tuner.bench import kernels, search
+    from tuner.bench import anchors, kernels, search
 
-    benchmarks = {"kernels": kernels, "search": search}
+    benchmarks = {"kernels": kernels, "search": search, "anchors": anchors}
     parser = argparse.ArgumentParser(prog="python -m tuner.bench")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, module in benchmarks.items():

@@ -34,11 +34,6 @@ class ProfileOutcome:
         return self.baseline is not None and self.tuned is not None
 
 
-def _first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
 def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, label: str,
                 workdir: Path, runs: int = DEFAULT_RUNS, warmup_runs: int = 2, seed: int = 0,
                 timeout: float = 300.0) -> tuple[Profile | None, str]:
@@ -48,7 +43,7 @@ def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, la
                            profile_runs=runs)
     result = run_isolated(request, workdir, timeout)
     if not result.ok:
-        return None, f"{label}: {result.status.value}: {_first_line(result.error)}"
+        return None, f"{label}: {result.reason()}"
     profile = Profile.from_dict(json.loads((workdir / PROFILE_FILE).read_text()))
     return Profile.from_dict({**profile.to_dict(), "label": f"{label}: {profile.label}"}), ""
 

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import re
 from enum import Enum
 from typing import Any
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*:")
 
 
 class Status(str, Enum):
@@ -75,6 +79,15 @@ class TrialResult:
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    def reason(self, limit: int = 300) -> str:
+        """One line saying what went wrong: the status and the error's exception line (the last
+        ``SomethingError: ...`` line of a traceback, MindSpore's C++ stack after it skipped),
+        else its last line."""
+        lines = [line.strip() for line in self.error.strip().splitlines() if line.strip()]
+        raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+        text = raised[-1] if raised else (lines[-1] if lines else "")
+        return f"{self.status.value}: {text[:limit]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status.value,

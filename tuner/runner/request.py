@@ -22,8 +22,10 @@ class TrialRequest:
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
     ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
-    MindSpore's profiler, see tuner.profiling.capture). A ``gated`` measurement waits after
-    compiling until the study releases it (tuner.runner.isolate)."""
+    MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
+    checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
+    tuner.onnx.runtime). A ``gated`` measurement waits after compiling until the study releases
+    it (tuner.runner.isolate)."""
 
     kind: str
     target: TuningTarget

@@ -191,6 +191,15 @@ def _wait_for_release() -> None:
         time.sleep(GATE_POLL_SECONDS)
 
 
+class Built(NamedTuple):
+    ms: object
+    network: object
+    x: object
+    reference: np.ndarray
+    compile_seconds: float
+    original: list
+
+
 def _build(request: TrialRequest):
     """The configured network, compiled, its input and the reference output; ``original``
     lists the untuned network's cells by path (taken before the rewrite, for profiles)."""
@@ -219,15 +228,6 @@ def _build(request: TrialRequest):
     return Built(ms, tuned, x, reference, compile_seconds, original)
 
 
-class Built(NamedTuple):
-    ms: object
-    network: object
-    x: object
-    reference: np.ndarray
-    compile_seconds: float
-    original: list
-
-
 def _profile(request: TrialRequest) -> TrialResult:
     """Profile the configured network (tuner.profiling.capture) into ``profile.json``."""
     from tuner.backends import get_backend
@@ -244,6 +244,26 @@ def _profile(request: TrialRequest) -> TrialResult:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
     Path(PROFILE_FILE).write_text(json.dumps(profile.to_dict()))
     return TrialResult(Status.OK)
+
+
+def _onnx_export(request: TrialRequest) -> TrialResult:
+    """The model in ONNX, checked by ONNX Runtime against the reference (tuner.onnx.export)."""
+    from tuner.onnx.export import export_onnx
+
+    ms = _setup(request)
+    _phase("compile")
+    exported = export_onnx(request, ms)
+    if not exported.max_rel_error <= request.measure.rel_tolerance:
+        return TrialResult(Status.WRONG_RESULT, error=f"ONNX Runtime's output differs from the "
+                           f"untuned MindSpore output: max rel error {exported.max_rel_error:.3g}")
+    return TrialResult(Status.OK)
+
+
+def _onnx_measure(request: TrialRequest) -> TrialResult:
+    from tuner.onnx.runtime import measure_onnx_runtime
+
+    _phase("run")
+    return measure_onnx_runtime(request)
 
 
 def _measure(request: TrialRequest) -> TrialResult:
@@ -285,7 +305,7 @@ def _measure(request: TrialRequest) -> TrialResult:
 def run(request: TrialRequest) -> TrialResult:
     started = time.perf_counter()
     try:
-        result = {"prepare": _prepare, "profile": _profile}.get(request.kind, _measure)(request)
+        result = KINDS[request.kind](request)
     except _Failed as failure:
         result = TrialResult(failure.status, error=str(failure))
     except Exception:
@@ -299,6 +319,10 @@ def run(request: TrialRequest) -> TrialResult:
                              graph_ops=count_graph_ops(Path(GRAPHS_DIR)))
     return TrialResult(result.status, result.metrics, result.error,
                        time.perf_counter() - started, result.graph_ops)
+
+
+KINDS = {"prepare": _prepare, "measure": _measure, "profile": _profile,
+         "onnx_export": _onnx_export, "onnx_measure": _onnx_measure}
 
 
 def main(argv: list[str]) -> int:

@@ -127,6 +127,12 @@ class SearchSpace:
                    if self.kernels else None)
         return dataclasses.replace(self, knobs=knobs, kernels=kernels)
 
+    def for_model(self, model_info: dict[str, Any]) -> "SearchSpace":
+        """``with_model`` from a prepared study's ``model.json`` (stages and workloads)."""
+        workloads = tuple(Workload(w["key"], w["kernel"], tuple(w["layers"]), w["flops"])
+                          for w in model_info.get("workloads", []))
+        return self.with_model(tuple(model_info["stages"]), workloads)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for MLflow."""
         kernels = ({"default": self.kernels.default_impl,

@@ -27,7 +27,6 @@ from tuner.runner.measurement import MeasureSettings, machine_noise
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, TrialRequest
 from tuner.space import SearchSpace
-from tuner.space.kernel_knobs import Workload
 from tuner.study import records
 from tuner.study.objectives import Objective
 from tuner.kernels.build import compiler_version
@@ -138,9 +137,7 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     if stored and stored != target.to_dict():
         raise UsageError(f"study {study.study_name} was created for {stored}, not {target.to_dict()}")
     _prepare_assets(run)
-    workloads = tuple(Workload(w["key"], w["kernel"], tuple(w["layers"]), w["flops"])
-                      for w in run.model_info.get("workloads", []))
-    run.space = space.with_model(tuple(run.model_info["stages"]), workloads)
+    run.space = space.for_model(run.model_info)
     study.set_user_attr(TARGET_ATTR, target.to_dict())
     study.set_user_attr(MODEL_INFO_ATTR, run.model_info)
     study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)

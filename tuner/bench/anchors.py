@@ -1,0 +1,163 @@
+"""Anchors: untuned MindSpore, the tuned configuration and ONNX Runtime on the same network.
+
+For each model and batch size: the model is built once with random weights (seed 0, as a study
+does) with a fixed random input and the untuned output on it. The same network with the same
+weights is exported to ONNX (``mindspore.export``; tuner.onnx.exportable first makes networks
+that MindSpore's converter refuses exportable, without changing what they compute) and ONNX
+Runtime's output is compared with the untuned MindSpore output: the ``ORT err`` column. Then,
+in each of ``--rounds`` rounds, the three engines are timed one after the other, each in its own
+fresh process with the trials' protocol (tuner.runner.measurement); a row gives each engine's
+median images/s over the rounds and the ratios tuned/untuned and tuned/ONNX Runtime. The tuned
+configuration is the export given by ``--config`` for that model and shape, else the search
+space's default for the model. A model that cannot be built, tuned or exported gets a row that
+says why. Needs ``pip install -e ".[bench]"`` (onnx, onnxruntime).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuner.config import TuningConfig
+from tuner.export_format import read_export
+from tuner.models import TuningTarget
+from tuner.runner.isolate import run_isolated
+from tuner.runner.measurement import MeasureSettings
+from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.runner.worker import cpu_model
+
+DEFAULT_MODELS = ("resnet50", "mobilenet_v2_100", "efficientnet_b0", "densenet121",
+                  "regnet_x_800mf", "convnext_tiny", "vit_b_32_224")
+ENGINES = ("untuned", "tuned", "onnxruntime")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--config", type=Path, nargs="*", default=[],
+                        help="exported JSONs; each is used for its own model and input shape")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--max-seconds", type=float, default=10.0,
+                        help="timing cap per engine and round (default 10; at least one run)")
+    parser.add_argument("--trial-timeout", type=float, default=1800.0)
+    parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "bench-anchors")
+
+
+@dataclass
+class AnchorRow:
+    model: str
+    batch: int
+    images_per_second: dict[str, list[float]] = field(default_factory=dict)
+    onnx_rel_error: float | None = None
+    onnx_rewrites: dict = field(default_factory=dict)
+    tuned_from: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def median(self, engine: str) -> float | None:
+        values = self.images_per_second.get(engine)
+        return statistics.median(values) if values else None
+
+    def ratio(self, numerator: str, denominator: str) -> float | None:
+        top, bottom = self.median(numerator), self.median(denominator)
+        return top / bottom if top and bottom else None
+
+
+def _tuned_config(target: TuningTarget, info: dict, exports: list) -> tuple[TuningConfig, str]:
+    for exported in exports:
+        if (exported.target.model, exported.target.input_shape) == (target.model, target.input_shape):
+            return exported.config, str(exported.source)
+    from tuner.backends import get_backend
+    from tuner.space import load_space
+
+    space = load_space(get_backend(target.device).default_space_path()).for_model(info)
+    return space.default_config(), "the space's default"
+
+
+def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
+    row = AnchorRow(target.model, target.batch_size)
+    work = args.runs_dir / f"{target.model}_{'x'.join(map(str, target.input_shape))}"
+    assets = work / "assets"
+    timeout = args.trial_timeout
+    if not (assets / MODEL_INFO_FILE).exists():
+        prepared = run_isolated(TrialRequest("prepare", target, str(assets)), work / "prepare", timeout)
+        if not prepared.ok:
+            row.notes.append(f"cannot build: {prepared.reason()}")
+            return row
+    info = json.loads((assets / MODEL_INFO_FILE).read_text())
+    config, row.tuned_from = _tuned_config(target, info, exports)
+    exported = run_isolated(TrialRequest("onnx_export", target, str(assets)), work / "onnx", timeout)
+    onnx_info = assets / "onnx.json"
+    if onnx_info.exists():
+        data = json.loads(onnx_info.read_text())
+        row.onnx_rel_error, row.onnx_rewrites = data["max_rel_error"], data["rewrites"]
+    if not exported.ok:
+        row.notes.append(f"no ONNX Runtime figure: export {exported.reason()}")
+    settings = MeasureSettings(warmup_runs=1, min_runs=3, min_seconds=1.0,
+                               max_seconds=args.max_seconds)
+    requests = {"untuned": TrialRequest("measure", target, str(assets), measure=settings),
+                "tuned": TrialRequest("measure", target, str(assets), config=config,
+                                      measure=settings),
+                "onnxruntime": TrialRequest("onnx_measure", target, str(assets), measure=settings)}
+    if not exported.ok:
+        del requests["onnxruntime"]
+    failed: set[str] = set()
+    for round_index in range(args.rounds):
+        for engine, request in requests.items():
+            if engine in failed:
+                continue
+            result = run_isolated(request, work / f"{round_index}-{engine}", timeout)
+            if result.ok:
+                row.images_per_second.setdefault(engine, []).append(result.metrics.throughput_ips)
+            else:
+                failed.add(engine)
+                row.notes.append(f"{engine}: {result.reason()}")
+    return row
+
+
+def _fmt(value: float | None, pattern: str = "{:.3g}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def render(rows: list[AnchorRow]) -> str:
+    header = ["model", "batch", "untuned", "tuned", "ORT", "tuned/untuned", "tuned/ORT",
+              "ORT err", "tuned config"]
+    table = [[r.model, str(r.batch), _fmt(r.median("untuned")), _fmt(r.median("tuned")),
+              _fmt(r.median("onnxruntime")), _fmt(r.ratio("tuned", "untuned"), "{:.1f}x"),
+              _fmt(r.ratio("tuned", "onnxruntime"), "{:.2f}"), _fmt(r.onnx_rel_error, "{:.1e}"),
+              r.tuned_from] for r in rows]
+    widths = [max(len(line[i]) for line in [header] + table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip()
+             for line in [header] + table]
+    for r in rows:
+        lines += [f"  {r.model} b{r.batch}: {note}" for note in r.notes]
+        if r.onnx_rewrites and any(r.onnx_rewrites.values()):
+            lines.append(f"  {r.model} b{r.batch}: exported after "
+                         f"{', '.join(f'{k}={v}' for k, v in r.onnx_rewrites.items() if v)}")
+    ratios = [r.ratio("tuned", "onnxruntime") for r in rows]
+    ratios = [x for x in ratios if x is not None]
+    if ratios:
+        lines.append(f"median tuned/ORT over {len(ratios)} rows: {statistics.median(ratios):.2f}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print('tuner.bench anchors needs ONNX Runtime: pip install -e ".[bench]"')
+        return 2
+    exports = [read_export(path) for path in args.config]
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_model()}; images/s, median of {args.rounds} interleaved rounds, each "
+          f"engine in its own process; {args.image_size}x{args.image_size}")
+    rows = []
+    for model in args.models:
+        for batch in args.batch:
+            rows.append(_anchor(TuningTarget(model, batch, args.image_size), args, exports))
+            print(render(rows[-1:]).splitlines()[1], flush=True)
+    print(render(rows))
+    (args.runs_dir / "anchors.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0

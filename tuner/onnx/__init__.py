@@ -1,0 +1,1 @@
+"""The same network in ONNX (ONNX Runtime is the yardstick of the anchors benchmark)."""
