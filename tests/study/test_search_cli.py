@@ -10,9 +10,10 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY_MODEL
 
-FAST = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
-        "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1",
-        "--validate-top", "2", "--validation-rounds", "2"]
+PROFILED = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
+            "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1",
+            "--validate-top", "2", "--validation-rounds", "2"]
+FAST = [*PROFILED, "--no-profile"]
 
 
 def tuner(module, *args, runs_dir=None, check=True):
@@ -26,9 +27,10 @@ def tuner(module, *args, runs_dir=None, check=True):
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """A 3-trial search, then the same command again with 2 more trials (resume)."""
+    """A 3-trial search that profiles its winner, then the same command again with 2 more
+    trials (resume)."""
     runs = tmp_path_factory.mktemp("runs")
-    first = tuner("search", *FAST, "--trials", "3", runs_dir=runs)
+    first = tuner("search", *PROFILED, "--trials", "3", runs_dir=runs)
     second = tuner("search", *FAST, "--trials", "2", runs_dir=runs)
     return runs, first, second
 
@@ -79,6 +81,39 @@ def test_mlflow_has_one_parent_run_with_a_nested_run_per_trial(searched):
     assert "rewrites.fold_batchnorm" in child.data.params
     config = mlflow.artifacts.load_dict(f"{child.info.artifact_uri}/config.json")
     assert set(config) >= {"graph_kernel", "rewrites", "runtime"}
+
+
+def test_the_winner_and_baseline_are_profiled_into_the_parent_run(searched):
+    runs, first, _ = searched
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tuner")
+    all_runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in all_runs if "mlflow.parentRunId" not in r.data.tags)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "profile")}
+    assert {f"profile/{name}" for name in ("table.md", "table.json", "table.csv",
+                                           "trace.json", "raw")} <= artifacts
+    assert 0 <= parent.data.metrics["profile.overhead_share"] <= 1
+    assert any(k.startswith("profile.share.Custom_conv2d") for k in parent.data.metrics)
+    assert "where the winner's time goes:" in first.stdout
+    # profiling ran after the trials and did not touch what they measured
+    study = _study(runs)
+    for child in all_runs:
+        if child.data.tags.get("status") == "ok":
+            number = int(child.data.tags["trial_number"])
+            stored = study.trials[number].user_attrs["result"]["metrics"]["throughput_ips"]
+            assert child.data.metrics["throughput_ips"] == pytest.approx(stored)
+            assert not any(k.startswith("profile.") for k in child.data.metrics)
+
+
+def test_profile_of_a_study_trial_and_of_an_unknown_one(searched, tmp_path):
+    runs, _, _ = searched
+    process = tuner("profile", "--trial", "1", "--runs", "3", "--out", tmp_path / "p", runs_dir=runs)
+    assert "-- by operator type --" in process.stdout and (tmp_path / "p" / "trace.json").exists()
+    process = tuner("profile", "--trial", "99", runs_dir=runs, check=False)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        "error: --trial 99: study tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput "
+        "has trials 0..4"]
 
 
 def test_export_writes_a_loadable_best_configuration(searched, tmp_path):

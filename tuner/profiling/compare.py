@@ -71,12 +71,17 @@ def compare(baseline: Profile, tuned: Profile, top: int = 15) -> list[Row]:
 
 
 def profiler_note(profile: Profile, tolerance: float = 0.15) -> str:
-    """Says when the profiler slowed the inference by more than ``tolerance``."""
+    """Says when the profiled wall time per inference is more than ``tolerance`` away from the
+    unprofiled one (the profiler's own cost, or noise), and by how much."""
     slowdown = profile.profiler_slowdown
     if slowdown > 1 + tolerance:
-        return (f"{profile.label}: the profiler slowed an inference by {slowdown - 1:.0%} "
-                f"({profile.unprofiled_ms:.2f} -> {profile.wall_ms:.2f} ms)")
-    return ""
+        change = f"slowed an inference by {slowdown - 1:.0%}"
+    elif slowdown < 1 - tolerance:
+        change = f"ran an inference {1 - slowdown:.0%} faster than unprofiled"
+    else:
+        return ""
+    return (f"{profile.label}: profiled, {change} ({profile.unprofiled_ms:.3f} -> "
+            f"{profile.wall_ms:.3f} ms per inference)")
 
 
 def _fmt(value: float | None, kind: str) -> str:

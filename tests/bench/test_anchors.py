@@ -1,0 +1,37 @@
+"""python -m tuner.bench anchors: three engines on the same network, a row per model, a row
+saying why for a model that cannot be measured."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, TINY_MODEL
+from tuner.bench.anchors import AnchorRow, render
+
+pytest.importorskip("onnxruntime")
+
+
+def test_rows_give_ratios_from_medians_and_say_why_a_figure_is_missing():
+    good = AnchorRow("net", 1, {"untuned": [1.0, 3.0, 2.0], "tuned": [10.0, 30.0, 20.0],
+                                "onnxruntime": [40.0, 40.0]}, onnx_rel_error=1e-7,
+                     tuned_from="the space's default")
+    broken = AnchorRow("other", 1, {"untuned": [2.0]}, notes=["no ONNX Runtime figure: why"])
+    text = render([good, broken])
+    line = next(l for l in text.splitlines() if l.startswith("net "))
+    assert line.split()[2:7] == ["2", "20", "40", "10.0x", "0.50"]
+    assert "other b1: no ONNX Runtime figure: why" in text
+    assert "median tuned/ORT over 1 rows: 0.50" in text
+
+
+def test_the_command_measures_three_engines_on_the_tiny_net(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "tuner.bench", "anchors", "--models", TINY_MODEL, "resnet51",
+         "--batch", "2", "--image-size", "16", "--rounds", "1", "--max-seconds", "0.5",
+         "--runs-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "resnet51 b2: cannot build: usage_error: --model resnet51: not a mindcv model" in process.stdout
+    (row, missing) = json.loads((tmp_path / "anchors.json").read_text())
+    assert set(row["images_per_second"]) == {"untuned", "tuned", "onnxruntime"}
+    assert row["onnx_rel_error"] < 1e-5 and row["tuned_from"] == "the space's default"
+    assert not missing["images_per_second"]

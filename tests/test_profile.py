@@ -1,0 +1,103 @@
+"""python -m tuner.profile on an exported configuration of the tiny net, as a user runs it."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tuner.profiling.compare import profiler_note
+from tuner.config import KernelChoice, TuningConfig
+from tuner.export_format import ExportedConfig, write_export
+from tuner.profiling.records import Profile
+
+RUNS = 10
+
+
+def profile_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tuner.profile", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workloads(tiny_assets):
+    return json.loads((tiny_assets / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory, tiny_target, workloads):
+    """An export running every convolution as a custom kernel, profiled by the CLI."""
+    from tuner.backends import get_backend
+    from tuner.space import load_space
+
+    work = tmp_path_factory.mktemp("profile")
+    spaces = load_space(get_backend("CPU").default_space_path()).kernels.spaces
+    choices = tuple(KernelChoice(w["key"], w["kernel"],
+                                 tuple(sorted(spaces[w["kernel"]].defaults().items())))
+                    for w in workloads["workloads"])
+    config = work / "tiny.json"
+    write_export(ExportedConfig(tiny_target, TuningConfig(kernels=choices),
+                                workloads["fingerprint"], workloads["mindspore_version"]), config)
+    process = profile_cli(config, "--runs", RUNS, "--out", work / "out")
+    assert process.returncode == 0, process.stderr[-3000:]
+    return work / "out", process.stdout
+
+
+def test_table_has_both_runs_and_custom_operators_named_by_workload(profiled, workloads):
+    out, stdout = profiled
+    table = json.loads((out / "table.json").read_text())
+    baseline, tuned = Profile.from_dict(table["baseline"]), Profile.from_dict(table["tuned"])
+    assert {"Conv2D", "BatchNorm"} <= {o.op_type for o in baseline.operators}
+    custom = [o for o in tuned.operators if o.kernel]
+    assert custom and all(o.op_type == f"Custom:{o.kernel}" for o in custom)
+    keys = {w["key"] for w in workloads["workloads"]}
+    layers = {layer for w in workloads["workloads"] for layer in w["layers"]}
+    assert {o.workload for o in custom} == keys
+    assert {o.layer for o in custom} == layers  # attributed to the convolutions they replaced
+    assert "Conv2D" not in {o.op_type for o in tuned.operators}
+    assert all(o.calls % RUNS == 0 for o in baseline.operators + tuned.operators)
+    for key in keys:
+        assert key in stdout
+    assert "Custom-op" not in stdout
+    assert "-- by operator type --" in stdout and "-- by layer --" in stdout
+    assert "framework overhead (wall - operators)" in stdout
+    assert {r["section"] for r in table["rows"]} == {"type", "layer", "total"}
+
+
+def test_profiled_wall_time_is_close_to_unprofiled_or_the_table_says_how_far(profiled):
+    out, stdout = profiled
+    table = json.loads((out / "table.json").read_text())
+    for side in ("baseline", "tuned"):
+        profile = Profile.from_dict(table[side])
+        assert profile.operator_ms > 0 and profile.wall_ms >= profile.operator_ms * 0.9
+        if abs(profile.profiler_slowdown - 1) > 0.15:
+            note = profiler_note(profile)
+            assert note and note in stdout and note in (out / "table.md").read_text()
+        else:
+            assert profiler_note(profile) == ""
+
+
+def test_files_raw_output_tables_and_one_trace_with_both_runs(profiled):
+    out, _ = profiled
+    for name in ("table.csv", "table.json", "table.md", "trace.json"):
+        assert (out / name).stat().st_size > 0
+    for side in ("baseline", "tuned"):
+        assert list((out / "raw" / side).glob("*/FRAMEWORK/cpu_op_detail_info_0.csv"))
+    trace = json.loads((out / "trace.json").read_text())["traceEvents"]
+    spans = [e for e in trace if e["ph"] == "X"]
+    assert {e["pid"] for e in spans} == {1, 2}
+    assert any(e["name"].startswith("conv2d_") for e in spans if e["pid"] == 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give an exported CONFIG.json or --trial N"),
+    (["{bad}"], "line 1: not valid JSON"),
+    (["--runs", "0", "x.json"], "argument --runs: 0 is not a positive integer"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    args = [tmp_path / "bad.json" if a == "{bad}" else a for a in args]
+    (tmp_path / "bad.json").write_text("{bad")
+    process = profile_cli(*args)
+    assert process.returncode == 2, process.stderr[-2000:]
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], process.stderr
