@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny target, prepared assets, isolated runs dirs."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,29 @@ def measure_tiny(tiny_target, tiny_assets, tmp_path):
                                measure=MeasureSettings(max_seconds=3.0), dump_graph=dump_graph)
         return run_isolated(request, tmp_path / "trial", timeout)
     return measure
+
+
+PROFILED = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
+            "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1",
+            "--validate-top", "2", "--validation-rounds", "2"]
+FAST = [*PROFILED, "--no-profile"]
+
+
+def tuner(module, *args, runs_dir=None, check=True):
+    """Run ``python -m tuner.<module>`` as a user does; its CompletedProcess."""
+    runs_args = ["--runs-dir", str(runs_dir)] if runs_dir else []
+    process = subprocess.run([sys.executable, "-m", f"tuner.{module}", *map(str, args), *runs_args],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check:
+        assert process.returncode == 0, process.stderr[-3000:]
+    return process
+
+
+@pytest.fixture(scope="session")
+def searched(tmp_path_factory):
+    """A 3-trial search that profiles its winner, then the same command again with 2 more
+    trials (resume): (runs dir, first process, second process)."""
+    runs = tmp_path_factory.mktemp("runs")
+    first = tuner("search", *PROFILED, "--trials", "3", runs_dir=runs)
+    second = tuner("search", *FAST, "--trials", "2", runs_dir=runs)
+    return runs, first, second

@@ -11,6 +11,7 @@ from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.profiling import ProfileWinner
 from tuner.callbacks.progress import ProgressBar, summary_table
+from tuner.callbacks.reporting import WriteReport
 from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
                        measure_settings, positive_int, positive_float, run_cli)
@@ -132,6 +133,7 @@ def main(argv: list[str]) -> int:
     profiler = None
     if not args.no_profile:
         callbacks.append(profiler := ProfileWinner(tracker, args.profile_runs, args.profile_trials))
+    callbacks.append(reporter := WriteReport(tracker, out, args.jobs))
     if not args.no_progress:
         callbacks.insert(0, ProgressBar(args.trials))
     run_trials(run, args.trials, callbacks)
@@ -141,6 +143,8 @@ def main(argv: list[str]) -> int:
     if profiler is not None and profiler.written:
         print(f"where the winner's time goes: {profiler.written} (python -m tuner.profile "
               f"{exported or 'best.json'} to profile again)")
+    if reporter.written:
+        print(f"report: {reporter.written} (plots under the MLflow parent run's plots/)")
     print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}")
     return 0
 

@@ -5,7 +5,7 @@ import uuid
 import optuna
 import pytest
 
-from tests.study.test_search_cli import FAST, tuner
+from tests.conftest import FAST, tuner
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 

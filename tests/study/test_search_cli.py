@@ -1,38 +1,12 @@
 """The commands as a user runs them: search, resume, MLflow runs, export, measure, bad input."""
 import json
-import subprocess
-import sys
 
 import mlflow
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, TINY_MODEL
-
-PROFILED = ["--model", TINY_MODEL, "--batch-size", "2", "--image-size", "16", "--min-runs", "2",
-            "--min-seconds", "0", "--max-seconds", "3", "--no-progress", "--seed", "1",
-            "--validate-top", "2", "--validation-rounds", "2"]
-FAST = [*PROFILED, "--no-profile"]
-
-
-def tuner(module, *args, runs_dir=None, check=True):
-    runs_args = ["--runs-dir", str(runs_dir)] if runs_dir else []
-    process = subprocess.run([sys.executable, "-m", f"tuner.{module}", *map(str, args), *runs_args],
-                             cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check:
-        assert process.returncode == 0, process.stderr[-3000:]
-    return process
-
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """A 3-trial search that profiles its winner, then the same command again with 2 more
-    trials (resume)."""
-    runs = tmp_path_factory.mktemp("runs")
-    first = tuner("search", *PROFILED, "--trials", "3", runs_dir=runs)
-    second = tuner("search", *FAST, "--trials", "2", runs_dir=runs)
-    return runs, first, second
+from tests.conftest import TINY_MODEL, tuner
 
 
 def _study(runs):

@@ -18,12 +18,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 from tuner.callbacks.base import StudyCallback
-from tuner.callbacks.progress import pruning_savings
+from tuner.callbacks.progress import pruning_savings, summary_table
 from tuner.errors import UsageError
 from tuner.study import records
 from tuner.study.loop import SPEEDUP_ATTR
 
 EXPERIMENT = "tuner"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
+NOTE_TAG = "mlflow.note.content"  # a run's description in the UI (Markdown)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 _BATCH = 100
 
@@ -44,12 +46,16 @@ class MlflowTracker(StudyCallback):
     def _experiment_id(self) -> str:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if experiment.tags.get(key) != value:
+                    self.client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         location = None
         if self.tracking_uri.startswith("sqlite:"):
             self.artifact_root.mkdir(parents=True, exist_ok=True)
             location = self.artifact_root.resolve().as_uri()
-        return self.client.create_experiment(EXPERIMENT, artifact_location=location)
+        return self.client.create_experiment(EXPERIMENT, artifact_location=location,
+                                             tags=EXPERIMENT_KIND)
 
     def log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
              tags: dict | None = None, step: int = 0) -> None:
@@ -101,10 +107,11 @@ class MlflowTracker(StudyCallback):
         baseline = records.is_baseline(trial)
         child = self.client.create_run(
             self.client.get_run(self.parent_id).info.experiment_id,
-            run_name=f"trial-{trial.number}" + ("-baseline" if baseline else ""),
+            run_name=_trial_run_name(trial, result, baseline),
             tags={"mlflow.parentRunId": self.parent_id, "status": result.status.value,
                   "trial_number": str(trial.number), "baseline": str(baseline).lower(),
                   "optuna_state": trial.state.name, "origin": records.origin(trial),
+                  NOTE_TAG: _trial_note(trial, result),
                   **({"reused_from": str(trial.user_attrs[records.REUSED_FROM_ATTR])}
                      if records.REUSED_FROM_ATTR in trial.user_attrs else {})})
         run_id = child.info.run_id
@@ -146,9 +153,40 @@ class MlflowTracker(StudyCallback):
                   step=records.trial_count(run.study))
         self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
 
+    def on_search_complete(self, run, winner):
+        summary = summary_table(run)
+        self.log(self.parent_id, tags={NOTE_TAG: (
+            f"**{run.study.study_name}**: {run.target.model} "
+            f"{'x'.join(map(str, run.target.input_shape))} on {run.target.device}\n\n"
+            f"```\n{summary}\n```\n\nNested runs: one per trial (name: number, status, "
+            f"speedup). Artifacts: `profile/` (where the winner's time goes), `plots/`, "
+            f"`report.html`.")[:5000]})
+
     def on_study_end(self, run):
         if self.client is not None and self.parent_id:
             self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _trial_run_name(trial, result, baseline: bool) -> str:
+    """``trial-7 ok 12.3x``; the baseline ``trial-0 baseline``; a failure ``trial-4 pruned``."""
+    if baseline:
+        return f"trial-{trial.number} baseline"
+    speedup = trial.user_attrs.get(SPEEDUP_ATTR)
+    return f"trial-{trial.number} {result.status.value}" + (
+        f" {speedup:.2f}x" if result.ok and speedup is not None else "")
+
+
+def _trial_note(trial, result) -> str:
+    """The nested run's description: its knobs that differ from the untuned defaults."""
+    config = records.trial_config(trial)
+    lines = [f"- `{k}` = `{v}`" for k, v in config.non_default_knobs().items()]
+    lines += [f"- `{c.workload}`: {c.kernel} " + ", ".join(f"{k}={v}" for k, v in c.params)
+              for c in config.kernels]
+    head = f"Trial {trial.number} ({records.origin(trial)}): {result.status.value}."
+    if result.error:
+        head += f" {result.reason()}"
+    return "\n".join([head, "", "Knobs that differ from the untuned defaults:"]
+                     + (lines or ["- none"]))[:5000]
 
 
 def _safe_url(run) -> str:

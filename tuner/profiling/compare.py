@@ -124,8 +124,8 @@ def render_csv(rows: list[Row]) -> str:
 
 
 def render_markdown(rows: list[Row], baseline: Profile, tuned: Profile) -> str:
-    out = [f"**baseline**: {baseline.label}  ", f"**tuned**: {tuned.label}  ",
-           f"{tuned.runs} profiled inferences each, after warm-up", ""]
+    out = [f"- {baseline.label}", f"- {tuned.label}",
+           f"- {tuned.runs} profiled inferences each, after warm-up", ""]
     section = None
     for row in rows:
         if row.section != section:

@@ -1,6 +1,7 @@
 """How a trial is timed, how memory is read, how its output is compared with the reference."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -8,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from tuner.errors import UsageError
+from tuner.runner.record import Metrics, Status, TrialResult
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,40 @@ def time_runs(run: Callable[[], None], settings: MeasureSettings,
             return durations
         if elapsed >= settings.max_seconds:
             return durations
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, batch_size: int,
+                    reference: np.ndarray, compile_seconds: float, compile_peak_mb: float,
+                    on_run: Callable[[list[float]], None] | None = None,
+                    engine: str = "the configured network") -> TrialResult:
+    """Time ``infer`` (one inference, returning its output as a host array) under ``settings``
+    and compare its last output with ``reference``: the record every engine's trial returns
+    (a ``wrong_result`` when the error is beyond ``settings.rel_tolerance``). An exception of
+    ``infer`` propagates: the caller knows which failure it is."""
+    outputs: list[np.ndarray] = []
+
+    def run_once() -> None:
+        outputs[:] = [infer()]
+
+    cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
+    durations = time_runs(run_once, settings, on_run=on_run)
+    cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    abs_error, rel_error = output_error(outputs[-1], reference)
+    metrics = Metrics(compile_seconds=compile_seconds, **latency_summary(durations, batch_size),
+                      peak_memory_mb=read_hwm_mb(), compile_peak_memory_mb=compile_peak_mb,
+                      cpu_utilization=cpu_utilization,
+                      os_threads=len(os.listdir("/proc/self/task")),
+                      max_abs_error=abs_error, max_rel_error=rel_error)
+    if not rel_error <= settings.rel_tolerance:
+        return TrialResult(Status.WRONG_RESULT, metrics,
+                           f"{engine}'s output differs from the untuned reference: max rel "
+                           f"error {rel_error:.3g} > tolerance {settings.rel_tolerance:g}")
+    return TrialResult(Status.OK, metrics)
 
 
 def latency_summary(durations: list[float], batch_size: int) -> dict[str, float]:

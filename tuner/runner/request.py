@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ REFERENCE_FILE = "reference.npy"
 MODEL_INFO_FILE = "model.json"
 
 
+class RequestKind(str, Enum):
+    """What a trial process is asked to do (see TrialRequest)."""
+
+    PREPARE = "prepare"
+    MEASURE = "measure"
+    PROFILE = "profile"
+    ONNX_EXPORT = "onnx_export"
+    ONNX_MEASURE = "onnx_measure"
+
+
 @dataclass(frozen=True)
 class TrialRequest:
     """``kind`` is ``prepare`` (create the model with ``seed``, save its weights, the fixed input,
@@ -27,7 +38,7 @@ class TrialRequest:
     tuner.onnx.runtime). A ``gated`` measurement waits after compiling until the study releases
     it (tuner.runner.isolate)."""
 
-    kind: str
+    kind: RequestKind
     target: TuningTarget
     assets_dir: str
     config: TuningConfig = TuningConfig()
@@ -37,8 +48,11 @@ class TrialRequest:
     gated: bool = False
     profile_runs: int = 10
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", RequestKind(self.kind))
+
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "target": self.target.to_dict(),
+        return json.dumps({"kind": self.kind.value, "target": self.target.to_dict(),
                            "assets_dir": self.assets_dir, "config": self.config.to_dict(),
                            "measure": self.measure.to_dict(), "seed": self.seed,
                            "dump_graph": self.dump_graph, "gated": self.gated,

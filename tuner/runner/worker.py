@@ -20,7 +20,7 @@ import numpy as np
 
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
-                                  TrialRequest)
+                                  RequestKind, TrialRequest)
 
 PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
@@ -54,11 +54,6 @@ def _report_progress(durations: list[float]) -> None:
     entry = {"runs": len(durations), "median_s": float(np.median(durations))}
     with open(PROGRESS_FILE, "a") as progress:
         progress.write(json.dumps(entry) + "\n")
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def cpu_model() -> str:
@@ -267,39 +262,20 @@ def _onnx_measure(request: TrialRequest) -> TrialResult:
 
 
 def _measure(request: TrialRequest) -> TrialResult:
-    from tuner.runner.measurement import (latency_summary, output_error, read_hwm_mb,
-                                          reset_hwm, time_runs)
+    from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
 
     built = _build(request)
-    tuned, x, reference, compile_seconds = built.network, built.x, built.reference, built.compile_seconds
     compile_peak = read_hwm_mb()
     reset_hwm()
     if request.gated:
         _wait_for_release()
     _phase("run")
-    outputs = []
-
-    def run_once() -> None:
-        outputs.append(tuned(x).asnumpy())
-        del outputs[:-1]
-
-    cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
     try:
-        durations = time_runs(run_once, request.measure, on_run=_report_progress)
+        return measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
+                               request.target.batch_size, built.reference,
+                               built.compile_seconds, compile_peak, on_run=_report_progress)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
-    cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
-    abs_error, rel_error = output_error(outputs[-1], reference)
-    metrics = Metrics(compile_seconds=compile_seconds,
-                      **latency_summary(durations, request.target.batch_size),
-                      peak_memory_mb=read_hwm_mb(), compile_peak_memory_mb=compile_peak,
-                      cpu_utilization=cpu_utilization, os_threads=len(os.listdir("/proc/self/task")),
-                      max_abs_error=abs_error, max_rel_error=rel_error)
-    if not rel_error <= request.measure.rel_tolerance:
-        return TrialResult(Status.WRONG_RESULT, metrics,
-                           f"output differs from the untuned reference: max rel error "
-                           f"{rel_error:.3g} > tolerance {request.measure.rel_tolerance:g}")
-    return TrialResult(Status.OK, metrics)
 
 
 def run(request: TrialRequest) -> TrialResult:
@@ -321,8 +297,9 @@ def run(request: TrialRequest) -> TrialResult:
                        time.perf_counter() - started, result.graph_ops)
 
 
-KINDS = {"prepare": _prepare, "measure": _measure, "profile": _profile,
-         "onnx_export": _onnx_export, "onnx_measure": _onnx_measure}
+KINDS = {RequestKind.PREPARE: _prepare, RequestKind.MEASURE: _measure,
+         RequestKind.PROFILE: _profile, RequestKind.ONNX_EXPORT: _onnx_export,
+         RequestKind.ONNX_MEASURE: _onnx_measure}
 
 
 def main(argv: list[str]) -> int:

@@ -39,6 +39,7 @@ SPEEDUP_ATTR = "speedup"
 WEIGHTS_SEED_ATTR = "weights_seed"
 OBJECTIVES_ATTR = "objectives"
 WARM_START_ATTR = "warm_start_from"
+NOISE_ATTR = "machine_noise"  # the last invocation's machine noise at its start
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     study.set_user_attr(WEIGHTS_SEED_ATTR, settings.weights_seed)
     study.set_user_attr(OBJECTIVES_ATTR, [o.name for o in objectives])
     run.noise = machine_noise()
+    study.set_user_attr(NOISE_ATTR, run.noise)
     return run
 
 

@@ -1,0 +1,58 @@
+"""The study's plots: a figure where the data allows one, else the reason."""
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from tuner.profiling.records import OperatorTime, Profile
+from tuner.reporting import plots
+from tuner.study.validation import ValidatedCandidate, ValidationReport
+
+
+def _study(directions=("maximize",), n=12):
+    study = optuna.create_study(directions=list(directions), study_name="s")
+    for i in range(n):
+        x = i / n
+        values = [10 * x] if len(directions) == 1 else [10 * x, 10 * (1 - x) ** 2]
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": x, "y": (i * 7 % n) / n},
+            distributions={"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)},
+            values=values))
+    return study
+
+
+def test_history_importances_and_slices_of_a_study():
+    study = _study()
+    made = [plots.history(study), plots.importances(study), plots.slices(study)]
+    try:
+        assert all(p.figure is not None for p in made), [p.reason for p in made]
+        assert all(p.png().startswith(b"\x89PNG") for p in made)
+    finally:
+        plots.close(made)
+
+
+def test_plots_without_data_say_why():
+    empty = optuna.create_study()
+    assert "no trial" in plots.history(empty).reason
+    assert plots.importances(empty).figure is None and plots.importances(empty).reason
+    assert "not validated" in plots.validation(None).reason
+    assert "not profiled" in plots.kernels(None, None).reason
+    assert "single objective" in plots.pareto(empty, None).reason
+    assert "--jobs 1" in plots.timeline(empty, 1).reason
+
+
+def test_validation_kernels_pareto_and_timeline():
+    report = ValidationReport(3, (ValidatedCandidate(4, (9.0, 10.0, 11.0), (2.0, 2.1, 1.9), (1, 0),
+                                                     (0.01, 0.01, 0.01)),
+                                  ValidatedCandidate(7, (8.0, 8.5, 9.0), (1.8, 1.7, 1.9), (0, 1),
+                                                     (0.01, 0.01, 0.01))), winner=4)
+    base = Profile("b", 1, 10.0, 10.0, (OperatorTime("Conv2D", "c1", "s1", 1, 8.0),))
+    tuned = Profile("t", 1, 2.0, 2.0, (OperatorTime("Custom:conv2d_dense", "c1", "s2", 1, 1.0,
+                                                    "conv2d_dense", "dense_key"),))
+    study = _study(("maximize", "minimize"))
+    made = [plots.validation(report), plots.kernels(tuned, base), plots.pareto(study, 3),
+            plots.timeline(study, 2)]
+    try:
+        assert all(p.figure is not None for p in made), [p.reason for p in made]
+    finally:
+        plots.close(made)
+    assert "runs no custom kernel" in plots.kernels(base, base).reason
