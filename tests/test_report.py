@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,6 +17,7 @@ from tests.conftest import REPO, tuner
 from tests.fixtures.browser import rendered_dom, screenshot
 
 PLOTS_ALWAYS = ("history", "importances", "slices", "validation")
+UI_QUERY = "workflowType=machine_learning"  # MLflow 3.17's "Model training" view (see README)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -116,11 +118,24 @@ def mlflow_ui(searched):
 def test_mlflow_ui_opens_the_experiment_on_its_runs(mlflow_ui):
     url, client = mlflow_ui
     experiment = client.get_experiment_by_name("tuner")
-    page = f"{url}/#/experiments/{experiment.experiment_id}"
+    page = f"{url}/#/experiments/{experiment.experiment_id}?{UI_QUERY}"
     dom = rendered_dom(page, budget_ms=20000)
-    assert "trial-0 baseline" in dom, "the runs table is not what the experiment opens on"
     assert "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput" in dom
+    assert "matching runs" in dom, "the experiment did not open on its runs table"
     screenshot(page, "mlflow-experiment", size=(1600, 1000), budget_ms=20000)
+
+
+def test_mlflow_ui_shows_a_nested_run_with_its_name_knobs_and_parent(mlflow_ui):
+    url, client = mlflow_ui
+    experiment = client.get_experiment_by_name("tuner")
+    child = next(r for r in client.search_runs([experiment.experiment_id])
+                 if r.data.tags.get("status") == "ok" and r.data.tags.get("baseline") == "false")
+    page = f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}?{UI_QUERY}"
+    dom = rendered_dom(page, budget_ms=20000)
+    assert child.info.run_name in dom and "Knobs that differ from the untuned defaults" in dom
+    assert "Parent run" in dom
+    assert "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput" in dom
+    screenshot(page, "mlflow-nested-run", size=(1600, 1200), budget_ms=20000)
 
 
 def test_mlflow_ui_parent_run_shows_the_summary(mlflow_ui):
@@ -128,7 +143,32 @@ def test_mlflow_ui_parent_run_shows_the_summary(mlflow_ui):
     experiment = client.get_experiment_by_name("tuner")
     parent = next(r for r in client.search_runs([experiment.experiment_id])
                   if "mlflow.parentRunId" not in r.data.tags)
-    page = f"{url}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
+    page = f"{url}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}?{UI_QUERY}"
     dom = rendered_dom(page, budget_ms=20000)
     assert "validated in 2 interleaved rounds" in dom
     screenshot(page, "mlflow-parent-run", size=(1600, 1400), budget_ms=20000)
+
+
+def test_optuna_dashboard_serves_the_study_storage(searched):
+    pytest.importorskip("optuna_dashboard")
+    runs, _, _ = searched
+    port = _free_port()
+    command = Path(sys.executable).with_name("optuna-dashboard")
+    server = subprocess.Popen([str(command if command.exists() else "optuna-dashboard"),
+                               f"sqlite:///{runs / 'optuna.db'}", "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
+                                              timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("optuna-dashboard did not answer within 60 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput" in body

@@ -8,7 +8,7 @@ import optuna
 
 from tuner.backends import backend_names, get_backend
 from tuner.callbacks.export_best import ExportBest
-from tuner.callbacks.mlflow_tracking import MlflowTracker
+from tuner.callbacks.mlflow_tracking import UI_VIEW, MlflowTracker
 from tuner.callbacks.profiling import ProfileWinner
 from tuner.callbacks.progress import ProgressBar, summary_table
 from tuner.callbacks.reporting import WriteReport
@@ -77,6 +77,8 @@ def build_parser() -> OneLineParser:
                         help="do not profile the winner and the baseline at the end")
     parser.add_argument("--profile-trials", action="store_true",
                         help="also profile every measured trial (its MLflow run gets profile/)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write the HTML report and plots at the end")
     parser.add_argument("--profile-runs", type=positive_int, default=5, metavar="N",
                         help="profiled inferences per network (default 5)")
     add_common_arguments(parser)
@@ -133,7 +135,9 @@ def main(argv: list[str]) -> int:
     profiler = None
     if not args.no_profile:
         callbacks.append(profiler := ProfileWinner(tracker, args.profile_runs, args.profile_trials))
-    callbacks.append(reporter := WriteReport(tracker, out, args.jobs))
+    reporter = None
+    if not args.no_report:
+        callbacks.append(reporter := WriteReport(tracker, out, args.jobs))
     if not args.no_progress:
         callbacks.insert(0, ProgressBar(args.trials))
     run_trials(run, args.trials, callbacks)
@@ -143,9 +147,10 @@ def main(argv: list[str]) -> int:
     if profiler is not None and profiler.written:
         print(f"where the winner's time goes: {profiler.written} (python -m tuner.profile "
               f"{exported or 'best.json'} to profile again)")
-    if reporter.written:
+    if reporter is not None and reporter.written:
         print(f"report: {reporter.written} (plots under the MLflow parent run's plots/)")
-    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}")
+    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}, then open "
+          f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_VIEW} (the runs)")
     return 0
 
 

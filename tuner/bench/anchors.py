@@ -95,7 +95,7 @@ def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
         row.onnx_rel_error, row.onnx_rewrites = data["max_rel_error"], data["rewrites"]
     if not exported.ok:
         row.notes.append(f"no ONNX Runtime figure: export {exported.reason()}")
-    settings = MeasureSettings(warmup_runs=1, min_runs=3, min_seconds=1.0,
+    settings = MeasureSettings(warmup_runs=1, min_runs=3, min_seconds=min(1.0, args.max_seconds),
                                max_seconds=args.max_seconds)
     requests = {"untuned": TrialRequest("measure", target, str(assets), measure=settings),
                 "tuned": TrialRequest("measure", target, str(assets), config=config,

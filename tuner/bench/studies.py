@@ -65,7 +65,8 @@ def search_command(spec: StudySpec, runs_dir: Path, trials: int) -> list[str]:
     return [sys.executable, "-m", "tuner.search", "--model", spec.model,
             "--batch-size", str(spec.batch_size), "--image-size", str(spec.image_size),
             "--trials", str(trials), "--seed", str(spec.seed), "--study-name", spec.name,
-            "--runs-dir", str(runs_dir), "--jobs", str(spec.jobs), "--no-progress", *spec.flags]
+            "--runs-dir", str(runs_dir), "--jobs", str(spec.jobs), "--no-progress", "--no-profile",
+            "--no-report", *spec.flags]
 
 
 def read_trials(runs_dir: Path, name: str):

@@ -25,6 +25,7 @@ from tuner.study.loop import SPEEDUP_ATTR
 
 EXPERIMENT = "tuner"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
+UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
 NOTE_TAG = "mlflow.note.content"  # a run's description in the UI (Markdown)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 _BATCH = 100
@@ -42,6 +43,7 @@ class MlflowTracker(StudyCallback):
         self.client: MlflowClient | None = None
         self.parent_id = ""
         self.trial_run_ids: dict[int, str] = {}  # trial number -> its nested run
+        self.experiment_id = ""
 
     def _experiment_id(self) -> str:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
@@ -72,7 +74,7 @@ class MlflowTracker(StudyCallback):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         try:
-            experiment_id = self._experiment_id()
+            experiment_id = self.experiment_id = self._experiment_id()
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it ({reason})") from None

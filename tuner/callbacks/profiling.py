@@ -68,24 +68,25 @@ class ProfileWinner(StudyCallback):
             self._outcomes[trial.number] = self._pair(run, trial)
         outcome = self._outcomes[trial.number]
         client = self.tracker.client if self.tracker is not None else None
-        if not outcome.ok:
-            print(f"profiling trial {trial.number} failed (the study goes on): {outcome.error}",
-                  file=sys.stderr)
+        try:
+            if not outcome.ok:
+                print(f"profiling trial {trial.number} failed (the study goes on): "
+                      f"{outcome.error}", file=sys.stderr)
+                if client is not None and run_id:
+                    client.set_tag(run_id, "profile_error", outcome.error[:5000])
+                return None
+            out = run.directory / "profiles" / f"trial-{trial.number}"
+            write_outputs(outcome, out, self.top)
             if client is not None and run_id:
-                client.set_tag(run_id, "profile_error", outcome.error[:5000])
-            return None
-        out = run.directory / "profiles" / f"trial-{trial.number}"
-        write_outputs(outcome, out, self.top)
-        if client is not None and run_id:
-            try:
                 client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
                 self.tracker.log(run_id, metrics=profile_metrics(outcome),
-                                  step=records.trial_count(run.study))
-            except Exception as exc:  # a tracking failure must not stop the study
-                print(f"profile of trial {trial.number} not logged to MLflow: "
-                      f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
-                      file=sys.stderr)
-        return out / "table.md"
+                                 step=records.trial_count(run.study))
+            return out / "table.md"
+        except Exception as exc:  # writing or tracking a profile must not stop the study
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"profile of trial {trial.number} not written or not logged: {text}",
+                  file=sys.stderr)
+            return None
 
     def on_trial_end(self, run, trial, result):
         if (self.every_trial and result.ok and not records.is_baseline(trial)

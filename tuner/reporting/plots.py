@@ -6,6 +6,7 @@ validation yet, ...), so that a report says what is missing instead of failing.
 from __future__ import annotations
 
 import io
+import textwrap
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -85,7 +86,9 @@ def history(study: optuna.Study) -> Plot:
 
 
 def _quiet(call: Callable[[], Any]) -> Any:
-    with warnings.catch_warnings():
+    """Call one of Optuna's plots without its experimental warning and without letting the
+    style it sets (ggplot) leak into the next figures."""
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")
         return call()
 
@@ -120,8 +123,11 @@ def slices(study: optuna.Study) -> Plot:
     if not names:
         return Plot("slices", "Slices of the important knobs", reason="no knob varied")
     axes = _quiet(lambda: optuna.visualization.matplotlib.plot_slice(study, params=names))
-    figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-    figure.set_size_inches(4.5 * len(names), 4)
+    each = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    for ax in each:
+        ax.set_xlabel(textwrap.fill(ax.get_xlabel(), 28), fontsize=8)
+    figure = each[0].figure
+    figure.set_size_inches(4.5 * len(names), 4.5)
     return Plot("slices", "Slices of the important knobs", figure)
 
 
