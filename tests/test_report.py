@@ -1,6 +1,7 @@
 """python -m tuner.report and the search's report: a self-contained HTML file with the plots,
 the summary and the winner; the MLflow UI opening on the runs. Checked in headless Chromium."""
 import base64
+import contextlib
 import re
 import socket
 import struct
@@ -85,34 +86,38 @@ def test_report_renders_in_chromium(report):
     assert _png_size(shot.read_bytes()) == (1400, 2400)
 
 
-def _free_port() -> int:
+@contextlib.contextmanager
+def serving(command: list[str], probe: str):
+    """Start a local server (``{port}`` in ``command`` and ``probe`` is a free port), wait
+    until ``probe`` answers, yield (base address, the probe's body); stop it afterwards."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    server = subprocess.Popen([c.format(port=port) for c in command], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                body = urllib.request.urlopen(probe.format(port=port), timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"{command[0]} did not answer within 60 s")
+        yield f"http://127.0.0.1:{port}", body
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def mlflow_ui(searched):
     runs, _, _ = searched
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               f"sqlite:///{runs / 'mlflow.db'}", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow ui did not answer within 60 s")
-        yield url, MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    store = f"sqlite:///{runs / 'mlflow.db'}"
+    with serving([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
+                  "--host", "127.0.0.1", "--port", "{port}"],
+                 "http://127.0.0.1:{port}/health") as (url, _):
+        yield url, MlflowClient(tracking_uri=store)
 
 
 def test_mlflow_ui_opens_the_experiment_on_its_runs(mlflow_ui):
@@ -152,23 +157,8 @@ def test_mlflow_ui_parent_run_shows_the_summary(mlflow_ui):
 def test_optuna_dashboard_serves_the_study_storage(searched):
     pytest.importorskip("optuna_dashboard")
     runs, _, _ = searched
-    port = _free_port()
     command = Path(sys.executable).with_name("optuna-dashboard")
-    server = subprocess.Popen([str(command if command.exists() else "optuna-dashboard"),
-                               f"sqlite:///{runs / 'optuna.db'}", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(120):
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
-                                              timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("optuna-dashboard did not answer within 60 s")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput" in body
+    with serving([str(command if command.exists() else "optuna-dashboard"),
+                  f"sqlite:///{runs / 'optuna.db'}", "--host", "127.0.0.1", "--port", "{port}"],
+                 "http://127.0.0.1:{port}/api/studies") as (_, body):
+        assert "tests.fixtures.tiny_models.tiny_net_2x3x16x16_CPU_throughput" in body

@@ -61,7 +61,7 @@ def render(content: ReportContent) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(content.title)}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(content.title)}</h1>",
-             "<h2>Context</h2>", _table(["", ""], [[k, v] for k, v in content.context.items()],
+             "<h2>Context</h2>", _table(["", "value"], [[k, v] for k, v in content.context.items()],
                                         "context"),
              "<h2>Summary</h2>", f'<pre id="summary">{html.escape(content.summary)}</pre>',
              "<h2>Winner</h2>", f"<p>{html.escape(content.winner)}</p>",
