@@ -4,11 +4,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from tuner.profiling.records import OperatorTime, Profile
+from tuner.runner.record import Status, TrialResult
 from tuner.reporting import plots
 from tuner.study.validation import ValidatedCandidate, ValidationReport
 
 
-def _study(directions=("maximize",), n=12):
+def _study(directions=("maximize",), n=12, user_attrs=lambda i: {}):
     study = optuna.create_study(directions=list(directions), study_name="s")
     for i in range(n):
         x = i / n
@@ -16,8 +17,15 @@ def _study(directions=("maximize",), n=12):
         study.add_trial(optuna.trial.create_trial(
             params={"x": x, "y": (i * 7 % n) / n},
             distributions={"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)},
-            values=values))
+            values=values, user_attrs=user_attrs(i)))
     return study
+
+
+def _phases(i):
+    """A trial built with the others from 100 s, waited, and was measured after trial i-1."""
+    return {"result": TrialResult(Status.OK, phases=(
+        ("build", 100.0, 103.0), ("wait", 103.0, 104.0 + i), ("measure", 104.0 + i, 105.0 + i)),
+    ).to_dict()}
 
 
 def test_history_importances_and_slices_of_a_study():
@@ -49,8 +57,9 @@ def test_validation_kernels_pareto_and_timeline():
     tuned = Profile("t", 1, 2.0, 2.0, (OperatorTime("Custom:conv2d_dense", "c1", "s2", 1, 1.0,
                                                     "conv2d_dense", "dense_key"),))
     study = _study(("maximize", "minimize"))
+    assert "no trial recorded its phases" in plots.timeline(study, 2).reason
     made = [plots.validation(report), plots.kernels(tuned, base), plots.pareto(study, 3),
-            plots.timeline(study, 2)]
+            plots.timeline(_study(user_attrs=_phases), 2)]
     try:
         assert all(p.figure is not None for p in made), [p.reason for p in made]
     finally:

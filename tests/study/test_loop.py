@@ -138,6 +138,13 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
         assert started[second] < released[first]  # both processes were up before any timing
     windows = sorted(zip(released, finished))
     assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:]))
+    # each record carries its phases as the study saw them: build, wait at the gate, measure
+    phases = [records.trial_result(t).phases for t in run.study.trials]
+    assert all([p[0] for p in trial] == ["build", "wait", "measure"] for trial in phases)
+    assert all(a[2] <= b[1] + 1e-6 for trial in phases for a, b in zip(trial, trial[1:]))
+    measuring = sorted((p[2][1], p[2][2]) for p in phases)
+    assert all(end <= next_start + 1e-6
+               for (_, end), (next_start, _) in zip(measuring, measuring[1:]))
 
 
 def test_validation_rounds_compile_together_too(make_run, tmp_path):

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 from tuner.profiling.records import OperatorTime, Profile
 
 OP_DETAIL_FILE = "cpu_op_detail_info_0.csv"
+TOP_LEVEL = "(top level)"
 TRACE_FILE = "trace_view.json"
 
 
@@ -50,7 +51,10 @@ class LayerNames:
         return module_path
 
     def layer(self, module_path: str) -> str:
-        module_path = self._resolve(module_path)
+        """The layer path (``(top level)`` for operators of the network's own construct)."""
+        return self._layer(self._resolve(module_path)) or TOP_LEVEL
+
+    def _layer(self, module_path: str) -> str:
         path = module_path
         while True:
             cell = self._cells.get(path)

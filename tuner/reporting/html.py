@@ -72,7 +72,7 @@ def render(content: ReportContent) -> str:
                  _ms(r["baseline_ms"]), _share(r["baseline_share"]), _ms(r["tuned_ms"]),
                  _share(r["tuned_share"])] for r in content.profile_rows]
         parts += ["<h2>Where the winner's time goes</h2>",
-                  _table(["section", "operator type / layer", "runs", "baseline ms",
+                  _table(["section", "operator type / layer", "what runs", "baseline ms",
                           "baseline %", "winner ms", "winner %"], rows, "profile")]
     parts.append("<h2>Failures</h2>")
     if content.failures:

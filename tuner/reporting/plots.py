@@ -195,12 +195,34 @@ def pareto(study: optuna.Study, exported: int | None) -> Plot:
     return Plot("pareto", "Pareto front", ax.figure)
 
 
+PHASE_COLOURS = {"build": "tab:orange", "wait": "lightgray", "measure": "tab:green",
+                 "run": "tab:blue"}
+
+
 def timeline(study: optuna.Study, jobs: int) -> Plot:
-    """Optuna's trial timeline (trials overlap when they compile together, --jobs > 1)."""
+    """Each trial's process over wall time, split into its phases as the study saw them
+    (tuner.runner.record.TrialResult.phases): with ``--jobs`` > 1 several trials build
+    together, wait at the gate, and are measured one at a time."""
     if jobs <= 1:
         return Plot("timeline", "Trial timeline", reason="trials ran one at a time (--jobs 1)")
-    ax = _quiet(lambda: optuna.visualization.matplotlib.plot_timeline(study))
-    return Plot("timeline", "Trial timeline", ax.figure)
+    spans = [(t.number, records.trial_result(t).phases) for t in study.get_trials(deepcopy=False)
+             if records.trial_result(t) is not None and records.trial_result(t).phases
+             and records.REUSED_FROM_ATTR not in t.user_attrs]
+    if not spans:
+        return Plot("timeline", "Trial timeline", reason="no trial recorded its phases")
+    origin = min(start for _, phases in spans for _, start, _ in phases)
+    figure, ax = plt.subplots(figsize=(11, 0.3 * len(spans) + 1.5))
+    for number, phases in spans:
+        for name, start, end in phases:
+            ax.broken_barh([(start - origin, max(end - start, 1e-3))], (number - 0.4, 0.8),
+                           color=PHASE_COLOURS.get(name, "black"))
+    ax.legend(handles=[plt.Line2D([], [], color=c, linewidth=6, label=n)
+                       for n, c in PHASE_COLOURS.items()], fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlabel("seconds since the first trial started")
+    ax.set_ylabel("trial")
+    ax.invert_yaxis()
+    return Plot("timeline", "Trial timeline", figure)
 
 
 def study_plots(study: optuna.Study, report: ValidationReport | None = None,

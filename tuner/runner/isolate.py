@@ -62,6 +62,7 @@ class TrialProcess:
         self.request, self.workdir, self.timeout = request, workdir, timeout
         self.process: subprocess.Popen | None = None
         self.started = self.ready_at = self.released = 0.0
+        self.epoch = {}  # phase boundary -> time.time(), for the record's phases
         self.early: TrialResult | None = None  # the outcome when it ended before being released
 
     def start(self) -> "TrialProcess":
@@ -72,6 +73,7 @@ class TrialProcess:
             (workdir / stale).unlink(missing_ok=True)
         shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
         self.started = time.perf_counter()
+        self.epoch["start"] = time.time()
         with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
@@ -91,13 +93,30 @@ class TrialProcess:
                 return False
             time.sleep(POLL_SECONDS / 4)
         self.ready_at = time.perf_counter()
+        self.epoch["ready"] = time.time()
         return True
 
     def finish(self, on_progress: ProgressHandler | None = None) -> TrialResult:
-        """Release a gated trial (no-op otherwise) and wait for its record."""
+        """Release a gated trial (no-op otherwise) and wait for its record (with its phases)."""
+        result = self._finish(on_progress)
+        return dataclasses.replace(result, phases=self._phases(time.time()))
+
+    def _phases(self, end: float) -> tuple[tuple[str, float, float], ...]:
+        start, ready, released = (self.epoch.get(k) for k in ("start", "ready", "released"))
+        if start is None:
+            return ()
+        if not self.request.gated:
+            return (("run", start, end),)
+        if ready is None:
+            return (("build", start, end),)
+        return (("build", start, ready),) + ((("wait", ready, released), ("measure", released, end))
+                                             if released is not None else ())
+
+    def _finish(self, on_progress: ProgressHandler | None) -> TrialResult:
         if self.early is not None:
             return self.early
         self.released = time.perf_counter()
+        self.epoch["released"] = time.time()
         (self.workdir / GO_FILE).touch()
         clock = self.released if self.request.gated else self.started
         progress = _ProgressReader(self.workdir / PROGRESS_FILE)

@@ -75,6 +75,10 @@ class TrialResult:
     wall_seconds: float = 0.0
     graph_ops: dict[str, int] = field(default_factory=dict)
     saved_seconds: float = 0.0  # pruned: the timing it would still have needed, estimated
+    phases: tuple[tuple[str, float, float], ...] = ()
+    """(phase, start, end) in seconds since the epoch, as the study saw the process: ``build``
+    (start to compiled, a gated trial), ``wait`` (at the gate), ``measure`` (released to
+    ended); an ungated trial has one ``run``."""
 
     @property
     def ok(self) -> bool:
@@ -93,7 +97,8 @@ class TrialResult:
         return {"status": self.status.value,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
                 "error": self.error, "wall_seconds": self.wall_seconds,
-                "graph_ops": self.graph_ops, "saved_seconds": self.saved_seconds}
+                "graph_ops": self.graph_ops, "saved_seconds": self.saved_seconds,
+                "phases": [list(p) for p in self.phases]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
@@ -101,4 +106,5 @@ class TrialResult:
                    metrics=Metrics(**data["metrics"]) if data.get("metrics") else None,
                    error=data.get("error", ""), wall_seconds=data.get("wall_seconds", 0.0),
                    graph_ops=dict(data.get("graph_ops", {})),
-                   saved_seconds=data.get("saved_seconds", 0.0))
+                   saved_seconds=data.get("saved_seconds", 0.0),
+                   phases=tuple((str(n), float(a), float(b)) for n, a, b in data.get("phases", ())))
