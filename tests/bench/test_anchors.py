@@ -35,3 +35,14 @@ def test_the_command_measures_three_engines_on_the_tiny_net(tmp_path):
     assert set(row["images_per_second"]) == {"untuned", "tuned", "onnxruntime"}
     assert row["onnx_rel_error"] < 1e-5 and row["tuned_from"] == "the space's default"
     assert not missing["images_per_second"]
+
+
+def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    process = subprocess.run([sys.executable, "-m", "tuner.bench", "anchors", "--config", str(bad),
+                              "--runs-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [f"error: {bad}: line 1: not valid JSON "
+                                                   "(Expecting property name enclosed in double quotes)"]

@@ -1,16 +1,15 @@
 """``python -m tuner.bench kernels|search|anchors ...`` (see --help)."""
 from __future__ import annotations
 
-import argparse
-import sys
+from tuner.cli import OneLineParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
     from tuner.bench import anchors, kernels, search
 
     benchmarks = {"kernels": kernels, "search": search, "anchors": anchors}
-    parser = argparse.ArgumentParser(prog="python -m tuner.bench")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m tuner.bench")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, module in benchmarks.items():
         module.add_arguments(commands.add_parser(name, help=module.__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
@@ -18,4 +17,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
