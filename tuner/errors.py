@@ -9,3 +9,9 @@ class UsageError(Exception):
 
 class ConfigError(UsageError, ValueError):
     """A configuration value outside its domain; raised by the config dataclasses."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from tuner.errors import UsageError
 from tuner.export_format import read_export
 from tuner.models import TuningTarget
 from tuner.profiling.compare import profiler_note, render_text
-from tuner.profiling.session import DEFAULT_RUNS, profile_pair, write_outputs
+from tuner.profiling.session import DEFAULT_RUNS, TABLE_FILES, profile_pair, write_outputs
 from tuner.runner.assets import prepare_export_assets
 
 
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         print(note)
     print(f"overhead share (wall time no operator accounts for): baseline "
           f"{outcome.baseline.overhead_share:.1%}, tuned {outcome.tuned.overhead_share:.1%}")
-    print(f"files: {out}/ (table.csv, table.json, table.md, trace.json, raw/)")
+    print(f"files: {out}/ ({', '.join(TABLE_FILES)}, raw/)")
     return 0
 
 

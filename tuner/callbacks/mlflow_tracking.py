@@ -19,7 +19,7 @@ from mlflow.utils.time import get_current_time_millis
 
 from tuner.callbacks.base import StudyCallback
 from tuner.callbacks.progress import pruning_savings, summary_table
-from tuner.errors import UsageError
+from tuner.errors import UsageError, one_line
 from tuner.study import records
 from tuner.study.loop import SPEEDUP_ATTR
 
@@ -76,7 +76,7 @@ class MlflowTracker(StudyCallback):
         try:
             experiment_id = self.experiment_id = self._experiment_id()
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
-            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            reason = one_line(exc)[:300]
             raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it ({reason})") from None
         self.parent_id = run.study.user_attrs.get(PARENT_RUN_ATTR, "")
         if self.parent_id:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from tuner.callbacks.base import StudyCallback
+from tuner.errors import one_line
 from tuner.config import TuningConfig
 from tuner.profiling.records import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
@@ -83,7 +84,7 @@ class ProfileWinner(StudyCallback):
                                  step=records.trial_count(run.study))
             return out / "table.md"
         except Exception as exc:  # writing or tracking a profile must not stop the study
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = one_line(exc)
             print(f"profile of trial {trial.number} not written or not logged: {text}",
                   file=sys.stderr)
             return None

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from tuner.callbacks.base import StudyCallback
+from tuner.errors import one_line
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
@@ -38,7 +39,7 @@ class WriteReport(StudyCallback):
                                           f"{PLOTS_DIR}/{plot.name}.png")
                 client.log_artifact(self.tracker.parent_id, str(path))
         except Exception as exc:  # a report is a side effect: it must not end the study
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = one_line(exc)
             print(f"report not written or not logged: {text}", file=sys.stderr)
         finally:
             close(plots)

@@ -73,12 +73,12 @@ def write_outputs(outcome: ProfileOutcome, out_dir: Path, top: int = 15) -> list
         target = out_dir / "raw" / side
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(profile.raw_dir, target)
-    rows = compare(*pair, top=top)
-    (out_dir / "table.csv").write_text(render_csv(compare(*pair, top=0)))
+    rows, all_rows = compare(*pair, top=top), compare(*pair, top=0)
+    (out_dir / "table.csv").write_text(render_csv(all_rows))
     (out_dir / "table.md").write_text(render_markdown(rows, *pair))
     (out_dir / "table.json").write_text(json.dumps(
         {"baseline": outcome.baseline.to_dict(), "tuned": outcome.tuned.to_dict(),
-         "rows": [r.to_dict() for r in compare(*pair, top=0)],
+         "rows": [r.to_dict() for r in all_rows],
          "notes": [n for n in map(profiler_note, pair) if n]}, indent=1))
     (out_dir / "trace.json").write_text(json.dumps(merged_trace(pair)))
     return rows

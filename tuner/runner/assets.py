@@ -21,8 +21,7 @@ def prepare_export_assets(exported: ExportedConfig, source: Path, work: Path,
     prepared = run_isolated(TrialRequest("prepare", exported.target, str(assets), seed=seed),
                             work / "prepare", timeout)
     if not prepared.ok:
-        last = prepared.error.strip().splitlines()[-1] if prepared.error.strip() else ""
-        raise UsageError(f"{source}: cannot build {exported.target.model}: {last}")
+        raise UsageError(f"{source}: cannot build {exported.target.model}: {prepared.reason()}")
     info = json.loads((assets / MODEL_INFO_FILE).read_text())
     if exported.fingerprint and info["fingerprint"] != exported.fingerprint:
         raise UsageError(f"{source}: tuned for another architecture than "

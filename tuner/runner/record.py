@@ -1,8 +1,8 @@
 """Records of what happened to a trial: failures are results, never exceptions."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import re
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import optuna
 
-from tuner.errors import UsageError
+from tuner.errors import UsageError, one_line
 
 DEFAULT_RUNS_DIR = Path("mlruns")
 
@@ -25,7 +25,7 @@ def open_storage(url: str | None, runs_dir: Path) -> optuna.storages.BaseStorage
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = one_line(exc)
         raise UsageError(f"--storage {url}: cannot open ({reason})") from None
 
 
