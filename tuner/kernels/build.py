@@ -75,13 +75,14 @@ def _source_texts(source: Path, seen: set[Path] | None = None) -> list[str]:
     return texts
 
 
-def variant_key(source: Path, defines: Mapping[str, str]) -> str:
+def variant_key(source: Path, defines: Mapping[str, str], link: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256()
     for part in (
         *_source_texts(source),
         repr(sorted((str(k), str(v)) for k, v in defines.items())),
         compiler_version(),
         repr(FLAGS),
+        repr(link),
         _cpu_flags(),
     ):
         digest.update(part.encode())
@@ -89,21 +90,23 @@ def variant_key(source: Path, defines: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def build_variant(source: Path, defines: Mapping[str, str], directory: Path | None = None) -> BuildResult:
-    """Compile ``source`` with ``-D<k>=<v>`` for each define into the cache (or reuse it)."""
+def build_variant(source: Path, defines: Mapping[str, str], directory: Path | None = None,
+                  link: tuple[str, ...] = ()) -> BuildResult:
+    """Compile ``source`` with ``-D<k>=<v>`` for each define into the cache (or reuse it);
+    ``link`` are the linker arguments placed after the source (libraries)."""
     started = time.perf_counter()
     source = Path(source)
     if not source.exists():
         return BuildResult(False, None, f"source not found: {source}", 0.0, False)
     directory = Path(directory) if directory is not None else cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    library = directory / f"{source.stem}-{variant_key(source, defines)[:24]}.so"
+    library = directory / f"{source.stem}-{variant_key(source, defines, link)[:24]}.so"
     if library.exists():
         return BuildResult(True, library, "", time.perf_counter() - started, True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{library.stem}.", suffix=".so")
     os.close(handle)
     command = [COMPILER, *FLAGS, *(f"-D{k}={v}" for k, v in sorted(defines.items())),
-               str(source), "-o", temporary]
+               str(source), *link, "-o", temporary]
     try:
         completed = subprocess.run(command, capture_output=True, text=True)
     except OSError as error:

@@ -1,0 +1,388 @@
+"""The program spec: what ``kernels/cpu/program/program.cpp`` runs, as one int64 vector.
+
+A program is a list of values (tensors, float32) and a list of steps that compute them in order.
+The encoding, read by ``Program::build`` in the same order:
+
+* header ``[MAGIC, VERSION, uid, n_values, n_steps, layout]``; ``layout`` is the activation
+  layout convolutions are asked for (``Layout``);
+* per value ``[role, index, ndims, dims...]``: inputs and constants are plain row-major float32
+  tensors at ``params[index]`` of the custom operator (its first parameter is the spec itself),
+  the output (exactly one) at ``params[index]`` too; temporaries live in the runtime's arena;
+* per step ``[kind, n_fields, fields...]`` with the fields each step class lists in
+  ``fields()``; post-ops are ``[n, (kind, a, b, c) x n]`` (``PostOp``); float attributes are the
+  bits of a float64.
+
+``uid`` makes the spec of every program cell unique: the runtime keeps one built program (its
+primitives and packed weights) per distinct spec.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+MAGIC = 0x5450524F47
+VERSION = 1
+
+
+class Role(enum.IntEnum):
+    INPUT = 0
+    CONST = 1
+    TEMP = 2
+    OUTPUT = 3
+
+
+class Layout(enum.IntEnum):
+    """The activation layout convolutions are asked for (4-D activations)."""
+
+    ANY = 0      # oneDNN chooses per convolution
+    NHWC = 1     # channels last
+    BLOCKED = 2  # nChw16c: channels in blocks of 16 (one AVX-512 vector)
+
+
+class Alg(enum.IntEnum):
+    """oneDNN algorithm kinds (dnnl_alg_kind_t, kernels/cpu/program/dnnl_abi.h)."""
+
+    RELU = 0x20
+    TANH = 0x21
+    LINEAR = 0x26          # alpha * x + beta
+    HARDSIGMOID = 0x28     # max(0, min(1, alpha * x + beta))
+    LOGISTIC = 0x29        # sigmoid
+    GELU_TANH = 0x2B
+    SWISH = 0x2C           # x * sigmoid(alpha * x)
+    CLIP = 0x2F            # min(max(x, alpha), beta)  (clip_v2)
+    GELU_ERF = 0x31
+    HARDSWISH = 0x34       # x * max(0, min(1, alpha * x + beta))
+    POOL_MAX = 0x1FF
+    POOL_AVG_INCLUDE = 0x2FF
+    POOL_AVG_EXCLUDE = 0x3FF
+    ADD = 0x1FFF0
+    MUL = 0x1FFF1
+    MAX = 0x1FFF2
+    MIN = 0x1FFF3
+    DIV = 0x1FFF4
+    SUB = 0x1FFF5
+    REDUCE_MAX = 0x2FFF2
+    REDUCE_SUM = 0x2FFF4
+    REDUCE_MEAN = 0x2FFF6
+
+
+def float_bits(value: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", float(value)))[0]
+
+
+@dataclass(frozen=True)
+class PostOp:
+    """An operation fused after a step's result: an element-wise function (``alg``, ``alpha``,
+    ``beta``) or a binary operation with another value (``alg``, ``operand``: its value id;
+    ranks must match, dimensions of 1 broadcast)."""
+
+    alg: Alg
+    alpha: float = 0.0
+    beta: float = 0.0
+    operand: int | None = None
+
+    def fields(self) -> list[int]:
+        if self.operand is None:
+            return [1, int(self.alg), float_bits(self.alpha), float_bits(self.beta)]
+        return [3, int(self.alg), int(self.operand), 0]
+
+
+def _post_fields(posts: tuple[PostOp, ...]) -> list[int]:
+    return [len(posts), *(v for p in posts for v in p.fields())]
+
+
+@dataclass(frozen=True)
+class Step:
+    KIND: ClassVar[int] = 0
+
+    def fields(self) -> list[int]:
+        raise NotImplementedError
+
+    def inputs(self) -> tuple[int, ...]:
+        """The value ids this step reads."""
+        raise NotImplementedError
+
+    def output(self) -> int:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Conv(Step):
+    """dst = posts(conv(src, weights) + bias); weights (O, I/groups, KH, KW); padding
+    (top, left, bottom, right); dilation 1 = none; ``impl``: take oneDNN's impl-th
+    implementation instead of its first choice."""
+
+    KIND: ClassVar[int] = 1
+    src: int
+    weights: int
+    bias: int | None
+    dst: int
+    groups: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    dilation: tuple[int, int] = (1, 1)
+    impl: int = 0
+    posts: tuple[PostOp, ...] = ()
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, -1 if self.bias is None else self.bias, self.dst,
+                self.groups, *self.stride, *self.padding, *self.dilation, self.impl,
+                *_post_fields(self.posts)]
+
+    def inputs(self):
+        return (self.src, self.weights, *(() if self.bias is None else (self.bias,)),
+                *(p.operand for p in self.posts if p.operand is not None))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Pool(Step):
+    """Max or average pooling (``alg``); padding (top, left, bottom, right)."""
+
+    KIND: ClassVar[int] = 2
+    src: int
+    dst: int
+    alg: Alg
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    posts: tuple[PostOp, ...] = ()
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, int(self.alg), *self.kernel, *self.stride, *self.padding,
+                *_post_fields(self.posts)]
+
+    def inputs(self):
+        return (self.src, *(p.operand for p in self.posts if p.operand is not None))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Eltwise(Step):
+    KIND: ClassVar[int] = 3
+    src: int
+    dst: int
+    alg: Alg
+    alpha: float = 0.0
+    beta: float = 0.0
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, int(self.alg), float_bits(self.alpha), float_bits(self.beta)]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Binary(Step):
+    """dst = posts(src0 <alg> src1); src1 may broadcast (dimensions of 1), src0 may not."""
+
+    KIND: ClassVar[int] = 4
+    src0: int
+    src1: int
+    dst: int
+    alg: Alg
+    posts: tuple[PostOp, ...] = ()
+
+    def fields(self) -> list[int]:
+        return [self.src0, self.src1, self.dst, int(self.alg), *_post_fields(self.posts)]
+
+    def inputs(self):
+        return (self.src0, self.src1, *(p.operand for p in self.posts if p.operand is not None))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Concat(Step):
+    KIND: ClassVar[int] = 5
+    srcs: tuple[int, ...]
+    dst: int
+    axis: int
+
+    def fields(self) -> list[int]:
+        return [self.dst, self.axis, len(self.srcs), *self.srcs]
+
+    def inputs(self):
+        return self.srcs
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class MatMul(Step):
+    """dst = posts(op(src) @ op(weights) + bias), op transposing the last two axes where asked;
+    ranks equal (dimensions of 1 broadcast); constant weights are packed once."""
+
+    KIND: ClassVar[int] = 6
+    src: int
+    weights: int
+    bias: int | None
+    dst: int
+    transpose_src: bool = False
+    transpose_weights: bool = False
+    posts: tuple[PostOp, ...] = ()
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, -1 if self.bias is None else self.bias, self.dst,
+                int(self.transpose_src), int(self.transpose_weights), *_post_fields(self.posts)]
+
+    def inputs(self):
+        return (self.src, self.weights, *(() if self.bias is None else (self.bias,)),
+                *(p.operand for p in self.posts if p.operand is not None))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Reduce(Step):
+    """Reduction over the axes where dst has dimension 1 and src has more."""
+
+    KIND: ClassVar[int] = 7
+    src: int
+    dst: int
+    alg: Alg = Alg.REDUCE_MEAN
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, int(self.alg)]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class LayerNorm(Step):
+    """Normalisation over the last axis, then * scale + shift (both of its length)."""
+
+    KIND: ClassVar[int] = 8
+    src: int
+    scale: int
+    shift: int
+    dst: int
+    epsilon: float
+
+    def fields(self) -> list[int]:
+        return [self.src, self.scale, self.shift, self.dst, float_bits(self.epsilon)]
+
+    def inputs(self):
+        return (self.src, self.scale, self.shift)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Softmax(Step):
+    KIND: ClassVar[int] = 9
+    src: int
+    dst: int
+    axis: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, self.axis]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Transpose(Step):
+    """dst dimension i is src dimension ``perm[i]``."""
+
+    KIND: ClassVar[int] = 10
+    src: int
+    dst: int
+    perm: tuple[int, ...]
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, *self.perm]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Reshape(Step):
+    """The same elements in row-major order, other dimensions (no copy)."""
+
+    KIND: ClassVar[int] = 11
+    src: int
+    dst: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Slice(Step):
+    """dst = src[offsets[0]:offsets[0]+dst.dims[0], ...]."""
+
+    KIND: ClassVar[int] = 12
+    src: int
+    dst: int
+    offsets: tuple[int, ...]
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst, *self.offsets]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class ValueDecl:
+    role: Role
+    index: int
+    dims: tuple[int, ...]
+
+    def fields(self) -> list[int]:
+        return [int(self.role), self.index, len(self.dims), *self.dims]
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    uid: int
+    layout: Layout
+    values: tuple[ValueDecl, ...]
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    def encode(self) -> np.ndarray:
+        words = [MAGIC, VERSION, self.uid, len(self.values), len(self.steps), int(self.layout)]
+        for value in self.values:
+            words.extend(value.fields())
+        for step in self.steps:
+            fields = step.fields()
+            words.extend([step.KIND, len(fields), *fields])
+        return np.asarray(words, dtype=np.int64)
