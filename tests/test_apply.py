@@ -62,6 +62,44 @@ def test_apply_and_load_match_the_untuned_network(tmp_path):
     assert "tuned for tests.fixtures.tiny_models:tiny_net" in out["other_model"]
 
 
+PYNATIVE = r"""
+import json, os, sys
+import numpy as np
+import mindspore as ms
+import tuner
+from tuner.config import ProgramConfig, TuningConfig
+from tuner.export_format import ExportedConfig, write_export
+from tuner.models import TuningTarget, fingerprint
+from tests.fixtures.tiny_models import tiny_net
+
+work = sys.argv[1]                        # no set_context: MindSpore's default PyNative mode
+trained = tiny_net()
+x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32))
+reference = trained(x).asnumpy()          # the user's own PyNative run
+config = TuningConfig(programs=ProgramConfig("network"))
+write_export(ExportedConfig(TuningTarget("tests.fixtures.tiny_models:tiny_net", 2, 16), config,
+                            fingerprint(trained), ms.__version__), f"{work}/programs.json")
+tuned = tuner.apply(trained, f"{work}/programs.json")
+y = tuned(x).asnumpy()
+still = (ms.Tensor(np.ones((2, 3), np.float32)) + 1).asnumpy()  # PyNative keeps working
+print(json.dumps({"pynative": ms.get_context("mode") == ms.PYNATIVE_MODE,
+                  "error": float(np.abs(y - reference).max() / np.abs(reference).max()),
+                  "eager_sum": float(still.sum())}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_a_pynative_user_flow_with_programs(tmp_path):
+    process = subprocess.run([sys.executable, "-c", PYNATIVE, str(tmp_path)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)})
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = json.loads(process.stdout.strip().splitlines()[-1])
+    assert out["pynative"] and out["eager_sum"] == 12.0
+    assert out["error"] < 1e-4
+
+
 LOAD_ONLY = r"""
 import json, os, sys
 import numpy as np
@@ -71,7 +109,7 @@ import tuner
 work = sys.argv[1]
 net = tuner.load(f"{work}/best.json", checkpoint=f"{work}/trained.ckpt")  # no set_context here
 y = net(ms.Tensor(np.zeros((2, 3, 16, 16), np.float32))).asnumpy()
-print(json.dumps({"shape": list(y.shape), "graph_mode": ms.get_context("mode") == ms.GRAPH_MODE,
+print(json.dumps({"shape": list(y.shape), "mode_kept": ms.get_context("mode") == ms.PYNATIVE_MODE,
                   "finite": bool(np.isfinite(y).all())}))
 sys.stdout.flush()
 os._exit(0)
@@ -85,7 +123,7 @@ def test_load_needs_no_mindspore_set_up_in_the_deployment_process(tmp_path):
                                  capture_output=True, text=True, timeout=300, env=env)
         assert process.returncode == 0, process.stderr[-3000:]
     out = json.loads(process.stdout.strip().splitlines()[-1])
-    assert out == {"shape": [2, 10], "graph_mode": True, "finite": True}
+    assert out == {"shape": [2, 10], "mode_kept": True, "finite": True}
 
 
 @pytest.mark.parametrize("content, message", [

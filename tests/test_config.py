@@ -56,7 +56,7 @@ def test_describe_summarizes_kernels_instead_of_listing_their_parameters():
     config = TuningConfig.from_knobs(
         {"rewrites.fold_batchnorm": "all"},
         kernels=(KernelChoice("dense_a", "conv2d_dense", (("oc_block", 32),)),))
-    assert config.describe() == "rewrites.fold_batchnorm=all, custom kernels on 1 workloads"
+    assert config.describe() == "rewrites.fold_batchnorm=all, kernels conv2d_dense on 1 workloads"
     assert config.non_default_knobs() == {"rewrites.fold_batchnorm": "all"}
     assert TuningConfig().describe() == "none (the untuned defaults)"
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.profiling.compare import profiler_note
-from tuner.config import KernelChoice, TuningConfig
+from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.profiling.records import Profile
 
@@ -26,34 +26,38 @@ def workloads(tiny_assets):
 
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory, tiny_target, workloads):
-    """An export running every convolution as a custom kernel, profiled by the CLI."""
+    """An export running the network as programs, every convolution on its default kernel,
+    profiled by the CLI."""
     from tuner.backends import get_backend
     from tuner.space import load_space
 
     work = tmp_path_factory.mktemp("profile")
     spaces = load_space(get_backend("CPU").default_space_path()).kernels.spaces
-    choices = tuple(KernelChoice(w["key"], w["kernel"],
-                                 tuple(sorted(spaces[w["kernel"]].defaults().items())))
+    choices = tuple(KernelChoice(w["key"], w["kernels"][0],
+                                 tuple(sorted(spaces[w["kernels"][0]].defaults().items())))
                     for w in workloads["workloads"])
     config = work / "tiny.json"
-    write_export(ExportedConfig(tiny_target, TuningConfig(kernels=choices),
+    write_export(ExportedConfig(tiny_target, TuningConfig(programs=ProgramConfig("network"),
+                                                          kernels=choices),
                                 workloads["fingerprint"], workloads["mindspore_version"]), config)
     process = profile_cli(config, "--runs", RUNS, "--out", work / "out")
     assert process.returncode == 0, process.stderr[-3000:]
     return work / "out", process.stdout
 
 
-def test_table_has_both_runs_and_custom_operators_named_by_workload(profiled, workloads):
+def test_table_has_both_runs_and_the_programs_steps_named_by_workload(profiled, workloads):
     out, stdout = profiled
     table = json.loads((out / "table.json").read_text())
     baseline, tuned = Profile.from_dict(table["baseline"]), Profile.from_dict(table["tuned"])
     assert {"Conv2D", "BatchNorm"} <= {o.op_type for o in baseline.operators}
-    custom = [o for o in tuned.operators if o.kernel]
-    assert custom and all(o.op_type == f"Custom:{o.kernel}" for o in custom)
+    heavy = [o for o in tuned.operators if o.workload and o.op_type != "program:overhead"]
+    assert heavy and {o.op_type for o in heavy} <= {"program:conv", "program:matmul"}
+    assert all(o.kernel.startswith("onednn:") for o in heavy)
     keys = {w["key"] for w in workloads["workloads"]}
     layers = {layer for w in workloads["workloads"] for layer in w["layers"]}
-    assert {o.workload for o in custom} == keys
-    assert {o.layer for o in custom} == layers  # attributed to the convolutions they replaced
+    assert {o.workload for o in heavy} == keys
+    assert {o.layer for o in heavy} == layers  # attributed to the layers they compute
+    assert "program:overhead" in {o.op_type for o in tuned.operators}
     assert "Conv2D" not in {o.op_type for o in tuned.operators}
     assert all(o.calls % RUNS == 0 for o in baseline.operators + tuned.operators)
     for key in keys:
@@ -86,7 +90,7 @@ def test_files_raw_output_tables_and_one_trace_with_both_runs(profiled):
     trace = json.loads((out / "trace.json").read_text())["traceEvents"]
     spans = [e for e in trace if e["ph"] == "X"]
     assert {e["pid"] for e in spans} == {1, 2}
-    assert any(e["name"].startswith("conv2d_") for e in spans if e["pid"] == 2)
+    assert any(e["name"].startswith("program network") for e in spans if e["pid"] == 2)
 
 
 @pytest.mark.parametrize("args, message", [

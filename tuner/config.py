@@ -163,9 +163,45 @@ class RuntimeConfig(_Section):
         return env
 
 
+GRANULARITY_LIMITS = {"layer": 1, "block": 4, "stage": 16, "network": None}
+
+
+@dataclass(frozen=True)
+class ProgramConfig(_Section):
+    """Programs (CPU): regions of the network run as one custom operator each, a sequence of
+    oneDNN primitives and hand-written kernels (tuner.kernels.cpu.program).
+
+    ``granularity`` bounds the heavy operations (convolutions, matrix products) per program:
+    ``off`` (no programs: every layer is MindSpore's own), ``layer`` (1), ``block`` (4),
+    ``stage`` (16) or ``network`` (no bound: the whole network if it can be one region); the
+    largest regions that fit are taken. ``layout`` is the activation layout asked of the
+    convolutions inside a program (``any``: oneDNN's choice per convolution, ``nhwc``,
+    ``blocked``: channels in blocks of 16). ``excluded_modules`` are module paths kept out of
+    every program (they stay MindSpore's own operators).
+    """
+
+    SECTION = "programs"
+    granularity: str = field(default="off", metadata=_domain(
+        choices=("off", *GRANULARITY_LIMITS)))
+    layout: str = field(default="any", metadata=_domain(choices=("any", "nhwc", "blocked")))
+    excluded_modules: tuple[str, ...] = field(default=(), metadata=_domain(item=_MODULE_PATH))
+
+    @property
+    def enabled(self) -> bool:
+        return self.granularity != "off"
+
+    @property
+    def limit(self) -> int | None:
+        """Heavy operations per program at most (None: no bound); only when enabled."""
+        return GRANULARITY_LIMITS[self.granularity]
+
+    def canonical(self) -> "ProgramConfig":
+        return self if self.enabled else ProgramConfig()
+
+
 @dataclass(frozen=True)
 class KernelChoice:
-    """A custom kernel for one convolution workload: the kernel's name and its tiling params."""
+    """The kernel that runs one workload inside the programs, and its parameters."""
 
     workload: str
     kernel: str
@@ -190,10 +226,11 @@ class TuningConfig:
     graph_kernel: GraphKernelConfig = GraphKernelConfig()
     rewrites: RewriteConfig = RewriteConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    programs: ProgramConfig = ProgramConfig()
     kernels: tuple[KernelChoice, ...] = ()
 
     SECTIONS = {"graph_kernel": GraphKernelConfig, "rewrites": RewriteConfig,
-                "runtime": RuntimeConfig}
+                "runtime": RuntimeConfig, "programs": ProgramConfig}
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name).to_dict() for name in self.SECTIONS}
@@ -252,7 +289,8 @@ class TuningConfig:
         reset settings that amount to their default, such as folding the BatchNorms of an
         empty list of modules), so the full dictionary is the canonical form."""
         canonical = dataclasses.replace(
-            self, **{name: getattr(self, name).canonical() for name in self.SECTIONS})
+            self, **{name: getattr(self, name).canonical() for name in self.SECTIONS},
+            kernels=self.kernels if self.programs.enabled else ())
         text = json.dumps(canonical.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -267,7 +305,11 @@ class TuningConfig:
         """One line for tables: the non-default knobs and how many workloads run custom kernels."""
         parts = [f"{k}={v}" for k, v in self.non_default_knobs().items()]
         if self.kernels:
-            parts.append(f"custom kernels on {len(self.kernels)} workloads")
+            by_kernel: dict[str, int] = {}
+            for choice in self.kernels:
+                by_kernel[choice.kernel] = by_kernel.get(choice.kernel, 0) + 1
+            parts.append("kernels " + ", ".join(f"{k} on {n} workloads"
+                                                for k, n in sorted(by_kernel.items())))
         return ", ".join(parts) or "none (the untuned defaults)"
 
 

@@ -1,8 +1,9 @@
 """Applying a tuned configuration to a network, in the caller's process.
 
 ``apply(net, config)`` is what a deployment does with its own trained network; ``load(path)``
-builds the tuned model named by an exported JSON. Both return a new top-level Cell: a network
-compiled before the rewrite would silently keep its old graph.
+builds the tuned model named by an exported JSON. Both return a new top-level Cell (a network
+compiled before the rewrite would silently keep its old graph) that runs as a compiled graph
+in either execution mode, MindSpore's default PyNative mode included.
 """
 from __future__ import annotations
 
@@ -13,51 +14,51 @@ from typing import Any
 from mindspore import nn
 
 from tuner.config import TuningConfig
-from tuner.errors import UsageError
+from tuner.errors import UnsupportedDeviceError, UsageError
 from tuner.export_format import ExportedConfig, read_export
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion
-from tuner.rewrites.network import TunedNetwork
+from tuner.rewrites.network import GraphNetwork, TunedNetwork
 
 
 def apply_process_settings(config: TuningConfig) -> None:
-    """Set the environment variables of ``config`` in this process and select graph mode
-    (every configuration is compiled and measured as a graph; MindSpore's default PyNative
-    mode would run something else, and fails here with numpy 2 even for untuned mindcv models).
+    """Set the environment variables of ``config`` in this process.
 
     Fusion flags take effect for cells compiled afterwards. OpenMP reads its variables when the
     OpenMP runtime starts, so in a long-running process they only fully apply when set before
-    MindSpore is imported (the exported JSON lists them under ``environment``).
+    MindSpore is imported (the exported JSON lists them under ``environment``). The execution
+    mode is left as the caller has it: the tuned network compiles itself as a graph
+    (TunedNetwork), as every configuration was measured.
     """
-    import mindspore as ms
-
     os.environ.pop("MS_DEV_GRAPH_KERNEL_FLAGS", None)
     os.environ.update(config.environment())
-    if ms.get_context("mode") != ms.GRAPH_MODE:
-        ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None = None,
-                    device: str = "CPU") -> nn.Cell:
-    """Apply the network-level parts of ``config`` to ``net`` (in place) and wrap it anew."""
-    if config.kernels:
-        from tuner.kernels.registry import UnsupportedDeviceError, kernel_library
+                    device: str = "CPU", graph: Any = None, verify_in: Path | None = None,
+                    seed: int = 0) -> nn.Cell:
+    """Apply the network-level parts of ``config`` to ``net`` (in place) and wrap it anew:
+    the device's programs first (they read the untuned network, or its captured ``graph``;
+    ``verify_in``: check each against its reference output there), then BatchNorm folding
+    and fusion exclusions on what is left of MindSpore's own operators."""
+    top = net
+    if config.programs.enabled or config.kernels:
+        from tuner.kernels import kernel_library
 
         if input_shape is None:
-            raise UsageError("this configuration uses custom kernels: give the input shape")
+            raise UsageError("this configuration uses programs: give the input shape")
         try:
             library = kernel_library(device)
         except UnsupportedDeviceError as exc:
             raise UsageError(str(exc)) from None
-        library.apply(net, {c.workload: dict(c.params) for c in config.kernels}, input_shape,
-                      kernels={c.workload: c.kernel for c in config.kernels})
+        top = library.apply(net, config, tuple(input_shape), graph, verify_in, seed)
     scope = config.rewrites.fold_scope()
     if scope is not None:
         fold_batchnorms(net, under=scope)
     if config.graph_kernel.enabled and config.graph_kernel.excluded_modules:
         exclude_from_fusion(net, config.graph_kernel.excluded_modules)
-    tuned = TunedNetwork(net)
+    tuned = TunedNetwork(top)
     tuned.set_train(False)
     return tuned
 
@@ -91,7 +92,11 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         device = exported.target.device
     net.set_train(False)
     apply_process_settings(config)
-    return rewrite_network(net, config, input_shape, device)
+    try:
+        return GraphNetwork(rewrite_network(net, config, input_shape, device))
+    except ValueError as exc:  # choices this network has no place for (another version?)
+        where = exported.source if exported is not None else "config"
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:

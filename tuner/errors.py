@@ -15,3 +15,7 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class UnsupportedDeviceError(ValueError):
+    """No kernel library exists for the requested device."""

@@ -11,8 +11,7 @@ from tuner.kernels.cpu import CpuKernelLibrary
 
 @pytest.fixture(scope="session", autouse=True)
 def graph_mode():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)  # the CPU is MindSpore's default device
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""apply() on whole networks: outputs match the untuned network; unsupported layers stay."""
+"""apply() on whole networks: programs at each granularity match the untuned network; the
+hand-written kernels run inside them where chosen; excluded modules stay MindSpore's own."""
 
 import mindcv
 import numpy as np
@@ -6,9 +7,10 @@ import pytest
 from mindspore import Tensor, nn
 
 from conftest import relative_error
+from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.kernels import KernelBuildError
 from tuner.kernels.cpu import CpuKernelLibrary
-from tuner.kernels.cpu.cells import CustomConv2d
+from tuner.kernels.cpu.program.cell import ProgramCell
 
 INPUT = (2, 3, 32, 32)
 
@@ -45,38 +47,88 @@ def _model(name):
     return net
 
 
-def _custom_cells(net):
-    return [c for _, c in net.cells_and_names() if isinstance(c, CustomConv2d)]
+def programs(net):
+    return [c for _, c in net.cells_and_names() if isinstance(c, ProgramCell)]
 
 
-@pytest.mark.parametrize("model,expected_custom", [("resnet18", 20), ("mobilenet_v2_100", 52)])
-def test_apply_all_workloads_matches_untuned(library, model, expected_custom):
+def _config(granularity="network", layout="any", excluded=(), kernels=()):
+    return TuningConfig(programs=ProgramConfig(granularity, layout, tuple(excluded)),
+                        kernels=tuple(kernels))
+
+
+@pytest.mark.parametrize("model,convs", [("resnet18", 20), ("mobilenet_v2_100", 52)])
+def test_the_whole_network_as_one_program_matches_untuned(library, model, convs):
     net = _model(model)
     x = _input()
     reference = _Wrap(net)(x).asnumpy()
     groups = library.find_workloads(net, INPUT)
-    assert sum(len(g.layer_paths) for g in groups) == expected_custom
-    tuned = library.apply(net, {g.workload.key: {} for g in groups}, INPUT)
-    assert len(_custom_cells(tuned)) == expected_custom
-    out = tuned(x).asnumpy()
+    assert sum(len(g.layers) for g in groups if g.workload.op == "conv") == convs
+    assert all(g.kernel == "onednn" for g in groups)
+    tuned = library.apply(net, _config(), INPUT)
+    assert isinstance(tuned, ProgramCell)
+    out = _Wrap(tuned)(x).asnumpy()
     assert out.shape == reference.shape
     assert relative_error(out, reference) < 1e-4
 
 
-def test_partial_choices_leave_other_layers_builtin(library):
+@pytest.mark.parametrize("granularity,layout", [("layer", "blocked"), ("block", "nhwc"),
+                                                ("stage", "any")])
+def test_each_granularity_matches_untuned(library, granularity, layout):
+    net = _model("resnet18")
+    x = _input()
+    reference = _Wrap(net)(x).asnumpy()
+    tuned = _Wrap(library.apply(net, _config(granularity, layout), INPUT))
+    cells = programs(tuned)
+    limit = ProgramConfig(granularity).limit
+    explained = library.explain(_model("resnet18"), _config(granularity, layout), INPUT)
+    heavy = [int(line.split(", ")[-1].split()[0]) for line in explained.splitlines()
+             if line.startswith("program ")]
+    assert len(cells) == len(heavy) > 1 and max(heavy) <= limit
+    assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
+
+
+def test_excluded_modules_stay_mindspores_own(library):
+    net = _model("resnet18")
+    x = _input()
+    reference = _Wrap(net)(x).asnumpy()
+    tuned = _Wrap(library.apply(net, _config("network", excluded=["layer2"]), INPUT))
+    assert all(isinstance(c, nn.Conv2d) for p, c in net.cells_and_names()
+               if p.startswith("layer2.") and p.endswith(("conv1", "conv2")))
+    assert programs(tuned)
+    assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
+    explained = library.explain(_model("resnet18"), _config("network", excluded=["layer2"]), INPUT)
+    assert "overlaps the excluded module layer2" in explained
+
+
+def test_hand_written_kernels_run_inside_the_programs(library):
     net = _model("resnet18")
     x = _input()
     reference = _Wrap(net)(x).asnumpy()
     groups = library.find_workloads(net, INPUT)
-    chosen = [g for g in groups if "k3x3_s1" in g.workload.key][:2]
-    variant = {"oc_register_block": 4, "spatial_vectors": 1}
-    tuned = library.apply(net, {g.workload.key: variant for g in chosen}, INPUT)
-    assert len(_custom_cells(tuned)) == sum(len(g.layer_paths) for g in chosen)
+    choices = []
+    for group in groups:
+        if "conv2d_winograd" in group.kernels:
+            choices.append(KernelChoice(group.key, "conv2d_winograd", (("tile_size", 2),)))
+        elif "conv2d_dense" in group.kernels:
+            choices.append(KernelChoice(group.key, "conv2d_dense", (("oc_register_block", 4),)))
+    assert {c.kernel for c in choices} == {"conv2d_winograd", "conv2d_dense"}
+    tuned = _Wrap(library.apply(net, _config("network", kernels=choices), INPUT))
+    (program,) = programs(tuned)
+    assert "Conv2dWinograd" in bytes(program.spec_words.tobytes()).decode("latin-1")
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
 
 
+def test_a_kernel_that_cannot_run_a_workload_is_refused(library):
+    net = _model("resnet18")
+    strided = next(g for g in library.find_workloads(net, INPUT)
+                   if g.workload.op == "conv" and g.workload.stride == (2, 2))
+    with pytest.raises(ValueError, match="cannot run"):
+        library.apply(net, _config(kernels=[KernelChoice(strided.key, "conv2d_winograd", ())]),
+                      INPUT)
+
+
 class _OddNet(nn.Cell):
-    """'same' padding on odd sizes, a dilated and a grouped conv (both unsupported)."""
+    """'same' padding on odd sizes, dilated, grouped and depthwise convolutions."""
 
     def __init__(self):
         super().__init__()
@@ -92,7 +144,7 @@ class _OddNet(nn.Cell):
         return self.body(x)
 
 
-def test_unsupported_layers_stay_builtin(library):
+def test_dilated_grouped_and_depthwise_convolutions(library):
     net = _OddNet()
     net.set_train(False)
     _randomize_batchnorms(net)
@@ -100,19 +152,19 @@ def test_unsupported_layers_stay_builtin(library):
     x = _input(shape)
     reference = _Wrap(net)(x).asnumpy()
     groups = library.find_workloads(net, shape)
-    paths = sorted(p for g in groups for p in g.layer_paths)
-    assert paths == ["body.0", "body.6", "body.9"]
-    kinds = {g.layer_paths[0]: g.workload.kind for g in groups}
-    assert kinds == {"body.0": "dense", "body.6": "depthwise", "body.9": "dense"}
-    tuned = library.apply(net, {g.workload.key: {} for g in groups}, shape)
-    assert isinstance(net.body[3], nn.Conv2d) and isinstance(net.body[4], nn.Conv2d)
-    assert len(_custom_cells(tuned)) == 3
+    kinds = sorted((g.layers[0], g.workload.kind) for g in groups)
+    assert kinds == [("body.0", "dense"), ("body.3", "dense"), ("body.4", "grouped"),
+                     ("body.6", "depthwise"), ("body.9", "dense")]
+    dilated = next(g for g in groups if g.layers == ("body.3",))
+    assert dilated.kernels == ("onednn",)  # the hand-written kernels have no dilation
+    tuned = _Wrap(library.apply(net, _config("network"), shape))
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
 
 
-def test_unknown_workload_key_is_a_usage_error(library):
-    with pytest.raises(ValueError, match="not in this network"):
-        library.apply(_OddNet(), {"dense_n1_c1_h1_w1_o1_k1x1_s1_p0": {}}, (3, 3, 15, 11))
+def test_unknown_workload_key_is_refused(library):
+    unknown = KernelChoice("dense_n1_c1_h1_w1_o1_k1x1_s1_p0", "onednn", ())
+    with pytest.raises(ValueError, match="not a workload"):
+        library.apply(_OddNet(), _config(kernels=[unknown]), (3, 3, 15, 11))
 
 
 def test_failed_build_raises_kernel_build_error(tmp_path, kernel_cache):
@@ -120,15 +172,20 @@ def test_failed_build_raises_kernel_build_error(tmp_path, kernel_cache):
     broken.write_text("this is not C++\n")
     space = tmp_path / "space.yaml"
     space.write_text(
-        f"conv2d_dense:\n  source: {broken}\n  params:\n"
-        "    oc_register_block: {type: categorical, choices: [8], default: 8, define: MR}\n"
-        "conv2d_depthwise:\n  source: conv2d_depthwise.cpp\n  params: {}\n")
+        "onednn:\n  source: program/program.cpp\n  runtime_params: true\n"
+        "  params: {impl: {type: int, low: 0, high: 0, default: 0}}\n"
+        f"conv2d_dense:\n  source: {broken}\n  runs: \"op == 'conv' and groups == 1\"\n"
+        "  hand_epilogue: true\n  params:\n"
+        "    oc_register_block: {type: categorical, choices: [8], default: 8, define: MR}\n")
     broken_library = CpuKernelLibrary(space_path=space, cache_dir=kernel_cache)
     net = _OddNet()
-    groups = broken_library.find_workloads(net, (1, 3, 15, 11))
+    shape = (1, 3, 15, 11)
+    group = next(g for g in broken_library.find_workloads(net, shape)
+                 if "conv2d_dense" in g.kernels)
     with pytest.raises(KernelBuildError) as error:
-        broken_library.apply(net, {g.workload.key: {} for g in groups}, (1, 3, 15, 11))
-    assert "this is not C++" in error.value.compiler_message or "error" in error.value.compiler_message
+        broken_library.apply(net, _config(kernels=[KernelChoice(group.key, "conv2d_dense", ())]),
+                             shape)
+    assert "error" in error.value.compiler_message
     assert error.value.kernel_name == "conv2d_dense"
-    verdict = broken_library.verify(groups[0].workload, {}, kernel="conv2d_dense")
+    verdict = broken_library.verify(group.workload, {}, kernel="conv2d_dense")
     assert verdict.build_failed and not verdict.ok and "conv2d_dense" in verdict.message

@@ -4,6 +4,8 @@ import pytest
 
 from tuner.kernels import ConvWorkload
 
+DENSE, DEPTHWISE = "conv2d_dense", "conv2d_depthwise"
+
 DENSE_VARIANTS = [
     {},  # YAML defaults
     {"oc_register_block": 14, "spatial_vectors": 2, "reduction_block": 64, "spatial_block": 64,
@@ -32,19 +34,19 @@ EPILOGUES = [("none", False), ("relu", False), ("relu6", False), ("relu", True),
 
 def _dense(shape, activation="none", residual=False):
     n, c, h, w, o, k, s, p = shape
-    return ConvWorkload("dense", n, c, o, h, w, k, s, p, residual, activation)
+    return ConvWorkload(n, c, o, h, w, k, s, p, has_residual=residual, activation=activation)
 
 
 @pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: _dense(s).key)
 def test_dense_shapes_strides_paddings(library, shape):
-    result = library.verify(_dense(shape, "relu6", True), {})
+    result = library.verify(_dense(shape, "relu6", True), {}, kernel=DENSE)
     assert result.ok, result.message
     assert result.max_rel_error < 1e-5
 
 
 @pytest.mark.parametrize("activation,residual", EPILOGUES)
 def test_dense_epilogues(library, activation, residual):
-    result = library.verify(_dense(DENSE_SHAPES[0], activation, residual), {})
+    result = library.verify(_dense(DENSE_SHAPES[0], activation, residual), {}, kernel=DENSE)
     assert result.ok, result.message
 
 
@@ -53,7 +55,7 @@ def test_dense_epilogues(library, activation, residual):
                                    (2, 70, 15, 17, 50, (3, 3), (1, 1), (1, 1, 1, 1))])
 def test_dense_tiling_variants(library, variant, shape):
     # 70*9 = 630 reduction rows cross several reduction blocks; 50 channels several oc blocks
-    result = library.verify(_dense(shape, "relu", True), variant)
+    result = library.verify(_dense(shape, "relu", True), variant, kernel=DENSE)
     assert result.ok, result.message
 
 
@@ -71,25 +73,27 @@ DEPTHWISE_SHAPES = [
 
 def _depthwise(shape, activation="none", residual=False):
     n, c, h, w, k, s, p = shape
-    return ConvWorkload("depthwise", n, c, c, h, w, k, s, p, residual, activation)
+    return ConvWorkload(n, c, c, h, w, k, s, p, groups=c, has_residual=residual,
+                        activation=activation)
 
 
 @pytest.mark.parametrize("shape", DEPTHWISE_SHAPES, ids=lambda s: _depthwise(s).key)
 def test_depthwise_shapes(library, shape):
-    result = library.verify(_depthwise(shape, "relu6"), {})
+    result = library.verify(_depthwise(shape, "relu6"), {}, kernel=DEPTHWISE)
     assert result.ok, result.message
 
 
 @pytest.mark.parametrize("activation,residual", EPILOGUES)
 def test_depthwise_epilogues(library, activation, residual):
-    result = library.verify(_depthwise(DEPTHWISE_SHAPES[1], activation, residual), {})
+    result = library.verify(_depthwise(DEPTHWISE_SHAPES[1], activation, residual), {},
+                            kernel=DEPTHWISE)
     assert result.ok, result.message
 
 
 @pytest.mark.parametrize("variant", [{"ow_vectors": 1, "oh_rows": 4}, {"ow_vectors": 4, "oh_rows": 2}])
 @pytest.mark.parametrize("shape", [DEPTHWISE_SHAPES[1], DEPTHWISE_SHAPES[3]])
 def test_depthwise_tiling_variants(library, variant, shape):
-    result = library.verify(_depthwise(shape, "relu"), variant)
+    result = library.verify(_depthwise(shape, "relu"), variant, kernel=DEPTHWISE)
     assert result.ok, result.message
 
 

@@ -9,10 +9,31 @@ def spaces():
 
 
 def test_yaml_declares_the_kernels_with_valid_defaults(spaces):
-    assert set(spaces) == {"conv2d_dense", "conv2d_depthwise", "conv2d_winograd"}
+    assert list(spaces) == ["onednn", "conv2d_dense", "conv2d_depthwise", "conv2d_winograd"]
     for space in spaces.values():
         assert space.is_valid(space.defaults())
         assert (space.source.endswith(".cpp"))
+    assert spaces["onednn"].runtime_params and spaces["onednn"].defines({}) == {}
+    assert all(spaces[k].hand_epilogue for k in list(spaces)[1:])
+
+
+def test_which_workloads_each_kernel_runs(spaces):
+    from tuner.kernels.workload import ConvWorkload, MatMulWorkload
+
+    def runs(workload):
+        return [k for k, space in spaces.items() if space.can_run(workload)]
+
+    assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1))) == [
+        "onednn", "conv2d_dense", "conv2d_winograd"]
+    assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1))) == [
+        "onednn", "conv2d_dense"]
+    assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2))) == ["onednn"]
+    assert runs(ConvWorkload(1, 8, 8, 9, 9, (7, 7), (1, 1), (3, 3, 3, 3), groups=8)) == [
+        "onednn", "conv2d_depthwise"]
+    assert runs(ConvWorkload(1, 8, 16, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1), groups=8)) == [
+        "onednn"]                                     # depthwise with a channel multiplier
+    assert runs(ConvWorkload(1, 8, 8, 9, 9, (9, 9), (1, 1), (4, 4, 4, 4), groups=8)) == ["onednn"]
+    assert runs(MatMulWorkload((2,), 50, 64, 64, False)) == ["onednn"]
 
 
 def test_validate_names_the_offending_parameter(spaces):

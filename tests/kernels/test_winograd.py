@@ -8,8 +8,8 @@ import pytest
 
 import tuner
 from conftest import relative_error
-from test_apply import _custom_cells, _input, _model, _Wrap
-from tuner.config import KernelChoice, TuningConfig
+from test_apply import _input, _model, _Wrap, programs
+from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
 from tuner.kernels.cpu.packing import pack_winograd_weight, winograd_weight
@@ -51,7 +51,8 @@ def test_packed_weight_layout():
 
 
 def _conv(n, c, h, w, o, padding=(1, 1, 1, 1), activation="none", residual=False):
-    return ConvWorkload("dense", n, c, o, h, w, (3, 3), (1, 1), padding, residual, activation)
+    return ConvWorkload(n, c, o, h, w, (3, 3), (1, 1), padding, has_residual=residual,
+                        activation=activation)
 
 
 SHAPES = [  # (batch, in_ch, height, width, out_ch, padding): odd sizes, no multiple of 16
@@ -90,15 +91,14 @@ def test_tiling_variants_with_several_blocks(library, variant):
     assert result.ok, result.message
 
 
-def test_kernel_names_and_choice(library):
-    assert _conv(1, 4, 8, 8, 4).kernel_names == ("conv2d_dense", WINOGRAD)
-    strided = ConvWorkload("dense", 1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
-    assert strided.kernel_names == ("conv2d_dense",)
-    workload = _conv(1, 4, 8, 8, 4)
-    assert library.kernel_for(workload, {}) == "conv2d_dense"
-    assert library.kernel_for(workload, {"tile_size": 2}) == WINOGRAD
+def test_kernel_names(library):
+    assert library.kernel_names(_conv(1, 4, 8, 8, 4)) == ("onednn", "conv2d_dense", WINOGRAD)
+    strided = ConvWorkload(1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
+    assert library.kernel_names(strided) == ("onednn", "conv2d_dense")
+    assert library.kernel_names(_conv(1, 4, 8, 8, 4), hand_epilogue_ok=False) == ("onednn",)
     with pytest.raises(ValueError, match="cannot run"):
-        library.kernel_for(strided, {}, WINOGRAD)
+        library.custom_cell(strided, {}, np.zeros((4, 4, 3, 3), np.float32),
+                            np.zeros(4, np.float32), WINOGRAD)
 
 
 def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path):
@@ -107,15 +107,16 @@ def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path)
     reference = _Wrap(net)(_input()).asnumpy()
     ms.save_checkpoint(net, str(tmp_path / "weights.ckpt"))
     groups = library.find_workloads(net, (2, 3, 32, 32))
-    choices = [KernelChoice(g.workload.key, WINOGRAD if WINOGRAD in g.workload.kernel_names
-                            else g.workload.kernel_name, ()) for g in groups]
-    winograd_layers = sum(len(g.layer_paths) for g, c in zip(groups, choices) if c.kernel == WINOGRAD)
-    assert winograd_layers > 0
-    config = TuningConfig.from_dict(json.loads(json.dumps(TuningConfig(kernels=tuple(choices)).to_dict())))
+    choices = [KernelChoice(g.key, WINOGRAD if WINOGRAD in g.kernels else g.kernel, ())
+               for g in groups]
+    winograd = [c for c in choices if c.kernel == WINOGRAD]
+    assert winograd
+    config = TuningConfig.from_dict(json.loads(json.dumps(TuningConfig(
+        programs=ProgramConfig("block"), kernels=tuple(choices)).to_dict())))
     exported = ExportedConfig(TuningTarget("resnet18", 2, 32), config, fingerprint(net), ms.__version__)
     path = write_export(exported, tmp_path / "best.json")
     loaded = tuner.load(path, checkpoint=tmp_path / "weights.ckpt")
-    cells = _custom_cells(loaded)
-    assert sum(c.entry_point == "Conv2dWinograd" for c in cells) == winograd_layers
-    assert len(cells) == 20
+    calls = sum(c.spec_words.tobytes().count(b"Conv2dWinograd") for c in programs(loaded))
+    assert calls == len({p for p in programs(loaded)
+                         if b"Conv2dWinograd" in p.spec_words.tobytes()}) > 0
     assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4

@@ -85,22 +85,26 @@ def test_wait_policy_reaches_the_trial_process_and_nothing_leaks_in(monkeypatch,
                                                       tmp_path)
 
 
-def test_custom_kernels_replace_the_builtin_convolutions(measure_tiny, tiny_assets, graphs):
+@pytest.mark.parametrize("granularity,programs", [("network", 1), ("layer", None)])
+def test_programs_replace_mindspores_operators(measure_tiny, tiny_assets, graphs, granularity,
+                                               programs):
     import json
 
-    from tuner.config import KernelChoice
+    from tuner.config import KernelChoice, ProgramConfig
     from tuner.space import load_space
     from tuner.backends import get_backend
 
     workloads = json.loads((tiny_assets / "model.json").read_text())["workloads"]
-    assert workloads, "the tiny net's convolutions are custom-kernel workloads"
+    assert workloads, "the tiny net's convolutions and dense layer are workloads"
     spaces = load_space(get_backend("CPU").default_space_path()).kernels.spaces
-    choices = tuple(KernelChoice(w["key"], w["kernel"],
-                                 tuple(sorted(spaces[w["kernel"]].defaults().items())))
+    choices = tuple(KernelChoice(w["key"], w["kernels"][0],
+                                 tuple(sorted(spaces[w["kernels"][0]].defaults().items())))
                     for w in workloads)
-    result = measure_tiny(TuningConfig(kernels=choices), dump_graph=True)
+    config = TuningConfig(programs=ProgramConfig(granularity), kernels=choices)
+    result = measure_tiny(config, dump_graph=True)
     assert result.ok, result.error
     baseline = _ops(measure_tiny, graphs, "baseline", {})
-    assert result.graph_ops.get("Custom", 0) == baseline["Conv2D"]
+    custom = result.graph_ops.get("Custom", 0)
+    assert custom == (programs or baseline["Conv2D"] + baseline.get("MatMul", 0))
     assert "Conv2D" not in result.graph_ops and "BatchNorm" not in result.graph_ops
     assert result.metrics.max_rel_error < 1e-4

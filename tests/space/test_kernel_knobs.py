@@ -3,12 +3,25 @@ import pytest
 
 from tuner.config import KernelChoice
 from tuner.kernels.space import load_kernel_space
-from tuner.space.kernel_knobs import (CUSTOM, PER_WORKLOAD, REPAIRED_ATTR, TILE_PER_WORKLOAD,
-                                     KernelKnobs, Workload)
+from tuner.kernels.workload import ConvWorkload, MatMulWorkload, WorkloadGroup
+from tuner.space.kernel_knobs import PER_WORKLOAD, REPAIRED_ATTR, TILE_PER_WORKLOAD, KernelKnobs
 
 SPACES = load_kernel_space()
-WORKLOADS = tuple(Workload(f"dense_{i}", "conv2d_dense") for i in range(20)) + (
-    Workload("depthwise_0", "conv2d_depthwise"),)
+HAND = ("onednn", "conv2d_dense")  # the kernels of a dense convolution that is not 3x3/1
+
+
+def _group(workload, kernels=None):
+    kernels = kernels or tuple(k for k, space in SPACES.items() if space.can_run(workload))
+    return WorkloadGroup(workload, (workload.key,), kernels)
+
+
+def _dense(i, kernel=(1, 1), stride=(1, 1), size=14, batch=1):
+    return ConvWorkload(batch, 16 + i, 32, size, size, kernel, stride, (0, 0, 0, 0))
+
+
+WORKLOADS = tuple(_group(_dense(i), HAND) for i in range(20)) + (
+    _group(ConvWorkload(1, 32, 32, 14, 14, (3, 3), (1, 1), (1, 1, 1, 1), groups=32),
+           ("onednn", "conv2d_depthwise")),)
 
 
 def test_repair_changes_one_parameter_to_the_nearest_valid_value():
@@ -22,7 +35,7 @@ def test_repair_changes_one_parameter_to_the_nearest_valid_value():
 
 
 def test_every_suggestion_is_valid_even_with_many_workloads():
-    knobs = KernelKnobs(SPACES, CUSTOM, WORKLOADS)
+    knobs = KernelKnobs(SPACES, WORKLOADS)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     repaired_trials = 0
     for _ in range(30):
@@ -31,45 +44,49 @@ def test_every_suggestion_is_valid_even_with_many_workloads():
         assert knobs.invalid_reason(choices) is None
         repaired_trials += REPAIRED_ATTR in trial.user_attrs
         study.tell(trial, 0.0)
-    assert repaired_trials > 0  # 20 dense workloads: almost every trial needed a repair
+    assert repaired_trials > 0  # 20 dense workloads: many trials needed a repair
 
 
 def test_params_round_trip_for_enqueueing():
-    knobs = KernelKnobs(SPACES, CUSTOM, WORKLOADS)
+    knobs = KernelKnobs(SPACES, WORKLOADS)
     defaults = knobs.default_choices()
     assert len(defaults) == len(WORKLOADS)
+    assert {c.kernel for c in defaults} == {"onednn"}
     study = optuna.create_study()
     study.enqueue_trial(knobs.params_for(defaults))
     assert knobs.suggest(study.ask()) == defaults
 
 
-WINOGRAD_KEYS = ("dense_n16_c64_h56_w56_o64_k3x3_s1_p1",   # winograd by default (default_for)
-                 "dense_n1_c512_h7_w7_o512_k3x3_s1_p1",    # dense by default (too few tiles)
-                 "dense_n1_c64_h56_w56_o128_k3x3_s2_p1")   # stride 2: no winograd choice
-MIXED = tuple(Workload(k, "conv2d_dense") for k in WINOGRAD_KEYS) + WORKLOADS[-1:]
+WINOGRAD = _dense(0, (3, 3), size=56, batch=16)             # 3x3/1: oneDNN, dense, winograd
+SMALL = _dense(1, (3, 3), size=7)                           # the same kernels
+STRIDED = _dense(2, (3, 3), stride=(2, 2), size=56)         # stride 2: no winograd choice
+MATMUL = MatMulWorkload((), 1, 512, 1000)                   # oneDNN only
+MIXED = tuple(_group(w) for w in (WINOGRAD, SMALL, STRIDED, MATMUL))
 
 
-def test_winograd_is_a_third_choice_only_where_it_can_run():
-    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
-    assert list(knobs.kernel_options(MIXED[0])) == ["custom", "winograd"]
-    assert list(knobs.kernel_options(MIXED[2])) == ["custom"]
-    assert list(knobs.kernel_options(MIXED[3])) == ["custom"]
+def test_each_workload_offers_the_kernels_that_can_run_it():
+    knobs = KernelKnobs(SPACES, MIXED)
+    assert list(knobs.kernel_options(MIXED[0])) == ["onednn", "dense", "winograd"]
+    assert list(knobs.kernel_options(MIXED[2])) == ["onednn", "dense"]
+    assert list(knobs.kernel_options(MIXED[3])) == ["onednn"]
     defaults = {c.workload: c.kernel for c in knobs.default_choices()}
-    assert defaults == {WINOGRAD_KEYS[0]: "conv2d_winograd", WINOGRAD_KEYS[1]: "conv2d_dense",
-                        WINOGRAD_KEYS[2]: "conv2d_dense", "depthwise_0": "conv2d_depthwise"}
+    assert set(defaults.values()) == {"onednn"} and len(defaults) == 4
 
 
-def test_winograd_choices_round_trip_with_distinct_parameter_names():
-    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+def test_choices_of_several_kernels_round_trip_with_distinct_parameter_names():
+    knobs = KernelKnobs(SPACES, MIXED)
     winograd = SPACES["conv2d_winograd"]
-    choices = (KernelChoice(WINOGRAD_KEYS[0], "conv2d_winograd",
+    choices = (KernelChoice(WINOGRAD.key, "conv2d_winograd",
                             tuple(sorted(winograd.complete({"tile_size": 2}).items()))),
-               KernelChoice(WINOGRAD_KEYS[1], "conv2d_dense",
-                            tuple(sorted(SPACES["conv2d_dense"].defaults().items()))))
+               KernelChoice(SMALL.key, "conv2d_dense",
+                            tuple(sorted(SPACES["conv2d_dense"].defaults().items()))),
+               KernelChoice(STRIDED.key, "onednn", (("impl", 1),)),
+               KernelChoice(MATMUL.key, "onednn", (("impl", 1),)))
     params = knobs.params_for(choices)
-    assert params[f"kernels.{WINOGRAD_KEYS[0]}"] == "winograd"
-    assert params["kernels.conv2d_winograd.tile_size"] == 2  # one tiling per kernel: shared
-    assert params[f"kernels.{WINOGRAD_KEYS[2]}"] == "builtin"
+    assert params[f"kernels.{WINOGRAD.key}"] == "winograd"
+    assert params["kernels.conv2d_winograd.tile_size"] == 2  # one set per kernel: shared
+    assert params["kernels.onednn.impl"] == 1
+    assert f"kernels.{MATMUL.key}" not in params  # one kernel can run it: no knob
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     study.enqueue_trial(params)
     assert knobs.suggest(study.ask()) == choices
@@ -78,11 +95,11 @@ def test_winograd_choices_round_trip_with_distinct_parameter_names():
         assert knobs.invalid_reason(knobs.suggest(trial)) is None
         study.tell(trial, 0.0)
     with pytest.raises(ValueError, match="cannot run"):
-        knobs.params_for((KernelChoice(WINOGRAD_KEYS[2], "conv2d_winograd", ()),))
+        knobs.params_for((KernelChoice(STRIDED.key, "conv2d_winograd", ()),))
 
 
 def test_kernels_are_chosen_per_workload_only_behind_the_switch():
-    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    knobs = KernelKnobs(SPACES, MIXED)
     default_kernels = {c.workload: c.kernel for c in knobs.default_choices()}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     seen = {False: 0, True: 0}
@@ -96,16 +113,19 @@ def test_kernels_are_chosen_per_workload_only_behind_the_switch():
         if not per_workload:  # only tilings sampled; every workload on its default kernel
             assert sampled_kernels == []
             assert {c.workload: c.kernel for c in choices} == default_kernels
-        else:
-            assert len(sampled_kernels) == len(MIXED)
+        else:  # a kernel knob for each workload that more than one kernel can run
+            assert len(sampled_kernels) == len(MIXED) - 1
         study.tell(trial, 0.0)
     assert seen[False] > 5 and seen[True] > 5
 
 
 @pytest.mark.parametrize("mixed, expected", [(False, False), (True, True)])
 def test_the_switch_round_trips(mixed, expected):
-    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
-    choices = knobs.default_choices()[1:] if mixed else knobs.default_choices()  # first builtin
+    knobs = KernelKnobs(SPACES, MIXED)
+    defaults = knobs.default_choices()
+    dense = SPACES["conv2d_dense"].defaults()
+    dense_small = KernelChoice(SMALL.key, "conv2d_dense", tuple(sorted(dense.items())))
+    choices = tuple(dense_small if mixed and c.workload == SMALL.key else c for c in defaults)
     params = knobs.params_for(choices)
     assert params[PER_WORKLOAD] is expected
     assert (f"kernels.{MIXED[1].key}" in params) is expected
@@ -116,13 +136,13 @@ def test_the_switch_round_trips(mixed, expected):
 
 @pytest.mark.parametrize("unrolls, per_workload", [((4, 4), False), ((4, 2), True)])
 def test_tilings_are_shared_per_kernel_unless_they_differ(unrolls, per_workload):
-    knobs = KernelKnobs(SPACES, CUSTOM, WORKLOADS[:2])
+    knobs = KernelKnobs(SPACES, WORKLOADS[:2])
     dense = SPACES["conv2d_dense"]
     choices = tuple(KernelChoice(w.key, "conv2d_dense", tuple(sorted(dense.complete(
         {"unroll": unroll}).items()))) for w, unroll in zip(WORKLOADS[:2], unrolls))
     params = knobs.params_for(choices)
     assert params[TILE_PER_WORKLOAD] is per_workload
-    assert ("kernels.dense_0.unroll" in params) is per_workload
+    assert (f"kernels.{WORKLOADS[0].key}.dense.unroll" in params) is per_workload
     assert ("kernels.conv2d_dense.unroll" in params) is not per_workload
     study = optuna.create_study()
     study.enqueue_trial(params)
@@ -130,7 +150,7 @@ def test_tilings_are_shared_per_kernel_unless_they_differ(unrolls, per_workload)
 
 
 def test_shared_tilings_need_one_variant_per_kernel():
-    knobs = KernelKnobs(SPACES, CUSTOM, MIXED)
+    knobs = KernelKnobs(SPACES, MIXED)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     for _ in range(20):
         trial = study.ask()

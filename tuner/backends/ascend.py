@@ -7,6 +7,7 @@ from tuner.backends.base import Backend, register_backend
 
 @register_backend
 class AscendBackend(Backend):
+    kernels_missing = "needs Ascend C kernels"
     name = "Ascend"
 
     def unavailable_reason(self) -> str | None:

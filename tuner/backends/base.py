@@ -10,6 +10,11 @@ A backend is a MindSpore ``device_target``. Rules for implementations:
 - ``profiler_activities(ms)`` lists the ``mindspore.profiler.ProfilerActivity`` values that
   profile this device's operators (the host's CPU activity always included).
 - The device's default search space is ``search_spaces/<name lower>.yaml``.
+- ``kernel_library(params_file)`` returns the device's own kernel library (tuner.kernels.base)
+  with the kernel parameter file the search space names (None: the default one), or raises
+  ``UnsupportedDeviceError`` saying in one line what the device would need;
+  ``kernels_missing`` is that line (None when there is a library). The library module is
+  imported on first use (it imports MindSpore; the study's process never does).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from tuner.errors import UsageError
+from tuner.errors import UnsupportedDeviceError, UsageError
 from tuner.space.loader import default_space_path
 
 _REGISTRY: dict[str, type["Backend"]] = {}
@@ -25,6 +30,15 @@ _REGISTRY: dict[str, type["Backend"]] = {}
 
 class Backend(ABC):
     name: ClassVar[str]
+    kernels_missing: ClassVar[str | None] = "no kernel library for this device"
+
+    def kernel_library(self, params_file: Path | str | None = None):
+        raise UnsupportedDeviceError(
+            f"custom kernels are not implemented for device {self.name} ({self.kernels_missing})")
+
+    @property
+    def has_kernels(self) -> bool:
+        return self.kernels_missing is None
 
     @abstractmethod
     def unavailable_reason(self) -> str | None: ...

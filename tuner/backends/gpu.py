@@ -7,6 +7,7 @@ from tuner.backends.base import Backend, register_backend
 
 @register_backend
 class GpuBackend(Backend):
+    kernels_missing = "needs CUDA kernels"
     name = "GPU"
 
     def unavailable_reason(self) -> str | None:

@@ -12,6 +12,7 @@ family: the same reading serves any network MindSpore can compile.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -81,6 +82,24 @@ class Graph:
     input_shapes: tuple[tuple[int, ...], ...]
     output: Operand
 
+    def to_dict(self) -> dict:
+        """A JSON-able form (``from_dict`` reads it back): a study captures once and every
+        trial process plans from the stored graph."""
+        return {"nodes": [{"op": n.op, "inputs": [_encode(o) for o in n.inputs],
+                           "attrs": {k: _encode_value(v) for k, v in n.attrs.items()},
+                           "scope": n.scope, "shapes": [list(s) for s in n.shapes]}
+                          for n in self.nodes],
+                "input_shapes": [list(s) for s in self.input_shapes],
+                "output": _encode(self.output)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Graph":
+        nodes = tuple(Node(i, n["op"], tuple(_decode(o) for o in n["inputs"]),
+                           {k: _decode_value(v) for k, v in n["attrs"].items()}, n["scope"],
+                           tuple(tuple(s) for s in n["shapes"]))
+                      for i, n in enumerate(data["nodes"]))
+        return cls(nodes, tuple(tuple(s) for s in data["input_shapes"]), _decode(data["output"]))
+
     def consumers(self) -> dict[NodeOutput, list[int]]:
         """Each node output -> the ids of the nodes that read it (in order)."""
         users: dict[NodeOutput, list[int]] = {}
@@ -91,6 +110,48 @@ class Graph:
         return users
 
 
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+    if isinstance(value, (tuple, list)):
+        return {"tuple": [_encode_value(v) for v in value]}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "array" in value:
+        return np.asarray(value["array"], dtype=value["dtype"]).reshape(value["shape"])
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_decode_value(v) for v in value["tuple"])
+    return value
+
+
+def _encode(operand: Operand) -> dict:
+    if isinstance(operand, NodeOutput):
+        return {"node": operand.node, "index": operand.index}
+    if isinstance(operand, ParamRef):
+        return {"param": operand.name}
+    if isinstance(operand, GraphInput):
+        return {"input": operand.index}
+    if isinstance(operand, TupleOf):
+        return {"items": [_encode(o) for o in operand.items]}
+    return {"const": _encode_value(operand.value)}
+
+
+def _decode(data: dict) -> Operand:
+    if "node" in data:
+        return NodeOutput(data["node"], data["index"])
+    if "param" in data:
+        return ParamRef(data["param"])
+    if "input" in data:
+        return GraphInput(data["input"])
+    if "items" in data:
+        return TupleOf(tuple(_decode(o) for o in data["items"]))
+    return Constant(_decode_value(data["const"]))
+
+
 def operand_refs(operand: Operand) -> list[NodeOutput]:
     if isinstance(operand, NodeOutput):
         return [operand]
@@ -99,10 +160,16 @@ def operand_refs(operand: Operand) -> list[NodeOutput]:
     return []
 
 
+_WRAPPER = "tuner_captured"  # the attribute name of the network inside the exported wrapper
+
+
 def scope_path(scope: str) -> str:
-    """``Default/features-SequentialCell/3-InvertedResidual/Add-op2`` -> ``features.3``."""
+    """``Default/tuner_captured-MobileNetV2/features-SequentialCell/3-InvertedResidual/Add-op2``
+    -> ``features.3``."""
     parts = scope.split("/")
     if parts and parts[0] == "Default":
+        parts = parts[1:]
+    if parts and parts[0].split("-", 1)[0] == _WRAPPER:
         parts = parts[1:]
     return ".".join(part.split("-", 1)[0] for part in parts[:-1])
 
@@ -150,9 +217,13 @@ def _tensor_value(tensor) -> Any:
 
 
 def _shapes(node) -> tuple[tuple[int, ...], ...]:
+    """The node's output shapes (one per output of a tuple-valued node)."""
     for attribute in node.attribute:
         if attribute.name == "shape":
-            return tuple(tuple(int(d) for d in t.dims) for t in attribute.tensors)
+            if attribute.tensors:
+                return tuple(tuple(int(d) for d in t.dims) for t in attribute.tensors)
+            return tuple(tuple(int(d) for d in v.tensors[0].dims) if v.tensors else ()
+                         for v in attribute.values)
     return ()
 
 
@@ -228,6 +299,22 @@ def read_mindir(path: Path) -> Graph:
     return Graph(tuple(nodes), shapes, operand(graph.output[0].name))
 
 
+def _wrapped(net):
+    """``net`` inside a fresh top-level cell that leaves its parameter names alone (a network
+    compiled before, e.g. inside another cell, cannot be exported directly)."""
+    from mindspore import nn
+
+    class Captured(nn.Cell):
+        def __init__(self, network):
+            super().__init__(auto_prefix=False)
+            setattr(self, _WRAPPER, network)
+
+        def construct(self, x):
+            return getattr(self, _WRAPPER)(x)
+
+    return Captured(net)
+
+
 def capture(net, input_shape: tuple[int, ...]) -> Graph:
     """Export ``net`` for a float32 input of ``input_shape`` and read its graph (graph mode;
     the caller's execution mode is restored)."""
@@ -240,12 +327,100 @@ def capture(net, input_shape: tuple[int, ...]) -> Graph:
             ms.set_context(mode=ms.GRAPH_MODE)
             was_training = net.training
             net.set_train(False)
-            ms.export(net, ms.Tensor(np.zeros(input_shape, np.float32)), file_name=stem,
-                      file_format="MINDIR")
+            ms.export(_wrapped(net), ms.Tensor(np.zeros(input_shape, np.float32)),
+                      file_name=stem, file_format="MINDIR")
             net.set_train(was_training)
         except Exception as error:  # MindSpore raises many kinds; the reason is what matters
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise CaptureError(f"mindspore.export failed: {first}") from None
         finally:
             ms.set_context(mode=previous)
-        return read_mindir(Path(stem + ".mindir"))
+        return _reattributed(_rooted(read_mindir(Path(stem + ".mindir")), net), net)
+
+
+def _common_path(paths: list[str]) -> str:
+    parts = [p.split(".") if p else [] for p in paths]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
+
+
+def _with_path(node: Node, owner: str) -> Node:
+    """``node`` scoped as created by the cell at ``owner`` (same operation name)."""
+    parts = node.scope.split("/")
+    head = [p for p in parts[:-1] if p == "Default" or p.split("-", 1)[0] == _WRAPPER]
+    names = [f"{name}-cell" for name in owner.split(".")] if owner else []
+    return dataclasses.replace(node, scope="/".join(head + names + parts[-1:]))
+
+
+def _reattributed(graph: Graph, net) -> Graph:
+    """Operations put in the cell that really created them. MindSpore parses a function (such
+    as ``ops.concat`` or a tensor's ``+``) once and reuses it, so an operation it creates keeps
+    the scope of the function's first call site, another instance or an outer cell. Two
+    corrections by data flow, repeated until nothing moves: an operation whose latest input
+    was made in another cell of the same class as the one its scope names, at the same depth,
+    belongs to that cell; an operation whose inputs and readers all lie inside one cell below
+    the one its scope names belongs to that cell."""
+    cells = dict(net.cells_and_names())
+    nodes = list(graph.nodes)
+    readers: dict[int, list[int]] = {}
+    for node in nodes:
+        for operand in node.inputs:
+            for ref in operand_refs(operand):
+                readers.setdefault(ref.node, []).append(node.id)
+    for _ in range(4):
+        moved = False
+        for index, node in enumerate(nodes):
+            path = node.path
+            if path not in cells:
+                continue
+            producers = [nodes[r.node].path for o in node.inputs for r in operand_refs(o)]
+            neighbours = producers + [nodes[r].path for r in readers.get(node.id, [])]
+            owner = path
+            if producers and cells[path].name_cells():
+                latest = nodes[max(r.node for o in node.inputs for r in operand_refs(o))].path
+                depth = path.count(".") + 1 if path else 0
+                candidate = ".".join(latest.split(".")[:depth])
+                if path and not _within_path(latest, path) and candidate in cells \
+                        and type(cells[candidate]) is type(cells[path]):
+                    owner = candidate
+            if owner == path and neighbours and isinstance(graph.output, NodeOutput) \
+                    and node.id != graph.output.node:
+                inner = _common_path(neighbours)
+                if inner != path and _within_path(inner, path) and inner in cells:
+                    owner = inner
+            if owner != path:
+                nodes[index] = _with_path(node, owner)
+                moved = True
+        if not moved:
+            break
+    return dataclasses.replace(graph, nodes=tuple(nodes))
+
+
+def _within_path(path: str, root: str) -> bool:
+    return root == "" or path == root or path.startswith(root + ".")
+
+
+def _rooted(graph: Graph, net) -> Graph:
+    """Scopes relative to ``net``: a cell once compiled inside another keeps that parent's
+    name as the first part of its scope (``net-ResNet/conv1-Conv2d``), which is dropped."""
+    paths = {path for path, _ in net.cells_and_names()}
+
+    def strip(scope: str, count: int) -> str:
+        parts = scope.split("/")
+        head = 1 if parts and parts[0] == "Default" else 0
+        if len(parts) > head and parts[head].split("-", 1)[0] == _WRAPPER:
+            head += 1
+        return "/".join(parts[:head] + parts[head + count:])
+
+    def matches(count: int) -> int:
+        return sum(scope_path(strip(n.scope, count)) in paths for n in graph.nodes)
+
+    best = max(range(4), key=lambda count: (matches(count), -count))
+    if best == 0:
+        return graph
+    nodes = tuple(dataclasses.replace(n, scope=strip(n.scope, best)) for n in graph.nodes)
+    return dataclasses.replace(graph, nodes=nodes)

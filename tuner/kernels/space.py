@@ -25,7 +25,7 @@ class KernelParam:
     name: str
     type: str
     default: Any
-    define: str
+    define: str = ""   # empty for a parameter the program runtime reads from the spec
     choices: tuple = ()
     low: int | None = None
     high: int | None = None
@@ -59,11 +59,13 @@ class KernelParam:
 class KernelSpace:
     """The parameter space of one kernel (``source`` is relative to ``kernels/cpu``).
 
-    An alternative kernel of a workload (not the workload's default one) has a ``choice``
-    label (the value of the per-workload knob that selects it, e.g. ``winograd``) and a
-    ``default_for`` rule: a Python expression over the workload's fields (``ConvWorkload``:
-    batch, in_channels, out_channels, height, width, ...) that says where it is the space's
-    default instead of the workload's default kernel (also given: out_height, out_width).
+    ``choice`` is the kernel's value of a workload's kernel knob (``kernels.<workload>``);
+    ``runs`` (a Python expression over the workload's fields, its ``op``, ``kind``,
+    ``out_height``, ``out_width``) says which workloads it can run, and ``hand_epilogue`` that
+    it fuses only the hand-written kernels' epilogues (a residual add, then ReLU or ReLU6);
+    ``default_for`` (same variables) says where it is the space's default instead of the
+    workload's first kernel. ``runtime_params``: its parameters are read by the program
+    runtime from the program's spec, not compiled in (no ``define``; one build serves all).
     """
 
     kernel_name: str
@@ -72,6 +74,9 @@ class KernelSpace:
     restrictions: tuple[str, ...]
     choice: str = ""
     default_for: str = "False"
+    runs: str = "True"
+    hand_epilogue: bool = False
+    runtime_params: bool = False
 
     def param(self, name: str) -> KernelParam:
         for param in self.params:
@@ -128,15 +133,31 @@ class KernelSpace:
         return best[1] if best else self.defaults()
 
     def defines(self, params: Mapping[str, Any]) -> dict[str, str]:
-        """Macro name -> value text for a complete, valid parameter set."""
+        """Macro name -> value text for a complete, valid parameter set (none for a kernel
+        whose parameters are read at run time)."""
         full = self.complete(params)
-        return {param.define: param.macro_value(full[param.name]) for param in self.params}
+        return {param.define: param.macro_value(full[param.name]) for param in self.params
+                if param.define}
+
+    @staticmethod
+    def _rule(rule: str, workload: Any) -> bool:
+        names = {name: getattr(workload, name) for name in workload.__dataclass_fields__}
+        names["op"] = workload.op
+        for derived in ("kind", "out_height", "out_width"):
+            if hasattr(workload, derived):
+                names[derived] = getattr(workload, derived)
+        try:
+            return bool(eval(rule, {"__builtins__": {}}, names))  # noqa: S307 (trusted YAML)
+        except (NameError, TypeError, AttributeError, IndexError):
+            return False  # a rule about fields this kind of workload does not have
 
     def is_default_for(self, workload: Any) -> bool:
-        """Whether ``default_for`` holds for a ConvWorkload (its fields, out_height, out_width)."""
-        fields = {name: getattr(workload, name)
-                  for name in (*workload.__dataclass_fields__, "out_height", "out_width")}
-        return bool(eval(self.default_for, {"__builtins__": {}}, fields))  # noqa: S307 (trusted YAML)
+        """Whether ``default_for`` holds for a workload."""
+        return self._rule(self.default_for, workload)
+
+    def can_run(self, workload: Any) -> bool:
+        """Whether ``runs`` holds for a workload."""
+        return self._rule(self.runs, workload)
 
     def configurations(self) -> Iterator[dict[str, Any]]:
         """Every valid parameter combination (the full Cartesian product, filtered)."""
@@ -147,17 +168,17 @@ class KernelSpace:
                 yield candidate
 
 
-def _parse_param(kernel: str, name: str, spec: Mapping[str, Any]) -> KernelParam:
+def _parse_param(kernel: str, name: str, spec: Mapping[str, Any], runtime: bool) -> KernelParam:
     kind = spec.get("type")
     if kind not in _TYPES:
         raise ValueError(f"{kernel}.{name}: type must be one of {_TYPES}, got {kind!r}")
-    if "define" not in spec:
+    if "define" not in spec and not runtime:
         raise ValueError(f"{kernel}.{name}: missing 'define' (the macro it is compiled as)")
     param = KernelParam(
         name=name,
         type=kind,
         default=spec.get("default"),
-        define=str(spec["define"]),
+        define=str(spec.get("define", "")),
         choices=tuple(spec.get("choices", ())),
         low=spec.get("low"),
         high=spec.get("high"),
@@ -182,9 +203,12 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, Kernel
     for kernel, body in document.items():
         if "source" not in body or "params" not in body:
             raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params'")
-        params = tuple(_parse_param(kernel, n, s) for n, s in body["params"].items())
+        runtime = bool(body.get("runtime_params", False))
+        params = tuple(_parse_param(kernel, n, s, runtime) for n, s in body["params"].items())
         space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),
-                            str(body.get("choice", "")), str(body.get("default_for", "False")))
+                            str(body.get("choice", kernel)), str(body.get("default_for", "False")),
+                            str(body.get("runs", "True")), bool(body.get("hand_epilogue", False)),
+                            runtime)
         space.validate(space.defaults())
         spaces[kernel] = space
     return spaces

@@ -1,29 +1,32 @@
-"""The convolution problems the custom kernels solve, as frozen, hashable records.
+"""The problems custom kernels solve (workloads), as frozen, typed, serialisable records.
 
-The ``key`` names the tiling problem only (kind, batch, shapes, kernel, stride, padding): the
-epilogue (activation, residual add) is a run-time argument of the same compiled variant, so
-layers that differ only in their epilogue share a key and a tuning choice.
+One representation from planning to the search space, the tuning records and the export: a
+workload is built from what the network computes (the program planner's convolutions and
+matrix products), stored as ``to_dict()`` in the study's model information and read back with
+``workload_from_dict``; its ``key`` names it in Optuna parameters, MLflow and exports and is
+never parsed. The key names the tiling problem only (shapes, strides, groups): the fused
+epilogue is a run-time argument, so layers that differ only in it share a key and a choice.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
+from typing import Any, Union
 
-KINDS = ("dense", "depthwise")
 ACTIVATIONS = ("none", "relu", "relu6")
-MAX_DEPTHWISE_TAPS = 49  # MAX_TAPS of kernels/cpu/conv2d_depthwise.cpp
-KERNEL_NAMES = {"dense": "conv2d_dense", "depthwise": "conv2d_depthwise"}
-WINOGRAD = "conv2d_winograd"  # dense 3x3 stride-1 convolutions only (any padding)
 
 
-_KEY = re.compile(r"([a-z]+)_n(\d+)_c(\d+)_h(\d+)_w(\d+)_o(\d+)_k(\d+)x(\d+)"
-                  r"_s(\d+(?:x\d+)?)_p(\d+(?:_\d+_\d+_\d+)?)")
+def _tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 @dataclass(frozen=True)
 class ConvWorkload:
-    kind: str
+    """A 2-D convolution, float32 NCHW; ``padding`` is (top, bottom, left, right).
+
+    ``has_residual``/``activation`` are the epilogue of the first layer with this workload
+    (the one a hand-written kernel is verified with)."""
+
     batch: int
     in_channels: int
     out_channels: int
@@ -31,60 +34,42 @@ class ConvWorkload:
     width: int
     kernel: tuple[int, int]
     stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, bottom, left, right
+    padding: tuple[int, int, int, int]
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
     has_residual: bool = False
     activation: str = "none"
 
+    op = "conv"
+
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("kernel", "stride", "padding", "dilation"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.kind == "depthwise" and self.in_channels != self.out_channels:
-            raise ValueError("a depthwise workload has out_channels == in_channels")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ConvWorkload":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{self.groups} groups do not divide {self.in_channels} input and "
+                             f"{self.out_channels} output channels")
 
     @property
-    def kernel_name(self) -> str:
-        return KERNEL_NAMES[self.kind]
-
-    @property
-    def kernel_names(self) -> tuple[str, ...]:
-        """Every kernel that can run this workload, its default one (``kernel_name``) first."""
-        if self.kind == "dense" and self.kernel == (3, 3) and self.stride == (1, 1):
-            return (self.kernel_name, WINOGRAD)
-        return (self.kernel_name,)
-
-    @classmethod
-    def from_key(cls, key: str) -> "ConvWorkload":
-        """The workload (without its epilogue) a ``key`` names; ValueError if malformed."""
-        match = _KEY.fullmatch(key)
-        if match is None:
-            raise ValueError(f"not a workload key: {key!r}")
-        kind, n, c, h, w, o, kh, kw, stride, padding = match.groups()
-
-        def ints(text: str, count: int) -> tuple[int, ...]:
-            values = tuple(int(v) for v in text.split("_" if count == 4 else "x"))
-            return values * count if len(values) == 1 else values
-
-        return cls(kind, int(n), int(c), int(o), int(h), int(w), (int(kh), int(kw)),
-                   ints(stride, 2), ints(padding, 4))
+    def kind(self) -> str:
+        """``dense`` (one group), ``depthwise`` (a group per input channel, any multiplier) or
+        ``grouped``."""
+        if self.groups == 1:
+            return "dense"
+        return "depthwise" if self.groups == self.in_channels else "grouped"
 
     @property
     def out_height(self) -> int:
         top, bottom, _, _ = self.padding
-        return (self.height + top + bottom - self.kernel[0]) // self.stride[0] + 1
+        span = self.dilation[0] * (self.kernel[0] - 1) + 1
+        return (self.height + top + bottom - span) // self.stride[0] + 1
 
     @property
     def out_width(self) -> int:
         _, _, left, right = self.padding
-        return (self.width + left + right - self.kernel[1]) // self.stride[1] + 1
+        span = self.dilation[1] * (self.kernel[1] - 1) + 1
+        return (self.width + left + right - span) // self.stride[1] + 1
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -97,23 +82,117 @@ class ConvWorkload:
     @property
     def flops(self) -> int:
         """Multiply-adds x 2 of the convolution (the epilogue is not counted)."""
-        reduction = self.kernel[0] * self.kernel[1] * (1 if self.kind == "depthwise" else self.in_channels)
+        reduction = self.kernel[0] * self.kernel[1] * (self.in_channels // self.groups)
         return 2 * self.batch * self.out_channels * self.out_height * self.out_width * reduction
 
-    @property
-    def supported_by_custom(self) -> bool:
-        if self.out_height < 1 or self.out_width < 1 or min(self.padding) < 0:
-            return False
-        if self.kind == "depthwise":
-            return self.kernel[0] * self.kernel[1] <= MAX_DEPTHWISE_TAPS
-        return True
+    def _key(self, batch: str) -> str:
+        kh, kw = self.kernel
+        sh, sw = self.stride
+        stride = f"{sh}" if sh == sw else f"{sh}x{sw}"
+        padding = (f"{self.padding[0]}" if len(set(self.padding)) == 1
+                   else "_".join(map(str, self.padding)))
+        extra = "" if self.dilation == (1, 1) else f"_d{self.dilation[0]}x{self.dilation[1]}"
+        extra += f"_g{self.groups}" if self.kind == "grouped" else ""
+        return (f"{self.kind}{batch}_c{self.in_channels}_h{self.height}_w{self.width}"
+                f"_o{self.out_channels}_k{kh}x{kw}_s{stride}_p{padding}{extra}")
 
     @property
     def key(self) -> str:
         """e.g. ``dense_n16_c64_h56_w56_o256_k1x1_s1_p0`` (epilogue not included)."""
-        kh, kw = self.kernel
-        sh, sw = self.stride
-        stride = f"{sh}" if sh == sw else f"{sh}x{sw}"
-        padding = f"{self.padding[0]}" if len(set(self.padding)) == 1 else "_".join(map(str, self.padding))
-        return (f"{self.kind}_n{self.batch}_c{self.in_channels}_h{self.height}_w{self.width}"
-                f"_o{self.out_channels}_k{kh}x{kw}_s{stride}_p{padding}")
+        return self._key(f"_n{self.batch}")
+
+    @property
+    def batchless_key(self) -> str:
+        """The key without the batch size: the same convolution at every batch."""
+        return self._key("")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class MatMulWorkload:
+    """``(batch..., m, k) @ (batch..., k, n)``, float32; ``constant_weights``: the right operand
+    is a parameter (a dense layer) rather than an activation (attention)."""
+
+    batch: tuple[int, ...]
+    m: int
+    k: int
+    n: int
+    constant_weights: bool = True
+
+    op = "matmul"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch", tuple(int(v) for v in self.batch))
+
+    @property
+    def flops(self) -> int:
+        count = 1
+        for dim in self.batch:
+            count *= dim
+        return 2 * count * self.m * self.k * self.n
+
+    def _key(self, batch: str) -> str:
+        weights = "" if self.constant_weights else "_act"
+        return f"matmul{batch}_m{self.m}_k{self.k}_n{self.n}{weights}"
+
+    @property
+    def key(self) -> str:
+        return self._key("_b" + "x".join(map(str, self.batch)) if self.batch else "")
+
+    @property
+    def batchless_key(self) -> str:
+        return self._key("")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, **dataclasses.asdict(self)}
+
+
+Workload = Union[ConvWorkload, MatMulWorkload]
+_TYPES = {"conv": ConvWorkload, "matmul": MatMulWorkload}
+
+
+def workload_from_dict(data: dict[str, Any]) -> Workload:
+    """The workload ``to_dict`` wrote; ValueError if malformed."""
+    if not isinstance(data, dict) or data.get("op") not in _TYPES:
+        raise ValueError(f"not a workload: {data!r}")
+    cls = _TYPES[data["op"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names - {"op"}
+    if unknown:
+        raise ValueError(f"{data['op']} workload: unknown field {sorted(unknown)[0]!r}")
+    try:
+        return cls(**{k: _tuple(v) for k, v in data.items() if k != "op"})
+    except TypeError as error:
+        raise ValueError(f"{data['op']} workload: {error}") from None
+
+
+@dataclass(frozen=True)
+class WorkloadGroup:
+    """A workload, the network layers (module paths) that share it, and the kernels that can
+    run all of them, the default one first."""
+
+    workload: Workload
+    layers: tuple[str, ...]
+    kernels: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.workload.key
+
+    @property
+    def kernel(self) -> str:
+        return self.kernels[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "workload": self.workload.to_dict(), "layers": list(self.layers),
+                "kernels": list(self.kernels), "flops": self.workload.flops}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WorkloadGroup":
+        try:
+            return cls(workload_from_dict(data["workload"]), tuple(data["layers"]),
+                       tuple(data["kernels"]))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a workload group: {error}") from None

@@ -98,9 +98,12 @@ def _mean_ms(durations: list[float]) -> float:
 
 
 def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: Path,
-            activities: list, names: LayerNames, label: str) -> Profile:
-    """Profile ``runs`` inferences after ``warmup_runs`` untimed and ``runs`` unprofiled ones."""
+            activities: list, names: LayerNames, label: str, network=None) -> Profile:
+    """Profile ``runs`` inferences after ``warmup_runs`` untimed and ``runs`` unprofiled ones;
+    the programs of ``network`` (when given) are broken down into their primitives."""
     from mindspore.profiler import profile, schedule, tensorboard_trace_handler
+
+    from tuner.profiling import programs
 
     for _ in range(warmup_runs):
         run_once()
@@ -110,6 +113,8 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
         run_once()
         unprofiled.append(time.perf_counter() - started)
     profiled = []
+    if network is not None:
+        programs.reset(network)
     raw_dir = Path(out_dir).resolve()
     with profile(activities=activities, on_trace_ready=tensorboard_trace_handler(str(raw_dir)),
                  schedule=schedule(wait=0, warmup=0, active=runs, repeat=1)) as profiler:
@@ -122,6 +127,8 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
     if not details:
         raise RuntimeError(f"the profiler wrote no {OP_DETAIL_FILE} under {raw_dir}")
     traces = sorted(raw_dir.glob(f"*/ASCEND_PROFILER_OUTPUT/{TRACE_FILE}"))
-    return Profile(label, runs, _mean_ms(profiled), _mean_ms(unprofiled),
-                   read_operators(details[-1], names), str(raw_dir),
-                   str(traces[-1]) if traces else "")
+    operators = read_operators(details[-1], names)
+    if network is not None:
+        operators = programs.expand(operators, network)
+    return Profile(label, runs, _mean_ms(profiled), _mean_ms(unprofiled), operators,
+                   str(raw_dir), str(traces[-1]) if traces else "")

@@ -12,6 +12,8 @@ from typing import Iterator
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from tuner.rewrites.network import set_child
+
 
 @dataclass(frozen=True)
 class ConvBatchNormPair:
@@ -62,13 +64,6 @@ def conv_batchnorm_pairs(net: nn.Cell) -> Iterator[ConvBatchNormPair]:
                 yield ConvBatchNormPair(cell, conv_name, bn_name, path)
 
 
-def _set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:
-    if isinstance(parent, nn.SequentialCell):
-        parent[int(name)] = child
-    else:
-        setattr(parent, name, child)
-
-
 def _folded_conv(conv: nn.Conv2d, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
     folded = nn.Conv2d(
         conv.in_channels,
@@ -101,7 +96,7 @@ def fold_batchnorms(net: nn.Cell, under: tuple[str, ...] = ()) -> list[str]:
         conv = pair.parent.name_cells()[pair.conv_name]
         bn = pair.parent.name_cells()[pair.bn_name]
         weight, bias = folded_weight_and_bias(conv, bn)
-        _set_child(pair.parent, pair.conv_name, _folded_conv(conv, weight, bias))
-        _set_child(pair.parent, pair.bn_name, nn.Identity())
+        set_child(pair.parent, pair.conv_name, _folded_conv(conv, weight, bias))
+        set_child(pair.parent, pair.bn_name, nn.Identity())
         folded_paths.append(pair.path)
     return folded_paths

@@ -15,6 +15,7 @@ WEIGHTS_FILE = "weights.ckpt"
 INPUT_FILE = "input.npy"
 REFERENCE_FILE = "reference.npy"
 MODEL_INFO_FILE = "model.json"
+GRAPH_FILE = "graph.json"        # the captured graph of the untuned network (tuner.graph)
 
 
 class RequestKind(str, Enum):
@@ -25,6 +26,7 @@ class RequestKind(str, Enum):
     PROFILE = "profile"
     ONNX_EXPORT = "onnx_export"
     ONNX_MEASURE = "onnx_measure"
+    REFERENCES = "references"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,10 @@ class TrialRequest:
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
     MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
     checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
-    tuner.onnx.runtime). A ``gated`` measurement waits after compiling until the study releases
-    it (tuner.runner.isolate)."""
+    tuner.onnx.runtime) or ``references`` (the untuned outputs of the regions ``config``'s
+    programs replace, kept in the assets for their verification; asked by a measuring trial,
+    in a process without its settings). A ``gated`` measurement waits after compiling until
+    the study releases it (tuner.runner.isolate)."""
 
     kind: RequestKind
     target: TuningTarget
@@ -47,6 +51,7 @@ class TrialRequest:
     dump_graph: bool = False
     gated: bool = False
     profile_runs: int = 10
+    kernel_space: str = ""   # the kernel parameter file the search space names ("": default)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RequestKind(self.kind))
@@ -56,7 +61,7 @@ class TrialRequest:
                            "assets_dir": self.assets_dir, "config": self.config.to_dict(),
                            "measure": self.measure.to_dict(), "seed": self.seed,
                            "dump_graph": self.dump_graph, "gated": self.gated,
-                           "profile_runs": self.profile_runs})
+                           "profile_runs": self.profile_runs, "kernel_space": self.kernel_space})
 
     @classmethod
     def from_json(cls, text: str) -> "TrialRequest":
@@ -65,7 +70,8 @@ class TrialRequest:
                    assets_dir=data["assets_dir"], config=TuningConfig.from_dict(data["config"]),
                    measure=MeasureSettings(**data["measure"]), seed=data["seed"],
                    dump_graph=data["dump_graph"], gated=data.get("gated", False),
-                   profile_runs=data.get("profile_runs", 10))
+                   profile_runs=data.get("profile_runs", 10),
+                   kernel_space=data.get("kernel_space", ""))
 
     def asset(self, name: str) -> Path:
         return Path(self.assets_dir) / name

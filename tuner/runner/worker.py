@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tuner.runner.record import Metrics, Status, TrialResult
-from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
-                                  RequestKind, TrialRequest)
+from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
+                                  WEIGHTS_FILE, RequestKind, TrialRequest)
 
 PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
@@ -31,6 +31,7 @@ PROFILER_DIR = "profiler"      # MindSpore profiler's own output
 READY_PHASE = "ready"
 COMPILE_PHASES = ("load", "rewrite", "compile", READY_PHASE)
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
+REFERENCES_TIMEOUT = 3600.0
 VERIFICATION_SEED = 0
 GATE_POLL_SECONDS = 0.02
 
@@ -103,7 +104,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     info = {"stages": list(model_stages(net)), "fingerprint": fingerprint(net),
             "mindspore_version": ms.__version__, "cpu_model": cpu_model(),
             "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters())),
-            "workloads": _conv_workloads(net, request)}
+            **_workloads(net, request)}
     _phase("compile")
     reference = rewrite_network(net, TuningConfig())(ms.Tensor(x)).asnumpy()
     np.save(assets / REFERENCE_FILE, reference)
@@ -111,18 +112,39 @@ def _prepare(request: TrialRequest) -> TrialResult:
     return TrialResult(Status.OK)
 
 
-def _conv_workloads(net, request: TrialRequest) -> list[dict]:
-    """The model's convolution workloads that the device's custom kernels can run."""
-    from tuner.kernels.registry import has_kernels, kernel_library
+def _workloads(net, request: TrialRequest) -> dict:
+    """The workloads of the device's kernel library in this model (with the captured graph
+    saved for the trials), or why there are none."""
+    from tuner.backends import get_backend
 
-    if not has_kernels(request.target.device):
-        return []
-    library = kernel_library(request.target.device)
-    groups = library.find_workloads(net, request.target.input_shape)
+    backend = get_backend(request.target.device)
+    if not backend.has_kernels:
+        return {"workloads": [], "kernels_unavailable": backend.kernels_missing}
+    library = backend.kernel_library(request.kernel_space or None)
+    reason = library.unavailable_reason()
+    if reason:
+        return {"workloads": [], "kernels_unavailable": reason}
+    from tuner.graph.capture import CaptureError, capture
+
+    try:
+        graph = capture(net, request.target.input_shape)
+    except CaptureError as error:
+        return {"workloads": [], "kernels_unavailable": str(error)}
+    request.asset(GRAPH_FILE).write_text(json.dumps(graph.to_dict()))
+    groups = library.find_workloads(net, request.target.input_shape, graph)
     for group in groups:  # in this untuned process, as the trials' own settings may break them
-        library.reference_output(group.workload, VERIFICATION_SEED, request.asset(REFERENCES_DIR))
-    return [{"key": g.workload.key, "kernel": g.workload.kernel_name, "layers": list(g.layer_paths),
-             "flops": g.workload.flops, "conv": g.workload.to_dict()} for g in groups]
+        if group.workload.op == "conv" and any(
+                not library.space(k).runtime_params for k in group.kernels):
+            library.reference_output(group.workload, VERIFICATION_SEED,
+                                     request.asset(REFERENCES_DIR))
+    return {"workloads": [g.to_dict() for g in groups]}
+
+
+def _stored_graph(request: TrialRequest):
+    from tuner.graph.capture import Graph
+
+    path = request.asset(GRAPH_FILE)
+    return Graph.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def _build_in_parallel(library, choices) -> None:
@@ -141,34 +163,31 @@ def _build_in_parallel(library, choices) -> None:
         list(pool.map(build, variants))
 
 
-def _verify_kernels(request: TrialRequest) -> None:
-    """Check each custom kernel variant against MindSpore's operator before measuring.
+def _verify_kernels(request: TrialRequest, library) -> None:
+    """Check each hand-written kernel variant against MindSpore's operator before measuring.
 
-    The workloads are the ones the prepare step found (model.json), so the network's shapes are
-    not probed again. Verdicts are cached per (workload, params) in the study's assets, as
-    verification runs the slow builtin convolution."""
-    if not request.config.kernels:
-        return
-    from tuner.kernels.registry import kernel_library
-    from tuner.kernels.workload import ConvWorkload
+    The workloads are the ones the prepare step found (model.json). Verdicts are cached per
+    choice in the study's assets, as verification runs the slow builtin convolution."""
+    from tuner.kernels.workload import WorkloadGroup
 
-    library = kernel_library(request.target.device)
-    _build_in_parallel(library, request.config.kernels)
     info = json.loads(request.asset(MODEL_INFO_FILE).read_text())
-    groups = {w["key"]: ConvWorkload.from_dict(w["conv"]) for w in info.get("workloads", [])}
+    groups = {w["key"]: WorkloadGroup.from_dict(w) for w in info.get("workloads", [])}
     cache = request.asset("verified")
     cache.mkdir(exist_ok=True)
     for choice in request.config.kernels:
         if choice.workload not in groups:
             raise _Failed(Status.COMPILE_ERROR, f"kernels: {choice.workload} is not a workload "
                           f"of {request.target.model} at {request.target.input_shape}")
+        workload = groups[choice.workload].workload
+        if workload.op != "conv" or library.space(choice.kernel).runtime_params:
+            continue  # oneDNN's steps are verified with their programs
         key = hashlib.sha256(json.dumps(choice.to_dict(), sort_keys=True).encode()).hexdigest()[:24]
         verdict_path = cache / f"{key}.json"
         if verdict_path.exists():
             verdict = json.loads(verdict_path.read_text())
         else:
-            result = library.verify(groups[choice.workload], dict(choice.params),
-                                    seed=VERIFICATION_SEED, kernel=choice.kernel,
+            result = library.verify(workload, dict(choice.params), seed=VERIFICATION_SEED,
+                                    kernel=choice.kernel,
                                     reference_dir=request.asset(REFERENCES_DIR))
             verdict = {"ok": result.ok, "message": result.message,
                        "max_rel_error": result.max_rel_error, "build_failed": result.build_failed}
@@ -177,6 +196,42 @@ def _verify_kernels(request: TrialRequest) -> None:
             status = Status.COMPILE_ERROR if verdict.get("build_failed") else Status.WRONG_RESULT
             raise _Failed(status, f"custom kernel for {choice.workload} {dict(choice.params)} "
                           f"rejected before measuring: {verdict['message']}")
+
+
+def _ensure_region_references(request: TrialRequest, library, net, graph) -> None:
+    """The untuned outputs of the regions this configuration's programs replace, computed by
+    a process without this trial's settings when some are missing."""
+    from tuner.config import TuningConfig
+    from tuner.runner.isolate import run_isolated
+
+    references = request.asset(REFERENCES_DIR)
+    if not library.missing_references(net, request.config, request.target.input_shape,
+                                      references, VERIFICATION_SEED, graph):
+        return
+    child = TrialRequest(RequestKind.REFERENCES, request.target, request.assets_dir,
+                         config=TuningConfig(programs=request.config.programs),
+                         seed=request.seed, kernel_space=request.kernel_space)
+    result = run_isolated(child, Path("references"), REFERENCES_TIMEOUT)
+    if not result.ok:
+        raise _Failed(Status.COMPILE_ERROR, "the untuned outputs of this configuration's regions "
+                      f"could not be computed: {result.reason()}")
+
+
+def _references(request: TrialRequest) -> TrialResult:
+    """The untuned outputs of the regions of ``request.config``'s programs (into the assets)."""
+    ms = _setup(request)
+    from tuner.backends import get_backend
+    from tuner.models import create_model
+
+    net = create_model(request.target.model)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    net.set_train(False)
+    library = get_backend(request.target.device).kernel_library(request.kernel_space or None)
+    _phase("run")
+    library.reference_outputs(net, request.config, request.target.input_shape,
+                              request.asset(REFERENCES_DIR), VERIFICATION_SEED,
+                              _stored_graph(request))
+    return TrialResult(Status.OK)
 
 
 def _wait_for_release() -> None:
@@ -209,15 +264,31 @@ def _build(request: TrialRequest):
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
     _phase("rewrite")
-    _verify_kernels(request)
+    graph, references = None, None
+    if request.config.programs.enabled:
+        from tuner.backends import get_backend
+
+        library = get_backend(request.target.device).kernel_library(request.kernel_space or None)
+        _build_in_parallel(library, request.config.kernels)
+        _verify_kernels(request, library)
+        graph = _stored_graph(request)
+        _ensure_region_references(request, library, net, graph)
+        references = request.asset(REFERENCES_DIR)
+    from tuner.kernels import VerificationError
+
     try:
         apply_process_settings(request.config)
-        tuned = rewrite_network(net, request.config, request.target.input_shape,
-                                request.target.device)
+        try:
+            tuned = rewrite_network(net, request.config, request.target.input_shape,
+                                    request.target.device, graph, references, VERIFICATION_SEED)
+        except VerificationError as mismatch:
+            raise _Failed(Status.WRONG_RESULT, f"{mismatch} (rejected before measuring)") from None
         _phase("compile")
         started = time.perf_counter()
         tuned.compile(x)
         compile_seconds = time.perf_counter() - started
+    except _Failed:
+        raise
     except Exception:
         raise _Failed(Status.COMPILE_ERROR, _error_text()) from None
     return Built(ms, tuned, x, reference, compile_seconds, original)
@@ -234,7 +305,8 @@ def _profile(request: TrialRequest) -> TrialResult:
         profile = capture(lambda: built.network(built.x).asnumpy(), request.profile_runs,
                           request.measure.warmup_runs, Path(PROFILER_DIR),
                           get_backend(request.target.device).profiler_activities(built.ms),
-                          LayerNames(built.original, built.network), request.config.describe())
+                          LayerNames(built.original, built.network), request.config.describe(),
+                          built.network)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
     Path(PROFILE_FILE).write_text(json.dumps(profile.to_dict()))
@@ -299,7 +371,7 @@ def run(request: TrialRequest) -> TrialResult:
 
 KINDS = {RequestKind.PREPARE: _prepare, RequestKind.MEASURE: _measure,
          RequestKind.PROFILE: _profile, RequestKind.ONNX_EXPORT: _onnx_export,
-         RequestKind.ONNX_MEASURE: _onnx_measure}
+         RequestKind.ONNX_MEASURE: _onnx_measure, RequestKind.REFERENCES: _references}
 
 
 def main(argv: list[str]) -> int:

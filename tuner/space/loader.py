@@ -25,7 +25,7 @@ import yaml
 
 from tuner.config import all_knob_paths, knob_field, check_field
 from tuner.errors import ConfigError, UsageError
-from tuner.space.kernel_knobs import BUILTIN, CUSTOM, KernelKnobs
+from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.space import MODEL_STAGES, SearchSpace
 
@@ -82,19 +82,18 @@ def _parse(path: Path, document: Any) -> SearchSpace:
 
 
 def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs | None:
-    """``custom_kernels: {params: <kernel parameter YAML>, default: builtin|custom}``."""
+    """``custom_kernels: {params: <kernel parameter YAML>}``."""
     if section is None:
         return None
-    from tuner.kernels.registry import has_kernels, unsupported_reason
+    from tuner.backends import get_backend
     from tuner.kernels.space import load_kernel_space
 
-    if not has_kernels(device):
-        raise _fail(path, "custom_kernels", unsupported_reason(device))
-    if not isinstance(section, dict) or set(section) - {"params", "default"}:
-        raise _fail(path, "custom_kernels", "expected {params: <file>, default: builtin|custom}")
-    default = section.get("default", CUSTOM)
-    if default not in (BUILTIN, CUSTOM):
-        raise _fail(path, "custom_kernels.default", f"{default!r} is not builtin or custom")
+    backend = get_backend(device)
+    if not backend.has_kernels:
+        raise _fail(path, "custom_kernels", f"custom kernels are not implemented for device "
+                                            f"{backend.name} ({backend.kernels_missing})")
+    if not isinstance(section, dict) or set(section) - {"params"}:
+        raise _fail(path, "custom_kernels", "expected {params: <kernel parameter file>}")
     params_file = path.parent / str(section.get("params", ""))
     try:
         spaces = load_kernel_space(params_file)
@@ -102,7 +101,7 @@ def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs 
         raise _fail(path, "custom_kernels.params", f"cannot read {params_file} ({exc.strerror})") from None
     except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
         raise _fail(path, "custom_kernels.params", f"{params_file}: {exc}") from None
-    return KernelKnobs(spaces=spaces, default_impl=default)
+    return KernelKnobs(spaces=spaces, source=params_file)
 
 
 def _parse_knob(path: Path, knob_path: str, spec: Any, earlier: list[Knob]) -> Knob:

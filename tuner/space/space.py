@@ -9,7 +9,8 @@ from typing import Any, Callable
 import optuna
 
 from tuner.config import TuningConfig
-from tuner.space.kernel_knobs import KernelKnobs, Workload
+from tuner.kernels.workload import WorkloadGroup
+from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Knob, SubsetKnob
 
 MODEL_STAGES = "model_stages"
@@ -22,7 +23,8 @@ class SearchSpace:
 
     Knobs absent from the space keep the value of the untuned baseline (``TuningConfig()``).
     ``kernels`` (when the space declares custom kernels) adds per-workload kernel knobs once the
-    model's workloads are known (``with_model``).
+    model's workloads are known (``with_model``); they are active only in configurations whose
+    programs are on (``programs.granularity`` not ``off``), the only place kernels run.
     """
 
     source: Path
@@ -45,8 +47,10 @@ class SearchSpace:
         return values
 
     def suggest(self, trial: optuna.Trial) -> TuningConfig:
-        values = self._walk(lambda knob: knob.suggest(trial))
-        return TuningConfig.from_knobs(values, self.kernels.suggest(trial) if self.kernels else ())
+        config = TuningConfig.from_knobs(self._walk(lambda knob: knob.suggest(trial)))
+        if self.kernels and config.programs.enabled:
+            config = dataclasses.replace(config, kernels=self.kernels.suggest(trial))
+        return config
 
     def invalid_reason(self, config: TuningConfig) -> str | None:
         """Why ``config`` breaks a declared restriction (custom kernels' tiling), or None."""
@@ -67,7 +71,9 @@ class SearchSpace:
             if problem:
                 raise ValueError(f"{self.source}: knob {knob.path}: {problem}")
             params.update(knob.params_for(values[knob.path]))
-        if self.kernels is not None:
+        if config.kernels and not config.programs.enabled:
+            raise ValueError(f"{self.source}: kernel choices need programs.granularity on")
+        if self.kernels is not None and config.programs.enabled:
             params.update(self.kernels.params_for(config.kernels))
         elif config.kernels:
             raise ValueError(f"{self.source}: the space has no custom kernels")
@@ -78,9 +84,12 @@ class SearchSpace:
         return params
 
     def default_config(self) -> TuningConfig:
-        """The configuration made of every active knob's declared default."""
-        return TuningConfig.from_knobs(self._walk(lambda knob: knob.default),
-                                       self.kernels.default_choices() if self.kernels else ())
+        """The configuration made of every active knob's declared default (and, with programs
+        on, every workload on its default kernel)."""
+        config = TuningConfig.from_knobs(self._walk(lambda knob: knob.default))
+        if self.kernels and config.programs.enabled:
+            config = dataclasses.replace(config, kernels=self.kernels.default_choices())
+        return config
 
     def one_knob_neighbours(self, config: TuningConfig) -> list[TuningConfig]:
         """A one-at-a-time screening design around ``config``: for each unconditional bool or
@@ -100,7 +109,11 @@ class SearchSpace:
                     continue
                 values = self._walk(lambda each: value if each is knob
                                     else current.get(each.path, each.default))
-                neighbour = TuningConfig.from_knobs(values, config.kernels)
+                neighbour = TuningConfig.from_knobs(values)
+                if neighbour.programs.enabled:
+                    neighbour = dataclasses.replace(
+                        neighbour, kernels=config.kernels or (
+                            self.kernels.default_choices() if self.kernels else ()))
                 if neighbour.canonical_hash() not in seen:
                     seen.add(neighbour.canonical_hash())
                     neighbours.append(neighbour)
@@ -117,8 +130,8 @@ class SearchSpace:
         return self._walk(value_of)
 
     def with_model(self, stages: tuple[str, ...],
-                   workloads: tuple[Workload, ...] = ()) -> "SearchSpace":
-        """Fill in the model's stage names (``model_stages`` choices) and conv workloads."""
+                   workloads: tuple[WorkloadGroup, ...] = ()) -> "SearchSpace":
+        """Fill in the model's stage names (``model_stages`` choices) and its workloads."""
         knobs = tuple(
             dataclasses.replace(k, choices=tuple(stages))
             if isinstance(k, SubsetKnob) and k.choices == (MODEL_STAGES,) else k
@@ -129,14 +142,12 @@ class SearchSpace:
 
     def for_model(self, model_info: dict[str, Any]) -> "SearchSpace":
         """``with_model`` from a prepared study's ``model.json`` (stages and workloads)."""
-        workloads = tuple(Workload(w["key"], w["kernel"], tuple(w["layers"]), w["flops"])
-                          for w in model_info.get("workloads", []))
+        workloads = tuple(WorkloadGroup.from_dict(w) for w in model_info.get("workloads", []))
         return self.with_model(tuple(model_info["stages"]), workloads)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for MLflow."""
-        kernels = ({"default": self.kernels.default_impl,
-                    "workloads": [dataclasses.asdict(w) for w in self.kernels.workloads],
+        kernels = ({"workloads": [w.to_dict() for w in self.kernels.workloads],
                     "params": {name: [dataclasses.asdict(p) for p in space.params]
                                for name, space in self.kernels.spaces.items()}}
                    if self.kernels else None)

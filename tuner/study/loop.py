@@ -103,6 +103,12 @@ class StudyRun:
     def assets_dir(self) -> Path:
         return self.directory / "assets"
 
+    @property
+    def kernel_space(self) -> str:
+        """The kernel parameter file the search space names ("" for none)."""
+        source = self.space.kernels.source if self.space.kernels else None
+        return str(source) if source else ""
+
     def baseline(self) -> FrozenTrial | None:
         return records.baseline_trial(self.study.get_trials(deepcopy=False))
 
@@ -115,7 +121,7 @@ def _prepare_assets(run: StudyRun) -> None:
     info_path = run.assets_dir / MODEL_INFO_FILE
     if not (info_path.exists() and (run.assets_dir / REFERENCE_FILE).exists()):
         request = TrialRequest("prepare", run.target, str(run.assets_dir),
-                               seed=run.settings.weights_seed)
+                               seed=run.settings.weights_seed, kernel_space=run.kernel_space)
         result = run_isolated(request, run.directory / "prepare", run.settings.trial_timeout)
         if result.status is Status.USAGE_ERROR:
             raise UsageError(result.error)
@@ -204,7 +210,7 @@ def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialRe
 def _request(run: StudyRun, config: TuningConfig) -> TrialRequest:
     return TrialRequest("measure", run.target, str(run.assets_dir), config=config,
                         measure=run.measure, seed=run.settings.weights_seed,
-                        dump_graph=run.settings.dump_graph)
+                        dump_graph=run.settings.dump_graph, kernel_space=run.kernel_space)
 
 
 def _with_constraints(run: StudyRun, result: TrialResult) -> TrialResult:

@@ -168,6 +168,7 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measu
     together and then timed one at a time, in order."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
     requests = [TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+                             kernel_space=run.kernel_space,
                              measure=measure, seed=run.settings.weights_seed) for config in configs]
     values, jobs = [], max(1, run.settings.jobs)
     for first in range(0, len(requests), jobs):

@@ -7,10 +7,12 @@
 //
 // Calling convention (ops.Custom(func_type="aot"), entry RunProgram): params[0] is the program's
 // spec, an int64 tensor written by tuner/kernels/cpu/program/spec.py (its docstring is the
-// format's definition); params[1..n-2] are the program's inputs (activations, then constants);
-// params[n-1] is the output. Float attributes travel as the bits of a double in an int64.
+// format's definition); params[1] the program's input, params[2] all its constants in one
+// float32 array (each at its offset), params[3] the output. Float attributes travel as the
+// bits of a double in an int64.
 // The first call with a spec builds the primitives (and packs the constant weights into the
 // layouts they chose); later calls only rebind the input/output pointers and execute.
+#include <dlfcn.h>
 #include <omp.h>
 
 #include <chrono>
@@ -30,12 +32,13 @@
 namespace {
 
 constexpr int64_t kMagic = 0x5450524f47;  // "TPROG"
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
+constexpr int kConstants = 2;  // params index of the constants array
 
 enum Role { ROLE_INPUT = 0, ROLE_CONST = 1, ROLE_TEMP = 2, ROLE_OUTPUT = 3 };
 enum StepKind {
   STEP_CONV = 1, STEP_POOL, STEP_ELTWISE, STEP_BINARY, STEP_CONCAT, STEP_MATMUL, STEP_REDUCE,
-  STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE
+  STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE, STEP_EXTERNAL
 };
 enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
 enum Layout { LAYOUT_ANY = 0, LAYOUT_NHWC = 1, LAYOUT_BLOCKED = 2 };
@@ -200,7 +203,8 @@ struct Md {  // an owned memory descriptor
 
 struct Value {
   int role = ROLE_TEMP;
-  int index = -1;   // params index for inputs, constants and the output
+  int64_t index = -1;  // params index of the input and the output; a constant's offset
+                       // (floats) in the constants array, params[kConstants]
   Dims dims;
   Md md;            // set when the value is defined (inputs, constants: plain)
   int alias = -1;   // shares the buffer of this value (reshape)
@@ -209,11 +213,24 @@ struct Value {
   dnnl_memory_t memory = nullptr;
 };
 
-struct Action {  // one primitive execution
+// An AOT kernel of kernels/cpu (MindSpore's calling convention) run as a step.
+using AotKernel = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
+
+struct ExternalCall {
+  AotKernel kernel = nullptr;
+  std::vector<int> values;            // x, weight, bias, [residual], out (plain NCHW)
+  std::vector<int32_t> geometry;      // KH KW SH SW PT PB PL PR ACT (conv_common.h)
+};
+
+struct Action {  // one primitive execution, or one call of an external kernel
   dnnl_primitive_t primitive = nullptr;
   std::vector<std::pair<int, int>> args;  // (DNNL_ARG_*, value id)
   int step = -1;
-  std::string info;
+  std::string label;  // what it does for its step: the step's own work, or a "reorder"
+  std::string info;   // the implementation
+  std::shared_ptr<ExternalCall> external;
+  double total_us = 0;  // time spent in it since the last reset (for profiles)
+  int64_t calls = 0;
 };
 
 struct PackedWeight {  // a constant reordered into the layout its primitive chose
@@ -230,7 +247,9 @@ class Program {
 
   void build();
   void execute(void **params);
-  std::string describe() const;
+  void *pointer(void **params, const Value &v) const;
+  std::string timings() const;
+  void reset_timings();
 
  private:
   // spec reading
@@ -248,6 +267,7 @@ class Program {
 
   int layout_ = LAYOUT_ANY;
   int64_t uid_ = 0;
+  std::vector<AotKernel> kernels_;  // external kernels, by index
   std::vector<Value> values_;
   std::vector<Step> steps_;
   std::vector<Action> actions_;
@@ -258,7 +278,8 @@ class Program {
   dnnl_memory_t scratchpad_ = nullptr;
   size_t scratchpad_size_ = 0;
   int output_value_ = -1;
-  bool timing_ = std::getenv("TUNER_PROGRAM_TIMING") != nullptr;
+  double total_us_ = 0;  // whole calls since the last reset
+  int64_t calls_ = 0;
 
   Value &value(int64_t id) {
     if (id < 0 || id >= (int64_t)values_.size()) throw Error{"value id out of range"};
@@ -270,7 +291,8 @@ class Program {
   int packed_weight(int id, const_dnnl_memory_desc_t want);
   dnnl_primitive_attr_t attributes(const std::vector<int64_t> &f, size_t at, int dst_ndims,
                                    std::vector<std::pair<int, int>> &args);
-  void add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step);
+  void add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
+           const char *label = "step");
   void reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md = nullptr);
   void build_step(int index, Step &step);
   void plan_memory();
@@ -292,8 +314,10 @@ void Program::define(int id, const_dnnl_memory_desc_t md) {
   v.md = Md(clone(md));
 }
 
-void Program::add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step) {
+void Program::add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
+                  const char *label) {
   Action action;
+  action.label = label;
   const char *info = nullptr;
   dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info);
   action.info = info ? info : "";
@@ -333,7 +357,7 @@ void Program::reorder(int from, int to, int step, const_dnnl_memory_desc_t from_
     from = (int)values_.size() - 1;
   }
   value(from).last_use = std::max(value(from).last_use, step);
-  add(pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, step);
+  add(pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, step, "reorder");
 }
 
 // `id` itself if its layout is plain row-major, else a plain copy made at `step`.
@@ -651,11 +675,60 @@ void Program::build_step(int index, Step &step) {
       reorder(src, dst, index, view_md.md);
       return;
     }
+    case STEP_EXTERNAL: {  // src, weights, bias, dst, residual, kernel, KH KW SH SW PT PB PL PR ACT
+      need(15);
+      if (f[5] < 0 || f[5] >= (int64_t)kernels_.size()) throw Error{"external kernel index"};
+      auto call = std::make_shared<ExternalCall>();
+      call->kernel = kernels_[f[5]];
+      int src = plain((int)f[0], index), dst = (int)f[3];
+      define(dst, Md(plain_md(value(dst).dims)).md);
+      call->values = {src, (int)f[1], (int)f[2]};
+      if (f[4] >= 0) call->values.push_back(plain((int)f[4], index));
+      call->values.push_back(dst);
+      for (int k = 6; k < 15; k++) call->geometry.push_back((int32_t)f[k]);
+      for (int id : call->values) value(id).last_use = std::max(value(id).last_use, index);
+      Action action;
+      action.step = index;
+      action.label = "step";
+      action.info = "external";
+      action.external = call;
+      for (int id : call->values) action.args.push_back({0, id});
+      actions_.push_back(std::move(action));
+      return;
+    }
     default:
       throw Error{"unknown step kind " + std::to_string(step.kind)};
   }
   for (auto &[arg, id] : args) value(id).last_use = std::max(value(id).last_use, index);
   add(pd, std::move(args), index);
+}
+
+// Calls an external kernel with MindSpore's AOT arguments (inputs, then the output).
+void run_external(const ExternalCall &call, std::vector<void *> &pointers,
+                  const std::vector<Value> &values) {
+  const int n = (int)call.values.size() + 1;  // + the geometry, after the bias
+  std::vector<void *> params;
+  std::vector<int> ndims;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<const char *> dtypes;
+  for (size_t i = 0; i < call.values.size(); i++) {
+    if (i == 3) {  // the geometry comes fourth
+      params.push_back(const_cast<int32_t *>(call.geometry.data()));
+      ndims.push_back(1);
+      shapes.push_back({(int64_t)call.geometry.size()});
+      dtypes.push_back("int32");
+    }
+    params.push_back(pointers[i]);
+    const Dims &d = values[call.values[i]].dims;
+    ndims.push_back((int)d.size());
+    shapes.push_back(d);
+    dtypes.push_back("float32");
+  }
+  std::vector<int64_t *> shape_pointers;
+  for (auto &shape : shapes) shape_pointers.push_back(shape.data());
+  int status = call.kernel(n, params.data(), ndims.data(), shape_pointers.data(), dtypes.data(),
+                           nullptr, nullptr);
+  if (status != 0) throw Error{"external kernel returned " + std::to_string(status)};
 }
 
 void Program::build() {
@@ -664,10 +737,27 @@ void Program::build() {
   uid_ = next();
   int64_t n_values = next(), n_steps = next();
   layout_ = (int)next();
+  int64_t n_kernels = next();
+  for (int64_t i = 0; i < n_kernels; i++) {  // "<library path>:<entry point>", 8 bytes a word
+    int64_t length = next();
+    std::string text;
+    for (int64_t w = 0; w < (length + 7) / 8; w++) {
+      int64_t word = next();
+      text.append(reinterpret_cast<const char *>(&word), 8);
+    }
+    text.resize(length);
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos) throw Error{"external kernel without entry point: " + text};
+    void *handle = dlopen(text.substr(0, colon).c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle) throw Error{std::string("cannot load ") + text + ": " + dlerror()};
+    void *symbol = dlsym(handle, text.substr(colon + 1).c_str());
+    if (!symbol) throw Error{"no entry point " + text};
+    kernels_.push_back(reinterpret_cast<AotKernel>(symbol));
+  }
   for (int64_t i = 0; i < n_values; i++) {
     Value v;
     v.role = (int)next();
-    v.index = (int)next();
+    v.index = next();
     int64_t ndims = next();
     if (ndims < 1 || ndims > DNNL_MAX_NDIMS) throw Error{"bad rank"};
     for (int64_t d = 0; d < ndims; d++) v.dims.push_back(next());
@@ -782,6 +872,11 @@ void Program::plan_memory() {
   }
 }
 
+void *Program::pointer(void **params, const Value &v) const {
+  if (v.role == ROLE_CONST) return static_cast<float *>(params[kConstants]) + v.index;
+  return params[v.index];
+}
+
 void Program::execute(void **params) {
   auto call_started = std::chrono::steady_clock::now();
   auto root = [&](int id) {
@@ -794,45 +889,68 @@ void Program::execute(void **params) {
     const Value &owner = values_[r];
     if ((owner.role == ROLE_INPUT || owner.role == ROLE_CONST || owner.role == ROLE_OUTPUT) &&
         owner.index >= 0 && v.memory)
-      check(dnnl_memory_set_data_handle(v.memory, params[owner.index]), "bind");
+      check(dnnl_memory_set_data_handle(v.memory, pointer(params, owner)), "bind");
   }
   dnnl_stream_t stream = runtime().stream;
   for (PackedWeight &p : packed_) {
-    const void *source = params[values_[p.source].index];
+    const void *source = pointer(params, values_[p.source]);
     if (source == p.packed_from) continue;  // the constants of a compiled graph keep their place
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory},
                                {DNNL_ARG_TO, values_[p.packed].memory}};
     check(dnnl_primitive_execute(p.reorder, stream, 2, args), "pack weights");
     p.packed_from = source;
-    if (timing_) std::fprintf(stderr, "packed weights of value %d\n", p.source);
+
   }
   std::vector<dnnl_exec_arg_t> args;
-  for (const Action &a : actions_) {
+  std::vector<void *> pointers;
+  for (Action &a : actions_) {
+    if (a.external) {
+      pointers.clear();
+      for (int id : a.external->values) {
+        void *handle = nullptr;
+        check(dnnl_memory_get_data_handle(values_[id].memory, &handle), "external operand");
+        pointers.push_back(handle);
+      }
+      auto started = std::chrono::steady_clock::now();
+      run_external(*a.external, pointers, values_);
+      a.total_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
+                                                              started).count();
+      a.calls++;
+      continue;
+    }
     args.clear();
     for (auto &[arg, id] : a.args) args.push_back({arg, values_[id].memory});
     if (scratchpad_) args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad_});
     auto started = std::chrono::steady_clock::now();
     check(dnnl_primitive_execute(a.primitive, stream, (int)args.size(), args.data()),
           "execute " + a.info);
-    if (timing_) {
-      check(dnnl_stream_wait(stream), "wait");
-      double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
+    a.total_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
                                                             started).count();
-      std::fprintf(stderr, "step %d %s %.1f us\n", a.step, a.info.c_str(), us);
-    }
+    a.calls++;
   }
   check(dnnl_stream_wait(stream), "wait");
-  if (timing_)
-    std::fprintf(stderr, "program %lld %.1f us\n", (long long)uid_,
-                 std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
-                                                           call_started).count());
+  total_us_ += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
+                                                         call_started).count();
+  calls_++;
 }
 
-std::string Program::describe() const {
-  std::string text;
+// "<calls>\t<total us>" for the whole program, then per action
+// "<step>\t<label>\t<implementation>\t<calls>\t<total us>".
+std::string Program::timings() const {
+  std::string text = std::to_string(calls_) + "\t" + std::to_string(total_us_) + "\n";
   for (const Action &a : actions_)
-    text += std::to_string(a.step) + "\t" + a.info + "\n";
+    text += std::to_string(a.step) + "\t" + a.label + "\t" + a.info + "\t" +
+            std::to_string(a.calls) + "\t" + std::to_string(a.total_us) + "\n";
   return text;
+}
+
+void Program::reset_timings() {
+  total_us_ = 0;
+  calls_ = 0;
+  for (Action &a : actions_) {
+    a.total_us = 0;
+    a.calls = 0;
+  }
 }
 
 struct Registry {
@@ -853,7 +971,8 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
   (void)extra;
   (void)dtypes;
   try {
-    if (nparam < 3 || ndims[0] != 1) throw Error{"expected a spec, inputs and one output"};
+    if (nparam != 4 || ndims[0] != 1)
+      throw Error{"expected a spec, an input, the constants and one output"};
     const int64_t *spec = static_cast<const int64_t *>(params[0]);
     std::vector<int64_t> key(spec, spec + shapes[0][0]);
     std::shared_ptr<std::pair<std::mutex, Program *>> entry;
@@ -883,16 +1002,25 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
   }
 }
 
-// The implementation oneDNN chose for each primitive of a built program ("<step>\t<impl>\n"),
-// for explanations and profiles; empty if the program has not run yet.
-AOT_ENTRY const char *ProgramDescription(const int64_t *spec, int64_t length) {
+// What a built program spends its time on (Program::timings) since the last reset, which
+// ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.
+AOT_ENTRY const char *ProgramTimings(const int64_t *spec, int64_t length, int reset) {
   static thread_local std::string text;
   std::vector<int64_t> key(spec, spec + length);
-  std::lock_guard<std::mutex> lock(registry().mutex);
-  auto found = registry().programs.find(key);
-  text = found != registry().programs.end() && found->second->second
-             ? found->second->second->describe()
-             : "";
+  std::shared_ptr<std::pair<std::mutex, Program *>> entry;
+  {
+    std::lock_guard<std::mutex> lock(registry().mutex);
+    auto found = registry().programs.find(key);
+    if (found != registry().programs.end()) entry = found->second;
+  }
+  text = "";
+  if (entry) {
+    std::lock_guard<std::mutex> lock(entry->first);
+    if (entry->second) {
+      text = entry->second->timings();
+      if (reset) entry->second->reset_timings();
+    }
+  }
   return text.c_str();
 }
 

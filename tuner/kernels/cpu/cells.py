@@ -1,5 +1,5 @@
-"""MindSpore cells running the custom kernels, and the builtin equivalents with the same call
-signature ``unit(x, residual=None)`` so fused blocks can mix both."""
+"""A hand-written kernel as its own MindSpore cell (verification, benchmarks), and the builtin
+operators with the same call signature ``unit(x, residual=None)``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +10,6 @@ from mindspore import Parameter, Tensor, nn, ops
 from tuner.kernels.cpu.geometry import geometry_array
 from tuner.kernels.cpu.packing import WeightLayout, pack_weight
 
-ENTRY_POINTS = {"conv2d_dense": "Conv2dDense", "conv2d_depthwise": "Conv2dDepthwise",
-                "conv2d_winograd": "Conv2dWinograd"}
 _ACTIVATION_CELLS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6}
 
 
@@ -20,23 +18,21 @@ def _output_size(size: int, kernel: int, stride: int, before: int, after: int) -
 
 
 class CustomConv2d(nn.Cell):
-    """act(conv(x) + bias [+ residual]) by one AOT kernel call; float32, NCHW.
+    """act(conv(x) + bias [+ residual]) by one AOT kernel call (``entry_point`` of
+    ``library``); float32, NCHW.
 
-    ``weight`` (OC, C/groups, KH, KW) and ``bias`` (OC) are already BatchNorm-folded; they are
-    packed here, once, as ``layout`` (the built variant's kernel and tiling) says.
-    ``name`` prefixes the parameter names (use the layer path: graph mode needs unique names);
-    ``workload`` is the key of the workload it runs. Profiles name the cell's operator by
-    ``kernel_name`` and ``workload_key`` and attribute it to ``layer_path``.
+    ``weight`` (OC, C/groups, KH, KW) and ``bias`` (OC) are packed here, once, as ``layout``
+    (the built variant's kernel and tiling) says. ``name`` prefixes the parameter names (graph
+    mode needs unique names); ``workload`` is the key of the workload it runs.
     """
 
-    def __init__(self, library: Path, layout: WeightLayout, weight: np.ndarray, bias: np.ndarray,
-                 stride: tuple[int, int], padding: tuple[int, int, int, int],
+    def __init__(self, library: Path, layout: WeightLayout, entry_point: str, weight: np.ndarray,
+                 bias: np.ndarray, stride: tuple[int, int], padding: tuple[int, int, int, int],
                  activation: str = "none", name: str = "custom_conv", workload: str = ""):
         super().__init__()
         self.layer_path, self.workload_key, self.kernel_name = name, workload, layout.kernel
         out_channels, _, kh, kw = weight.shape
-        packed = pack_weight(layout, weight)
-        self.weight = Parameter(Tensor(packed), name=f"{name}.packed_weight",
+        self.weight = Parameter(Tensor(pack_weight(layout, weight)), name=f"{name}.packed_weight",
                                 requires_grad=False)
         self.bias = Parameter(Tensor(np.asarray(bias, dtype=np.float32)), name=f"{name}.bias",
                               requires_grad=False)
@@ -50,9 +46,8 @@ class CustomConv2d(nn.Cell):
         def out_dtype(x_dtype, *_):
             return x_dtype
 
-        self.library = Path(library).resolve()
-        self.entry_point = ENTRY_POINTS[layout.kernel]
-        func = f"{self.library}:{self.entry_point}"
+        self.library, self.entry_point = Path(library).resolve(), entry_point
+        func = f"{self.library}:{entry_point}"
         self.conv = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
         self.conv_residual = ops.Custom(func, out_shape=out_shape, out_dtype=out_dtype,
                                         func_type="aot")
@@ -64,7 +59,7 @@ class CustomConv2d(nn.Cell):
 
 
 class BuiltinConvUnit(nn.Cell):
-    """act(bn(conv(x)) [+ residual]) with the network's own (unmodified) cells."""
+    """act(bn(conv(x)) [+ residual]) with MindSpore's own cells."""
 
     def __init__(self, conv: nn.Cell, bn: nn.Cell | None, activation: str):
         super().__init__()
@@ -77,37 +72,3 @@ class BuiltinConvUnit(nn.Cell):
         if residual is not None:
             y = y + residual
         return self.act(y)
-
-
-class FusedResNetBlock(nn.Cell):
-    """mindcv's BasicBlock/Bottleneck: the last unit adds the identity (or down-sampled) input
-    before its ReLU: ``tail(main(x), identity)``."""
-
-    def __init__(self, main: list[nn.Cell], tail: nn.Cell, down: nn.Cell | None):
-        super().__init__()
-        self.main = nn.SequentialCell(main)
-        self.tail = tail
-        self.has_down = down is not None
-        self.down = down if down is not None else nn.Identity()
-
-    def construct(self, x):
-        out = self.main(x)
-        identity = self.down(x) if self.has_down else x
-        return self.tail(out, identity)
-
-
-class FusedInvertedResidual(nn.Cell):
-    """mindcv's MobileNetV2 InvertedResidual: ``x + layers(x)`` when ``use_res_connect``."""
-
-    def __init__(self, main: list[nn.Cell], tail: nn.Cell, use_residual: bool):
-        super().__init__()
-        self.has_main = bool(main)
-        self.main = nn.SequentialCell(main) if main else nn.Identity()
-        self.tail = tail
-        self.use_residual = use_residual
-
-    def construct(self, x):
-        out = self.main(x)
-        if self.use_residual:
-            return self.tail(out, x)
-        return self.tail(out)

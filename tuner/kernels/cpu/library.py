@@ -1,4 +1,6 @@
-"""The CPU custom-kernel library: AVX-512/OpenMP convolution kernels via ops.Custom(aot)."""
+"""The CPU kernel library: programs (regions of the network as one custom operator each, see
+tuner.kernels.cpu.program) whose convolutions and matrix products run oneDNN's primitives or
+the hand-written AVX-512 kernels of kernels/cpu, as each workload's choice says."""
 from __future__ import annotations
 
 import ctypes
@@ -11,24 +13,35 @@ from typing import Any, Mapping
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
+from tuner.config import KernelChoice, TuningConfig
+from tuner.graph.capture import Graph
 from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
-                                VerifyResult, WorkloadGroup)
+                                VerificationError, VerifyResult)
 from tuner.kernels.build import BuildResult, build_variant
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
 from tuner.kernels.cpu.packing import WeightLayout
-from tuner.rewrites.network import TunedNetwork
-from tuner.kernels.cpu.plan import plan_network
-from tuner.kernels.cpu.rewrite import rewrite_network
+from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import verification
+from tuner.kernels.cpu.program.apply import build_programs, install
+from tuner.kernels.cpu.program.emit import HandKernel
+from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
+from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
+from tuner.kernels.cpu.program.spec import Layout
+from tuner.kernels.cpu.program.workloads import hand_epilogue, workload_of
 from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
-from tuner.kernels.workload import ConvWorkload
+from tuner.kernels.workload import ConvWorkload, Workload, WorkloadGroup
 
 KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
+ONEDNN = "onednn"
+ENTRY_POINTS = {"conv2d_dense": "Conv2dDense", "conv2d_depthwise": "Conv2dDepthwise",
+                "conv2d_winograd": "Conv2dWinograd"}
 # WeightLayout field -> the symbol that reports it, per kernel with a tiling-dependent layout
 _LAYOUT_SYMBOLS = {
     "conv2d_dense": {"register_rows": "Conv2dDenseRegisterRows"},
     "conv2d_winograd": {"register_rows": "Conv2dWinogradRegisterRows",
                         "tile_size": "Conv2dWinogradTileSize"},
 }
+LAYOUTS = {"any": Layout.ANY, "nhwc": Layout.NHWC, "blocked": Layout.BLOCKED}
 
 
 def weight_layout(kernel_name: str, library: Path) -> WeightLayout:
@@ -41,14 +54,9 @@ def weight_layout(kernel_name: str, library: Path) -> WeightLayout:
 
 
 class CpuKernelLibrary(KernelLibrary):
-    """Dense (groups=1) and depthwise float32 NCHW convolutions with fused bias/residual/ReLU(6).
-
-    ``cache_dir``: where variants are built (default: ``$TUNER_KERNEL_CACHE`` or
-    ``~/.cache/tuner/kernels``). Parameters missing from a choice take the YAML defaults.
-    A workload may be run by several kernels (``ConvWorkload.kernel_names``: dense 3x3
-    stride-1 convolutions also by conv2d_winograd); ``kernel`` arguments name the one to use
-    (default: the workload's default kernel).
-    """
+    """Programs on CPU, float32. ``cache_dir``: where kernels are built (default:
+    ``$TUNER_KERNEL_CACHE`` or ``~/.cache/tuner/kernels``). A choice's missing parameters take
+    the YAML defaults; a workload without a choice runs its default kernel's defaults."""
 
     device = "CPU"
 
@@ -65,6 +73,8 @@ class CpuKernelLibrary(KernelLibrary):
     def build(self, kernel_name: str, params: Mapping[str, Any]) -> BuildResult:
         space = self.space(kernel_name)
         space.validate(params)
+        if space.runtime_params:
+            return runtime.build(self.cache_dir)
         return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
 
     def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, WeightLayout]:
@@ -73,63 +83,129 @@ class CpuKernelLibrary(KernelLibrary):
             raise KernelBuildError(kernel_name, params, result.error)
         return result.library, weight_layout(kernel_name, result.library)
 
-    def kernel_names(self, workload: ConvWorkload) -> tuple[str, ...]:
-        """The kernels of this library that can run ``workload``, its default one first."""
-        return tuple(k for k in workload.kernel_names if k in self.spaces)
+    def unavailable_reason(self) -> str | None:
+        return runtime.unavailable_reason(self.cache_dir)
 
-    def kernel_for(self, workload: ConvWorkload, params: Mapping[str, Any],
-                   kernel: str | None = None) -> str:
-        """``kernel`` if it can run ``workload`` (else ValueError). Without one: the workload's
-        default kernel, unless ``params`` name parameters only an alternative kernel has (for
-        callers that pass a choice's parameters without its kernel name)."""
-        names = self.kernel_names(workload)
-        if kernel is not None:
-            if kernel not in names:
-                raise ValueError(f"kernel {kernel!r} cannot run {workload.key}; it can: {names}")
-            return kernel
-        given = set(params)
-        fitting = [k for k in names if given <= {p.name for p in self.spaces[k].params}]
-        return fitting[0] if fitting else names[0]
+    # -- workloads ------------------------------------------------------------------------
+    def kernel_names(self, workload: Workload, hand_epilogue_ok: bool = True) -> tuple[str, ...]:
+        """The kernels that can run ``workload``, its default one first."""
+        return tuple(name for name, space in self.spaces.items()
+                     if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue))
 
-    def custom_cell(self, workload: ConvWorkload, params: Mapping[str, Any], weight: np.ndarray,
-                    bias: np.ndarray, kernel: str | None = None) -> CustomConv2d:
-        """A custom cell for one workload with the given (folded) weight and bias."""
-        library, layout = self._built(self.kernel_for(workload, params, kernel), params)
-        return CustomConv2d(library, layout, weight, bias, workload.stride, workload.padding,
-                            workload.activation, workload=workload.key)
+    def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None
+             ) -> ProgramPlan:
+        return plan_programs(net, tuple(input_shape), programs.limit, programs.excluded_modules,
+                             graph)
 
-    # -- finding and rewriting ------------------------------------------------------------
-    def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...]) -> list[WorkloadGroup]:
-        groups: dict[str, tuple[ConvWorkload, list[str]]] = {}
-        for unit in plan_network(net, tuple(input_shape)).units():
-            if unit.workload is not None:
-                groups.setdefault(unit.workload.key, (unit.workload, []))[1].append(unit.path)
-        return [WorkloadGroup(w, tuple(paths)) for w, paths in groups.values()]
+    def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...],
+                       graph: Graph | None = None) -> list[WorkloadGroup]:
+        """The workloads of the heavy ops that programs run at any granularity; a kernel is
+        offered for a workload when it can run all of its layers at all granularities."""
+        from tuner.config import GRANULARITY_LIMITS, ProgramConfig
 
-    def apply(self, net: nn.Cell, choices: Mapping[str, Mapping[str, Any]],
-              input_shape: tuple[int, ...], kernels: Mapping[str, str] | None = None) -> nn.Cell:
-        """``choices``: workload key -> parameters; ``kernels``: workload key -> kernel name
-        for the workloads not run by their default kernel."""
-        kernels = dict(kernels or {})
-        plan = plan_network(net, tuple(input_shape))
-        workloads = {u.workload.key: u.workload for u in plan.units() if u.workload is not None}
-        unknown = sorted(set(choices) - set(workloads))
+        found: dict[str, tuple[Workload, list[str], set[str]]] = {}
+        for granularity in GRANULARITY_LIMITS:
+            plan = self.plan(net, input_shape, ProgramConfig(granularity=granularity), graph)
+            graph = plan.graph
+            for planned in plan.regions:
+                kg = planned.kernel_graph
+                for op in kg.heavy_ops():
+                    workload = workload_of(op, kg)
+                    kernels = set(self.kernel_names(workload, hand_epilogue(op, kg) is not None))
+                    layer = _layer_of(op, plan)
+                    key = workload.key
+                    if key not in found:
+                        found[key] = (workload, [], kernels)
+                    entry = found[key]
+                    if layer not in entry[1]:
+                        entry[1].append(layer)
+                    entry[2].intersection_update(kernels)
+        return [WorkloadGroup(w, tuple(layers), tuple(k for k in self.spaces if k in kernels))
+                for w, layers, kernels in found.values()]
+
+    # -- rewriting ------------------------------------------------------------------------
+    def apply(self, net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...],
+              graph: Graph | None = None, verify_in: Path | None = None, seed: int = 0,
+              rel_tolerance: float = DEFAULT_REL_TOLERANCE) -> nn.Cell:
+        """``net`` with its programs, each heavy op on the kernel its workload's choice names;
+        a new top-level cell. ValueError for a choice the network has no workload for, or a
+        kernel that cannot run its workload."""
+        if not config.programs.enabled:
+            if config.kernels:
+                raise ValueError("kernels: choices given but programs.granularity is off")
+            return net
+        plan = self.plan(net, input_shape, config.programs, graph)
+        programs = build_programs(plan, self._built(ONEDNN, {})[0],
+                                  LAYOUTS[config.programs.layout], self._choices(config, plan))
+        if verify_in is not None:
+            failed = verification.check_programs(plan, programs, verify_in, seed, rel_tolerance,
+                                                 compare)
+            if failed:
+                raise VerificationError(f"program {failed[0]}", failed[1])
+        return install(net, plan, programs)
+
+    def _choices(self, config: TuningConfig, plan: ProgramPlan):
+        """How each heavy op runs: (oneDNN implementation rank, hand-written kernel or None)."""
+        choices = {c.workload: c for c in config.kernels}
+        present = {workload_of(op, p.kernel_graph).key
+                   for p in plan.regions for op in p.kernel_graph.heavy_ops()}
+        unknown = sorted(set(choices) - present)
         if unknown:
-            raise ValueError(f"choices name workloads not in this network at {tuple(input_shape)}: "
-                             f"{unknown}")
-        unchosen = sorted(set(kernels) - set(choices))
-        if unchosen:
-            raise ValueError(f"kernels name workloads without a choice: {unchosen}")
-        libraries = {key: self._built(self.kernel_for(workloads[key], params, kernels.get(key)),
-                                      params)
-                     for key, params in choices.items()}
-        rewrite_network(plan, choices, libraries.__getitem__)
-        return TunedNetwork(net)
+            raise ValueError(f"kernels: {unknown[0]} is not a workload of this network's "
+                             f"programs")
 
-    # -- verification ---------------------------------------------------------------------
+        def choice_for(op: KOp, kg: KernelGraph) -> tuple[int, HandKernel | None]:
+            workload = workload_of(op, kg)
+            choice = choices.get(workload.key)
+            kernel = choice.kernel if choice else self.kernel_names(workload)[0]
+            params = self.space(kernel).complete(dict(choice.params) if choice else {})
+            if kernel not in self.kernel_names(workload, hand_epilogue(op, kg) is not None):
+                raise ValueError(f"kernels.{workload.key}: {kernel} cannot run it here")
+            if kernel == ONEDNN:
+                return int(params["impl"]), None
+            library, layout = self._built(kernel, params)
+            return 0, HandKernel(f"{library}:{ENTRY_POINTS[kernel]}", layout)
+        return choice_for
+
+    def reference_outputs(self, net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...],
+                          directory: Path, seed: int = 0, graph: Graph | None = None) -> int:
+        if not config.programs.enabled:
+            return 0
+        plan = self.plan(net, input_shape, config.programs, graph)
+        return verification.compute_references(net, plan, directory, seed)
+
+    def missing_references(self, net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...],
+                           directory: Path, seed: int = 0, graph: Graph | None = None) -> int:
+        if not config.programs.enabled:
+            return 0
+        plan = self.plan(net, input_shape, config.programs, graph)
+        return verification.missing_references(plan, directory, seed)
+
+    def explain(self, net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...],
+                graph: Graph | None = None) -> str:
+        if not config.programs.enabled:
+            return "programs are off (programs.granularity: off): every layer is MindSpore's own"
+        plan = self.plan(net, input_shape, config.programs, graph)
+        choices = {c.workload: c.kernel for c in config.kernels}
+
+        def kernel_of(op: KOp, kg: KernelGraph) -> str:
+            workload = workload_of(op, kg)
+            name = choices.get(workload.key) or self.kernel_names(workload)[0]
+            return f"{name} {workload.key}"
+        return plan.explain(kernel_of)
+
+    # -- verification of the hand-written kernels -----------------------------------------
     def verify(self, workload: ConvWorkload, params: Mapping[str, Any],
                rel_tolerance: float = DEFAULT_REL_TOLERANCE, seed: int = 0,
                kernel: str | None = None, reference_dir: Path | None = None) -> VerifyResult:
+        """A hand-written kernel against MindSpore's convolution (``kernel``: its name, by
+        default the first hand-written kernel that can run the workload; oneDNN's steps are
+        verified with their programs)."""
+        kernel = kernel or next((k for k in self.kernel_names(workload)
+                                 if not self.space(k).runtime_params), None)
+        if kernel is None or self.space(kernel).runtime_params:
+            raise ValueError(f"{kernel or 'no hand-written kernel'} for {workload.key}: "
+                             "verify checks hand-written kernels")
         _, weight, bias, inputs = verification_problem(workload, seed)
         try:
             custom = self.custom_cell(workload, params, weight, bias, kernel)
@@ -137,21 +213,21 @@ class CpuKernelLibrary(KernelLibrary):
             return VerifyResult(False, float("inf"), float("inf"), str(error), build_failed=True)
         expected = self.reference_output(workload, seed, reference_dir)
         actual = custom(*inputs).asnumpy()
-        if actual.shape != expected.shape:
-            return VerifyResult(False, float("inf"), float("inf"),
-                                f"shape {actual.shape} != reference {expected.shape}")
-        abs_error = float(np.max(np.abs(actual - expected)))
-        rel_error = abs_error / max(float(np.max(np.abs(expected))), np.finfo(np.float32).tiny)
-        ok = bool(np.isfinite(rel_error) and rel_error <= rel_tolerance)
-        message = "ok" if ok else f"max rel error {rel_error:.3g} > {rel_tolerance:g}"
-        return VerifyResult(ok, abs_error, rel_error, message)
+        return compare(actual, expected, rel_tolerance)
+
+    def custom_cell(self, workload: ConvWorkload, params: Mapping[str, Any], weight: np.ndarray,
+                    bias: np.ndarray, kernel: str) -> CustomConv2d:
+        """A hand-written kernel's cell for one workload with the given weight and bias."""
+        if kernel not in self.kernel_names(workload):
+            raise ValueError(f"kernel {kernel!r} cannot run {workload.key}")
+        library, layout = self._built(kernel, params)
+        return CustomConv2d(library, layout, ENTRY_POINTS[kernel], weight, bias, workload.stride,
+                            workload.padding, workload.activation, workload=workload.key)
 
     def reference_output(self, workload: ConvWorkload, seed: int = 0,
                          reference_dir: Path | None = None) -> np.ndarray:
         """The builtin operators' output on the verification problem of ``seed``, kept in
-        ``reference_dir`` when given: it depends on the workload and the seed only, and the
-        builtin convolution is the slow part (computing them all while preparing a study also
-        keeps a trial's graph-kernel settings away from the reference)."""
+        ``reference_dir`` when given (the builtin convolution is the slow part)."""
         path = None
         if reference_dir is not None:
             digest = hashlib.sha256(json.dumps([workload.to_dict(), seed], sort_keys=True).encode())
@@ -168,6 +244,23 @@ class CpuKernelLibrary(KernelLibrary):
         return expected
 
 
+def _layer_of(op: KOp, plan: ProgramPlan) -> str:
+    """The module path of the captured operation an op computes first (its layer)."""
+    return plan.graph.nodes[op.nodes[0]].path if op.nodes else ""
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, rel_tolerance: float) -> VerifyResult:
+    if actual.shape != expected.shape:
+        return VerifyResult(False, float("inf"), float("inf"),
+                            f"shape {actual.shape} != reference {expected.shape}")
+    abs_error = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    rel_error = abs_error / max(scale, np.finfo(np.float32).tiny)
+    ok = bool(np.isfinite(rel_error) and rel_error <= rel_tolerance)
+    message = "ok" if ok else f"max rel error {rel_error:.3g} > {rel_tolerance:g}"
+    return VerifyResult(ok, abs_error, rel_error, message)
+
+
 def verification_problem(workload: ConvWorkload, seed: int):
     """(builtin conv with random weights, its weight, its bias, random inputs) from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -182,8 +275,7 @@ def reference_conv(workload: ConvWorkload) -> nn.Conv2d:
     """MindSpore's builtin convolution for a workload (with bias; weights to be set)."""
     return nn.Conv2d(workload.in_channels, workload.out_channels, workload.kernel,
                      stride=workload.stride, pad_mode="pad", padding=workload.padding,
-                     group=workload.in_channels if workload.kind == "depthwise" else 1,
-                     has_bias=True)
+                     dilation=workload.dilation, group=workload.groups, has_bias=True)
 
 
 def random_reference_conv(workload: ConvWorkload,
@@ -197,3 +289,6 @@ def random_reference_conv(workload: ConvWorkload,
     conv.weight = Parameter(Tensor(weight), name="weight")
     conv.bias = Parameter(Tensor(bias), name="bias")
     return conv, weight, bias
+
+
+__all__ = ["CpuKernelLibrary", "KernelChoice", "compare", "weight_layout"]

@@ -1,59 +1,82 @@
-"""Replacing a network's regions by program cells (the plan of tuner.kernels.cpu.program.plan)."""
+"""Program cells for a plan's regions, and installing them in the network."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mindspore import nn
 
-from tuner.kernels.cpu.probe import set_child
-from tuner.kernels.cpu.program.cell import ProgramCell
-from tuner.kernels.cpu.program.emit import emit
-from tuner.kernels.cpu.program.kernel_graph import KOp
-from tuner.kernels.cpu.program.plan import ProgramPlan, cell_tree, describe_op
+from tuner.kernels.cpu.program.cell import ProgramCell, StepInfo
+from tuner.kernels.cpu.program.emit import ChoiceFor, emit
+from tuner.kernels.cpu.program.plan import PlannedRegion, ProgramPlan, cell_tree, describe_op
+from tuner.kernels.cpu.program.kernel_graph import HEAVY_KINDS
 from tuner.kernels.cpu.program.spec import Layout
-from tuner.rewrites.network import TunedNetwork
+from tuner.kernels.cpu.program.workloads import workload_of
+from tuner.rewrites.network import set_child
+
+
+@dataclass(frozen=True, eq=False)
+class BuiltProgram:
+    planned: PlannedRegion
+    cell: ProgramCell
 
 
 def _parent(path: str) -> tuple[str, str]:
     return tuple(path.rsplit(".", 1)) if "." in path else ("", path)
 
 
-def _callable_cells(paths: tuple[str, ...], cells: dict, plan: ProgramPlan) -> list[str]:
-    """The cells to replace for a region: a container (SequentialCell, CellList) is replaced
-    through its children, since its parent may iterate over it instead of calling it."""
+def replaced_cells(paths: tuple[str, ...], cells: dict, plan: ProgramPlan) -> list[str]:
+    """The cells a region replaces, in order: a container (SequentialCell, CellList) through
+    its children that compute something, since its parent may iterate over it instead of
+    calling it."""
     replaced = []
     for path in paths:
         cell = cells[path]
         if isinstance(cell, (nn.SequentialCell, nn.CellList)):
             children = [f"{path}.{name}" for name in cell.name_cells()]
-            replaced.extend(_callable_cells(tuple(c for c in children if plan.computes(c)),
-                                            cells, plan))
+            replaced.extend(replaced_cells(tuple(c for c in children if plan.computes(c)),
+                                           cells, plan))
         else:
             replaced.append(path)
     return replaced
 
 
-def apply_plan(net: nn.Cell, plan: ProgramPlan, library: Path, layout: Layout,
-               impl_for: Callable[[KOp], int] = lambda op: 0) -> nn.Cell:
-    """Each planned region of ``net`` replaced by its program cell (a chain's first member by
-    the program, the others by identities); returns a new top-level cell."""
+def build_programs(plan: ProgramPlan, library: Path, layout: Layout,
+                   choice_for: ChoiceFor = lambda op, kg: (0, None)) -> list[BuiltProgram]:
+    programs = []
+    for planned in plan.regions:
+        kg, name = planned.kernel_graph, planned.region.name
+        program = emit(kg, layout, choice_for, name)
+        cell_name = "network" if planned.region.cells == ("",) else name
+        steps = tuple(_step_info(plan, op, kg, choice_for) for op in kg.ops)
+        programs.append(BuiltProgram(planned, ProgramCell(library, program, cell_name, steps)))
+    return programs
+
+
+def _step_info(plan: ProgramPlan, op, kg, choice_for: ChoiceFor) -> StepInfo:
+    layer = plan.graph.nodes[op.nodes[0]].path if op.nodes else ""
+    if op.kind not in HEAVY_KINDS:
+        return StepInfo(layer, describe_op(op, kg))
+    _, hand = choice_for(op, kg)
+    kernel = hand.layout.kernel if hand else "onednn"
+    return StepInfo(layer, describe_op(op, kg), kernel, workload_of(op, kg).key)
+
+
+def install(net: nn.Cell, plan: ProgramPlan, programs: list[BuiltProgram]) -> nn.Cell:
+    """Each program's region of ``net`` replaced by its cell (a region of several cells: the
+    first by the program, the others by identities); returns the top-level cell to run (the
+    program itself when the whole network is one)."""
     _, _, cells = cell_tree(net)
     top = net
-    for planned in plan.regions:
-        region, kg = planned.region, planned.kernel_graph
-        name = region.name
-        program = emit(kg, layout, impl_for, name)
-        steps = "\n".join(describe_op(op, kg) for op in kg.ops)
-        cell = ProgramCell(library, program, name.replace("<", "").replace(">", "") or "network",
-                           steps)
+    for program in programs:
+        region = program.planned.region
         if region.cells == ("",):
-            top = cell
+            top = program.cell
             continue
-        replaced = _callable_cells(region.cells, cells, plan)
+        replaced = replaced_cells(region.cells, cells, plan)
         parent, child = _parent(replaced[0])
-        set_child(cells[parent], child, cell)
+        set_child(cells[parent], child, program.cell)
         for other in replaced[1:]:
             parent, child = _parent(other)
             set_child(cells[parent], child, nn.Identity())
-    return TunedNetwork(top)
+    return top

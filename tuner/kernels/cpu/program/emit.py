@@ -1,8 +1,9 @@
 """A fused kernel graph -> the program spec and the constants it reads.
 
-The custom operator's parameters are ``(spec, x, constants..., out)``: the region input is
-``params[1]``, constant k is ``params[2 + k]`` and the output the last. Each convolution and
-matrix product takes the implementation rank its workload's choice names (``impl_for``).
+The custom operator's parameters are ``(spec, x, constants, out)`` (tuner.kernels.cpu.program.
+spec): the region input, all its constants packed in one array, the output. ``choice_for(op, kg)``
+says how each convolution and matrix product runs: oneDNN's implementation of that rank, or a
+hand-written kernel (an ``External`` step, its weights packed for that variant).
 """
 from __future__ import annotations
 
@@ -13,17 +14,29 @@ from typing import Callable
 
 import numpy as np
 
+from tuner.kernels.cpu.packing import WeightLayout, pack_weight
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
+from tuner.kernels.cpu.program.workloads import hand_epilogue
+from tuner.kernels.cpu.geometry import ACTIVATION_CODES
 
 
 _INSTANCES = itertools.count(1)
 
 
 @dataclass(frozen=True)
+class HandKernel:
+    """A hand-written kernel variant: ``<shared object>:<entry point>`` and its weight layout."""
+
+    function: str
+    layout: WeightLayout
+
+
+
+@dataclass(frozen=True)
 class EmittedProgram:
     spec: s.ProgramSpec
-    constants: tuple[np.ndarray, ...]
+    constants: np.ndarray          # every constant of the program, packed (spec.pack_constants)
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
 
@@ -34,6 +47,12 @@ class _Values:
         self.decls: list[s.ValueDecl] = []
         self.ids: dict = {}
         self.constants: list[np.ndarray] = []
+        self.kernels: list[str] = []
+
+    def kernel(self, function: str) -> int:
+        if function not in self.kernels:
+            self.kernels.append(function)
+        return self.kernels.index(function)
 
     def act(self, act: Act, role: s.Role = s.Role.TEMP, index: int = -1) -> int:
         if act not in self.ids:
@@ -42,10 +61,11 @@ class _Values:
         return self.ids[act]
 
     def const(self, const: Const) -> int:
+        """The value id of a constant (its offset in the packed array is set by ``emit``)."""
         if const not in self.ids:
             self.ids[const] = len(self.decls)
             array = self.kg.consts[const.id]
-            self.decls.append(s.ValueDecl(s.Role.CONST, 2 + len(self.constants),
+            self.decls.append(s.ValueDecl(s.Role.CONST, len(self.constants),
                                           tuple(array.shape) or (1,)))
             self.constants.append(array.reshape(tuple(array.shape) or (1,)))
         return self.ids[const]
@@ -57,6 +77,21 @@ class _Values:
 def _posts(values: _Values, posts: list[Post]) -> tuple[s.PostOp, ...]:
     return tuple(s.PostOp(p.alg, p.alpha, p.beta,
                           None if p.operand is None else values.ref(p.operand)) for p in posts)
+
+
+def _external(values: _Values, op: KOp, hand: HandKernel) -> s.Step:
+    kg = values.kg
+    residual, activation = hand_epilogue(op, kg)
+    weights = kg.consts[op.inputs[1].id]
+    bias = (kg.consts[op.attrs["bias"].id] if op.attrs.get("bias") is not None
+            else np.zeros(weights.shape[0], np.float32))
+    top, left, bottom, right = op.attrs["padding"]
+    return s.External(values.act(op.inputs[0]), values.const(kg.new_const(pack_weight(hand.layout, weights))),
+                      values.const(kg.new_const(bias.reshape(-1))), values.act(op.out),
+                      values.ref(op.posts[0].operand) if residual else None,
+                      values.kernel(hand.function), tuple(weights.shape[2:]),
+                      tuple(op.attrs["stride"]), (top, bottom, left, right),
+                      ACTIVATION_CODES[activation])
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:
@@ -94,20 +129,26 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
     raise ValueError(f"no program step for a {op.kind!r} op")
 
 
-def emit(kg: KernelGraph, layout: s.Layout, impl_for: Callable[[KOp], int],
-         uid_seed: str) -> EmittedProgram:
+ChoiceFor = Callable[[KOp, KernelGraph], "tuple[int, HandKernel | None]"]
+
+
+def emit(kg: KernelGraph, layout: s.Layout, choice_for: ChoiceFor, uid_seed: str) -> EmittedProgram:
     """The spec of a fused kernel graph; its uid (from ``uid_seed``, e.g. the layer path, and a
     counter of the process) makes each program cell's spec unique."""
     values = _Values(kg)
-    values.act(kg.input, s.Role.INPUT, 1)
-    steps = [_step(values, op, impl_for(op)) for op in kg.ops]
+    values.act(kg.input, s.Role.INPUT, s.INPUT_INDEX)
+    steps = []
+    for op in kg.ops:
+        impl, hand = choice_for(op, kg) if op.kind in ("conv", "matmul") else (0, None)
+        steps.append(_external(values, op, hand) if hand else _step(values, op, impl))
     output = values.ids.get(kg.output)
     if output is None or kg.output == kg.input:
         raise ValueError("the program computes nothing")
-    output_index = 2 + len(values.constants)
     decl = values.decls[output]
-    values.decls[output] = s.ValueDecl(s.Role.OUTPUT, output_index, decl.dims)
+    values.decls[output] = s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, decl.dims)
+    packed, offsets = s.pack_constants(values.constants)
+    values.decls = [s.ValueDecl(d.role, offsets[d.index], d.dims) if d.role == s.Role.CONST else d
+                    for d in values.decls]
     uid = zlib.crc32(uid_seed.encode()) << 24 | (next(_INSTANCES) & 0xFFFFFF)
-    spec = s.ProgramSpec(uid, layout, tuple(values.decls), tuple(steps))
-    return EmittedProgram(spec, tuple(values.constants), kg.shapes[kg.input.id],
-                          kg.shapes[kg.output.id])
+    spec = s.ProgramSpec(uid, layout, tuple(values.decls), tuple(steps), tuple(values.kernels))
+    return EmittedProgram(spec, packed, kg.shapes[kg.input.id], kg.shapes[kg.output.id])

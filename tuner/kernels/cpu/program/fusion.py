@@ -136,6 +136,54 @@ def swish(kg: KernelGraph) -> bool:
     return False
 
 
+def _scalar(kg: KernelGraph, ref) -> float | None:
+    if isinstance(ref, Const) and kg.consts[ref.id].size == 1:
+        return float(kg.consts[ref.id].reshape(-1)[0])
+    return None
+
+
+def exact_gelu(kg: KernelGraph) -> None:
+    """x * (erf(x / sqrt 2) + 1) * 0.5 (in the orders nn.GELU(approximate=False) writes it)
+    -> gelu_erf(x); an erf left over is not something the runtime computes."""
+    producer = kg.producer()
+    users = kg.consumers()
+    for erf in [o for o in kg.ops if o.kind == "erf"]:
+        scaled = producer.get(erf.inputs[0]) if isinstance(erf.inputs[0], Act) else None
+        if scaled is None or scaled.kind != "binary" or len(users.get(scaled.out, [])) != 1:
+            raise Unsupported("Erf outside the exact GELU x * (1 + erf(x / sqrt 2)) / 2")
+        factor = _scalar(kg, scaled.inputs[1])
+        if factor is None or not np.isclose(factor if scaled.attrs["alg"] == Alg.MUL else
+                                            1 / factor, 1 / np.sqrt(2), rtol=1e-6):
+            raise Unsupported("Erf outside the exact GELU x * (1 + erf(x / sqrt 2)) / 2")
+        x = scaled.inputs[0]
+        chain = [scaled, erf]
+        current, rest = erf, [("add", 1.0), ("mul_x", None), ("mul", 0.5)]
+        for _ in range(3):
+            readers = users.get(current.out, [])
+            if len(readers) != 1 or readers[0].kind != "binary":
+                raise Unsupported("Erf outside the exact GELU x * (1 + erf(x / sqrt 2)) / 2")
+            step = readers[0]
+            other = step.inputs[1] if step.inputs[0] == current.out else step.inputs[0]
+            for index, (name, value) in enumerate(rest):
+                alg = Alg.ADD if name == "add" else Alg.MUL
+                if step.attrs["alg"] == alg and (other == x if name == "mul_x" else
+                                                 _scalar(kg, other) == value):
+                    rest.pop(index)
+                    break
+            else:
+                raise Unsupported("Erf outside the exact GELU x * (1 + erf(x / sqrt 2)) / 2")
+            chain.append(step)
+            current = step
+        last = chain[-1]
+        for op in chain[:-1]:
+            kg.ops.remove(op)
+        last.kind, last.inputs, last.posts = "eltwise", [x], []
+        last.attrs = dict(alg=Alg.GELU_ERF, alpha=0.0, beta=0.0)
+        last.nodes = [n for op in chain for n in op.nodes]
+        last.fused.append("gelu")
+        producer, users = kg.producer(), kg.consumers()
+
+
 def affine_to_binary(kg: KernelGraph) -> None:
     """What is left of the affine maps: x * scale + shift as binary steps."""
     for op in [o for o in kg.ops if o.kind == "affine"]:
@@ -214,6 +262,7 @@ def fuse(kg: KernelGraph) -> KernelGraph:
     while fold_affine(kg):
         pass
     fold_padding(kg)
+    exact_gelu(kg)
     while swish(kg):
         pass
     affine_to_binary(kg)

@@ -20,19 +20,20 @@ ELTWISE = {  # MindSpore primitive -> (alg, alpha, beta)
     "ReLU6": (Alg.CLIP, 0.0, 6.0),
     "Sigmoid": (Alg.LOGISTIC, 0.0, 0.0),
     "Tanh": (Alg.TANH, 0.0, 0.0),
-    "GeLU": (Alg.GELU_ERF, 0.0, 0.0),
+    "GeLU": (Alg.GELU_TANH, 0.0, 0.0),   # MindSpore's GeLU primitive is the tanh form
     "FastGeLU": None,  # x * sigmoid(1.702 x) is not one of oneDNN's functions
+    "Erf": (None, 0.0, 0.0),             # only inside x * (1 + erf(x / sqrt 2)) / 2 (fusion)
     "HSwish": (Alg.HARDSWISH, 1.0 / 6.0, 0.5),
     "HSigmoid": (Alg.HARDSIGMOID, 1.0 / 6.0, 0.5),
     "SiLU": (Alg.SWISH, 1.0, 0.0),
 }
-BINARY = {"Add": Alg.ADD, "AddExt": Alg.ADD, "InplaceAddExt": Alg.ADD, "Sub": Alg.SUB,
-          "Mul": Alg.MUL, "RealDiv": Alg.DIV, "Div": Alg.DIV, "Maximum": Alg.MAX,
-          "Minimum": Alg.MIN}
+BINARY = {"Add": Alg.ADD, "AddExt": Alg.ADD, "InplaceAddExt": Alg.ADD, "Adds": Alg.ADD,
+          "Sub": Alg.SUB, "SubExt": Alg.SUB, "Mul": Alg.MUL, "Muls": Alg.MUL, "RealDiv": Alg.DIV,
+          "Div": Alg.DIV, "Divs": Alg.DIV, "Maximum": Alg.MAX, "Minimum": Alg.MIN}
 COMMUTATIVE = {Alg.ADD, Alg.MUL, Alg.MAX, Alg.MIN}
 LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "ExpandDims"}
 SUPPORTED = {"Conv2D", "BatchNorm", "BiasAdd", "MaxPool", "AvgPool", "ReduceMean", "MatMul",
-             "BatchMatMul", "Concat", "Transpose", "LayerNorm", "Softmax", "Unstack",
+             "MatMulExt", "BatchMatMul", "BatchMatMulExt", "AdaptiveAvgPool2D", "Concat", "Transpose", "LayerNorm", "Softmax", "Unstack",
              "StridedSlice", "BroadcastTo", "Pad", *LAYOUT_OPS, *BINARY,
              *(k for k, v in ELTWISE.items() if v is not None)}
 # pad_mode of the functional pooling primitives (mindspore.ops.auto_generate's enumeration)
@@ -149,7 +150,8 @@ class Lowering:
         op = node.op
         if op in ELTWISE:
             alg, alpha, beta = ELTWISE[op]
-            self.emit(node, "eltwise", [self.ref(node.inputs[0])], alg=alg, alpha=alpha, beta=beta)
+            kind = "erf" if op == "Erf" else "eltwise"
+            self.emit(node, kind, [self.ref(node.inputs[0])], alg=alg, alpha=alpha, beta=beta)
         elif op in BINARY:
             self._binary(node, BINARY[op])
         elif op in LAYOUT_OPS:
@@ -314,6 +316,33 @@ class Lowering:
 
     def _batchmatmul(self, node: Node) -> None:
         self._matmul(node)
+
+    def _matmulext(self, node: Node) -> None:  # ops.matmul: numpy's broadcasting rules
+        a, b = self.ref(node.inputs[0]), self.ref(node.inputs[1])
+        if isinstance(a, Const):
+            raise Unsupported(f"{node.op} with a constant first operand")
+        rank = len(node.shape)
+        if len(self.kg.shape(a)) != rank or min(rank, len(self.kg.shape(b))) < 2:
+            raise Unsupported(f"{node.op}: operands that are not matrices of the result's rank")
+        weights = self.array(b)
+        if weights is not None:
+            b = self.kg.new_const(weights.reshape((1,) * (rank - weights.ndim) + weights.shape))
+        elif len(self.kg.shape(b)) != rank:
+            raise Unsupported(f"{node.op}: operands of different ranks")
+        self.emit(node, "matmul", [a, b], transpose_a=False, transpose_b=False, bias=None)
+
+    def _batchmatmulext(self, node: Node) -> None:
+        self._matmulext(node)
+
+    def _adaptiveavgpool2d(self, node: Node) -> None:
+        x = self.ref(node.inputs[0])
+        n, c, h, w = self.kg.shape(x)
+        out_h, out_w = node.shape[2], node.shape[3]
+        if h % out_h or w % out_w:
+            raise Unsupported("AdaptiveAvgPool2D to a size that does not divide the input")
+        kernel = (h // out_h, w // out_w)
+        self.emit(node, "pool", [x], alg=Alg.POOL_AVG_EXCLUDE, kernel=kernel, stride=kernel,
+                  padding=(0, 0, 0, 0))
 
     def _concat(self, node: Node) -> None:
         items = node.inputs[0]

@@ -15,7 +15,7 @@ from mindspore import nn
 from tuner.graph.capture import Graph, capture
 from tuner.graph.regions import CellRegions, Refusal, Region
 from tuner.kernels.cpu.program.fusion import fuse
-from tuner.kernels.cpu.program.kernel_graph import KernelGraph, KOp
+from tuner.kernels.cpu.program.kernel_graph import HEAVY_KINDS, KernelGraph, KOp
 from tuner.kernels.cpu.program.lowering import Unsupported, lower_region, unsupported_reason
 
 
@@ -36,24 +36,37 @@ class ProgramPlan:
         prefix = path + "."
         return any(n.path == path or n.path.startswith(prefix) for n in self.graph.nodes)
 
-    def explain(self) -> str:
+    def explain(self, kernel_of=None) -> str:
+        """Each program with its steps (the layer each computes, what was fused into it, the
+        kernel of its heavy ops: ``kernel_of(op, kg)``), then each part left builtin and why."""
         lines = []
+        covered = set()
         for planned in self.regions:
             kg = planned.kernel_graph
-            lines.append(f"program {planned.region.name}: {len(kg.ops)} steps, "
-                         f"{planned.region.heavy} heavy ops, from {len(planned.region.nodes)} operations")
+            covered.update(planned.region.nodes)
+            lines.append(f"program {planned.region.name}: {len(kg.ops)} steps for "
+                         f"{len(planned.region.nodes)} operations, {planned.region.heavy} heavy")
             for op in kg.ops:
-                lines.append(f"  {describe_op(op, kg)}")
+                layer = self.graph.nodes[op.nodes[0]].path if op.nodes else ""
+                kernel = f"  [{kernel_of(op, kg)}]" if kernel_of and op.kind in HEAVY_KINDS else ""
+                lines.append(f"  {layer or '<network>'}: {describe_op(op, kg)}{kernel}")
         for refusal in self.refusals:
             lines.append(f"builtin {refusal.path or '<network>'}: {refusal.reason}")
+        left = sorted({n.path for n in self.graph.nodes if n.id not in covered})
+        if left:
+            lines.append(f"builtin layers ({len(left)}): {', '.join(p or '<network>' for p in left)}")
         return "\n".join(lines)
 
 
 def describe_op(op: KOp, kg: KernelGraph) -> str:
+    """``conv(+batchnorm) -> relu [1x64x56x56]``: the op, what was folded into it, its
+    post-ops, its result's shape."""
     shape = "x".join(map(str, kg.shapes[op.out.id]))
-    fused = f" + {' + '.join(op.fused)}" if op.fused else ""
+    folded = [f for f in op.fused if f in ("batchnorm", "bias", "pad", "sigmoid*x")]
+    fused = f"(+{'+'.join(folded)})" if folded else ""
     posts = "".join(f" -> {p.alg.name.lower()}" for p in op.posts)
-    return f"{op.kind}{fused}{posts} [{shape}]"
+    alg = f" {op.attrs['alg'].name.lower()}" if op.kind in ("eltwise", "binary", "pool") else ""
+    return f"{op.kind}{alg}{fused}{posts} [{shape}]"
 
 
 def cell_tree(net: nn.Cell) -> tuple[list[str], dict[str, list[str]], dict[str, nn.Cell]]:

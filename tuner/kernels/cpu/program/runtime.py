@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.kernels.build import BuildResult, build_variant
@@ -52,12 +53,70 @@ def unavailable_reason(cache_dir: Path | None = None) -> str | None:
     return message or None
 
 
-def describe(library: Path, spec) -> str:
-    """The implementation oneDNN chose for each primitive of a program that has run
-    (``<step>\\t<implementation>`` lines)."""
-    handle = ctypes.CDLL(str(library))
-    function = handle.ProgramDescription
+@dataclass(frozen=True)
+class ActionTime:
+    """One primitive (or external kernel call) of a program: its step, whether it is the
+    step's own work or a layout conversion for it (``label``: step | reorder), the
+    implementation, and its calls and total time since the last reset."""
+
+    step: int
+    label: str
+    implementation: str
+    calls: int
+    total_us: float
+
+
+@dataclass(frozen=True)
+class ProgramTimes:
+    calls: int
+    total_us: float
+    actions: tuple[ActionTime, ...]
+
+
+def timings(library: Path, spec, reset: bool = False) -> ProgramTimes | None:
+    """What a program that has run spends its time on (None if it never ran); ``reset``
+    starts the counts again."""
+    function = ctypes.CDLL(str(library)).ProgramTimings
     function.restype = ctypes.c_char_p
     words = spec.astype("int64")
-    return function(words.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
-                    ctypes.c_int64(len(words))).decode()
+    text = function(words.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                    ctypes.c_int64(len(words)), ctypes.c_int(int(reset))).decode()
+    if not text:
+        return None
+    head, *lines = text.strip().splitlines()
+    calls, total = head.split("\t")
+    actions = []
+    for line in lines:
+        step, label, implementation, count, micros = line.split("\t")
+        actions.append(ActionTime(int(step), label, implementation, int(count), float(micros)))
+    return ProgramTimes(int(calls), float(total), tuple(actions))
+
+
+class DirectProgram:
+    """A program called directly through ctypes with MindSpore's AOT calling convention (for
+    tests and kernel benchmarks: no graph, no framework in between). ``call()`` runs it on the
+    arrays given at construction and returns the status (0: success); ``output`` holds the
+    result."""
+
+    def __init__(self, library: Path, spec, arrays: list, output_shape: tuple[int, ...]):
+        import numpy as np
+
+        self._function = getattr(ctypes.CDLL(str(library)), ENTRY_POINT)
+        self.output = np.zeros(output_shape, dtype=np.float32)
+        arrays = [np.ascontiguousarray(spec, dtype=np.int64),
+                  *(np.ascontiguousarray(a, dtype=np.float32) for a in arrays), self.output]
+        self._arrays = arrays  # kept alive
+        count = len(arrays)
+        self._shapes = [(ctypes.c_int64 * max(1, a.ndim))(*(a.shape or (1,))) for a in arrays]
+        names = {np.dtype(np.float32): b"float32", np.dtype(np.int64): b"int64"}
+        self._args = (
+            count,
+            (ctypes.c_void_p * count)(*[a.ctypes.data for a in arrays]),
+            (ctypes.c_int * count)(*[max(1, a.ndim) for a in arrays]),
+            (ctypes.POINTER(ctypes.c_int64) * count)(
+                *[ctypes.cast(s, ctypes.POINTER(ctypes.c_int64)) for s in self._shapes]),
+            (ctypes.c_char_p * count)(*[names[a.dtype] for a in arrays]),
+            None, None)
+
+    def __call__(self) -> int:
+        return self._function(*self._args)

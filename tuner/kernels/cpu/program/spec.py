@@ -3,11 +3,15 @@
 A program is a list of values (tensors, float32) and a list of steps that compute them in order.
 The encoding, read by ``Program::build`` in the same order:
 
-* header ``[MAGIC, VERSION, uid, n_values, n_steps, layout]``; ``layout`` is the activation
-  layout convolutions are asked for (``Layout``);
-* per value ``[role, index, ndims, dims...]``: inputs and constants are plain row-major float32
-  tensors at ``params[index]`` of the custom operator (its first parameter is the spec itself),
-  the output (exactly one) at ``params[index]`` too; temporaries live in the runtime's arena;
+* header ``[MAGIC, VERSION, uid, n_values, n_steps, layout, n_kernels]``; ``layout`` is the
+  activation layout convolutions are asked for (``Layout``); then each external kernel (a
+  hand-written AOT kernel of kernels/cpu that ``External`` steps call) as
+  ``[n_bytes, bytes packed 8 to a word...]`` of ``<shared object path>:<entry point>``;
+* per value ``[role, index, ndims, dims...]``: the operator's parameters are ``(spec, input,
+  constants, output)``; the input (role INPUT, index 1) and the output (OUTPUT, index 3) are
+  plain row-major float32 tensors; every constant is a plain row-major tensor inside the one
+  float32 constants array, at ``index`` floats from its start (``pack_constants``: aligned to
+  64 bytes); temporaries live in the runtime's arena;
 * per step ``[kind, n_fields, fields...]`` with the fields each step class lists in
   ``fields()``; post-ops are ``[n, (kind, a, b, c) x n]`` (``PostOp``); float attributes are the
   bits of a float64.
@@ -25,7 +29,9 @@ from typing import ClassVar
 import numpy as np
 
 MAGIC = 0x5450524F47
-VERSION = 1
+VERSION = 2
+INPUT_INDEX, CONSTANTS_INDEX, OUTPUT_INDEX = 1, 2, 3
+_ALIGN = 16  # floats: 64 bytes
 
 
 class Role(enum.IntEnum):
@@ -68,6 +74,19 @@ class Alg(enum.IntEnum):
     REDUCE_MAX = 0x2FFF2
     REDUCE_SUM = 0x2FFF4
     REDUCE_MEAN = 0x2FFF6
+
+
+def pack_constants(arrays) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The constants as one float32 array, each at an offset aligned to 64 bytes; the offsets."""
+    offsets, total = [], 0
+    for array in arrays:
+        offsets.append(total)
+        total += -(-max(np.asarray(array).size, 1) // _ALIGN) * _ALIGN
+    packed = np.zeros(max(total, _ALIGN), np.float32)
+    for offset, array in zip(offsets, arrays):
+        flat = np.asarray(array, np.float32).reshape(-1)
+        packed[offset:offset + flat.size] = flat
+    return packed, tuple(offsets)
 
 
 def float_bits(value: float) -> int:
@@ -362,6 +381,38 @@ class Slice(Step):
 
 
 @dataclass(frozen=True)
+class External(Step):
+    """dst = act(conv(src, weights) + bias [+ residual]) by the hand-written kernel
+    ``kernel`` (an index into the spec's kernels), on plain NCHW tensors; ``weights`` are packed
+    as that kernel variant expects; ``padding`` (top, bottom, left, right) and ``activation``
+    are its geometry (kernels/cpu/conv_common.h)."""
+
+    KIND: ClassVar[int] = 13
+    src: int
+    weights: int
+    bias: int
+    dst: int
+    residual: int | None
+    kernel: int
+    window: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    activation: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, self.bias, self.dst,
+                -1 if self.residual is None else self.residual, self.kernel, *self.window,
+                *self.stride, *self.padding, self.activation]
+
+    def inputs(self):
+        return (self.src, self.weights, self.bias,
+                *(() if self.residual is None else (self.residual,)))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
 class ValueDecl:
     role: Role
     index: int
@@ -377,9 +428,16 @@ class ProgramSpec:
     layout: Layout
     values: tuple[ValueDecl, ...]
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    kernels: tuple[str, ...] = ()   # "<shared object>:<entry point>" of the External steps
 
     def encode(self) -> np.ndarray:
-        words = [MAGIC, VERSION, self.uid, len(self.values), len(self.steps), int(self.layout)]
+        words = [MAGIC, VERSION, self.uid, len(self.values), len(self.steps), int(self.layout),
+                 len(self.kernels)]
+        for kernel in self.kernels:
+            data = kernel.encode()
+            padded = data + b"\0" * (-len(data) % 8)
+            words.append(len(data))
+            words.extend(int(w) for w in np.frombuffer(padded, dtype="<i8"))
         for value in self.values:
             words.extend(value.fields())
         for step in self.steps:

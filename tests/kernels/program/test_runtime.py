@@ -1,0 +1,277 @@
+"""The program runtime on its own: every step kind and post-op against numpy, in every layout,
+on odd shapes, called directly (no MindSpore graph in between)."""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import spec as s
+
+RNG = np.random.default_rng(0)
+LAYOUTS = list(s.Layout)
+
+
+@pytest.fixture(scope="module")
+def program_library(kernel_cache):
+    result = runtime.build(kernel_cache)
+    assert result.ok, result.error
+    return result.library
+
+
+def _uid() -> int:
+    return int(RNG.integers(1, 2**40))
+
+
+def run(library, layout, inputs, constants, temps, output_dims, steps, kernels=()):
+    """Values: the input, then the constants, then the temporaries, then the output."""
+    (x,) = inputs
+    packed, offsets = s.pack_constants(constants)
+    values = [s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape)]
+    values += [s.ValueDecl(s.Role.CONST, offset, a.shape) for offset, a in zip(offsets, constants)]
+    values += [s.ValueDecl(s.Role.TEMP, -1, tuple(d)) for d in temps]
+    values.append(s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, tuple(output_dims)))
+    spec = s.ProgramSpec(_uid(), layout, tuple(values), tuple(steps), tuple(kernels))
+    call = runtime.DirectProgram(library, spec.encode(), [x, packed], tuple(output_dims))
+    assert call() == 0
+    first = call.output.copy()
+    assert call() == 0 and np.array_equal(first, call.output), "a second call differs"
+    return call.output
+
+
+def conv_reference(x, w, b, stride, pad, dilation=(1, 1), groups=1):
+    """Direct convolution in float64; pad (top, left, bottom, right)."""
+    n, c, h, width = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])))
+    oh = (h + pad[0] + pad[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (width + pad[1] + pad[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for g in range(groups):
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, g * cg:(g + 1) * cg,
+                           i * dilation[0]: i * dilation[0] + stride[0] * oh: stride[0],
+                           j * dilation[1]: j * dilation[1] + stride[1] * ow: stride[1]]
+                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch,
+                                                         w[g * og:(g + 1) * og, :, i, j])
+    return out + b.reshape(1, -1, 1, 1)
+
+
+def close(actual, expected, tolerance=1e-5):
+    scale = max(float(np.abs(expected).max()), 1e-6)
+    assert actual.shape == expected.shape
+    assert float(np.abs(actual - expected).max()) / scale <= tolerance
+
+
+def test_runtime_is_available_and_its_abi_checked(program_library):
+    assert runtime.unavailable_reason() is None
+    check = ctypes.CDLL(str(program_library)).ProgramRuntimeCheck
+    check.restype = ctypes.c_char_p
+    assert check() == b""
+
+
+CONVS = [  # (n, c, h, w, o, k, stride, pad (t, l, b, r), dilation, groups)
+    (1, 3, 17, 19, 16, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),        # first layer, odd sizes
+    (2, 20, 9, 7, 24, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),          # 1x1, not multiples of 16
+    (1, 32, 8, 8, 32, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),          # dilation
+    (1, 24, 10, 10, 24, 5, (2, 2), (2, 2, 2, 2), (1, 1), 24),       # depthwise 5x5 s2
+    (1, 16, 9, 9, 32, 7, (1, 1), (3, 3, 3, 3), (1, 1), 16),         # depthwise 7x7, multiplier 2
+    (2, 48, 7, 7, 64, 3, (1, 1), (1, 0, 1, 2), (1, 1), 8),          # grouped, uneven padding
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("n,c,h,w,o,k,stride,pad,dilation,groups", CONVS)
+def test_convolution_with_bias_and_relu6(program_library, layout, n, c, h, w, o, k, stride, pad,
+                                         dilation, groups):
+    x = RNG.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = (RNG.standard_normal((o, c // groups, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+    bias = RNG.standard_normal(o).astype(np.float32)
+    expected = np.clip(conv_reference(x, weight, bias, stride, pad, dilation, groups), 0, 6)
+    step = s.Conv(0, 1, 2, 3, groups, stride, pad, dilation,
+                  posts=(s.PostOp(s.Alg.CLIP, 0.0, 6.0),))
+    close(run(program_library, layout, [x], [weight, bias], [], expected.shape, [step]), expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_residual_add_then_relu_as_post_ops_across_steps(program_library, layout):
+    x = RNG.standard_normal((1, 16, 6, 6)).astype(np.float32)
+    w1 = (RNG.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+    w2 = (RNG.standard_normal((16, 16, 1, 1)) * 0.1).astype(np.float32)
+    zeros = np.zeros(16, np.float32)
+    middle = np.maximum(conv_reference(x, w1, zeros, (1, 1), (1, 1, 1, 1)), 0)
+    expected = np.maximum(conv_reference(middle.astype(np.float32), w2, zeros, (1, 1),
+                                         (0, 0, 0, 0)) + x, 0)
+    steps = [s.Conv(0, 1, 3, 4, 1, (1, 1), (1, 1, 1, 1), posts=(s.PostOp(s.Alg.RELU),)),
+             s.Conv(4, 2, 3, 5, 1, (1, 1), (0, 0, 0, 0),
+                    posts=(s.PostOp(s.Alg.ADD, operand=0), s.PostOp(s.Alg.RELU)))]
+    close(run(program_library, layout, [x], [w1, w2, zeros], [(1, 16, 6, 6)], (1, 16, 6, 6),
+              steps), expected)
+
+
+ELTWISE = {
+    s.Alg.LOGISTIC: (0.0, 0.0, lambda v: 1 / (1 + np.exp(-v))),
+    s.Alg.SWISH: (1.0, 0.0, lambda v: v / (1 + np.exp(-v))),
+    s.Alg.HARDSWISH: (1 / 6, 0.5, lambda v: v * np.clip(v / 6 + 0.5, 0, 1)),
+    s.Alg.HARDSIGMOID: (1 / 6, 0.5, lambda v: np.clip(v / 6 + 0.5, 0, 1)),
+    s.Alg.GELU_TANH: (0.0, 0.0, lambda v: 0.5 * v * (1 + np.tanh(0.7978845608 * (v + 0.044715 * v**3)))),
+    s.Alg.TANH: (0.0, 0.0, np.tanh),
+    s.Alg.LINEAR: (0.5, -1.0, lambda v: 0.5 * v - 1.0),
+}
+
+
+@pytest.mark.parametrize("alg", list(ELTWISE))
+def test_eltwise_functions_standalone_and_fused(program_library, alg):
+    alpha, beta, function = ELTWISE[alg]
+    x = RNG.standard_normal((2, 5, 3, 3)).astype(np.float32) * 3
+    close(run(program_library, s.Layout.ANY, [x], [], [], x.shape,
+              [s.Eltwise(0, 1, alg, alpha, beta)]), function(x.astype(np.float64)))
+    weight = (RNG.standard_normal((5, 5, 1, 1)) * 0.3).astype(np.float32)
+    bias = np.zeros(5, np.float32)
+    conv = conv_reference(x, weight, bias, (1, 1), (0, 0, 0, 0))
+    close(run(program_library, s.Layout.BLOCKED, [x], [weight, bias], [], x.shape,
+              [s.Conv(0, 1, 2, 3, 1, (1, 1), (0, 0, 0, 0),
+                      posts=(s.PostOp(alg, alpha, beta),))]), function(conv), 1e-5)
+
+
+def test_gelu_erf(program_library):
+    from math import erf
+
+    x = RNG.standard_normal((4, 33)).astype(np.float32)
+    expected = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / np.sqrt(2))))(x.astype(np.float64))
+    close(run(program_library, s.Layout.ANY, [x], [], [], x.shape,
+              [s.Eltwise(0, 1, s.Alg.GELU_ERF)]), expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("alg,kernel,stride,pad", [
+    (s.Alg.POOL_MAX, (3, 3), (2, 2), (1, 1, 1, 1)),
+    (s.Alg.POOL_AVG_EXCLUDE, (2, 2), (2, 2), (0, 0, 0, 0)),
+    (s.Alg.POOL_AVG_INCLUDE, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (s.Alg.POOL_AVG_EXCLUDE, (7, 5), (1, 1), (0, 0, 0, 0)),   # global average over 7x5
+])
+def test_pooling_after_a_convolution(program_library, layout, alg, kernel, stride, pad):
+    x = RNG.standard_normal((2, 16, 7, 5)).astype(np.float32)
+    weight = (RNG.standard_normal((16, 16, 1, 1)) * 0.3).astype(np.float32)
+    bias = np.zeros(16, np.float32)
+    conv = conv_reference(x, weight, bias, (1, 1), (0, 0, 0, 0))
+    fill = -np.inf if alg == s.Alg.POOL_MAX else 0.0
+    padded = np.pad(conv, ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])),
+                    constant_values=fill)
+    ones = np.pad(np.ones_like(conv), ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])))
+    oh = (padded.shape[2] - kernel[0]) // stride[0] + 1
+    ow = (padded.shape[3] - kernel[1]) // stride[1] + 1
+    expected = np.zeros((2, 16, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            window = padded[:, :, i * stride[0]:i * stride[0] + kernel[0],
+                            j * stride[1]:j * stride[1] + kernel[1]]
+            if alg == s.Alg.POOL_MAX:
+                expected[:, :, i, j] = window.max(axis=(2, 3))
+            elif alg == s.Alg.POOL_AVG_INCLUDE:
+                expected[:, :, i, j] = window.sum(axis=(2, 3)) / (kernel[0] * kernel[1])
+            else:
+                count = ones[:, :, i * stride[0]:i * stride[0] + kernel[0],
+                             j * stride[1]:j * stride[1] + kernel[1]].sum(axis=(2, 3))
+                expected[:, :, i, j] = window.sum(axis=(2, 3)) / count
+    steps = [s.Conv(0, 1, 2, 3, 1, (1, 1), (0, 0, 0, 0)),
+             s.Pool(3, 4, alg, kernel, stride, pad)]
+    close(run(program_library, layout, [x], [weight, bias], [conv.shape], expected.shape, steps),
+          expected)
+
+
+@pytest.mark.parametrize("operand_shape", [(2, 16, 5, 5), (2, 16, 1, 1), (1, 16, 1, 1), (1, 1, 1, 1)])
+def test_binary_broadcasts_its_second_operand(program_library, operand_shape):
+    x = RNG.standard_normal((2, 16, 5, 5)).astype(np.float32)
+    gate = RNG.standard_normal(operand_shape).astype(np.float32)
+    shift = RNG.standard_normal((1, 16, 1, 1)).astype(np.float32)
+    expected = np.maximum(x * gate + shift, 0)
+    steps = [s.Binary(0, 1, 3, s.Alg.MUL, posts=(s.PostOp(s.Alg.ADD, operand=2),
+                                                 s.PostOp(s.Alg.RELU)))]
+    close(run(program_library, s.Layout.ANY, [x], [gate, shift], [], x.shape, steps), expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_concat_of_convolutions_and_the_input(program_library, layout):
+    x = RNG.standard_normal((1, 16, 6, 6)).astype(np.float32)
+    weight = (RNG.standard_normal((32, 16, 3, 3)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(32).astype(np.float32)
+    conv = conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1))
+    expected = np.concatenate([x, conv, x], axis=1)
+    steps = [s.Conv(0, 1, 2, 3, 1, (1, 1), (1, 1, 1, 1)), s.Concat((0, 3, 0), 4, 1)]
+    close(run(program_library, layout, [x], [weight, bias], [(1, 32, 6, 6)], (1, 64, 6, 6),
+              steps), expected)
+
+
+def test_dense_layer_and_attention_products(program_library):
+    x = RNG.standard_normal((6, 20)).astype(np.float32)
+    weight = RNG.standard_normal((20, 12)).astype(np.float32)
+    bias = RNG.standard_normal((1, 12)).astype(np.float32)
+    close(run(program_library, s.Layout.ANY, [x], [weight, bias], [], (6, 12),
+              [s.MatMul(0, 1, 2, 3, posts=(s.PostOp(s.Alg.GELU_TANH),))]),
+          ELTWISE[s.Alg.GELU_TANH][2](x.astype(np.float64) @ weight + bias))
+    q = RNG.standard_normal((2, 3, 5, 8)).astype(np.float32)
+    expected = q.astype(np.float64) @ np.swapaxes(q, -1, -2)
+    close(run(program_library, s.Layout.ANY, [q], [], [], (2, 3, 5, 5),
+              [s.MatMul(0, 0, None, 1, transpose_weights=True)]), expected)
+
+
+def test_layer_norm_softmax_transpose_reshape_slice(program_library):
+    x = RNG.standard_normal((2, 4, 3, 6)).astype(np.float32)
+    scale = RNG.standard_normal(6).astype(np.float32)
+    shift = RNG.standard_normal(6).astype(np.float32)
+    x64 = x.astype(np.float64)
+    normed = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-6)
+    normed = normed * scale + shift
+    close(run(program_library, s.Layout.ANY, [x], [scale, shift], [], x.shape,
+              [s.LayerNorm(0, 1, 2, 3, 1e-6)]), normed, 1e-4)
+    e = np.exp(x64 - x64.max(2, keepdims=True))
+    close(run(program_library, s.Layout.ANY, [x], [], [], x.shape, [s.Softmax(0, 1, 2)]),
+          e / e.sum(2, keepdims=True))
+    close(run(program_library, s.Layout.ANY, [x], [], [], (2, 3, 6, 4),
+              [s.Transpose(0, 1, (0, 2, 3, 1))]), np.transpose(x, (0, 2, 3, 1)))
+    close(run(program_library, s.Layout.ANY, [x], [], [], (8, 18), [s.Reshape(0, 1)]),
+          x.reshape(8, 18))
+    close(run(program_library, s.Layout.ANY, [x], [], [], (2, 2, 3, 6),
+              [s.Slice(0, 1, (0, 1, 0, 0))]), x[:, 1:3])
+    close(run(program_library, s.Layout.ANY, [x], [], [(2, 1, 3, 6)], (2, 3, 6),
+              [s.Slice(0, 1, (0, 2, 0, 0)), s.Reshape(1, 2)]), x[:, 2])
+
+
+def test_reduction_mean(program_library):
+    x = RNG.standard_normal((2, 5, 7)).astype(np.float32)
+    close(run(program_library, s.Layout.ANY, [x], [], [], (2, 1, 7), [s.Reduce(0, 1)]),
+          x.astype(np.float64).mean(axis=1, keepdims=True))
+
+
+def test_hand_written_kernel_as_an_external_step(program_library, library):
+    from tuner.kernels.cpu.packing import pack_weight
+    from tuner.kernels.cpu.library import ENTRY_POINTS, weight_layout
+
+    built = library.build("conv2d_dense", {})
+    assert built.ok, built.error
+    layout = weight_layout("conv2d_dense", built.library)
+    x = RNG.standard_normal((1, 16, 9, 9)).astype(np.float32)
+    weight = (RNG.standard_normal((24, 16, 3, 3)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(24).astype(np.float32)
+    # the residual is computed by a oneDNN step (blocked) and read by the kernel as NCHW
+    steps = [s.Conv(0, 3, 4, 5, 1, (1, 1), (0, 0, 0, 0)),
+             s.External(0, 1, 2, 6, 5, 0, (3, 3), (1, 1), (1, 1, 1, 1), 1)]
+    lift = (RNG.standard_normal((24, 16, 1, 1)) * 0.3).astype(np.float32)
+    out = run(program_library, s.Layout.BLOCKED, [x],
+              [pack_weight(layout, weight), bias, lift, np.zeros(24, np.float32)],
+              [(1, 24, 9, 9)], (1, 24, 9, 9),
+              steps, kernels=(f"{built.library}:{ENTRY_POINTS['conv2d_dense']}",))
+    residual_in = conv_reference(x, lift, np.zeros(24, np.float32), (1, 1), (0, 0, 0, 0))
+    expected = np.maximum(conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1)) + residual_in, 0)
+    close(out, expected)
+
+
+def test_a_malformed_spec_is_an_error_not_a_crash(program_library):
+    bad = runtime.DirectProgram(program_library, np.array([1, 2, 3], np.int64),
+                                [np.zeros(4, np.float32)], (4,))
+    assert bad() != 0

@@ -1,0 +1,62 @@
+"""Inside the programs: a program is one operator to MindSpore's profiler; its runtime times each
+of its primitives, and these times replace the program's row in a profile.
+
+Each primitive becomes a row of the layer its step computes: ``op_type`` is the step's kind
+(``program:conv``, ``program:reorder`` for a layout conversion made for that step), ``kernel``
+the implementation (``onednn:brg_conv_fwd:avx512_core`` or a hand-written kernel's name) and
+``workload`` the heavy op's workload. What the program's operator took beyond its primitives
+(binding, the arena, the calls' own cost) is a row ``program:overhead`` of the program's layer
+(kernel ``program``, workload the program's name: it names the program's operator in traces).
+"""
+from __future__ import annotations
+
+from tuner.profiling.records import OperatorTime
+
+PREFIX = "program:"
+
+
+def program_cells(network) -> dict[str, object]:
+    """Layer path -> program cell, for the programs of ``network``."""
+    return {cell.layer_path: cell for _, cell in network.cells_and_names()
+            if getattr(cell, "kernel_name", "") == "program"}
+
+
+def reset(network) -> None:
+    from tuner.kernels.cpu.program.runtime import timings
+
+    for cell in program_cells(network).values():
+        timings(cell.library, cell.spec_words, reset=True)
+
+
+def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, ...]:
+    """``operators`` with each program's row replaced by the rows of its primitives (their
+    times scaled to the profiler's time of the program's operator, of which they are a part)."""
+    from tuner.kernels.cpu.program.runtime import timings
+
+    cells = program_cells(network)
+    expanded: list[OperatorTime] = []
+    for operator in operators:
+        cell = cells.get(operator.layer) if operator.kernel == "program" else None
+        times = timings(cell.library, cell.spec_words) if cell is not None else None
+        if times is None or not times.calls:
+            expanded.append(operator)
+            continue
+        scale = operator.calls / times.calls  # the program ran outside the profiler too
+        spent = 0.0
+        for action in times.actions:
+            info = cell.steps[action.step] if action.step < len(cell.steps) else None
+            kind = "reorder" if action.label == "reorder" else (
+                info.description.split(" ", 1)[0].split("(", 1)[0] if info else "step")
+            reorder = action.label == "reorder"
+            implementation = (info.kernel if info and info.kernel not in ("", "onednn")
+                              and not reorder else f"onednn:{action.implementation}")
+            total_ms = action.total_us / 1000.0 * scale
+            spent += total_ms
+            expanded.append(OperatorTime(
+                f"{PREFIX}{kind}", (info.layer if info else "") or operator.layer,
+                f"{operator.scope}/step{action.step}", int(round(action.calls * scale)),
+                total_ms, implementation, "" if reorder or not info else info.workload))
+        expanded.append(OperatorTime(f"{PREFIX}overhead", operator.layer, operator.scope,
+                                     operator.calls, max(operator.total_ms - spent, 0.0),
+                                     "program", operator.layer))
+    return tuple(expanded)
