@@ -8,7 +8,8 @@ from tuner.space import load_space
 from tuner.backends import get_backend
 from tuner.study.loop import WARM_START_ATTR, StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
-from tuner.study.tuning_records import Toolchain, TuningRecord, TuningRecordStore, batchless
+from tuner.kernels.workload import ConvWorkload, workload_from_dict
+from tuner.study.tuning_records import Toolchain, TuningRecord, TuningRecordStore
 from tuner.callbacks.tuning_records import SaveTuningRecords
 
 TOOLCHAIN = Toolchain("CPU X", "g++ 12", "2.10.0")
@@ -16,20 +17,22 @@ TOOLCHAIN = Toolchain("CPU X", "g++ 12", "2.10.0")
 
 def test_lookup_prefers_the_same_workload_then_other_batches_and_never_other_toolchains(tmp_path):
     store = TuningRecordStore(f"sqlite:///{tmp_path / 'r.db'}")
-    key1, key16 = "dense_n1_c64_h56_w56_o64_k3x3_s1_p1", "dense_n16_c64_h56_w56_o64_k3x3_s1_p1"
-    assert batchless(key1) == batchless(key16) == "dense_c64_h56_w56_o64_k3x3_s1_p1"
-    store.save([TuningRecord(key16, "conv2d_dense", {"unroll": 2}, TOOLCHAIN, "a", 3, 40.0),
-                TuningRecord(key16, "conv2d_dense", {"unroll": 8}, TOOLCHAIN, "a", 5, 60.0),
-                TuningRecord(key1, "conv2d_dense", {"unroll": 1}, TOOLCHAIN, "b", 1, 20.0),
-                TuningRecord(key1, "conv2d_dense", {"unroll": 4},
+    one, sixteen = (ConvWorkload(n, 64, 64, 56, 56, (3, 3), (1, 1), (1, 1, 1, 1)) for n in (1, 16))
+    key1, key16, family = one.key, sixteen.key, one.batchless_key
+    assert family == sixteen.batchless_key == "dense_c64_h56_w56_o64_k3x3_s1_p1"
+    store.save([TuningRecord(key16, family, "conv2d_dense", {"unroll": 2}, TOOLCHAIN, "a", 3, 40.0),
+                TuningRecord(key16, family, "conv2d_dense", {"unroll": 8}, TOOLCHAIN, "a", 5, 60.0),
+                TuningRecord(key1, family, "conv2d_dense", {"unroll": 1}, TOOLCHAIN, "b", 1, 20.0),
+                TuningRecord(key1, family, "conv2d_dense", {"unroll": 4},
                              Toolchain("CPU Y", "g++ 12", "2.10.0"), "c", 1, 99.0)])
-    found = store.best_choices([(key1, "conv2d_dense"), (key16, "conv2d_dense"),
-                                ("dense_n1_c3_h9_w9_o8_k1x1_s1_p0", "conv2d_dense")], TOOLCHAIN)
+    other = ConvWorkload(1, 3, 8, 9, 9, (1, 1), (1, 1), (0, 0, 0, 0))
+    found = store.best_choices([(key1, family, "conv2d_dense"), (key16, family, "conv2d_dense"),
+                                (other.key, other.batchless_key, "conv2d_dense")], TOOLCHAIN)
     assert found[key1] == (KernelChoice(key1, "conv2d_dense", (("unroll", 1),)), "b#1")
     assert found[key16][0].params == (("unroll", 8),) and found[key16][1] == "a#5"
     assert len(found) == 2
     other_machine = Toolchain("CPU Z", "g++ 12", "2.10.0")
-    assert store.best_choices([(key1, "conv2d_dense")], other_machine) == {}
+    assert store.best_choices([(key1, family, "conv2d_dense")], other_machine) == {}
 
 
 def _study(tmp_path, store, batch, name):
@@ -56,7 +59,9 @@ def test_a_validated_winner_seeds_a_study_at_another_batch_size(tmp_path):
     warm = second.study.trials[2]  # baseline, space default, then the warm start
     sources = warm.user_attrs[WARM_START_ATTR]
     assert set(sources.values()) == {f"first#{winner.number}"}
-    by_shape = {batchless(k["workload"]): k["params"] for k in winner_kernels}
+    families = {w["key"]: workload_from_dict(w["workload"]).batchless_key
+                for run in (first, second) for w in run.model_info["workloads"]}
+    by_shape = {families[k["workload"]]: k["params"] for k in winner_kernels}
     for choice in warm.user_attrs["config"]["kernels"]:
         if choice["workload"] in sources:
-            assert choice["params"] == by_shape[batchless(choice["workload"])]
+            assert choice["params"] == by_shape[families[choice["workload"]]]

@@ -17,7 +17,8 @@ class SaveTuningRecords(StudyCallback):
         winner = run.study.get_trials(deepcopy=False)[report.winner]
         speedup = report.candidate(report.winner).speedup
         toolchain = run.toolchain()
+        groups = {g.key: g for g in (run.space.kernels.workloads if run.space.kernels else ())}
         self.saved += self.store.save(
-            TuningRecord(c.workload, c.kernel, dict(c.params), toolchain, run.study.study_name,
-                         winner.number, speedup)
-            for c in records.trial_config(winner).kernels)
+            TuningRecord(c.workload, groups[c.workload].workload.batchless_key, c.kernel,
+                         dict(c.params), toolchain, run.study.study_name, winner.number, speedup)
+            for c in records.trial_config(winner).kernels if c.workload in groups)

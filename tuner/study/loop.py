@@ -179,8 +179,10 @@ def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
     toolchain set to the recorded tiling (see tuner.study.tuning_records)."""
     if not (run.settings.warm_start and run.records and run.space.kernels and default.kernels):
         return
-    found = run.records.best_choices(((c.workload, c.kernel) for c in default.kernels),
-                                     run.toolchain())
+    groups = {g.key: g for g in run.space.kernels.workloads}
+    found = run.records.best_choices(
+        ((c.workload, groups[c.workload].workload.batchless_key, c.kernel)
+         for c in default.kernels if c.workload in groups), run.toolchain())
     if not found:
         return
     kernels = tuple(found.get(c.workload, (c, ""))[0] for c in default.kernels)

@@ -9,7 +9,6 @@ another batch size; records from another CPU, compiler or MindSpore version are 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -18,7 +17,6 @@ import sqlalchemy as sa
 from tuner.config import KernelChoice
 
 TABLE = "tuner_tuning_records"
-_BATCH = re.compile(r"_n\d+_")
 
 
 @dataclass(frozen=True)
@@ -32,18 +30,17 @@ class Toolchain:
 
 @dataclass(frozen=True)
 class TuningRecord:
+    """``workload``: its key; ``batchless``: the key of the same problem at any batch size
+    (``Workload.batchless_key``)."""
+
     workload: str
+    batchless: str
     kernel: str
     params: dict[str, Any]
     toolchain: Toolchain
     study: str
     trial: int
     speedup: float   # the validated speedup of the whole configuration it came from
-
-
-def batchless(workload: str) -> str:
-    """The workload key without its batch size (``dense_n16_c64_...`` -> ``dense_c64_...``)."""
-    return _BATCH.sub("_", workload, count=1)
 
 
 class TuningRecordStore:
@@ -66,7 +63,7 @@ class TuningRecordStore:
         metadata.create_all(self.engine)
 
     def save(self, records: Iterable[TuningRecord]) -> int:
-        rows = [{"workload": r.workload, "workload_batchless": batchless(r.workload),
+        rows = [{"workload": r.workload, "workload_batchless": r.batchless,
                  "kernel": r.kernel, "params": json.dumps(r.params, sort_keys=True),
                  "cpu_model": r.toolchain.cpu_model, "compiler": r.toolchain.compiler,
                  "mindspore_version": r.toolchain.mindspore_version, "study": r.study,
@@ -76,21 +73,21 @@ class TuningRecordStore:
                 connection.execute(self.table.insert(), rows)
         return len(rows)
 
-    def best_choices(self, workloads: Iterable[tuple[str, str]],
+    def best_choices(self, workloads: Iterable[tuple[str, str, str]],
                      toolchain: Toolchain) -> dict[str, tuple[KernelChoice, str]]:
-        """For (workload key, kernel) pairs: the best matching record as a KernelChoice and
-        where it came from (``study#trial``); exact workload before another batch size, then
-        the highest speedup."""
+        """For (workload key, its batchless key, kernel): the best matching record as a
+        KernelChoice and where it came from (``study#trial``); exact workload before another
+        batch size, then the highest speedup."""
         t = self.table
         same_toolchain = sa.and_(t.c.cpu_model == toolchain.cpu_model,
                                  t.c.compiler == toolchain.compiler,
                                  t.c.mindspore_version == toolchain.mindspore_version)
         found: dict[str, tuple[KernelChoice, str]] = {}
         with self.engine.connect() as connection:
-            for key, kernel in workloads:
+            for key, batchless, kernel in workloads:
                 row = connection.execute(
                     sa.select(t).where(same_toolchain, t.c.kernel == kernel,
-                                       t.c.workload_batchless == batchless(key))
+                                       t.c.workload_batchless == batchless)
                     .order_by((t.c.workload == key).desc(), t.c.speedup.desc()).limit(1)).first()
                 if row is not None:
                     params = tuple(sorted(json.loads(row.params).items()))
