@@ -20,7 +20,7 @@ agreeing rounds do not make the interval narrower than the timings they come fro
   (``python -m tuner.measure``) is expected to fall. It is what the export records. With fewer
   than 2 valid rounds neither interval is bounded: (0, inf).
 
-The winner is the fastest by median speedup, except that a simpler candidate (fewer custom
+The winner is the fastest by median speedup, except that a simpler candidate (fewer non-default
 kernels, then fewer non-default knobs) whose ``interval`` overlaps the fastest one's is
 preferred: within noise, simpler wins.
 """
@@ -132,9 +132,11 @@ class ValidationReport:
                    tuple(data.get("baseline_throughputs", ())), data.get("after_trials", 0))
 
 
-def complexity(config: TuningConfig) -> tuple[int, int]:
-    """(custom kernels, non-default graph-kernel/rewrite/runtime knobs): lower is simpler."""
-    return len(config.kernels), len(config.non_default_knobs())
+def complexity(config: TuningConfig, default_kernels=()) -> tuple[int, int]:
+    """(kernel choices other than the space default's, non-default graph-kernel/rewrite/
+    runtime/program knobs): lower is simpler."""
+    defaults = set(default_kernels)
+    return sum(c not in defaults for c in config.kernels), len(config.non_default_knobs())
 
 
 def distinct_top(run, k: int) -> list:
@@ -216,7 +218,8 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     candidates = [ValidatedCandidate(
         number, tuple(v.images_per_second for v in values),
         tuple(v.images_per_second / b.images_per_second for v, b in zip(values, baseline)),
-        complexity(configs[number]),
+        complexity(configs[number], run.space.kernels.default_choices()
+                   if run.space.kernels else ()),
         tuple(float(np.hypot(v.rel_se, b.rel_se)) for v, b in zip(values, baseline)))
         for number, values in measured_by.items()]
     winner, note = choose_winner(candidates)

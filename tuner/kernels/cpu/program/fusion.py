@@ -216,6 +216,28 @@ def scalar_binary(kg: KernelGraph) -> None:
         op.attrs = dict(alg=Alg.LINEAR, alpha=linear[0], beta=linear[1])
 
 
+def transposed_operands(kg: KernelGraph) -> None:
+    """A matrix product reading a transpose of the last two axes (attention's ``k.T``) reads
+    the untransposed tensor with its transpose flag flipped: no copy."""
+    users = kg.consumers()
+    producer = kg.producer()
+    for op in [o for o in kg.ops if o.kind == "matmul"]:
+        for index, flag in ((0, "transpose_a"), (1, "transpose_b")):
+            ref = op.inputs[index]
+            source = producer.get(ref) if isinstance(ref, Act) else None
+            if source is None or source.kind != "transpose" or _sole_user(kg, ref, users) is not op:
+                continue
+            rank = len(source.attrs["perm"])
+            if rank < 2 or tuple(source.attrs["perm"]) != (*range(rank - 2), rank - 1, rank - 2):
+                continue
+            op.inputs[index] = source.inputs[0]
+            op.attrs[flag] = not op.attrs[flag]
+            op.nodes.extend(source.nodes)
+            op.fused.append("transpose")
+            kg.ops.remove(source)
+            users, producer = kg.consumers(), kg.producer()
+
+
 def _post_operand_ok(kg: KernelGraph, host: KOp, operand) -> bool:
     """oneDNN's binary post-ops take a full tensor, a per-channel vector or a scalar."""
     dst = kg.shapes[host.out.id]
@@ -267,6 +289,7 @@ def fuse(kg: KernelGraph) -> KernelGraph:
         pass
     affine_to_binary(kg)
     scalar_binary(kg)
+    transposed_operands(kg)
     while fuse_posts(kg):
         pass
     kg.prune()
