@@ -49,13 +49,18 @@ os._exit(0)
 """
 
 
-def test_apply_and_load_match_the_untuned_network(tmp_path):
-    # Run in tmp_path: graph-kernel fusion writes its kernel cache into the working directory.
-    process = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=tmp_path,
+def run_script(script: str, work) -> dict:
+    """A deployment script in its own process, in ``work`` (graph-kernel fusion writes its
+    kernel cache into the working directory); the JSON object it printed last."""
+    process = subprocess.run([sys.executable, "-c", script, str(work)], cwd=work,
                              capture_output=True, text=True, timeout=300,
                              env={**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)})
     assert process.returncode == 0, process.stderr[-3000:]
-    out = json.loads(process.stdout.strip().splitlines()[-1])
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def test_apply_and_load_match_the_untuned_network(tmp_path):
+    out = run_script(SCRIPT, tmp_path)
     assert out["apply_error"] <= 1e-5 * out["scale"]
     assert out["load_error"] <= 1e-5 * out["scale"]
     assert out["flags"] == "--opt_level=1"
@@ -91,11 +96,7 @@ os._exit(0)
 
 
 def test_a_pynative_user_flow_with_programs(tmp_path):
-    process = subprocess.run([sys.executable, "-c", PYNATIVE, str(tmp_path)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)})
-    assert process.returncode == 0, process.stderr[-3000:]
-    out = json.loads(process.stdout.strip().splitlines()[-1])
+    out = run_script(PYNATIVE, tmp_path)
     assert out["pynative"] and out["eager_sum"] == 12.0
     assert out["error"] < 1e-4
 
@@ -117,12 +118,8 @@ os._exit(0)
 
 
 def test_load_needs_no_mindspore_set_up_in_the_deployment_process(tmp_path):
-    env = {**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)}
-    for script in (SCRIPT, LOAD_ONLY):  # the first writes best.json and trained.ckpt
-        process = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=tmp_path,
-                                 capture_output=True, text=True, timeout=300, env=env)
-        assert process.returncode == 0, process.stderr[-3000:]
-    out = json.loads(process.stdout.strip().splitlines()[-1])
+    run_script(SCRIPT, tmp_path)  # writes best.json and trained.ckpt
+    out = run_script(LOAD_ONLY, tmp_path)
     assert out == {"shape": [2, 10], "mode_kept": True, "finite": True}
 
 

@@ -778,15 +778,9 @@ void Program::build() {
   Value &out = values_[output_value_];
   if (!out.md.md) throw Error{"the output is never computed"};
   Md want(plain_md(out.dims));
-  if (!dnnl_memory_desc_equal(out.md.md, want.md)) {  // the last step's layout is not plain
-    out.role = ROLE_TEMP;
-    int final_out = add_temp(out.dims, clone(want.md), steps);
-    values_[final_out].role = ROLE_OUTPUT;
-    values_[final_out].index = out.index;
-    out.index = -1;
-    reorder(output_value_, final_out, steps);
-    output_value_ = final_out;
-  } else if (out.alias >= 0) {  // a reshape of a temporary: copy it out
+  // The output buffer is MindSpore's: a result in another layout, or a reshape of a
+  // temporary (which lives in the arena), is copied into it by a last reorder.
+  if (!dnnl_memory_desc_equal(out.md.md, want.md) || out.alias >= 0) {
     out.role = ROLE_TEMP;
     int final_out = add_temp(out.dims, clone(want.md), steps);
     values_[final_out].role = ROLE_OUTPUT;

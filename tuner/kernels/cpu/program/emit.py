@@ -17,9 +17,8 @@ import numpy as np
 from tuner.kernels.cpu.packing import WeightLayout, pack_weight
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
-from tuner.kernels.cpu.program.workloads import hand_epilogue
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
-
+from tuner.kernels.cpu.program.workloads import hand_epilogue
 
 _INSTANCES = itertools.count(1)
 
@@ -30,7 +29,6 @@ class HandKernel:
 
     function: str
     layout: WeightLayout
-
 
 
 @dataclass(frozen=True)
