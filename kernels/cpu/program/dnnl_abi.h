@@ -41,7 +41,8 @@ enum : int {
 };
 
 typedef int dnnl_query_t;
-enum : int { dnnl_query_impl_info_str = 8, dnnl_query_exec_arg_md = 255 };
+enum : int { dnnl_query_impl_info_str = 8, dnnl_query_exec_arg_md = 255,
+             dnnl_query_inner_nblks_s32 = 263 };
 
 typedef int dnnl_scratchpad_mode_t;
 enum : int { dnnl_scratchpad_mode_user = 1 };
@@ -107,6 +108,7 @@ dnnl_status_t dnnl_memory_desc_clone(dnnl_memory_desc_t *, const_dnnl_memory_des
 dnnl_status_t dnnl_memory_desc_destroy(dnnl_memory_desc_t);
 int dnnl_memory_desc_equal(const_dnnl_memory_desc_t, const_dnnl_memory_desc_t);
 size_t dnnl_memory_desc_get_size(const_dnnl_memory_desc_t);
+dnnl_status_t dnnl_memory_desc_query(const_dnnl_memory_desc_t, dnnl_query_t, void *result);
 
 dnnl_status_t dnnl_memory_create(dnnl_memory_t *, const_dnnl_memory_desc_t, dnnl_engine_t,
                                  void *handle);

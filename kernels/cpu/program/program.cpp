@@ -287,6 +287,7 @@ class Program {
   }
   int add_temp(const Dims &dims, dnnl_memory_desc_t md, int step);
   int plain(int id, int step);
+  int strided(int id, int step);
   void define(int id, const_dnnl_memory_desc_t md);
   int packed_weight(int id, const_dnnl_memory_desc_t want);
   dnnl_primitive_attr_t attributes(const std::vector<int64_t> &f, size_t at, int dst_ndims,
@@ -367,6 +368,17 @@ int Program::plain(int id, int step) {
   int copy = add_temp(value(id).dims, clone(want.md), step);
   reorder(id, copy, step);
   return copy;
+}
+
+// `id` itself if its layout is plain up to the order of its axes (strides, no blocks: what a
+// matrix product reads directly), else a plain copy made at `step`.
+int Program::strided(int id, int step) {
+  int blocks = -1;
+  if (dnnl_memory_desc_query(value(id).md.md, dnnl_query_inner_nblks_s32, &blocks) ==
+          dnnl_success &&
+      blocks == 0)
+    return id;
+  return plain(id, step);
 }
 
 int Program::packed_weight(int id, const_dnnl_memory_desc_t want) {
@@ -548,9 +560,10 @@ void Program::build_step(int index, Step &step) {
     }
     case STEP_MATMUL: {  // src, weights, bias, dst, transpose_src, transpose_weights, posts
       need(7);
-      int src = plain((int)f[0], index), weights = (int)f[1], bias = (int)f[2], dst = (int)f[3];
+      int src = strided((int)f[0], index), weights = (int)f[1], bias = (int)f[2],
+          dst = (int)f[3];
       bool constant_weights = value(weights).role == ROLE_CONST;
-      if (!constant_weights) weights = plain(weights, index);
+      if (!constant_weights) weights = strided(weights, index);
       auto transposed = [&](int id, bool flag) {
         const Dims &d = value(id).dims;
         std::vector<int> perm(d.size());
@@ -641,6 +654,9 @@ void Program::build_step(int index, Step &step) {
       break;
     }
     case STEP_TRANSPOSE: {  // src, dst, perm (dst dim i = src dim perm[i])
+      // A view, no copy: the same memory with its axes renamed. Where a later step needs
+      // plain row-major data it makes a copy (a transpose of channels-last data into
+      // channels-first order, or back, is then often no copy at all).
       int src = (int)f[0], dst = (int)f[1];
       size_t n = value(src).dims.size();
       need(2 + n);
@@ -649,8 +665,9 @@ void Program::build_step(int index, Step &step) {
       dnnl_memory_desc_t view;
       check(dnnl_memory_desc_permute_axes(&view, value(src).md.md, inverse.data()), "permute");
       Md view_md(view);
-      define(dst, Md(plain_md(value(dst).dims)).md);
-      reorder(src, dst, index, view_md.md);
+      define(dst, view_md.md);
+      value(dst).alias = src;
+      value(src).last_use = std::max(value(src).last_use, index);
       return;
     }
     case STEP_RESHAPE: {  // src, dst

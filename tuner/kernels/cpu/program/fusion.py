@@ -238,6 +238,44 @@ def transposed_operands(kg: KernelGraph) -> None:
             users, producer = kg.consumers(), kg.producer()
 
 
+def through_reshape(kg: KernelGraph) -> bool:
+    """An element-wise function, or a binary operation with a constant that broadcasts along
+    the last axis, applied to a reshape of a result that keeps its last axis (a dense layer on
+    channels-last data) moves before the reshape, next to the operation it can fuse into."""
+    users = kg.consumers()
+    producer = kg.producer()
+    for reshape in [o for o in kg.ops if o.kind == "reshape"]:
+        source = reshape.inputs[0]
+        host = producer.get(source) if isinstance(source, Act) else None
+        readers = users.get(reshape.out, [])
+        if host is None or host.kind not in _POST_HOSTS or len(readers) != 1 \
+                or _sole_user(kg, source, users) is not reshape or reshape.out == kg.output:
+            continue
+        (op,) = readers
+        before, after = kg.shapes[source.id], kg.shapes[reshape.out.id]
+        if op.kind == "binary":
+            operand = op.inputs[1]
+            if not isinstance(operand, Const) or op.inputs[0] != reshape.out \
+                    or before[-1:] != after[-1:]:
+                continue
+            constant = kg.consts[operand.id]
+            if any(d != 1 for d in constant.shape[:-1]):
+                continue
+            op.inputs[1] = kg.new_const(constant.reshape((1,) * (len(before) - 1) +
+                                                         constant.shape[-1:]))
+        elif op.kind != "eltwise" or op.posts:
+            continue
+        # host -> op -> reshape: op computes on the host's shape, the reshape follows it
+        result = op.out
+        op.inputs[0] = source
+        op.out = kg.new_act(before)
+        reshape.inputs = [op.out]
+        kg.replace_uses(result, reshape.out)
+        kg.sort()
+        return True
+    return False
+
+
 def _post_operand_ok(kg: KernelGraph, host: KOp, operand) -> bool:
     """oneDNN's binary post-ops take a full tensor, a per-channel vector or a scalar."""
     dst = kg.shapes[host.out.id]
@@ -290,6 +328,8 @@ def fuse(kg: KernelGraph) -> KernelGraph:
     affine_to_binary(kg)
     scalar_binary(kg)
     transposed_operands(kg)
+    while through_reshape(kg):
+        pass
     while fuse_posts(kg):
         pass
     kg.prune()
