@@ -51,3 +51,22 @@ def test_the_other_knobs_keep_the_centre_values_and_every_neighbour_is_in_the_sp
         study.enqueue_trial(space.params_for(neighbour))
         assert space.suggest(study.ask()) == neighbour
 
+
+
+PROGRAMS = """version: 1
+device: CPU
+knobs:
+  programs.granularity: {type: categorical, choices: ["off", network], default: network}
+  programs.layout:
+    {type: categorical, choices: [any, nhwc], default: any, when: {programs.granularity: [network]}}
+  graph_kernel.enabled: {type: bool, default: false, when: {programs.granularity: ["off"]}}
+"""
+
+
+def test_conditional_knobs_active_at_the_centre_are_screened_too(tmp_path):
+    path = tmp_path / "programs.yaml"
+    path.write_text(PROGRAMS)
+    space = load_space(path)
+    neighbours = space.one_knob_neighbours(space.default_config())
+    assert neighbours == [_config(programs__granularity="off"),
+                          _config(programs__granularity="network", programs__layout="nhwc")]

@@ -92,16 +92,16 @@ class SearchSpace:
         return config
 
     def one_knob_neighbours(self, config: TuningConfig) -> list[TuningConfig]:
-        """A one-at-a-time screening design around ``config``: for each unconditional bool or
-        categorical knob (one whose effect does not depend on another knob), ``config`` with that
-        knob set to each of its other values, the knobs this activates at their declared
-        defaults and everything else, custom kernels included, unchanged. In declaration order,
-        without configurations equal (canonically) to ``config`` or to an earlier one."""
+        """A one-at-a-time screening design around ``config``: for each bool or categorical
+        knob active in ``config``, ``config`` with that knob set to each of its other values,
+        the knobs this activates at their declared defaults and everything else, kernel choices
+        included, unchanged. In declaration order, without configurations equal (canonically)
+        to ``config`` or to an earlier one."""
         current = self._active_values(config)
         seen = {config.canonical_hash()}
         neighbours = []
         for knob in self.knobs:
-            if knob.conditions or not isinstance(knob, (BoolKnob, CategoricalKnob)):
+            if knob.path not in current or not isinstance(knob, (BoolKnob, CategoricalKnob)):
                 continue
             others = [False, True] if isinstance(knob, BoolKnob) else list(knob.choices)
             for value in others:
