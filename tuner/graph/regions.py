@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from tuner.graph.capture import Graph, GraphInput, Node, NodeOutput, ParamRef, operand_refs
+from tuner.graph.graph import Graph, GraphInput, Node, NodeOutput, ParamRef, operand_refs
 
 HEAVY_OPS = ("Conv2D", "MatMul", "BatchMatMul")
 

@@ -141,7 +141,7 @@ def _workloads(net, request: TrialRequest) -> dict:
 
 
 def _stored_graph(request: TrialRequest):
-    from tuner.graph.capture import Graph
+    from tuner.graph.graph import Graph
 
     path = request.asset(GRAPH_FILE)
     return Graph.from_dict(json.loads(path.read_text())) if path.exists() else None

@@ -14,7 +14,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn
 
 from tuner.config import KernelChoice, TuningConfig
-from tuner.graph.capture import Graph
+from tuner.graph.graph import Graph
 from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
                                 VerificationError, VerifyResult)
 from tuner.kernels.build import BuildResult, build_variant

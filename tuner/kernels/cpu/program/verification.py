@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mindspore import Tensor, nn
 
-from tuner.graph.capture import GraphInput
+from tuner.graph.graph import GraphInput
 from tuner.graph.regions import Region
 from tuner.kernels.base import VerifyResult
 from tuner.kernels.cpu.program.apply import BuiltProgram, replaced_cells

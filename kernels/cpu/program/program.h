@@ -1,0 +1,128 @@
+// A program: its values, its steps (primitives and external kernel calls), its arena.
+// Part of program.cpp's translation unit (steps.h builds the steps).
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "memory.h"
+
+namespace {
+
+constexpr int64_t kMagic = 0x5450524f47;  // "TPROG"
+constexpr int64_t kVersion = 2;
+constexpr int kConstants = 2;  // params index of the constants array
+
+enum Role { ROLE_INPUT = 0, ROLE_CONST = 1, ROLE_TEMP = 2, ROLE_OUTPUT = 3 };
+enum StepKind {
+  STEP_CONV = 1, STEP_POOL, STEP_ELTWISE, STEP_BINARY, STEP_CONCAT, STEP_MATMUL, STEP_REDUCE,
+  STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE, STEP_EXTERNAL
+};
+enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
+
+
+// ---------------------------------------------------------------------------------------------
+// The program
+
+struct Value {
+  int role = ROLE_TEMP;
+  int64_t index = -1;  // params index of the input and the output; a constant's offset
+                       // (floats) in the constants array, params[kConstants]
+  Dims dims;
+  Md md;            // set when the value is defined (inputs, constants: plain)
+  int alias = -1;   // shares the buffer of this value (reshape)
+  int last_use = -1;
+  int64_t offset = -1;  // in the arena (temporaries)
+  dnnl_memory_t memory = nullptr;
+};
+
+// An AOT kernel of kernels/cpu (MindSpore's calling convention) run as a step.
+using AotKernel = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
+
+struct ExternalCall {
+  AotKernel kernel = nullptr;
+  std::vector<int> values;            // x, weight, bias, [residual], out (plain NCHW)
+  std::vector<int32_t> geometry;      // KH KW SH SW PT PB PL PR ACT (conv_common.h)
+};
+
+struct Action {  // one primitive execution, or one call of an external kernel
+  dnnl_primitive_t primitive = nullptr;
+  std::vector<std::pair<int, int>> args;  // (DNNL_ARG_*, value id)
+  int step = -1;
+  std::string label;  // what it does for its step: the step's own work, or a "reorder"
+  std::string info;   // the implementation
+  std::shared_ptr<ExternalCall> external;
+  double total_us = 0;  // time spent in it since the last reset (for profiles)
+  int64_t calls = 0;
+};
+
+struct PackedWeight {  // a constant reordered into the layout its primitive chose
+  int source = -1;     // constant value id
+  int packed = -1;     // value id of the packed copy (role CONST, own buffer)
+  dnnl_primitive_t reorder = nullptr;
+  const void *packed_from = nullptr;
+  std::vector<char> storage;
+};
+
+class Program {
+ public:
+  Program(const int64_t *spec, int64_t length) : spec_(spec, spec + length) {}
+
+  void build();
+  void execute(void **params);
+  void *pointer(void **params, const Value &v) const;
+  std::string timings() const;
+  void reset_timings();
+
+ private:
+  // spec reading
+  std::vector<int64_t> spec_;
+  size_t cursor_ = 0;
+  int64_t next() {
+    if (cursor_ >= spec_.size()) throw Error{"spec ends early"};
+    return spec_[cursor_++];
+  }
+
+  struct Step {
+    int kind;
+    std::vector<int64_t> f;
+  };
+
+  int layout_ = LAYOUT_ANY;
+  int64_t uid_ = 0;
+  std::vector<AotKernel> kernels_;  // external kernels, by index
+  std::vector<Value> values_;
+  std::vector<Step> steps_;
+  std::vector<Action> actions_;
+  std::vector<PackedWeight> packed_;
+  std::vector<char> arena_storage_;
+  char *arena_ = nullptr;
+  std::vector<char> scratchpad_storage_;
+  dnnl_memory_t scratchpad_ = nullptr;
+  size_t scratchpad_size_ = 0;
+  int output_value_ = -1;
+  double total_us_ = 0;  // whole calls since the last reset
+  int64_t calls_ = 0;
+
+  Value &value(int64_t id) {
+    if (id < 0 || id >= (int64_t)values_.size()) throw Error{"value id out of range"};
+    return values_[id];
+  }
+  int add_temp(const Dims &dims, dnnl_memory_desc_t md, int step);
+  int plain(int id, int step);
+  int strided(int id, int step);
+  void define(int id, const_dnnl_memory_desc_t md);
+  int packed_weight(int id, const_dnnl_memory_desc_t want);
+  dnnl_primitive_attr_t attributes(const std::vector<int64_t> &f, size_t at, int dst_ndims,
+                                   std::vector<std::pair<int, int>> &args);
+  void add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
+           const char *label = "step");
+  void reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md = nullptr);
+  void build_step(int index, Step &step);
+  void plan_memory();
+};
+
+
+}  // namespace

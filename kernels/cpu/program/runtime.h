@@ -1,0 +1,109 @@
+// The oneDNN runtime of the programs: errors, the ABI check, the OpenMP threadpool oneDNN runs
+// its parallel loops on, the engine and stream. Part of program.cpp's translation unit.
+#pragma once
+#include <omp.h>
+
+#include <cstring>
+#include <string>
+
+#include "dnnl_abi.h"
+
+namespace {
+
+struct Error {
+  std::string message;
+};
+
+void check(dnnl_status_t status, const std::string &what) {
+  if (status != dnnl_success) throw Error{what + ": " + dnnl_status2str(status)};
+}
+
+double as_double(int64_t bits) {
+  double value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+// The enumerations of dnnl_abi.h, named by the library itself: a mismatch means another ABI.
+void check_abi() {
+  const dnnl_version_t *version = dnnl_version();
+  if (version->major != 3)
+    throw Error{"oneDNN " + std::to_string(version->major) + "." +
+                std::to_string(version->minor) + " found, the runtime needs major version 3"};
+  if (version->cpu_runtime != DNNL_RUNTIME_THREADPOOL)
+    throw Error{"oneDNN's CPU runtime is not the threadpool runtime"};
+  const std::pair<const char *, const char *> names[] = {
+      {dnnl_dt2str(dnnl_f32), "f32"},
+      {dnnl_fmt_tag2str(dnnl_a), "a"},
+      {dnnl_fmt_tag2str(dnnl_abcd), "abcd"},
+      {dnnl_fmt_tag2str(dnnl_acdb), "acdb"},
+      {dnnl_fmt_tag2str(dnnl_aBcd16b), "aBcd16b"},
+      {dnnl_fmt_tag2str(dnnl_format_tag_any), "any"},
+      {dnnl_prop_kind2str(dnnl_forward_inference), "forward_inference"},
+      {dnnl_engine_kind2str(dnnl_cpu), "cpu"},
+      {dnnl_scratchpad_mode2str(dnnl_scratchpad_mode_user), "user"},
+      {dnnl_alg_kind2str(dnnl_convolution_direct), "convolution_direct"},
+      {dnnl_alg_kind2str(dnnl_eltwise_relu), "eltwise_relu"},
+      {dnnl_alg_kind2str(dnnl_eltwise_clip_v2), "eltwise_clip_v2"},
+      {dnnl_alg_kind2str(dnnl_eltwise_logistic), "eltwise_logistic"},
+      {dnnl_alg_kind2str(dnnl_eltwise_swish), "eltwise_swish"},
+      {dnnl_alg_kind2str(dnnl_eltwise_gelu_erf), "eltwise_gelu_erf"},
+      {dnnl_alg_kind2str(dnnl_eltwise_gelu_tanh), "eltwise_gelu_tanh"},
+      {dnnl_alg_kind2str(dnnl_eltwise_hardswish), "eltwise_hardswish"},
+      {dnnl_alg_kind2str(dnnl_eltwise_hardsigmoid), "eltwise_hardsigmoid"},
+      {dnnl_alg_kind2str(dnnl_eltwise_tanh), "eltwise_tanh"},
+      {dnnl_alg_kind2str(dnnl_eltwise_linear), "eltwise_linear"},
+      {dnnl_alg_kind2str(dnnl_pooling_max), "pooling_max"},
+      {dnnl_alg_kind2str(dnnl_pooling_avg_include_padding), "pooling_avg_include_padding"},
+      {dnnl_alg_kind2str(dnnl_pooling_avg_exclude_padding), "pooling_avg_exclude_padding"},
+      {dnnl_alg_kind2str(dnnl_binary_add), "binary_add"},
+      {dnnl_alg_kind2str(dnnl_binary_mul), "binary_mul"},
+      {dnnl_alg_kind2str(dnnl_binary_sub), "binary_sub"},
+      {dnnl_alg_kind2str(dnnl_binary_div), "binary_div"},
+      {dnnl_alg_kind2str(dnnl_binary_max), "binary_max"},
+      {dnnl_alg_kind2str(dnnl_binary_min), "binary_min"},
+      {dnnl_alg_kind2str(dnnl_reduction_mean), "reduction_mean"},
+      {dnnl_alg_kind2str(dnnl_reduction_max), "reduction_max"},
+      {dnnl_alg_kind2str(dnnl_reduction_sum), "reduction_sum"},
+      {dnnl_alg_kind2str(dnnl_softmax_accurate), "softmax_accurate"},
+  };
+  for (const auto &[actual, expected] : names)
+    if (actual == nullptr || std::strcmp(actual, expected) != 0)
+      throw Error{std::string("oneDNN ABI mismatch: expected ") + expected + ", library says " +
+                  (actual ? actual : "(null)")};
+}
+
+// oneDNN's parallel loops on OpenMP threads (the library is built for a threadpool).
+struct OmpPool final : dnnl::threadpool_interop::threadpool_iface {
+  int get_num_threads() const override { return omp_get_max_threads(); }
+  bool get_in_parallel() const override { return omp_in_parallel(); }
+  uint64_t get_flags() const override { return 0; }
+  void parallel_for(int n, const std::function<void(int, int)> &fn) override {
+    if (n == 1) {
+      fn(0, 1);
+      return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) fn(i, n);
+  }
+};
+
+struct Runtime {
+  dnnl_engine_t engine = nullptr;
+  dnnl_stream_t stream = nullptr;
+  OmpPool pool;
+  Runtime() {
+    check_abi();
+    check(dnnl_threadpool_interop_set_max_concurrency(omp_get_max_threads()), "concurrency");
+    check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine");
+    check(dnnl_threadpool_interop_stream_create(&stream, engine, &pool), "stream");
+  }
+};
+
+Runtime &runtime() {
+  static Runtime instance;  // thrown errors propagate to the first caller and retry next time
+  return instance;
+}
+
+
+}  // namespace

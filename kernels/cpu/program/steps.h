@@ -1,0 +1,459 @@
+// Building a program's steps: each kind of step as oneDNN primitives (and layout conversions
+// where a primitive wants another layout), an external kernel call, or a view.
+// Part of program.cpp's translation unit.
+#pragma once
+#include "program.h"
+
+namespace {
+
+int Program::add_temp(const Dims &dims, dnnl_memory_desc_t md, int step) {
+  Value v;
+  v.role = ROLE_TEMP;
+  v.dims = dims;
+  v.md = Md(md);
+  v.last_use = step;
+  values_.push_back(std::move(v));
+  return (int)values_.size() - 1;
+}
+
+void Program::define(int id, const_dnnl_memory_desc_t md) {
+  Value &v = value(id);
+  if (v.md.md) throw Error{"value " + std::to_string(id) + " defined twice"};
+  v.md = Md(clone(md));
+}
+
+void Program::add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
+                  const char *label) {
+  Action action;
+  action.label = label;
+  const char *info = nullptr;
+  dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info);
+  action.info = info ? info : "";
+  const_dnnl_memory_desc_t scratch = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
+                                                                  DNNL_ARG_SCRATCHPAD);
+  if (scratch) scratchpad_size_ = std::max(scratchpad_size_, dnnl_memory_desc_get_size(scratch));
+  check(dnnl_primitive_create(&action.primitive, pd), "create primitive " + action.info);
+  dnnl_primitive_desc_destroy(pd);
+  action.args = std::move(args);
+  action.step = step;
+  actions_.push_back(std::move(action));
+}
+
+dnnl_primitive_attr_t scratchpad_attr() {
+  dnnl_primitive_attr_t attr;
+  check(dnnl_primitive_attr_create(&attr), "attributes");
+  check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad");
+  return attr;
+}
+
+void Program::reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md) {
+  dnnl_primitive_desc_t pd;
+  dnnl_primitive_attr_t attr = scratchpad_attr();
+  const_dnnl_memory_desc_t source = from_md ? from_md : value(from).md.md;
+  check(dnnl_reorder_primitive_desc_create(&pd, source, runtime().engine, value(to).md.md,
+                                           runtime().engine, attr),
+        "reorder");
+  dnnl_primitive_attr_destroy(attr);
+  if (from_md) {  // a view (permuted or sliced) of `from`: a memory object of its own
+    Value view;
+    view.role = ROLE_TEMP;
+    view.alias = from;
+    view.md = Md(clone(from_md));
+    view.dims = value(to).dims;
+    view.last_use = step;
+    values_.push_back(std::move(view));
+    from = (int)values_.size() - 1;
+  }
+  value(from).last_use = std::max(value(from).last_use, step);
+  add(pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, step, "reorder");
+}
+
+// `id` itself if its layout is plain row-major, else a plain copy made at `step`.
+int Program::plain(int id, int step) {
+  Md want(plain_md(value(id).dims));
+  if (dnnl_memory_desc_equal(value(id).md.md, want.md)) return id;
+  int copy = add_temp(value(id).dims, clone(want.md), step);
+  reorder(id, copy, step);
+  return copy;
+}
+
+// `id` itself if its layout is plain up to the order of its axes (strides, no blocks: what a
+// matrix product reads directly), else a plain copy made at `step`.
+int Program::strided(int id, int step) {
+  int blocks = -1;
+  if (dnnl_memory_desc_query(value(id).md.md, dnnl_query_inner_nblks_s32, &blocks) ==
+          dnnl_success &&
+      blocks == 0)
+    return id;
+  return plain(id, step);
+}
+
+int Program::packed_weight(int id, const_dnnl_memory_desc_t want) {
+  if (dnnl_memory_desc_equal(value(id).md.md, want)) return id;
+  PackedWeight p;
+  p.source = id;
+  Value v;
+  v.role = ROLE_CONST;
+  v.index = -1;
+  v.dims = value(id).dims;
+  v.md = Md(clone(want));
+  values_.push_back(std::move(v));
+  p.packed = (int)values_.size() - 1;
+  dnnl_primitive_desc_t pd;
+  check(dnnl_reorder_primitive_desc_create(&pd, value(id).md.md, runtime().engine, want,
+                                           runtime().engine, nullptr),
+        "weight reorder");
+  check(dnnl_primitive_create(&p.reorder, pd), "weight reorder primitive");
+  dnnl_primitive_desc_destroy(pd);
+  p.storage.resize(dnnl_memory_desc_get_size(want) + 64);
+  packed_.push_back(std::move(p));
+  return packed_.back().packed;
+}
+
+// Post-ops: [n, (kind, a, b, c) x n]; ELTWISE: (alg, alpha bits, beta bits); BINARY: (alg, value).
+dnnl_primitive_attr_t Program::attributes(const std::vector<int64_t> &f, size_t at,
+                                          int dst_ndims, std::vector<std::pair<int, int>> &args) {
+  dnnl_primitive_attr_t attr = scratchpad_attr();
+  if (at >= f.size()) throw Error{"post-op list missing"};
+  int64_t n = f[at];
+  if (at + 1 + 4 * n > f.size()) throw Error{"post-op list truncated"};
+  if (n == 0) return attr;
+  dnnl_post_ops_t post;
+  check(dnnl_post_ops_create(&post), "post-ops");
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t *p = &f[at + 1 + 4 * i];
+    if (p[0] == POST_ELTWISE) {
+      check(dnnl_post_ops_append_eltwise(post, (int)p[1], (float)as_double(p[2]),
+                                         (float)as_double(p[3])),
+            "eltwise post-op");
+    } else if (p[0] == POST_BINARY) {
+      int src1 = (int)p[2];
+      if ((int)value(src1).dims.size() != dst_ndims) throw Error{"binary post-op rank"};
+      check(dnnl_post_ops_append_binary(post, (int)p[1], value(src1).md.md), "binary post-op");
+      args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP((int)i) | DNNL_ARG_SRC_1, src1});
+    } else {
+      throw Error{"unknown post-op kind " + std::to_string(p[0])};
+    }
+  }
+  check(dnnl_primitive_attr_set_post_ops(attr, post), "set post-ops");
+  dnnl_post_ops_destroy(post);
+  return attr;
+}
+
+void Program::build_step(int index, Step &step) {
+  std::vector<int64_t> &f = step.f;
+  auto need = [&](size_t count) {
+    if (f.size() < count) throw Error{"step " + std::to_string(index) + " has too few fields"};
+  };
+  dnnl_engine_t engine = runtime().engine;
+  dnnl_primitive_desc_t pd = nullptr;
+  std::vector<std::pair<int, int>> args;
+  switch (step.kind) {
+    case STEP_CONV: {  // src, weights, bias, dst, groups, sh, sw, pt, pl, pb, pr, dh, dw, impl, posts
+      need(15);
+      int src = (int)f[0], weights = (int)f[1], bias = (int)f[2], dst = (int)f[3];
+      int64_t groups = f[4];
+      const Dims &w = value(weights).dims;  // (O, I/groups, KH, KW)
+      dnnl_dims_t strides{f[5], f[6]}, pad_l{f[7], f[8]}, pad_r{f[9], f[10]},
+          dilates{f[11] - 1, f[12] - 1};
+      Dims wdims = w;
+      if (groups > 1) {
+        wdims = {groups, w[0] / groups, w[1], w[2], w[3]};
+        Md grouped(plain_md(wdims));
+        value(weights).md = std::move(grouped);
+      }
+      // The layout preference is for the result; the source is whatever the implementation
+      // wants (a first layer with 3 channels reads plain NCHW). A preference that leaves only
+      // oneDNN's reference implementation is dropped.
+      Md w_any(tagged_md(wdims, dnnl_format_tag_any));
+      Md src_any(tagged_md(value(src).dims, dnnl_format_tag_any));
+      for (int attempt = 0; attempt < 2; attempt++) {
+        Md dst_any(preferred_md(value(dst).dims, attempt == 0 ? layout_ : LAYOUT_ANY));
+        std::vector<std::pair<int, int>> post_args;
+        dnnl_primitive_attr_t attr = attributes(f, 14, 4, post_args);
+        check(dnnl_convolution_forward_primitive_desc_create(
+                  &pd, engine, dnnl_forward_inference, dnnl_convolution_direct, src_any.md,
+                  w_any.md, bias >= 0 ? value(bias).md.md : nullptr, dst_any.md, strides,
+                  dilates, pad_l, pad_r, attr),
+              "convolution");
+        dnnl_primitive_attr_destroy(attr);
+        const char *impl = nullptr;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        args = post_args;
+        if (attempt == 1 || layout_ == LAYOUT_ANY || !impl || std::strncmp(impl, "ref", 3) != 0)
+          break;
+        dnnl_primitive_desc_destroy(pd);
+      }
+      for (int64_t k = 0; k < f[13]; k++)
+        if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
+      const_dnnl_memory_desc_t want_src =
+          dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_SRC);
+      if (!dnnl_memory_desc_equal(want_src, value(src).md.md)) {
+        int copy = add_temp(value(src).dims, clone(want_src), index);
+        reorder(src, copy, index);
+        src = copy;
+      }
+      define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
+      int packed = packed_weight(
+          weights, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_WEIGHTS));
+      args.push_back({DNNL_ARG_SRC, src});
+      args.push_back({DNNL_ARG_WEIGHTS, packed});
+      if (bias >= 0) args.push_back({DNNL_ARG_BIAS, bias});
+      args.push_back({DNNL_ARG_DST, dst});
+      break;
+    }
+    case STEP_POOL: {  // src, dst, alg, kh, kw, sh, sw, pt, pl, pb, pr, posts
+      need(12);
+      int src = (int)f[0], dst = (int)f[1];
+      dnnl_dims_t kernel{f[3], f[4]}, strides{f[5], f[6]}, pad_l{f[7], f[8]},
+          pad_r{f[9], f[10]}, dilation{0, 0};
+      Md dst_any(tagged_md(value(dst).dims, dnnl_format_tag_any));
+      dnnl_primitive_attr_t attr = attributes(f, 11, 4, args);
+      check(dnnl_pooling_forward_primitive_desc_create(&pd, engine, dnnl_forward_inference,
+                                                       (int)f[2], value(src).md.md, dst_any.md,
+                                                       strides, kernel, dilation, pad_l, pad_r,
+                                                       attr),
+            "pooling");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
+      args.push_back({DNNL_ARG_SRC, src});
+      args.push_back({DNNL_ARG_DST, dst});
+      break;
+    }
+    case STEP_ELTWISE: {  // src, dst, alg, alpha, beta
+      need(5);
+      int src = (int)f[0], dst = (int)f[1];
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_eltwise_forward_primitive_desc_create(
+                &pd, engine, dnnl_forward_inference, (int)f[2], value(src).md.md,
+                value(src).md.md, (float)as_double(f[3]), (float)as_double(f[4]), attr),
+            "eltwise");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, value(src).md.md);
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      break;
+    }
+    case STEP_BINARY: {  // src0, src1, dst, alg, posts
+      need(5);
+      int src0 = (int)f[0], src1 = (int)f[1], dst = (int)f[2];
+      if (value(src1).dims != value(src0).dims) src1 = plain(src1, index);  // broadcast operand
+      if (value(src0).dims != value(dst).dims) throw Error{"binary: src0 must not broadcast"};
+      dnnl_primitive_attr_t attr = attributes(f, 4, (int)value(dst).dims.size(), args);
+      check(dnnl_binary_primitive_desc_create(&pd, engine, (int)f[3], value(src0).md.md,
+                                              value(src1).md.md, value(src0).md.md, attr),
+            "binary");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, value(src0).md.md);
+      args.push_back({DNNL_ARG_SRC, src0});
+      args.push_back({DNNL_ARG_SRC_1, src1});
+      args.push_back({DNNL_ARG_DST, dst});
+      break;
+    }
+    case STEP_CONCAT: {  // dst, axis, n, srcs
+      need(3);
+      int dst = (int)f[0], axis = (int)f[1], n = (int)f[2];
+      need(3 + n);
+      std::vector<const_dnnl_memory_desc_t> mds;
+      for (int i = 0; i < n; i++) mds.push_back(value(f[3 + i]).md.md);
+      Md dst_any(tagged_md(value(dst).dims, dnnl_format_tag_any));
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_concat_primitive_desc_create(&pd, engine, dst_any.md, n, axis, mds.data(), attr),
+            "concat");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
+      for (int i = 0; i < n; i++) args.push_back({DNNL_ARG_MULTIPLE_SRC + i, (int)f[3 + i]});
+      args.push_back({DNNL_ARG_DST, dst});
+      break;
+    }
+    case STEP_MATMUL: {  // src, weights, bias, dst, transpose_src, transpose_weights, posts
+      need(7);
+      int src = strided((int)f[0], index), weights = (int)f[1], bias = (int)f[2],
+          dst = (int)f[3];
+      bool constant_weights = value(weights).role == ROLE_CONST;
+      if (!constant_weights) weights = strided(weights, index);
+      auto transposed = [&](int id, bool flag) {
+        const Dims &d = value(id).dims;
+        std::vector<int> perm(d.size());
+        for (size_t i = 0; i < d.size(); i++) perm[i] = (int)i;
+        if (flag) std::swap(perm[d.size() - 1], perm[d.size() - 2]);
+        dnnl_memory_desc_t md;
+        check(dnnl_memory_desc_permute_axes(&md, value(id).md.md, perm.data()), "transpose");
+        return Md(md);
+      };
+      Md src_md = transposed(src, f[4] != 0);
+      Md w_md = constant_weights && f[5] == 0
+                    ? Md(tagged_md(value(weights).dims, dnnl_format_tag_any))
+                    : transposed(weights, f[5] != 0);
+      Md dst_md(plain_md(value(dst).dims));
+      dnnl_primitive_attr_t attr = attributes(f, 6, (int)value(dst).dims.size(), args);
+      check(dnnl_matmul_primitive_desc_create(&pd, engine, src_md.md, w_md.md,
+                                              bias >= 0 ? value(bias).md.md : nullptr, dst_md.md,
+                                              attr),
+            "matmul");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, dst_md.md);
+      int w_arg = weights;
+      if (constant_weights && f[5] == 0) {
+        w_arg = packed_weight(weights, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
+                                                                    DNNL_ARG_WEIGHTS));
+      } else {
+        Value view;  // the (transposed) view of the weights operand
+        view.alias = weights;
+        view.md = std::move(w_md);
+        view.dims = value(weights).dims;
+        view.last_use = index;
+        values_.push_back(std::move(view));
+        w_arg = (int)values_.size() - 1;
+      }
+      if (f[4] != 0) {
+        Value view;
+        view.alias = src;
+        view.md = std::move(src_md);
+        view.dims = value(src).dims;
+        view.last_use = index;
+        values_.push_back(std::move(view));
+        src = (int)values_.size() - 1;
+      }
+      args.push_back({DNNL_ARG_SRC, src});
+      args.push_back({DNNL_ARG_WEIGHTS, w_arg});
+      if (bias >= 0) args.push_back({DNNL_ARG_BIAS, bias});
+      args.push_back({DNNL_ARG_DST, dst});
+      break;
+    }
+    case STEP_REDUCE: {  // src, dst, alg
+      need(3);
+      int src = (int)f[0], dst = (int)f[1];
+      Md dst_any(tagged_md(value(dst).dims, dnnl_format_tag_any));
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_reduction_primitive_desc_create(&pd, engine, (int)f[2], value(src).md.md,
+                                                 dst_any.md, 0.f, 0.f, attr),
+            "reduction");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      break;
+    }
+    case STEP_LAYERNORM: {  // src, scale, shift, dst, eps
+      need(5);
+      int src = plain((int)f[0], index), scale = (int)f[1], shift = (int)f[2], dst = (int)f[3];
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_layer_normalization_forward_primitive_desc_create(
+                &pd, engine, dnnl_forward_inference, value(src).md.md, value(src).md.md,
+                nullptr, (float)as_double(f[4]), dnnl_use_scale | dnnl_use_shift, attr),
+            "layer normalization");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, value(src).md.md);
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift},
+              {DNNL_ARG_DST, dst}};
+      break;
+    }
+    case STEP_SOFTMAX: {  // src, dst, axis
+      need(3);
+      int src = plain((int)f[0], index), dst = (int)f[1];
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_softmax_forward_primitive_desc_create(&pd, engine, dnnl_forward_inference,
+                                                       dnnl_softmax_accurate, value(src).md.md,
+                                                       value(src).md.md, (int)f[2], attr),
+            "softmax");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, value(src).md.md);
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      break;
+    }
+    case STEP_TRANSPOSE: {  // src, dst, perm (dst dim i = src dim perm[i])
+      // A view, no copy: the same memory with its axes renamed. Where a later step needs
+      // plain row-major data it makes a copy (a transpose of channels-last data into
+      // channels-first order, or back, is then often no copy at all).
+      int src = (int)f[0], dst = (int)f[1];
+      size_t n = value(src).dims.size();
+      need(2 + n);
+      std::vector<int> inverse(n);
+      for (size_t i = 0; i < n; i++) inverse[f[2 + i]] = (int)i;
+      dnnl_memory_desc_t view;
+      check(dnnl_memory_desc_permute_axes(&view, value(src).md.md, inverse.data()), "permute");
+      Md view_md(view);
+      define(dst, view_md.md);
+      value(dst).alias = src;
+      value(src).last_use = std::max(value(src).last_use, index);
+      return;
+    }
+    case STEP_RESHAPE: {  // src, dst
+      need(2);
+      int src = plain((int)f[0], index), dst = (int)f[1];
+      define(dst, Md(plain_md(value(dst).dims)).md);
+      value(dst).alias = src;
+      value(src).last_use = std::max(value(src).last_use, index);
+      return;
+    }
+    case STEP_SLICE: {  // src, dst, offsets
+      int src = plain((int)f[0], index), dst = (int)f[1];
+      size_t n = value(src).dims.size();
+      need(2 + n);
+      dnnl_dims_t dims{}, offsets{};
+      fill(dims, value(dst).dims);
+      for (size_t i = 0; i < n; i++) offsets[i] = f[2 + i];
+      dnnl_memory_desc_t view;
+      check(dnnl_memory_desc_create_submemory(&view, value(src).md.md, dims, offsets), "slice");
+      Md view_md(view);
+      define(dst, Md(plain_md(value(dst).dims)).md);
+      reorder(src, dst, index, view_md.md);
+      return;
+    }
+    case STEP_EXTERNAL: {  // src, weights, bias, dst, residual, kernel, KH KW SH SW PT PB PL PR ACT
+      need(15);
+      if (f[5] < 0 || f[5] >= (int64_t)kernels_.size()) throw Error{"external kernel index"};
+      auto call = std::make_shared<ExternalCall>();
+      call->kernel = kernels_[f[5]];
+      int src = plain((int)f[0], index), dst = (int)f[3];
+      define(dst, Md(plain_md(value(dst).dims)).md);
+      call->values = {src, (int)f[1], (int)f[2]};
+      if (f[4] >= 0) call->values.push_back(plain((int)f[4], index));
+      call->values.push_back(dst);
+      for (int k = 6; k < 15; k++) call->geometry.push_back((int32_t)f[k]);
+      for (int id : call->values) value(id).last_use = std::max(value(id).last_use, index);
+      Action action;
+      action.step = index;
+      action.label = "step";
+      action.info = "external";
+      action.external = call;
+      for (int id : call->values) action.args.push_back({0, id});
+      actions_.push_back(std::move(action));
+      return;
+    }
+    default:
+      throw Error{"unknown step kind " + std::to_string(step.kind)};
+  }
+  for (auto &[arg, id] : args) value(id).last_use = std::max(value(id).last_use, index);
+  add(pd, std::move(args), index);
+}
+
+// Calls an external kernel with MindSpore's AOT arguments (inputs, then the output).
+void run_external(const ExternalCall &call, std::vector<void *> &pointers,
+                  const std::vector<Value> &values) {
+  const int n = (int)call.values.size() + 1;  // + the geometry, after the bias
+  std::vector<void *> params;
+  std::vector<int> ndims;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<const char *> dtypes;
+  for (size_t i = 0; i < call.values.size(); i++) {
+    if (i == 3) {  // the geometry comes fourth
+      params.push_back(const_cast<int32_t *>(call.geometry.data()));
+      ndims.push_back(1);
+      shapes.push_back({(int64_t)call.geometry.size()});
+      dtypes.push_back("int32");
+    }
+    params.push_back(pointers[i]);
+    const Dims &d = values[call.values[i]].dims;
+    ndims.push_back((int)d.size());
+    shapes.push_back(d);
+    dtypes.push_back("float32");
+  }
+  std::vector<int64_t *> shape_pointers;
+  for (auto &shape : shapes) shape_pointers.push_back(shape.data());
+  int status = call.kernel(n, params.data(), ndims.data(), shape_pointers.data(), dtypes.data(),
+                           nullptr, nullptr);
+  if (status != 0) throw Error{"external kernel returned " + std::to_string(status)};
+}
+
+
+}  // namespace
