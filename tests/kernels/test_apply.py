@@ -189,3 +189,34 @@ def test_failed_build_raises_kernel_build_error(tmp_path, kernel_cache):
     assert error.value.kernel_name == "conv2d_dense"
     verdict = broken_library.verify(group.workload, {}, kernel="conv2d_dense")
     assert verdict.build_failed and not verdict.ok and "conv2d_dense" in verdict.message
+
+
+def test_a_program_the_runtime_cannot_run_is_left_to_mindspore_and_the_rest_planned_again(
+        library, monkeypatch):
+    """As when oneDNN has no implementation of a step on this machine: the region is refused
+    with the runtime's reason, its sub-regions are tried instead."""
+    import tuner.kernels.cpu.library as cpu
+    from mindspore import Tensor as MsTensor
+
+    real = cpu.build_programs
+    broken_once = []
+
+    def build_with_a_broken_network_program(plan, *args):
+        programs = real(plan, *args)
+        for program in programs:
+            if program.planned.region.cells == ("",) and not broken_once:
+                words = program.cell.spec_words.copy()
+                words[1] = 999  # a spec version no runtime reads
+                program.cell.spec = MsTensor(words)
+                program.cell.spec_words = words
+                broken_once.append(program)
+        return programs
+
+    monkeypatch.setattr(cpu, "build_programs", build_with_a_broken_network_program)
+    net = _model("resnet18")
+    x = _input()
+    reference = _Wrap(net)(x).asnumpy()
+    tuned = _Wrap(library.apply(net, _config("network"), INPUT))
+    names = [c.layer_path for c in programs(tuned)]
+    assert broken_once and names and "network" not in names  # the top cells chained instead
+    assert relative_error(tuned(x).asnumpy(), reference) < 1e-4

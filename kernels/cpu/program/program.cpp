@@ -244,6 +244,11 @@ void Program::reset_timings() {
   }
 }
 
+std::string &last_error() {
+  static std::string text;
+  return text;
+}
+
 struct Registry {
   std::mutex mutex;
   std::map<std::vector<int64_t>, std::shared_ptr<std::pair<std::mutex, Program *>>> programs;
@@ -285,13 +290,16 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
     entry->second->execute(params);
     return 0;
   } catch (const Error &error) {
-    std::fprintf(stderr, "tuner program runtime: %s\n", error.message.c_str());
-    return 1;
+    last_error() = error.message;
   } catch (const std::exception &error) {
-    std::fprintf(stderr, "tuner program runtime: %s\n", error.what());
-    return 1;
+    last_error() = error.what();
   }
+  std::fprintf(stderr, "tuner program runtime: %s\n", last_error().c_str());
+  return 1;
 }
+
+// Why the last failed call (of any program) failed, for the caller to say; empty if none has.
+AOT_ENTRY const char *ProgramLastError() { return last_error().c_str(); }
 
 // What a built program spends its time on (Program::timings) since the last reset, which
 // ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.

@@ -92,10 +92,10 @@ class CpuKernelLibrary(KernelLibrary):
         return tuple(name for name, space in self.spaces.items()
                      if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue))
 
-    def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None
-             ) -> ProgramPlan:
+    def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None,
+             refused: dict | None = None) -> ProgramPlan:
         return plan_programs(net, tuple(input_shape), programs.limit, programs.excluded_modules,
-                             graph)
+                             graph, refused)
 
     def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...],
                        graph: Graph | None = None) -> list[WorkloadGroup]:
@@ -135,8 +135,18 @@ class CpuKernelLibrary(KernelLibrary):
                 raise ValueError("kernels: choices given but programs.granularity is off")
             return net
         plan = self.plan(net, input_shape, config.programs, graph)
-        programs = build_programs(plan, self._built(ONEDNN, {})[0],
-                                  LAYOUTS[config.programs.layout], self._choices(config, plan))
+        choose = self._choices(config, plan)
+        library = self._built(ONEDNN, {})[0]
+        refused: dict[tuple[str, ...], str] = {}
+        for _ in range(MAX_REPLANS):
+            programs = build_programs(plan, library, LAYOUTS[config.programs.layout], choose)
+            broken = _unbuildable(programs, library)
+            if not broken:
+                break
+            refused.update(broken)  # those regions stay MindSpore's own; the rest is planned anew
+            plan = self.plan(net, input_shape, config.programs, plan.graph, refused)
+        else:
+            raise RuntimeError(f"programs kept failing to build: {sorted(refused.values())[0]}")
         if verify_in is not None:
             failed = verification.check_programs(plan, programs, verify_in, seed, rel_tolerance,
                                                  compare)
@@ -242,6 +252,22 @@ class CpuKernelLibrary(KernelLibrary):
             np.save(temporary, expected)
             os.replace(temporary, path)
         return expected
+
+
+MAX_REPLANS = 8
+
+
+def _unbuildable(programs, library: Path) -> dict[tuple[str, ...], str]:
+    """The programs the runtime cannot build here (e.g. a primitive oneDNN does not implement
+    for this machine), each tried once on zeros: region cells -> why."""
+    broken = {}
+    for program in programs:
+        try:
+            program.cell(Tensor(np.zeros(program.cell.input_shape, np.float32))).asnumpy()
+        except RuntimeError as error:
+            reason = runtime.last_error(library) or str(error).strip().splitlines()[0]
+            broken[program.planned.region.cells] = f"the program runtime cannot run it: {reason}"
+    return broken
 
 
 def _layer_of(op: KOp, plan: ProgramPlan) -> str:

@@ -44,6 +44,7 @@ class ProgramCell(nn.Cell):
         self.spec = Tensor(self.spec_words)
         self.constants = Parameter(Tensor(program.constants), name=f"{name}.constants",
                                    requires_grad=False)
+        self.input_shape = tuple(program.input_shape)
         output_shape = tuple(program.output_shape)
         self.op = ops.Custom(f"{self.library}:{ENTRY_POINT}", out_shape=lambda *_: output_shape,
                              out_dtype=lambda *_: ms.float32, func_type="aot")

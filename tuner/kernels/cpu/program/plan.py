@@ -87,15 +87,20 @@ def parameter_lookup(net: nn.Cell):
 
 
 def plan_programs(net: nn.Cell, input_shape: tuple[int, ...], limit: int | None = None,
-                  excluded: tuple[str, ...] = (), graph: Graph | None = None) -> ProgramPlan:
+                  excluded: tuple[str, ...] = (), graph: Graph | None = None,
+                  refused: dict[tuple[str, ...], str] | None = None) -> ProgramPlan:
     """Regions of at most ``limit`` heavy operations (None: no limit), excluded modules left
-    builtin; ``graph`` is the captured graph if already known (else captured here)."""
+    builtin; ``graph`` is the captured graph if already known (else captured here);
+    ``refused``: regions (by their cells) not to take, with the reason."""
+    refused = refused or {}
     graph = graph if graph is not None else capture(net, tuple(input_shape))
     paths, children, _ = cell_tree(net)
     parameters = parameter_lookup(net)
     lowered: dict[tuple[str, ...], KernelGraph] = {}
 
     def realizable(region: Region) -> str | None:
+        if region.cells in refused:
+            return refused[region.cells]
         try:
             lowered[region.cells] = fuse(lower_region(graph, list(region.nodes), region.source,
                                                       region.output, parameters))

@@ -53,6 +53,13 @@ def unavailable_reason(cache_dir: Path | None = None) -> str | None:
     return message or None
 
 
+def last_error(library: Path) -> str:
+    """Why the last failed program call failed ("" if none has)."""
+    function = ctypes.CDLL(str(library)).ProgramLastError
+    function.restype = ctypes.c_char_p
+    return function().decode()
+
+
 @dataclass(frozen=True)
 class ActionTime:
     """One primitive (or external kernel call) of a program: its step, whether it is the
