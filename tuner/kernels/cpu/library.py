@@ -63,6 +63,7 @@ class CpuKernelLibrary(KernelLibrary):
     def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None):
         self.spaces = load_kernel_space(space_path)
         self.cache_dir = cache_dir
+        self._last_plan = None
 
     # -- building -------------------------------------------------------------------------
     def space(self, kernel_name: str) -> KernelSpace:
@@ -94,8 +95,14 @@ class CpuKernelLibrary(KernelLibrary):
 
     def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None,
              refused: dict | None = None) -> ProgramPlan:
-        return plan_programs(net, tuple(input_shape), programs.limit, programs.excluded_modules,
-                             graph, refused)
+        """The programs of ``net`` (the last plan is kept: a trial asks for the same one to
+        check its references and then to apply it, until the network is rewritten)."""
+        key = (id(net), tuple(input_shape), programs, id(graph),
+               tuple(sorted((refused or {}).items())))
+        if self._last_plan is None or self._last_plan[0] != key:
+            self._last_plan = (key, plan_programs(net, tuple(input_shape), programs.limit,
+                                                  programs.excluded_modules, graph, refused))
+        return self._last_plan[1]
 
     def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...],
                        graph: Graph | None = None) -> list[WorkloadGroup]:
@@ -152,6 +159,7 @@ class CpuKernelLibrary(KernelLibrary):
                                                  compare)
             if failed:
                 raise VerificationError(f"program {failed[0]}", failed[1])
+        self._last_plan = None  # the network is about to change
         return install(net, plan, programs)
 
     def _choices(self, config: TuningConfig, plan: ProgramPlan):
