@@ -75,9 +75,15 @@ def summary_table(run) -> str:
             mark = "  <- winner" if c.trial == report.winner else ""
             lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x CI {_interval(c.interval)}"
                          f" re-measured {_interval(c.spread)}"
-                         f" (custom kernels, non-default knobs = {c.complexity}){mark}")
+                         f" (non-default kernels, knobs = {c.complexity}){mark}")
         if report.note:
             lines.append(f"  {report.note}")
+        default = next((c for c in report.candidates
+                        if records.origin(run.study.trials[c.trial]) == "default"), None)
+        chosen = report.candidate(report.winner)
+        if default is not None and default.trial != report.winner:
+            lines.append(f"  the winner against the space's default (trial {default.trial}) in "
+                         f"the same rounds: {chosen.speedup / default.speedup:.3f}x")
     saved = pruning_savings(trials)
     if saved["pruned_trials"]:
         lines.append(f"pruned {saved['pruned_trials']:.0f} slow trials ({saved['pruned_seconds']:.0f} s "

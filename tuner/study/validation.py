@@ -72,7 +72,7 @@ class ValidatedCandidate:
     trial: int                      # the study trial whose configuration this is (-1: baseline)
     throughputs: tuple[float, ...]  # images/s per round (nan where a round failed)
     speedups: tuple[float, ...]     # throughput / baseline's throughput in the same round
-    complexity: tuple[int, int]     # (custom kernels, non-default knobs)
+    complexity: tuple[int, int]     # (non-default kernel choices, non-default knobs)
     ratio_se: tuple[float, ...] = ()  # per round: relative standard error of that ratio
 
     @property
@@ -190,20 +190,34 @@ def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     if simplest is not fastest:
         return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
                                 f"within noise of each other; trial {simplest.trial} is the "
-                                f"simplest (custom kernels, non-default knobs = {simplest.complexity})")
+                                f"simplest (non-default kernels, knobs = {simplest.complexity})")
     if len(within_noise) > 1:
         return fastest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
                                f"within noise of each other; trial {fastest.trial} is also the simplest")
     return fastest.trial, ""
 
 
+def with_the_default(run, top: list) -> list:
+    """``top`` and the space's default configuration's trial (when it measured and is not among
+    them): the winner is then also compared with the default in the same rounds."""
+    digests = {records.trial_config(t).canonical_hash() for t in top}
+    for trial in run.study.get_trials(deepcopy=False):
+        result = records.trial_result(trial)
+        if records.origin(trial) == "default" and result is not None and result.ok \
+                and records.trial_config(trial).canonical_hash() not in digests:
+            return [*top, trial]
+    return top
+
+
 def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | None:
-    """Re-measure the top-k configurations and the baseline in interleaved rounds (see module)."""
+    """Re-measure the top-k configurations, the space's default and the baseline in
+    interleaved rounds (see module)."""
     if k < 1 or rounds < 1:
         return None
     top = distinct_top(run, k)
     if not top:
         return None
+    top = with_the_default(run, top)
     configs = {t.number: records.trial_config(t) for t in top}
     baseline: list[Measured] = []
     measured_by: dict[int, list[Measured]] = {n: [] for n in configs}
