@@ -37,10 +37,11 @@ def apply_process_settings(config: TuningConfig) -> None:
 
 def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None = None,
                     device: str = "CPU", graph: Any = None, verify_in: Path | None = None,
-                    seed: int = 0) -> nn.Cell:
+                    seed: int = 0, rel_tolerance: float = 1e-3) -> nn.Cell:
     """Apply the network-level parts of ``config`` to ``net`` (in place) and wrap it anew:
     the device's programs first (they read the untuned network, or its captured ``graph``;
-    ``verify_in``: check each against its reference output there), then BatchNorm folding
+    ``verify_in``: check each against its reference output there, within ``rel_tolerance``,
+    the bound the whole network is held to), then BatchNorm folding
     and fusion exclusions on what is left of MindSpore's own operators."""
     top = net
     if config.programs.enabled or config.kernels:
@@ -52,7 +53,7 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
             library = kernel_library(device)
         except UnsupportedDeviceError as exc:
             raise UsageError(str(exc)) from None
-        top = library.apply(net, config, tuple(input_shape), graph, verify_in, seed)
+        top = library.apply(net, config, tuple(input_shape), graph, verify_in, seed, rel_tolerance)
     scope = config.rewrites.fold_scope()
     if scope is not None:
         fold_batchnorms(net, under=scope)

@@ -280,7 +280,8 @@ def _build(request: TrialRequest):
         apply_process_settings(request.config)
         try:
             tuned = rewrite_network(net, request.config, request.target.input_shape,
-                                    request.target.device, graph, references, VERIFICATION_SEED)
+                                    request.target.device, graph, references, VERIFICATION_SEED,
+                                    request.measure.rel_tolerance)
         except VerificationError as mismatch:
             raise _Failed(Status.WRONG_RESULT, f"{mismatch} (rejected before measuring)") from None
         _phase("compile")
