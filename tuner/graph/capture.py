@@ -129,7 +129,7 @@ def read_mindir(path: Path) -> Graph:
         if op in _PASS_THROUGH:
             values[out] = operand(raw.input[0])
             continue
-        if op == "MakeTuple":
+        if op in ("MakeTuple", "make_list"):
             tuples[out] = tuple(operand(name) for name in raw.input)
             continue
         if op == "TupleGetItem":

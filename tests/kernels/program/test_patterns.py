@@ -249,3 +249,29 @@ def test_containers_are_replaced_through_their_children(library, granularity):
     config = TuningConfig(programs=ProgramConfig(granularity))
     _, cells = check(library, Iterated(), (1, 8, 6, 6), config)
     assert cells == {"layer": 3, "block": 1, "network": 1}[granularity]
+
+
+class SplitAndSum(nn.Cell):
+    """Res2Net's split into scales, ResNeSt's sum over a split, the average poolings of
+    Inception and ShuffleNet ('same'; explicit padding with and without it counted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(3, 16, act=nn.ReLU())
+        self.branch = conv_bn(8, 8, act=nn.ReLU())
+        self.same = nn.AvgPool2d(3, 2, pad_mode="same")
+        self.counted = nn.AvgPool2d(3, 2, pad_mode="pad", padding=1)
+        self.uncounted = nn.AvgPool2d(3, 2, pad_mode="pad", padding=1, count_include_pad=False)
+        self.head = nn.Conv2d(8, 8, 1)
+
+    def construct(self, x):
+        a, b = ops.split(self.stem(x), 8, axis=1)
+        total = ops.sum(ops.stack([self.branch(a), b], 1), 1)
+        return self.head(self.same(total)) + self.counted(total) + self.uncounted(total)
+
+
+def test_splits_stacks_sums_and_padded_average_poolings(library):
+    explanation, cells = check(library, SplitAndSum(), (1, 3, 9, 9))
+    assert cells == 1
+    assert explanation.count("slice") >= 2 and "reduce" in explanation
+    assert "pool_avg_include" in explanation and explanation.count("pool_avg_exclude") >= 2

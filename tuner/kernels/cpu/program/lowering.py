@@ -31,13 +31,14 @@ BINARY = {"Add": Alg.ADD, "AddExt": Alg.ADD, "InplaceAddExt": Alg.ADD, "Adds": A
           "Sub": Alg.SUB, "SubExt": Alg.SUB, "Mul": Alg.MUL, "Muls": Alg.MUL, "RealDiv": Alg.DIV,
           "Div": Alg.DIV, "Divs": Alg.DIV, "Maximum": Alg.MAX, "Minimum": Alg.MIN}
 COMMUTATIVE = {Alg.ADD, Alg.MUL, Alg.MAX, Alg.MIN}
-LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "ExpandDims"}
+LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "ExpandDims", "Unsqueeze"}
 SUPPORTED = {"Conv2D", "BatchNorm", "BiasAdd", "MaxPool", "AvgPool", "ReduceMean", "MatMul",
              "MatMulExt", "BatchMatMul", "BatchMatMulExt", "AdaptiveAvgPool2D", "Concat", "Transpose", "LayerNorm", "Softmax", "Unstack",
-             "StridedSlice", "BroadcastTo", "Pad", *LAYOUT_OPS, *BINARY,
+             "StridedSlice", "BroadcastTo", "Pad", "Split", "Stack", "SumExt", "ReduceSum",
+             "AvgPool3D", *LAYOUT_OPS, *BINARY,
              *(k for k, v in ELTWISE.items() if v is not None)}
 # pad_mode of the functional pooling primitives (mindspore.ops.auto_generate's enumeration)
-PAD_MODE_VALID = 2
+PAD_MODE_SAME, PAD_MODE_VALID = 1, 2
 
 
 class Unsupported(Exception):
@@ -82,8 +83,11 @@ def unsupported_reason(node: Node, graph: Graph) -> str | None:
     if node.op == "BroadcastTo" and not isinstance(node.inputs[0], (ParamRef, Constant)):
         return "BroadcastTo of an activation"
     if node.op == "AvgPool" and len(node.inputs) > 3 and isinstance(node.inputs[3], Constant) \
-            and node.inputs[3].value != PAD_MODE_VALID:
-        return "AvgPool with 'same' or explicit padding"
+            and node.inputs[3].value not in (PAD_MODE_VALID, PAD_MODE_SAME):
+        return "AvgPool with explicit padding"
+    if node.op == "AvgPool3D" and (node.attrs.get("ceil_mode") or node.attrs.get("divisor_override")
+                                   or tuple(node.attrs.get("kernel_size", ()))[2:3] != (1,)):
+        return "AvgPool3D other than a 2-D pooling (ceil mode, a divisor, a depth window)"
     if node.op == "InplaceAddExt" and len(node.inputs) > 2 and isinstance(node.inputs[2], Constant) \
             and node.inputs[2].value not in (1, 1.0):
         return "InplaceAddExt with alpha other than 1"
@@ -255,15 +259,93 @@ class Lowering:
         self._pool(node, Alg.POOL_MAX, kernel, stride, str(node.attrs.get("pad_mode", "VALID")).lower())
 
     def _avgpool(self, node: Node) -> None:
+        """'same' padding averages only over the input's elements (TensorFlow's rule)."""
         if len(node.inputs) > 2:  # functional primitive: kernel, strides, pad_mode as inputs
             kernel = _pairs(_const(node.inputs[1], "AvgPool kernel"))
             stride = _pairs(_const(node.inputs[2], "AvgPool strides"))
+            same = len(node.inputs) > 3 and node.inputs[3].value == PAD_MODE_SAME
         else:
             kernel = _pairs(node.attrs.get("kernel_size", 1))
             stride = _pairs(node.attrs.get("strides", 1))
-            if str(node.attrs.get("pad_mode", "VALID")).lower() != "valid":
-                raise Unsupported("AvgPool with 'same' padding")
-        self._pool(node, Alg.POOL_AVG_EXCLUDE, kernel, stride, "valid")
+            same = str(node.attrs.get("pad_mode", "VALID")).lower() == "same"
+        self._pool(node, Alg.POOL_AVG_EXCLUDE, kernel, stride, "same" if same else "valid")
+
+    def _avgpool3d(self, node: Node) -> None:
+        """nn.AvgPool2d with explicit padding: a 3-D pooling of depth 1 (between an ExpandDims
+        and a Squeeze), as the 2-D pooling it is."""
+        x = self.ref(node.inputs[0])
+        n, c, d, h, w = self.kg.shape(x)
+        kernel = tuple(int(k) for k in node.attrs["kernel_size"])[-2:]
+        stride = tuple(int(k) for k in node.attrs["strides"])[-2:]
+        pads = tuple(int(p) for p in node.attrs.get("pad_list") or node.attrs.get("pad"))
+        if d != 1 or any(pads[:2]):
+            raise Unsupported("AvgPool3D over a depth")
+        top, bottom, left, right = pads[2:]
+        flat = self.kg.new_act((n, c, h, w))
+        self.kg.ops.append(KOp("reshape", [x], flat, {}, nodes=[node.id]))
+        out = self.kg.new_act((n, c, *node.shape[3:]))
+        alg = Alg.POOL_AVG_INCLUDE if node.attrs.get("count_include_pad") else Alg.POOL_AVG_EXCLUDE
+        self.kg.ops.append(KOp("pool", [flat], out, dict(alg=alg, kernel=kernel, stride=stride,
+                                                         padding=(top, left, bottom, right)),
+                               nodes=[node.id]))
+        self._reshape(node, out, node.shape)
+
+    def _split(self, node: Node) -> None:
+        x = self.ref(node.inputs[0])
+        shape = self.kg.shape(x)
+        axis = int(node.attrs.get("axis", _const(node.inputs[1], "Split axis")
+                                  if len(node.inputs) > 1 else 0)) % len(shape)
+        count = int(node.attrs.get("output_num", _const(node.inputs[2], "Split count")
+                                   if len(node.inputs) > 2 else 1))
+        if shape[axis] % count:
+            raise Unsupported("Split into unequal parts")
+        size = shape[axis] // count
+        for i in range(count):
+            part = self.kg.new_act(tuple(size if d == axis else s for d, s in enumerate(shape)))
+            offsets = tuple(i * size if d == axis else 0 for d in range(len(shape)))
+            self.kg.ops.append(KOp("slice", [x], part, dict(offsets=offsets), nodes=[node.id]))
+            self.env[NodeOutput(node.id, i)] = part
+
+    def _stack(self, node: Node) -> None:
+        items = node.inputs[0]
+        if not isinstance(items, TupleOf):
+            raise Unsupported("Stack of a non-tuple")
+        axis = int(node.attrs.get("axis", 0)) % len(node.shape)
+        parts = []
+        for item in items.items:
+            ref = self.ref(item)
+            shape = self.kg.shape(ref)
+            expanded = shape[:axis] + (1,) + shape[axis:]
+            if isinstance(ref, Const):
+                parts.append(self.kg.new_const(self.array(ref).reshape(expanded)))
+                continue
+            part = self.kg.new_act(expanded)
+            self.kg.ops.append(KOp("reshape", [ref], part, {}, nodes=[node.id]))
+            parts.append(part)
+        self.emit(node, "concat", parts, axis=axis)
+
+    def _reduce(self, node: Node, alg: Alg, axis, keep: bool) -> None:
+        x = self.ref(node.inputs[0])
+        shape = self.kg.shape(x)
+        axes = tuple(sorted(int(a) % len(shape) for a in (
+            axis if isinstance(axis, (tuple, list)) else (axis,)))) or tuple(range(len(shape)))
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        out = self.kg.new_act(kept)
+        self.kg.ops.append(KOp("reduce", [x], out, dict(alg=alg), nodes=[node.id]))
+        if kept != tuple(node.shape):
+            self._reshape(node, out, node.shape)
+        else:
+            self.env[NodeOutput(node.id)] = out
+
+    def _sumext(self, node: Node) -> None:  # ops.sum(x, dim, keepdim, dtype)
+        if len(node.inputs) > 3 and _const(node.inputs[3], "sum dtype") is not None:
+            raise Unsupported("SumExt to another dtype")
+        axis = _const(node.inputs[1], "sum axis") if len(node.inputs) > 1 else ()
+        self._reduce(node, Alg.REDUCE_SUM, () if axis is None else axis, False)
+
+    def _reducesum(self, node: Node) -> None:
+        axis = _const(node.inputs[1], "ReduceSum axis") if len(node.inputs) > 1 else ()
+        self._reduce(node, Alg.REDUCE_SUM, axis, False)
 
     def _pad(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
