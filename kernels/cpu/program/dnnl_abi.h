@@ -38,6 +38,7 @@ enum : int {
   dnnl_binary_min = 0x1fff3, dnnl_binary_div = 0x1fff4, dnnl_binary_sub = 0x1fff5,
   dnnl_reduction_max = 0x2fff2, dnnl_reduction_sum = 0x2fff4, dnnl_reduction_mean = 0x2fff6,
   dnnl_softmax_accurate = 0x30000,
+  dnnl_resampling_nearest = 0x2fff0,
 };
 
 typedef int dnnl_query_t;
@@ -160,6 +161,14 @@ dnnl_status_t dnnl_reduction_primitive_desc_create(
 dnnl_status_t dnnl_layer_normalization_forward_primitive_desc_create(
     dnnl_primitive_desc_t *, dnnl_engine_t, dnnl_prop_kind_t, const_dnnl_memory_desc_t src,
     const_dnnl_memory_desc_t dst, const_dnnl_memory_desc_t stat, float epsilon, unsigned flags,
+    const_dnnl_primitive_attr_t);
+dnnl_status_t dnnl_group_normalization_forward_primitive_desc_create(
+    dnnl_primitive_desc_t *, dnnl_engine_t, dnnl_prop_kind_t, const_dnnl_memory_desc_t src,
+    const_dnnl_memory_desc_t dst, dnnl_dim_t groups, float epsilon, unsigned flags,
+    const_dnnl_primitive_attr_t);
+dnnl_status_t dnnl_resampling_forward_primitive_desc_create(
+    dnnl_primitive_desc_t *, dnnl_engine_t, dnnl_prop_kind_t, dnnl_alg_kind_t,
+    const float *factors, const_dnnl_memory_desc_t src, const_dnnl_memory_desc_t dst,
     const_dnnl_primitive_attr_t);
 dnnl_status_t dnnl_softmax_forward_primitive_desc_create(
     dnnl_primitive_desc_t *, dnnl_engine_t, dnnl_prop_kind_t, dnnl_alg_kind_t,

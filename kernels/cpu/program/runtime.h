@@ -66,6 +66,7 @@ void check_abi() {
       {dnnl_alg_kind2str(dnnl_reduction_max), "reduction_max"},
       {dnnl_alg_kind2str(dnnl_reduction_sum), "reduction_sum"},
       {dnnl_alg_kind2str(dnnl_softmax_accurate), "softmax_accurate"},
+      {dnnl_alg_kind2str(dnnl_resampling_nearest), "resampling_nearest"},
   };
   for (const auto &[actual, expected] : names)
     if (actual == nullptr || std::strcmp(actual, expected) != 0)

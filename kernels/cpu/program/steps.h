@@ -347,6 +347,34 @@ void Program::build_step(int index, Step &step) {
               {DNNL_ARG_DST, dst}};
       break;
     }
+    case STEP_GROUPNORM: {  // src, scale, shift, dst, groups, eps: over channel groups, axis 1
+      need(6);
+      int src = plain((int)f[0], index), scale = (int)f[1], shift = (int)f[2], dst = (int)f[3];
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_group_normalization_forward_primitive_desc_create(
+                &pd, engine, dnnl_forward_inference, value(src).md.md, value(src).md.md, f[4],
+                (float)as_double(f[5]), dnnl_use_scale | dnnl_use_shift, attr),
+            "group normalization");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, value(src).md.md);
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_SCALE, scale}, {DNNL_ARG_SHIFT, shift},
+              {DNNL_ARG_DST, dst}};
+      break;
+    }
+    case STEP_RESAMPLE: {  // src, dst: nearest neighbour (the output's size sets the factors)
+      need(2);
+      int src = (int)f[0], dst = (int)f[1];
+      Md dst_any(tagged_md(value(dst).dims, dnnl_format_tag_any));
+      dnnl_primitive_attr_t attr = scratchpad_attr();
+      check(dnnl_resampling_forward_primitive_desc_create(&pd, engine, dnnl_forward_inference,
+                                                          dnnl_resampling_nearest, nullptr,
+                                                          value(src).md.md, dst_any.md, attr),
+            "resampling");
+      dnnl_primitive_attr_destroy(attr);
+      define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
+      args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+      break;
+    }
     case STEP_SOFTMAX: {  // src, dst, axis
       need(3);
       int src = plain((int)f[0], index), dst = (int)f[1];

@@ -275,3 +275,22 @@ def test_splits_stacks_sums_and_padded_average_poolings(library):
     assert cells == 1
     assert explanation.count("slice") >= 2 and "reduce" in explanation
     assert "pool_avg_include" in explanation and explanation.count("pool_avg_exclude") >= 2
+
+
+class Pyramid(nn.Cell):
+    """PoolFormer's group normalisation, HRNet's nearest-neighbour upsampling of a branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.GroupNorm(2, 8)
+        self.down = nn.Conv2d(8, 8, 3, 2, pad_mode="same")
+        self.up = ops.ResizeNearestNeighbor((8, 8))
+
+    def construct(self, x):
+        y = self.norm(x)
+        return y + self.up(self.down(y))
+
+
+def test_group_normalisation_and_upsampling(library):
+    explanation, cells = check(library, Pyramid(), (1, 8, 8, 8))
+    assert cells == 1 and "groupnorm" in explanation and "resample" in explanation

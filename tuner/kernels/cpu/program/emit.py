@@ -118,6 +118,10 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
         return s.LayerNorm(ins[0], ins[1], ins[2], out, a["epsilon"])
     if op.kind == "softmax":
         return s.Softmax(ins[0], out, a["axis"])
+    if op.kind == "groupnorm":
+        return s.GroupNorm(ins[0], ins[1], ins[2], out, a["groups"], a["epsilon"])
+    if op.kind == "resample":
+        return s.Resample(ins[0], out)
     if op.kind == "transpose":
         return s.Transpose(ins[0], out, tuple(a["perm"]))
     if op.kind == "reshape":

@@ -35,7 +35,8 @@ LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "ExpandDims", "Unsqueeze"}
 SUPPORTED = {"Conv2D", "BatchNorm", "BiasAdd", "MaxPool", "AvgPool", "ReduceMean", "MatMul",
              "MatMulExt", "BatchMatMul", "BatchMatMulExt", "AdaptiveAvgPool2D", "Concat", "Transpose", "LayerNorm", "Softmax", "Unstack",
              "StridedSlice", "BroadcastTo", "Pad", "Split", "Stack", "SumExt", "ReduceSum",
-             "AvgPool3D", *LAYOUT_OPS, *BINARY,
+             "AvgPool3D", "GroupNorm", "ResizeNearestNeighbor", "ResizeNearestNeighborV2",
+             *LAYOUT_OPS, *BINARY,
              *(k for k, v in ELTWISE.items() if v is not None)}
 # pad_mode of the functional pooling primitives (mindspore.ops.auto_generate's enumeration)
 PAD_MODE_SAME, PAD_MODE_VALID = 1, 2
@@ -458,6 +459,31 @@ class Lowering:
         self.emit(node, "layernorm", [x, self.kg.new_const(gamma.reshape(-1)),
                                       self.kg.new_const(beta.reshape(-1))],
                   shape=self.kg.shape(x), epsilon=epsilon)
+
+    def _groupnorm(self, node: Node) -> None:  # GroupNorm(x, groups, gamma, beta, eps)
+        x = self.ref(node.inputs[0])
+        groups = int(_const(node.inputs[1], "GroupNorm groups"))
+        gamma, beta = self.array(self.ref(node.inputs[2])), self.array(self.ref(node.inputs[3]))
+        if gamma is None or beta is None:
+            raise Unsupported("GroupNorm with computed scale")
+        epsilon = float(_const(node.inputs[4], "GroupNorm epsilon"))
+        self.emit(node, "groupnorm", [x, self.kg.new_const(gamma.reshape(-1)),
+                                      self.kg.new_const(beta.reshape(-1))],
+                  shape=self.kg.shape(x), groups=groups, epsilon=epsilon)
+
+    def _resizenearestneighbor(self, node: Node) -> None:
+        """Upsampling by whole factors without corner alignment: every rounding rule picks the
+        same source pixel."""
+        x = self.ref(node.inputs[0])
+        flags = [c.value for c in node.inputs[2:4] if isinstance(c, Constant)]
+        shape = self.kg.shape(x)
+        if any(flags) or len(shape) != 4 or any(
+                o % i for o, i in zip(node.shape[2:], shape[2:])):
+            raise Unsupported(f"{node.op} other than by whole factors without corner alignment")
+        self.emit(node, "resample", [x])
+
+    def _resizenearestneighborv2(self, node: Node) -> None:
+        self._resizenearestneighbor(node)
 
     def _softmax(self, node: Node) -> None:
         x = self.ref(node.inputs[0])

@@ -413,6 +413,47 @@ class External(Step):
 
 
 @dataclass(frozen=True)
+class GroupNorm(Step):
+    """Normalisation over ``groups`` groups of channels (axis 1), then * scale + shift (per
+    channel)."""
+
+    KIND: ClassVar[int] = 14
+    src: int
+    scale: int
+    shift: int
+    dst: int
+    groups: int
+    epsilon: float
+
+    def fields(self) -> list[int]:
+        return [self.src, self.scale, self.shift, self.dst, self.groups, float_bits(self.epsilon)]
+
+    def inputs(self):
+        return (self.src, self.scale, self.shift)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
+class Resample(Step):
+    """Nearest-neighbour resampling of the spatial axes to dst's size (integer factors)."""
+
+    KIND: ClassVar[int] = 15
+    src: int
+    dst: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.dst]
+
+    def inputs(self):
+        return (self.src,)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
 class ValueDecl:
     role: Role
     index: int
