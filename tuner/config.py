@@ -18,6 +18,7 @@ from tuner.errors import ConfigError
 
 _OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _MODULE_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_FUSION_PATTERN = re.compile(r"^(fold_normalisation|eltwise_post_ops|binary_post_ops)$")
 
 
 def _domain(*, choices: tuple | None = None, low: int | None = None, high: int | None = None,
@@ -177,7 +178,10 @@ class ProgramConfig(_Section):
     largest regions that fit are taken. ``layout`` is the activation layout asked of the
     convolutions inside a program (``any``: oneDNN's choice per convolution, ``nhwc``,
     ``blocked``: channels in blocks of 16). ``excluded_modules`` are module paths kept out of
-    every program (they stay MindSpore's own operators).
+    every program (they stay MindSpore's own operators). ``unfused`` names fusion patterns not
+    applied inside programs (``fold_normalisation``, ``eltwise_post_ops``, ``binary_post_ops``:
+    tuner.kernels.cpu.program.fusion.FUSION_PATTERNS); what they would fuse runs as steps of
+    its own.
     """
 
     SECTION = "programs"
@@ -185,6 +189,7 @@ class ProgramConfig(_Section):
         choices=("off", *GRANULARITY_LIMITS)))
     layout: str = field(default="any", metadata=_domain(choices=("any", "nhwc", "blocked")))
     excluded_modules: tuple[str, ...] = field(default=(), metadata=_domain(item=_MODULE_PATH))
+    unfused: tuple[str, ...] = field(default=(), metadata=_domain(item=_FUSION_PATTERN))
 
     @property
     def enabled(self) -> bool:

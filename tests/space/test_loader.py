@@ -83,8 +83,8 @@ def test_every_default_space_loads_and_expresses_the_baseline(device):
     study.enqueue_trial(params)
     assert space.suggest(study.ask()) == TuningConfig()
     default = space.default_config()
-    if device == "CPU":  # every knob at MindSpore's own setting, with the network one program
-        assert default == TuningConfig(programs=ProgramConfig("network"))
+    if device == "CPU":  # every knob at MindSpore's own setting, the network one program
+        assert default == TuningConfig(programs=ProgramConfig("network", "nhwc"))
     else:
         assert default == TuningConfig()
 

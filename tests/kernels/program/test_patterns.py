@@ -76,6 +76,23 @@ def test_batchnorm_activation_and_residual_add_fuse_into_the_convolutions(librar
     assert "conv(+batchnorm) -> add -> relu" in explanation
 
 
+@pytest.mark.parametrize("unfused,steps,expected", [
+    ((), 3, ["0.0: conv(+batchnorm) -> clip", "1.b.0: conv(+batchnorm) -> add -> relu"]),
+    (("fold_normalisation",), 6, ["0.0: conv [", "0.1: binary mul(+batchnorm) -> add -> clip"]),
+    (("eltwise_post_ops",), 6, ["0.0: conv(+batchnorm) [", "eltwise clip",
+                                "1.b.0: conv(+batchnorm) -> add ["]),
+    (("binary_post_ops",), 4, ["1.b.0: conv(+batchnorm) [", "binary add -> relu"]),
+])
+def test_each_fusion_pattern_can_be_left_unfused(library, unfused, steps, expected):
+    net = nn.SequentialCell([conv_bn(3, 16, act=nn.ReLU6()), Residual(16)])
+    config = TuningConfig(programs=ProgramConfig("network", unfused=unfused))
+    explanation, cells = check(library, net, (2, 3, 9, 9), config)
+    assert cells == 1
+    assert f"{steps} steps for 10 operations" in explanation
+    for text in expected:
+        assert text in explanation, explanation
+
+
 class Gated(nn.Cell):
     """Squeeze-and-excitation: x * sigmoid(fc2(swish(fc1(mean(x))))), with swish as x*sigmoid."""
 

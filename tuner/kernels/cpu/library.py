@@ -101,7 +101,8 @@ class CpuKernelLibrary(KernelLibrary):
                tuple(sorted((refused or {}).items())))
         if self._last_plan is None or self._last_plan[0] != key:
             self._last_plan = (key, plan_programs(net, tuple(input_shape), programs.limit,
-                                                  programs.excluded_modules, graph, refused))
+                                                  programs.excluded_modules, graph, refused,
+                                                  frozenset(programs.unfused)))
         return self._last_plan[1]
 
     def find_workloads(self, net: nn.Cell, input_shape: tuple[int, ...],

@@ -288,12 +288,13 @@ def _post_operand_ok(kg: KernelGraph, host: KOp, operand) -> bool:
         d == 1 for i, d in enumerate(shape) if i != 1)
 
 
-def fuse_posts(kg: KernelGraph) -> bool:
-    """An element-wise function or binary operation on the only use of a result -> a post-op."""
+def fuse_posts(kg: KernelGraph, kinds: frozenset[str] = frozenset({"eltwise", "binary"})) -> bool:
+    """An element-wise function or binary operation (of ``kinds``) on the only use of a result
+    -> a post-op."""
     users = kg.consumers()
     producer = kg.producer()
     for op in kg.ops:
-        if op.kind not in ("eltwise", "binary") or op.posts:
+        if op.kind not in kinds or op.posts:
             continue
         candidates = [op.inputs[0]]
         if op.kind == "binary" and op.attrs["alg"] in (Alg.ADD, Alg.MUL, Alg.MAX, Alg.MIN):
@@ -317,9 +318,20 @@ def fuse_posts(kg: KernelGraph) -> bool:
     return False
 
 
-def fuse(kg: KernelGraph) -> KernelGraph:
-    """Every pass, to a fixed point, then execution order; the graph is changed in place."""
-    while fold_affine(kg):
+FUSION_PATTERNS = {
+    "fold_normalisation": "a BatchNorm or bias after a convolution or dense layer folded into it",
+    "eltwise_post_ops": "an activation on the only use of a result as its producer's post-op",
+    "binary_post_ops": "a residual add, gate or scale on the only use of a result as a post-op",
+}
+
+
+def fuse(kg: KernelGraph, unfused: frozenset[str] = frozenset()) -> KernelGraph:
+    """Every pass, to a fixed point, then execution order; the graph is changed in place. The
+    patterns named in ``unfused`` (keys of FUSION_PATTERNS) are left as steps of their own."""
+    unknown = set(unfused) - set(FUSION_PATTERNS)
+    if unknown:
+        raise ValueError(f"unknown fusion patterns {sorted(unknown)}")
+    while "fold_normalisation" not in unfused and fold_affine(kg):
         pass
     fold_padding(kg)
     exact_gelu(kg)
@@ -330,7 +342,9 @@ def fuse(kg: KernelGraph) -> KernelGraph:
     transposed_operands(kg)
     while through_reshape(kg):
         pass
-    while fuse_posts(kg):
+    post_kinds = frozenset(kind for kind in ("eltwise", "binary")
+                           if f"{kind}_post_ops" not in unfused)
+    while post_kinds and fuse_posts(kg, post_kinds):
         pass
     kg.prune()
     kg.sort()

@@ -88,10 +88,12 @@ def parameter_lookup(net: nn.Cell):
 
 def plan_programs(net: nn.Cell, input_shape: tuple[int, ...], limit: int | None = None,
                   excluded: tuple[str, ...] = (), graph: Graph | None = None,
-                  refused: dict[tuple[str, ...], str] | None = None) -> ProgramPlan:
+                  refused: dict[tuple[str, ...], str] | None = None,
+                  unfused: frozenset[str] = frozenset()) -> ProgramPlan:
     """Regions of at most ``limit`` heavy operations (None: no limit), excluded modules left
     builtin; ``graph`` is the captured graph if already known (else captured here);
-    ``refused``: regions (by their cells) not to take, with the reason."""
+    ``refused``: regions (by their cells) not to take, with the reason; ``unfused``: fusion
+    patterns (tuner.kernels.cpu.program.fusion.FUSION_PATTERNS) not applied."""
     refused = refused or {}
     graph = graph if graph is not None else capture(net, tuple(input_shape))
     paths, children, _ = cell_tree(net)
@@ -103,7 +105,7 @@ def plan_programs(net: nn.Cell, input_shape: tuple[int, ...], limit: int | None 
             return refused[region.cells]
         try:
             lowered[region.cells] = fuse(lower_region(graph, list(region.nodes), region.source,
-                                                      region.output, parameters))
+                                                      region.output, parameters), unfused)
         except Unsupported as reason:
             return str(reason)
         return None
