@@ -273,14 +273,23 @@ class TuningConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TuningConfig":
+        """From ``to_dict``'s form (missing sections and fields: their defaults); ConfigError
+        ``config.<path>: <reason>`` for the first key or value out of its domain."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"config: expected an object, got {type(data).__name__}")
+            raise ConfigError(f"config: expected an object, got {shown(data)}")
         unknown = sorted(set(data) - set(cls.SECTIONS) - {"kernels"})
         if unknown:
-            raise ConfigError(f"config: unknown section {unknown[0]!r}")
-        sections = {name: section.from_dict(data.get(name, {}))
-                    for name, section in cls.SECTIONS.items()}
-        kernels = data.get("kernels", [])
+            raise ConfigError(f"config: unknown section {unknown[0]!r} "
+                              f"(sections: {', '.join([*cls.SECTIONS, 'kernels'])})")
+        try:
+            sections = {name: section.from_dict(data.get(name, {}))
+                        for name, section in cls.SECTIONS.items()}
+            return cls(**sections, kernels=cls._choices_from_list(data.get("kernels", [])))
+        except ConfigError as exc:
+            raise ConfigError(f"config.{exc}") from None
+
+    @staticmethod
+    def _choices_from_list(kernels: Any) -> tuple[KernelChoice, ...]:
         if not isinstance(kernels, (list, tuple)):
             raise ConfigError(f"kernels: expected a list of kernel choices, got {shown(kernels)}")
         choices = tuple(KernelChoice.from_dict(c, f"kernels[{i}]") for i, c in enumerate(kernels))
@@ -289,7 +298,7 @@ class TuningConfig:
             if first.setdefault(choice.workload, index) != index:
                 raise ConfigError(f"kernels[{index}].workload: {choice.workload!r} has a choice "
                                   f"already (kernels[{first[choice.workload]}])")
-        return cls(**sections, kernels=choices)
+        return choices
 
     def environment(self) -> dict[str, str]:
         """Environment variables this configuration needs before MindSpore compiles."""

@@ -1,6 +1,7 @@
 """The exported best-configuration JSON that deployment code loads (``tuner.load``)."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,17 @@ from tuner.errors import ConfigError, UsageError, one_line, shown
 from tuner.models import TuningTarget
 
 SCHEMA_VERSION = 1
+
+
+class ExportError(ConfigError):
+    """A bad exported configuration (unreadable, not JSON, a key or value out of its domain):
+    one line ``<file>: <JSON path>: <reason>``. A UsageError: the CLIs exit with code 2."""
+
+
+REQUIRED_KEYS = ("schema_version", "model", "input_shape", "device", "mindspore_version",
+                 "fingerprint", "config")
+OPTIONAL_KEYS = ("environment", "metrics", "baseline_metrics", "validation", "study")
+MAX_INPUT_VALUES = 2 ** 30   # float32 values of the input (4 GiB): beyond, a tampered shape
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ class ExportedConfig:
         try:
             config = TuningConfig.from_dict(data["config"])
         except ConfigError as exc:
-            raise ExportError(f"{source}: config.{exc}") from None
+            raise ExportError(f"{source}: {exc}") from None
         problem = _kernel_space(device).invalid_reason(config)
         if problem:
             raise ExportError(f"{source}: config.{problem}")
@@ -89,17 +101,6 @@ class ExportedConfig:
                    fingerprint=data["fingerprint"], mindspore_version=data["mindspore_version"],
                    metrics=records["metrics"], baseline_metrics=records["baseline_metrics"],
                    validation=records["validation"], study=records["study"], source=source)
-
-
-class ExportError(ConfigError):
-    """A bad exported configuration (unreadable, not JSON, a key or value out of its domain):
-    one line ``<file>: <JSON path>: <reason>``. A UsageError: the CLIs exit with code 2."""
-
-
-REQUIRED_KEYS = ("schema_version", "model", "input_shape", "device", "mindspore_version",
-                 "fingerprint", "config")
-OPTIONAL_KEYS = ("environment", "metrics", "baseline_metrics", "validation", "study")
-MAX_INPUT_VALUES = 2 ** 30   # float32 values of the input (4 GiB): beyond, a tampered shape
 
 
 def _json_type(value: Any) -> str:
@@ -138,6 +139,7 @@ def _device_name(device: str, fail) -> str:
     return names[device.lower()]
 
 
+@functools.lru_cache(maxsize=None)
 def _kernel_space(device: str):
     """The device's search space, whose declared custom kernels (tuner.space.kernel_knobs)
     check kernel choices; programs and trials use the same kernel parameter file."""
