@@ -226,7 +226,7 @@ CASES: dict[str, tuple[Callable[[Path], Any] | None, str]] = {
     "unknown device": (edit(device="TPU"), "device: 'TPU' is not one of"),
     "device without kernels": (edit(device="GPU"),
                                "config.programs.granularity: 'network' needs custom kernels, "
-                               "which gpu.yaml does not declare for GPU"),
+                               "which device GPU does not have (needs CUDA kernels)"),
 }
 # a subset for the other commands: one or two of each kind
 SUBSET = ["missing file", "directory", "binary", "truncated", "top level list", "other version",
@@ -395,3 +395,22 @@ def test_search_refuses_a_malformed_space_before_anything_runs(tmp_path, name):
     process = run("tuner.search", "--model", TINY_MODEL, "--space", path, "--runs-dir", tmp_path)
     assert_refused_in_one_line(process, path, expected)
     assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.parametrize("kernels, expected", [
+    ("k: {source: k.cpp, params: {p: {type: int, low: 1, high: 8, step: 0, default: 1, define: P}}}",
+     "k.p: int parameter needs integers low <= high (and a positive step)"),
+    ("k: {source: k.cpp, params: {p: {type: int, low: 1, high: 8, default: 1, define: P}}, "
+     "restrictions: ['p >']}", "k: restriction 'p >' cannot be evaluated (SyntaxError"),
+    ("k: {source: k.cpp, params: 5}", "kernel 'k' needs 'source' and 'params' (a mapping)"),
+])
+def test_a_malformed_kernel_parameter_file_is_refused_in_one_line(tmp_path, kernels, expected):
+    (tmp_path / "kernels.yaml").write_text(kernels + "\n")
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE_HEADER + "  programs.granularity: {type: categorical, choices: "
+                    '["off", network], default: network}\ncustom_kernels: {params: kernels.yaml}\n')
+    with pytest.raises(SpaceError) as error:
+        load_space(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: custom_kernels.params: ") and "\n" not in message
+    assert expected in message

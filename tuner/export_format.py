@@ -92,7 +92,7 @@ class ExportedConfig:
             config = TuningConfig.from_dict(data["config"])
         except ConfigError as exc:
             raise ExportError(f"{source}: {exc}") from None
-        problem = _kernel_space(device).invalid_reason(config)
+        problem = _kernel_problem(config, device)
         if problem:
             raise ExportError(f"{source}: config.{problem}")
         records = {key: _record(data.get(key, {}), key, fail) for key in OPTIONAL_KEYS}
@@ -149,6 +149,21 @@ def _kernel_space(device: str):
     return load_space(get_backend(device).default_space_path())
 
 
+def _kernel_problem(config: TuningConfig, device: str, workloads=None) -> str | None:
+    """Why the device's kernels cannot run ``config``'s programs and kernel choices (with
+    ``workloads``, the model's WorkloadGroups, also for which of them), or None."""
+    from tuner.backends import get_backend
+
+    backend = get_backend(device)
+    if config.programs.enabled and not backend.has_kernels:
+        return (f"programs.granularity: {config.programs.granularity!r} needs custom kernels, "
+                f"which device {backend.name} does not have ({backend.kernels_missing})")
+    space = _kernel_space(device)
+    if workloads is not None:
+        space = space.with_model((), tuple(workloads))
+    return space.invalid_reason(config, check_workloads=workloads is not None)
+
+
 def _record(value: Any, key: str, fail) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise fail(key, f"expected an object, got {_json_type(value)}")
@@ -186,8 +201,7 @@ def check_for_model(exported: ExportedConfig, workloads) -> None:
     """Refuse (ExportError) kernel choices for workloads the built model does not have, or
     with kernels that cannot run theirs: the check that needs the model (``workloads``: its
     WorkloadGroups, as the study's preparation found them); the rest was checked on reading."""
-    space = _kernel_space(exported.target.device).with_model((), tuple(workloads))
-    problem = space.invalid_reason(exported.config, check_workloads=True)
+    problem = _kernel_problem(exported.config, exported.target.device, workloads)
     if problem:
         raise ExportError(f"{exported.source}: config.{problem}")
 
@@ -206,7 +220,7 @@ def check_model(exported: ExportedConfig) -> None:
 def check_config(config: TuningConfig, device: str = "CPU") -> None:
     """Refuse (ConfigError ``config.<path>: ...``) a configuration given in Python that the
     device's kernels cannot run, as reading an export does."""
-    problem = _kernel_space(device).invalid_reason(config)
+    problem = _kernel_problem(config, device)
     if problem:
         raise ConfigError(f"config.{problem}")
 

@@ -54,16 +54,13 @@ class SearchSpace:
 
     def invalid_reason(self, config: TuningConfig,
                        check_workloads: bool | None = None) -> str | None:
-        """Why ``config`` cannot run under this space's custom kernels (programs without
-        them, kernel choices without programs, choices outside the kernels' declared
-        parameters; see KernelKnobs.invalid_reason), or None. One line starting with the
-        field's path in the configuration (``kernels[3].params.unroll: ...``)."""
-        if self.kernels is None and config.programs.enabled:
-            return (f"programs.granularity: {config.programs.granularity!r} needs custom kernels, "
-                    f"which {Path(self.source).name} does not declare for {self.device}")
+        """Why ``config`` breaks a declared restriction of this space's custom kernels (kernel
+        choices without programs, choices outside the kernels' declared parameters; see
+        KernelKnobs.invalid_reason), or None. One line starting with the field's path in the
+        configuration (``kernels[3].params.unroll: ...``)."""
         if config.kernels and not config.programs.enabled:
             return "kernels: kernel choices given but programs.granularity is 'off'"
-        if not config.kernels:
+        if not config.kernels or self.kernels is None:
             return None
         return self.kernels.invalid_reason(config.kernels, check_workloads)
 
