@@ -131,8 +131,8 @@ class KernelSpace:
             try:
                 holds = eval(restriction, {"__builtins__": {}}, dict(full))  # noqa: S307 (ours)
             except Exception as exc:  # a malformed rule of the kernel parameter file
-                raise ValueError(f"{self.kernel_name}: restriction {restriction!r} cannot be "
-                                 f"evaluated ({type(exc).__name__}: {exc})") from None
+                raise InvalidParams(self.kernel_name, "params", f"restriction {restriction!r} "
+                                    f"cannot be evaluated ({type(exc).__name__}: {exc})") from None
             if not holds:
                 used = ", ".join(f"{name}={full[name]!r}" for name in names
                                  if re.search(rf"\b{name}\b", restriction))
