@@ -326,6 +326,18 @@ def test_measure_refuses_a_workload_the_model_does_not_have(tmp_path):
                                "is not a workload of this model (")
 
 
+def test_explain_takes_an_exports_choices_for_the_networks_workloads_only(tmp_path):
+    good = write_export(valid_export(""), tmp_path / "good.json")
+    process = run("tuner.explain", good)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert f"[conv2d_dense {DENSE}]" in process.stdout and f"[onednn {MATMUL}]" in process.stdout
+    path = tmp_path / "best.json"
+    edit(config__kernels__1__workload="matmul_m2_k8_n11")(path)
+    assert_refused_in_one_line(run("tuner.explain", path), path,
+                               "config.kernels[1].workload: 'matmul_m2_k8_n11' is not a workload "
+                               "of this model (3 workloads: ")
+
+
 def test_choices_are_checked_against_the_models_workloads():
     exported = ExportedConfig.from_dict(VALID, "best.json")
     dense = WorkloadGroup(ConvWorkload(2, 8, 8, 16, 16, (3, 3), (1, 1), (1, 1, 1, 1)), ("stage1",),
