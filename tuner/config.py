@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, shown
 
 _OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _MODULE_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
@@ -30,22 +30,22 @@ def check_field(owner: str, f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     where = f"{owner}.{f.name}"
     if meta.get("choices") is not None and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {list(meta['choices'])}")
+        raise ConfigError(f"{where}: {shown(value)} is not one of {list(meta['choices'])}")
     if meta.get("low") is not None or meta.get("high") is not None:
         if value is None and f.default is None:
             return
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {value!r} is not an integer")
+            raise ConfigError(f"{where}: {shown(value)} is not an integer")
         if not meta["low"] <= value <= meta["high"]:
             raise ConfigError(f"{where}: {value} is out of range [{meta['low']}, {meta['high']}]")
     if meta.get("item") is not None:
         if not isinstance(value, tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list of names, got {shown(value)}")
         for item in value:
             if not isinstance(item, str) or not meta["item"].match(item):
-                raise ConfigError(f"{where}: {item!r} is not a valid name")
+                raise ConfigError(f"{where}: {shown(item)} is not a valid name")
     if f.type in ("bool", bool) and not isinstance(value, bool):
-        raise ConfigError(f"{where}: {value!r} is not true/false")
+        raise ConfigError(f"{where}: {shown(value)} is not true/false")
 
 
 class _Section:
@@ -54,7 +54,7 @@ class _Section:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, list):
+            if isinstance(value, list) and f.metadata.get("item") is not None:
                 object.__setattr__(self, f.name, tuple(value))
             check_field(self.SECTION, f, getattr(self, f.name))
 
@@ -69,7 +69,7 @@ class _Section:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{cls.SECTION}: expected an object, got {data!r}")
+            raise ConfigError(f"{cls.SECTION}: expected an object, got {shown(data)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -206,22 +206,56 @@ class ProgramConfig(_Section):
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """The kernel that runs one workload inside the programs, and its parameters."""
+    """The kernel that runs one workload inside the programs, and its parameters (name ->
+    number, name or true/false; whether they are the kernel's is for its space to say, see
+    tuner.space.kernel_knobs). Problems are ConfigErrors naming the field."""
 
     workload: str
     kernel: str
     params: tuple[tuple[str, Any], ...]
 
+    KEYS = ("workload", "kernel", "params")
+
+    def __post_init__(self) -> None:
+        for name in ("workload", "kernel"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{name}: {shown(value)} is not a name")
+        names = set()
+        for pair in self.params:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise ConfigError(f"params: {shown(pair)} is not a (name, value) pair")
+            name, value = pair
+            if name in names:
+                raise ConfigError(f"params.{name}: given twice")
+            names.add(name)
+            if not isinstance(value, (bool, int, float, str)):
+                raise ConfigError(f"params.{name}: {shown(value)} is not a number, name or "
+                                  "true/false")
+        object.__setattr__(self, "params", tuple(sorted(self.params)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"workload": self.workload, "kernel": self.kernel, "params": dict(self.params)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "KernelChoice":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "kernels[0]") -> "KernelChoice":
+        """``where``: the choice's place in the configuration, which messages start with."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected an object with {', '.join(cls.KEYS)}, "
+                              f"got {shown(data)}")
+        unknown = sorted(set(data) - set(cls.KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {list(cls.KEYS)})")
+        missing = [key for key in cls.KEYS if key not in data]
+        if missing:
+            raise ConfigError(f"{where}.{missing[0]}: missing")
+        if not isinstance(data["params"], Mapping):
+            raise ConfigError(f"{where}.params: expected an object of parameter -> value, got "
+                              f"{shown(data['params'])}")
         try:
-            return cls(str(data["workload"]), str(data["kernel"]),
-                       tuple(sorted(dict(data["params"]).items())))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"kernels: malformed kernel choice {data!r} ({exc})") from None
+            return cls(data["workload"], data["kernel"], tuple(data["params"].items()))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -244,15 +278,32 @@ class TuningConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TuningConfig":
+        """From ``to_dict``'s form (missing sections and fields: their defaults); ConfigError
+        ``config.<path>: <reason>`` for the first key or value out of its domain."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"config: expected an object, got {type(data).__name__}")
+            raise ConfigError(f"config: expected an object, got {shown(data)}")
         unknown = sorted(set(data) - set(cls.SECTIONS) - {"kernels"})
         if unknown:
-            raise ConfigError(f"config: unknown section {unknown[0]!r}")
-        sections = {name: section.from_dict(data.get(name, {}))
-                    for name, section in cls.SECTIONS.items()}
-        kernels = tuple(KernelChoice.from_dict(c) for c in data.get("kernels", []))
-        return cls(**sections, kernels=kernels)
+            raise ConfigError(f"config: unknown section {unknown[0]!r} "
+                              f"(sections: {', '.join([*cls.SECTIONS, 'kernels'])})")
+        try:
+            sections = {name: section.from_dict(data.get(name, {}))
+                        for name, section in cls.SECTIONS.items()}
+            return cls(**sections, kernels=cls._choices_from_list(data.get("kernels", [])))
+        except ConfigError as exc:
+            raise ConfigError(f"config.{exc}") from None
+
+    @staticmethod
+    def _choices_from_list(kernels: Any) -> tuple[KernelChoice, ...]:
+        if not isinstance(kernels, (list, tuple)):
+            raise ConfigError(f"kernels: expected a list of kernel choices, got {shown(kernels)}")
+        choices = tuple(KernelChoice.from_dict(c, f"kernels[{i}]") for i, c in enumerate(kernels))
+        first: dict[str, int] = {}
+        for index, choice in enumerate(choices):
+            if first.setdefault(choice.workload, index) != index:
+                raise ConfigError(f"kernels[{index}].workload: {choice.workload!r} has a choice "
+                                  f"already (kernels[{first[choice.workload]}])")
+        return choices
 
     def environment(self) -> dict[str, str]:
         """Environment variables this configuration needs before MindSpore compiles."""

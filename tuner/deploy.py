@@ -15,7 +15,7 @@ from mindspore import nn
 
 from tuner.config import TuningConfig
 from tuner.errors import UnsupportedDeviceError, UsageError
-from tuner.export_format import ExportedConfig, read_export
+from tuner.export_format import ExportedConfig, check_config, check_model, read_export
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion
@@ -66,8 +66,10 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
 
 def _as_export(config_or_path: Any) -> tuple[TuningConfig, ExportedConfig | None]:
     if isinstance(config_or_path, TuningConfig):
+        check_config(config_or_path)
         return config_or_path, None
     if isinstance(config_or_path, ExportedConfig):
+        check_config(config_or_path.config, config_or_path.target.device)
         return config_or_path.config, config_or_path
     if isinstance(config_or_path, (str, Path)):
         exported = read_export(config_or_path)
@@ -105,6 +107,7 @@ def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
     import mindspore as ms
 
     exported = read_export(path)
+    check_model(exported)
     net = create_model(exported.target.model)
     if checkpoint is not None:
         try:

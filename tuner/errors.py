@@ -1,6 +1,8 @@
 """Exceptions for usage errors: bad flags, files, names. Trial failures are records, not these."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class UsageError(Exception):
     """Wrong input from the user (flag, file, model name, JSON). The CLIs print it on one line
@@ -9,6 +11,12 @@ class UsageError(Exception):
 
 class ConfigError(UsageError, ValueError):
     """A configuration value outside its domain; raised by the config dataclasses."""
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, shortened: messages quote values from files that may hold anything."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def one_line(exc: BaseException) -> str:

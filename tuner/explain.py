@@ -32,11 +32,13 @@ def main(argv: list[str]) -> int:
     from tuner.models import TuningTarget, check_model_name
 
     if args.config is not None:
-        from tuner.export_format import read_export
+        from tuner.export_format import check_model, read_export
 
         exported = read_export(args.config)
         target, config = exported.target, exported.config
-        if not config.programs.enabled:
+        if config.programs.enabled:
+            check_model(exported)
+        else:
             print(f"{args.config}: programs are off (programs.granularity: off): every layer "
                   "is MindSpore's own")
             return 0
@@ -48,7 +50,8 @@ def main(argv: list[str]) -> int:
     import mindspore as ms
 
     from tuner.backends import get_backend
-    from tuner.graph.capture import CaptureError
+    from tuner.export_format import check_for_model
+    from tuner.graph.capture import CaptureError, capture
     from tuner.models import create_model
 
     backend = get_backend(target.device)
@@ -62,9 +65,15 @@ def main(argv: list[str]) -> int:
     ms.set_context(mode=ms.GRAPH_MODE)
     net = create_model(target.model)
     try:
-        print(library.explain(net, config, target.input_shape))
+        graph = None
+        if config.kernels:  # an export's choices: for workloads of this network?
+            graph = capture(net, target.input_shape)
+            check_for_model(exported, library.find_workloads(net, target.input_shape, graph))
+        print(library.explain(net, config, target.input_shape, graph))
     except CaptureError as exc:
         raise UsageError(f"{target.model}: {exc}") from None
+    except UsageError:
+        raise
     except ValueError as exc:
         raise UsageError(f"{args.config or target.model}: {exc}") from None
     return 0

@@ -2,16 +2,18 @@
 in fresh processes and print the same metrics the search reported."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
 from tuner.cli import (OneLineParser, add_measure_arguments, measure_settings, positive_float,
                        run_cli)
 from tuner.config import TuningConfig
-from tuner.export_format import read_export
+from tuner.export_format import check_for_model, read_export
+from tuner.kernels.workload import WorkloadGroup
 from tuner.runner.assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated
-from tuner.runner.request import TrialRequest
+from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 
 ROWS = (("throughput (images/s)", "throughput_ips", "{:.3f}"),
         ("latency p50 (ms)", "latency_p50_ms", "{:.1f}"),
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> int:
         work = Path(tmp)
         seed = int(exported.study.get("weights_seed", 0))
         assets = prepare_export_assets(exported, args.config, work, args.trial_timeout)
+        info = json.loads((assets / MODEL_INFO_FILE).read_text())
+        check_for_model(exported, [WorkloadGroup.from_dict(w) for w in info.get("workloads", [])])
         results = {}
         for label, config in (("baseline", TuningConfig()), ("tuned", exported.config)):
             request = TrialRequest("measure", exported.target, str(assets), config=config,

@@ -7,15 +7,27 @@ preprocessor macro each parameter is compiled as, and the restrictions between p
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
 
+from tuner.errors import shown
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPACE_PATH = REPO_ROOT / "search_spaces" / "cpu_kernels.yaml"
 _TYPES = ("categorical", "int", "bool")
+
+
+class InvalidParams(ValueError):
+    """Parameters outside a kernel's space: ``key`` is where in a kernel choice (``params.<name>``,
+    or ``params`` for a restriction between them), ``reason`` what is wrong there."""
+
+    def __init__(self, kernel: str, key: str, reason: str):
+        super().__init__(f"{kernel}: {key}: {reason}")
+        self.kernel, self.key, self.reason = kernel, key, reason
 
 
 @dataclass(frozen=True)
@@ -40,12 +52,24 @@ class KernelParam:
             return (False, True)
         return tuple(range(self.low, self.high + 1, self.step))
 
-    def allows(self, value: Any) -> bool:
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` is not one of this parameter's values (its type included: ``true`` is
+        not 1, ``8.0`` not 8), or None."""
         if self.type == "bool":
-            return isinstance(value, bool)
-        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            return False
-        return value in self.values()
+            return None if isinstance(value, bool) else f"{shown(value)} is not true/false"
+        if self.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{shown(value)} is not an integer"
+            if not self.low <= value <= self.high or (value - self.low) % self.step:
+                steps = f" in steps of {self.step} from {self.low}" if self.step != 1 else ""
+                return f"{shown(value)} is not in [{self.low}, {self.high}]{steps}"
+            return None
+        if not any(type(value) is type(choice) and value == choice for choice in self.choices):
+            return f"{shown(value)} is not one of {list(self.choices)}"
+        return None
+
+    def allows(self, value: Any) -> bool:
+        return self.check(value) is None
 
     def macro_value(self, value: Any) -> str:
         """The text passed as ``-D<define>=<text>`` for ``value``."""
@@ -92,21 +116,28 @@ class KernelSpace:
         return {**self.defaults(), **dict(params)}
 
     def validate(self, params: Mapping[str, Any]) -> None:
-        """Raise ValueError naming the offending parameter or restriction."""
-        names = {param.name for param in self.params}
+        """Raise InvalidParams naming the offending parameter or restriction."""
+        names = [param.name for param in self.params]
         for name in params:
             if name not in names:
-                raise ValueError(f"{self.kernel_name}: unknown parameter {name!r}")
+                raise InvalidParams(self.kernel_name, f"params.{name}",
+                                    f"unknown parameter (parameters: {', '.join(names)})")
         full = self.complete(params)
         for param in self.params:
-            if not param.allows(full[param.name]):
-                raise ValueError(
-                    f"{self.kernel_name}: parameter {param.name!r}={full[param.name]!r} "
-                    f"is not one of the allowed values {param.values()}"
-                )
+            problem = param.check(full[param.name])
+            if problem:
+                raise InvalidParams(self.kernel_name, f"params.{param.name}", problem)
         for restriction in self.restrictions:
-            if not eval(restriction, {"__builtins__": {}}, dict(full)):  # noqa: S307 (trusted YAML)
-                raise ValueError(f"{self.kernel_name}: restriction {restriction!r} fails for {full}")
+            try:
+                holds = eval(restriction, {"__builtins__": {}}, dict(full))  # noqa: S307 (ours)
+            except Exception as exc:  # a malformed rule of the kernel parameter file
+                raise InvalidParams(self.kernel_name, "params", f"restriction {restriction!r} "
+                                    f"cannot be evaluated ({type(exc).__name__}: {exc})") from None
+            if not holds:
+                used = ", ".join(f"{name}={full[name]!r}" for name in names
+                                 if re.search(rf"\b{name}\b", restriction))
+                raise InvalidParams(self.kernel_name, "params",
+                                    f"restriction {restriction!r} fails for {used}")
 
     def is_valid(self, params: Mapping[str, Any]) -> bool:
         try:
@@ -187,8 +218,10 @@ def _parse_param(kernel: str, name: str, spec: Mapping[str, Any], runtime: bool)
     )
     if kind == "categorical" and not param.choices:
         raise ValueError(f"{kernel}.{name}: categorical parameter needs 'choices'")
-    if kind == "int" and (param.low is None or param.high is None or param.low > param.high):
-        raise ValueError(f"{kernel}.{name}: int parameter needs low <= high")
+    if kind == "int" and not (isinstance(param.low, int) and isinstance(param.high, int)
+                              and param.low <= param.high and param.step >= 1):
+        raise ValueError(f"{kernel}.{name}: int parameter needs integers low <= high "
+                         "(and a positive step)")
     if not param.allows(param.default):
         raise ValueError(f"{kernel}.{name}: default {param.default!r} is not an allowed value")
     return param
@@ -201,8 +234,9 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, Kernel
         raise ValueError(f"{path}: expected a mapping of kernel names")
     spaces = {}
     for kernel, body in document.items():
-        if "source" not in body or "params" not in body:
-            raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params'")
+        if not isinstance(body, dict) or "source" not in body or not isinstance(
+                body.get("params"), dict):
+            raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params' (a mapping)")
         runtime = bool(body.get("runtime_params", False))
         params = tuple(_parse_param(kernel, n, s, runtime) for n, s in body["params"].items())
         space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),

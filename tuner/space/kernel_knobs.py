@@ -23,6 +23,8 @@ from typing import Any, Mapping
 import optuna
 
 from tuner.config import KernelChoice
+from tuner.errors import shown
+from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 
 PER_WORKLOAD = "kernels.choose_per_workload"
@@ -149,14 +151,37 @@ class KernelKnobs:
         return tuple(KernelChoice(g.key, k, tuple(sorted(self.spaces[k].defaults().items())))
                      for g, k in kernels)
 
-    def invalid_reason(self, choices: tuple[KernelChoice, ...]) -> str | None:
-        """Why a set of choices breaks a kernel's declared restrictions, or None."""
-        for choice in choices:
+    def invalid_reason(self, choices: tuple[KernelChoice, ...],
+                       check_workloads: bool | None = None) -> str | None:
+        """Why a set of choices breaks a kernel's declared restrictions, or None: one line
+        ``kernels[<index>].<key>: <reason>`` (``key``: ``kernel``, ``workload`` or
+        ``params.<name>``). Each choice must name a kernel of this space with parameters of
+        its type and range that meet its restrictions; with ``check_workloads`` (default: when
+        the model's workloads are known), also one of the model's workloads and a kernel that
+        can run it."""
+        groups = {group.key: group for group in self.workloads}
+        if check_workloads is None:
+            check_workloads = bool(self.workloads)
+        for index, choice in enumerate(choices):
+            where = f"kernels[{index}]"
             space = self.spaces.get(choice.kernel)
             if space is None:
-                return f"kernels.{choice.workload}: unknown kernel {choice.kernel!r}"
+                declared = getattr(self.source, "name", "this space")
+                return (f"{where}.kernel: {shown(choice.kernel)} is not a kernel of {declared} "
+                        f"(kernels: {', '.join(self.spaces)})")
+            if check_workloads:
+                group = groups.get(choice.workload)
+                if group is None:
+                    some = ", ".join(list(groups)[:2]) + (", ..." if len(groups) > 2 else "")
+                    return (f"{where}.workload: {shown(choice.workload, 80)} is not a workload of "
+                            f"this model ({len(groups)} workloads{': ' if groups else ''}{some})")
+                able = list(self.kernel_options(group).values())
+                if choice.kernel not in able:
+                    return (f"{where}.kernel: {choice.kernel} cannot run workload "
+                            f"{choice.workload} (kernels that can: {', '.join(able)})")
             try:
                 space.validate(dict(choice.params))
-            except ValueError as exc:
-                return f"kernels.{choice.workload}: {exc}"
+            except InvalidParams as exc:
+                return (f"{where}.{exc.key}: {exc.reason} ({choice.kernel} for workload "
+                        f"{shown(choice.workload, 80)})")
         return None

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from tuner.config import all_knob_paths, knob_field, check_field
-from tuner.errors import ConfigError, UsageError
+from tuner.errors import ConfigError, UsageError, shown
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.space import MODEL_STAGES, SearchSpace
@@ -46,9 +46,13 @@ def default_space_path(device: str) -> Path:
 def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise SpaceError(f"{path}: cannot read search space ({exc.strerror})") from None
+        raise SpaceError(f"{path}: cannot read search space ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except RecursionError:
+        raise SpaceError(f"{path}: nested too deeply to be a search space") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
@@ -65,9 +69,10 @@ def _parse(path: Path, document: Any) -> SearchSpace:
         raise _fail(path, "<top>", "expected a mapping with 'version', 'device' and 'knobs'")
     unknown = set(document) - {"version", "device", "knobs", "description", "custom_kernels"}
     if unknown:
-        raise _fail(path, sorted(unknown)[0], "unknown top-level key")
-    if document.get("version") != SCHEMA_VERSION:
-        raise _fail(path, "version", f"expected {SCHEMA_VERSION}, got {document.get('version')!r}")
+        raise _fail(path, sorted(map(str, unknown))[0], "unknown top-level key")
+    version = document.get("version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise _fail(path, "version", f"expected {SCHEMA_VERSION}, got {shown(version)}")
     device = document.get("device")
     if not isinstance(device, str):
         raise _fail(path, "device", "expected a device name such as CPU")
@@ -115,9 +120,9 @@ def _parse_knob(path: Path, knob_path: str, spec: Any, earlier: list[Knob]) -> K
     if not isinstance(spec, dict):
         raise _fail(path, key, "expected a mapping with 'type' and its settings")
     kind = spec.get("type")
-    if kind not in _KNOB_KEYS:
-        raise _fail(path, f"{key}.type", f"{kind!r} is not one of {sorted(_KNOB_KEYS)}")
-    unknown = set(spec) - _KNOB_KEYS[kind] - {"type", "when"}
+    if not isinstance(kind, str) or kind not in _KNOB_KEYS:
+        raise _fail(path, f"{key}.type", f"{shown(kind)} is not one of {sorted(_KNOB_KEYS)}")
+    unknown = set(map(str, spec)) - _KNOB_KEYS[kind] - {"type", "when"}
     if unknown:
         raise _fail(path, f"{key}.{sorted(unknown)[0]}", f"not a setting of a {kind} knob")
     if "default" not in spec:
@@ -194,7 +199,9 @@ def _check_domain(path: Path, key: str, field: dataclasses.Field, knob: Knob) ->
     expected_bool = field.type in ("bool", bool)
     for value in candidates:
         if expected_bool != isinstance(value, bool):
-            raise _fail(path, key, f"{knob.path} takes {field.type}, not {value!r}")
+            hint = (" (YAML reads unquoted off/on/yes/no as false/true: quote it)"
+                    if isinstance(value, bool) else "")
+            raise _fail(path, key, f"{knob.path} takes {field.type}, not {shown(value)}{hint}")
         try:
             check_field(section, field, value)
         except ConfigError as exc:

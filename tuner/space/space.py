@@ -52,9 +52,17 @@ class SearchSpace:
             config = dataclasses.replace(config, kernels=self.kernels.suggest(trial))
         return config
 
-    def invalid_reason(self, config: TuningConfig) -> str | None:
-        """Why ``config`` breaks a declared restriction (custom kernels' tiling), or None."""
-        return self.kernels.invalid_reason(config.kernels) if self.kernels else None
+    def invalid_reason(self, config: TuningConfig,
+                       check_workloads: bool | None = None) -> str | None:
+        """Why ``config`` breaks a declared restriction of this space's custom kernels (kernel
+        choices without programs, choices outside the kernels' declared parameters; see
+        KernelKnobs.invalid_reason), or None. One line starting with the field's path in the
+        configuration (``kernels[3].params.unroll: ...``)."""
+        if config.kernels and not config.programs.enabled:
+            return "kernels: kernel choices given but programs.granularity is 'off'"
+        if not config.kernels or self.kernels is None:
+            return None
+        return self.kernels.invalid_reason(config.kernels, check_workloads)
 
     def params_for(self, config: TuningConfig) -> dict[str, Any]:
         """The Optuna parameters under which ``suggest`` yields ``config``.
