@@ -37,6 +37,7 @@ def test_trials_to_reach_the_defaults_best_and_the_own_best():
     assert "default reaches 95 % of its own best in fewer trials than random: NO" in lines
 
 
+@pytest.mark.slow
 def test_runs_each_strategy_as_a_real_search_and_resumes(tmp_path, capsys):
     args = argparse.Namespace(model=TINY, batch_size=2, image_size=16, trials=2,
                               checkpoints=[1, 2], seeds=[0], jobs=1, runs_dir=tmp_path,
@@ -65,6 +66,7 @@ def test_same_figures_pairs_configurations_by_hash():
     assert sorted(bench.same_figures(first, second)) == [1.0, 1.1]
 
 
+@pytest.mark.slow
 def test_interleaved_studies_take_turns_with_their_own_kernel_caches(tmp_path):
     specs = [studies.StudySpec(name, 0, ("--sampler", "random", "--no-default-trial",
                                          "--validate-top", "0", "--no-warm-start"),
