@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from tuner.callbacks.base import StudyCallback
 from tuner.study import records
-from tuner.study.loop import SPEEDUP_ATTR
+from tuner.study.attributes import TrialKey
 from tuner.study.validation import current_report
 
 
@@ -29,8 +29,8 @@ class ProgressBar(StudyCallback):
         if best:
             top = best[0]
             postfix["best"] = f"#{top.number} {top.values[0]:.4g} {run.objectives[0].unit}"
-            if SPEEDUP_ATTR in top.user_attrs:
-                postfix["speedup"] = f"{top.user_attrs[SPEEDUP_ATTR]:.3f}x"
+            if TrialKey.SPEEDUP.value in top.user_attrs:
+                postfix["speedup"] = f"{top.user_attrs[TrialKey.SPEEDUP.value]:.3f}x"
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
 

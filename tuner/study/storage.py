@@ -1,11 +1,14 @@
 """Where studies live: the Optuna storage and each study's local files under the runs dir."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
 
 from tuner.errors import UsageError, one_line
+from tuner.study.coordination import SCHEMA_LOCK, database_lock
+from tuner.study.liveness import storage_options
 
 DEFAULT_RUNS_DIR = Path("mlruns")
 
@@ -18,12 +21,18 @@ def default_tracking_uri(runs_dir: Path) -> str:
     return f"sqlite:///{runs_dir / 'mlflow.db'}"
 
 
-def open_storage(url: str | None, runs_dir: Path) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir."""
+def open_storage(url: str | None, runs_dir: Path,
+                 heartbeat_seconds: int | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir;
+    its tables are created under the database's schema lock (tuner.study.coordination), so that
+    workers starting at once on a fresh database do not collide. With ``heartbeat_seconds``,
+    running trials are kept alive by heartbeats (tuner.study.liveness)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     url = url or default_storage_url(runs_dir)
     try:
-        return optuna.storages.RDBStorage(url)
+        with database_lock(url, SCHEMA_LOCK), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **storage_options(heartbeat_seconds))
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
         reason = one_line(exc)
         raise UsageError(f"--storage {url}: cannot open ({reason})") from None
