@@ -34,6 +34,7 @@ class StudyKey(StrEnum):
     STARTING_POINTS = "starting_points_enqueued"  # True once default/records/screening enqueued
     STUDY_TRIALS = "study_trials"       # --study-trials: the study ends at this many trials
     ENDED_BY = "ended_by"               # the worker that validated and exported, and when
+    JOINS = "workers_joined"            # how many worker invocations joined the study so far
 
 
 class TrialKey(StrEnum):

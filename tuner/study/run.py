@@ -56,6 +56,7 @@ class StudyRun:
     records: TuningRecordStore | None = None
     host: Host = field(default_factory=this_host)
     worker: str = ""
+    joined_before: int = 0  # invocations that joined the study before this one
     _study_host: Host | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +161,8 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
         _prepare_assets(run)
         run.space = space.for_model(run.model_info)
         _record_study(run)
+        run.joined_before = int(attrs.get(study, StudyKey.JOINS, 0))
+        attrs.put(study, StudyKey.JOINS, run.joined_before + 1)
     run.noise = machine_noise()
     attrs.put(study, StudyKey.NOISE, run.noise)
     return run
