@@ -95,13 +95,14 @@ def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.25
 
 
 def running_trial(storage: str, study_name: str, after: int = 1):
-    """A RUNNING trial numbered ``after`` or more (not a baseline), else None."""
+    """A RUNNING trial numbered ``after`` or more (not a baseline) that has its configuration
+    (suggested, so that its retry runs the same), else None."""
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return None
     return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                 if t.number >= after and not records.is_baseline(t)
+                 if t.number >= after and not records.is_baseline(t) and t.params
                  and TrialKey.WORKER.value in t.user_attrs), None)
 
 

@@ -154,9 +154,9 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
         if claim_end(run):
             end_study(run, callbacks)
         else:
-            print(f"study {run.study.study_name}: other workers are still running trials; the "
-                  f"one that finishes the last validates and exports (or: python -m "
-                  f"tuner.validate --study-name {run.study.study_name})", file=sys.stderr)
+            print(f"study {run.study.study_name}: validation and export are left to another "
+                  f"worker (the one that finishes the study's last trial) or to python -m "
+                  f"tuner.validate --study-name {run.study.study_name}", file=sys.stderr)
     finally:
         for callback in callbacks:
             callback.on_study_end(run)

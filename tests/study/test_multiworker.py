@@ -1,0 +1,145 @@
+"""Several workers on one study, and what survives their loss (the fault suite's mechanisms).
+
+Heavier scenarios (an MLflow outage of 30 s, kill -9 of one of 3 workers) run in
+``python -m tuner.bench faults``; here one fast test per mechanism.
+"""
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.conftest import REPO, tuner
+from tuner.bench.faults import (HANGING, POSTGRES, SPACE, kill_worker_mid_trial,
+                                postgres_reachable, search_args)
+from tuner.config import TuningConfig
+from tuner.models import TuningTarget
+from tuner.runner.measurement import MeasureSettings
+from tuner.space import load_space
+from tuner.study import records
+from tuner.study.attributes import StudyKey, TrialKey
+from tuner.study.audit import audit
+from tuner.study.liveness import Heartbeat, RetryStale, fail_stale, retried_from
+from tuner.study.loop import StudySettings, open_run, run_trials
+from tuner.study.objectives import parse_objectives
+
+needs_postgres = pytest.mark.skipif(not postgres_reachable(),
+                                    reason=f"PostgreSQL unreachable at {POSTGRES}")
+
+
+@pytest.fixture
+def space(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def _workers(args, count):
+    return [subprocess.Popen([sys.executable, "-m", "tuner.search", *map(str, args)], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(count)]
+
+
+@needs_postgres
+def test_three_workers_started_at_once_share_one_study(space, tmp_path):
+    name = f"tuner-test-join-{uuid.uuid4().hex[:8]}"
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(mlflow_uri).search_experiments()  # the store exists before the workers start
+    export = tmp_path / "best.json"
+    workers = _workers([*search_args(space), "--storage", POSTGRES, "--study-name", name,
+                        "--study-trials", "6", "--tracking-uri", mlflow_uri,
+                        "--runs-dir", tmp_path, "--out", export], 3)
+    try:
+        outputs = [w.communicate(timeout=400) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+        study = optuna.load_study(study_name=name, storage=POSTGRES)
+        figures = audit(study, mlflow_uri, export)
+        assert (figures.asked, figures.baselines, figures.duplicated) == (6, 1, 0)
+        assert figures.clean and figures.parent_runs == 1 and figures.nested_runs == 6
+        trials = study.get_trials()
+        assert all(t.user_attrs[TrialKey.HOST.value]["cores"] >= 1 for t in trials)
+        assert len({t.user_attrs[TrialKey.WORKER.value] for t in trials}) >= 2
+        assert study.user_attrs[StudyKey.JOINS.value] == 3
+        ended = study.user_attrs[StudyKey.ENDED_BY.value]
+        assert sum("left to another worker" in err for _, err in outputs) == 2  # one ends it
+        assert ended["trials"] == 6 and export.exists()
+    finally:
+        optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+def test_kill_9_mid_trial_then_resume_reruns_its_configuration(space, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [*search_args(space), "--storage", storage, "--study-name", "s",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--runs-dir", tmp_path]
+    (worker,) = _workers([*args, "--trials", "4"], 1)
+    assert kill_worker_mid_trial([worker], storage, "s", after=2, timeout=200) == worker.pid
+    worker.communicate(timeout=30)
+    time.sleep(3)  # the grace period of --heartbeat 1
+    tuner("search", *args, "--trials", "2")
+    study = optuna.load_study(study_name="s", storage=storage)
+    (killed,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    (retry,) = [t for t in study.get_trials() if retried_from(t) == killed.number]
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retry.params == killed.params
+    figures = audit(study)
+    assert (figures.lost, figures.running, figures.waiting, figures.baselines) == (0, 0, 0, 1)
+
+
+def test_a_stale_trial_is_failed_and_its_configuration_retried_once(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1,
+                                         grace_period=1, heartbeat_stale_trial_callback=RetryStale())
+    study = optuna.create_study(storage=storage)
+    alive, dead = study.ask(), study.ask()
+    dead.suggest_int("x", 0, 9)
+    storage.record_heartbeat(dead._trial_id)
+    with Heartbeat(study, [alive]):
+        time.sleep(2.2)
+        fail_stale(study)
+    study.tell(alive, 1.0)
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    retry = study.ask()
+    assert retry.params == dead.params and retried_from(study.trials[retry.number]) == dead.number
+    storage.record_heartbeat(retry._trial_id)
+    time.sleep(2.2)
+    fail_stale(study)  # the retry dies too: not retried again (once)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] + [TrialState.FAIL] * 2
+
+
+def test_an_unreachable_tracking_server_loses_nothing_and_sync_logs_each_trial_once(space, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    process = tuner("search", *search_args(space), "--trials", "2", "--storage", storage,
+                    "--study-name", "s", "--tracking-uri", "http://127.0.0.1:9",
+                    runs_dir=tmp_path)
+    assert "unreachable" in process.stderr
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for expected in ("logged 2 trials", "logged 0 trials"):  # the second run duplicates nothing
+        synced = tuner("sync-mlflow", "--storage", storage, "--study-name", "s",
+                       "--tracking-uri", mlflow_uri, runs_dir=tmp_path)
+        assert expected in synced.stdout
+    figures = audit(study, mlflow_uri)
+    assert (figures.mlflow_missing, figures.mlflow_duplicated, figures.parent_runs) == (0, 0, 1)
+
+
+def test_a_hung_trial_is_a_timeout_record_and_nothing_stays_running(space, tmp_path):
+    study = optuna.create_study(direction="maximize", study_name="s",
+                                storage=f"sqlite:///{tmp_path / 'o.db'}")
+    run = open_run(study, TuningTarget(HANGING, 2, 16), load_space(space),
+                   parse_objectives(["throughput"]),
+                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=2.0),
+                   StudySettings(validate_top=0, trial_timeout=8, start_from_default=False),
+                   tmp_path / "study")
+    study.enqueue_trial(run.space.params_for(TuningConfig.from_knobs(
+        {"runtime.omp_num_threads": 4})))
+    run_trials(run, 2)
+    (hung,) = [t for t in study.trials if not records.is_baseline(t)]
+    assert records.trial_result(hung).status.value == "timeout"
+    assert hung.state == TrialState.PRUNED
+    figures = audit(study)
+    assert (figures.running, figures.lost, figures.waiting) == (0, 0, 0)
