@@ -162,7 +162,9 @@ def main(argv: list[str]) -> int:
     run_trials(run, args.trials, callbacks)
     print(summary_table(run))
     exported = exporter.written
-    print(f"best configuration: {exported}" if exported else "nothing exported (no successful trial)")
+    print(f"best configuration: {exported}" if exported else
+          "nothing exported (no successful trial)" if run.ended else
+          "nothing exported by this worker (another worker or python -m tuner.validate ends the study)")
     if profiler is not None and profiler.written:
         print(f"where the winner's time goes: {profiler.written} (python -m tuner.profile "
               f"{exported or 'best.json'} to profile again)")

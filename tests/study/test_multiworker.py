@@ -6,7 +6,6 @@ Heavier scenarios (an MLflow outage of 30 s, kill -9 of one of 3 workers) run in
 import subprocess
 import sys
 import time
-import uuid
 
 import optuna
 import pytest
@@ -14,8 +13,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tests.conftest import REPO, tuner
-from tuner.bench.faults import (HANGING, POSTGRES, SPACE, kill_worker_mid_trial,
-                                postgres_reachable, search_args)
+from tuner.bench.faults import (HANGING, POSTGRES, SPACE, TINY, fresh_database,
+                                kill_worker_mid_trial, postgres_reachable, search_args)
+from tuner.callbacks.mlflow_runs import StudyRuns
+from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
@@ -23,6 +24,7 @@ from tuner.space import load_space
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.audit import audit
+from tuner.study.callbacks import StudyCallback
 from tuner.study.liveness import Heartbeat, RetryStale, fail_stale, retried_from
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
@@ -45,30 +47,27 @@ def _workers(args, count):
 
 
 @needs_postgres
-def test_three_workers_started_at_once_share_one_study(space, tmp_path):
-    name = f"tuner-test-join-{uuid.uuid4().hex[:8]}"
+def test_three_workers_started_at_once_on_a_fresh_database_share_one_study(space, tmp_path):
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(mlflow_uri).search_experiments()  # the store exists before the workers start
     export = tmp_path / "best.json"
-    workers = _workers([*search_args(space), "--storage", POSTGRES, "--study-name", name,
-                        "--study-trials", "6", "--tracking-uri", mlflow_uri,
-                        "--runs-dir", tmp_path, "--out", export], 3)
-    try:
+    with fresh_database() as url:  # no tables yet: all three create them at once
+        workers = _workers([*search_args(space), "--storage", url, "--study-name", "s",
+                            "--study-trials", "6", "--tracking-uri", mlflow_uri,
+                            "--runs-dir", tmp_path, "--out", export], 3)
         outputs = [w.communicate(timeout=400) for w in workers]
         assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
-        study = optuna.load_study(study_name=name, storage=POSTGRES)
+        study = optuna.load_study(study_name="s", storage=url)
         figures = audit(study, mlflow_uri, export)
-        assert (figures.asked, figures.baselines, figures.duplicated) == (6, 1, 0)
-        assert figures.clean and figures.parent_runs == 1 and figures.nested_runs == 6
         trials = study.get_trials()
-        assert all(t.user_attrs[TrialKey.HOST.value]["cores"] >= 1 for t in trials)
-        assert len({t.user_attrs[TrialKey.WORKER.value] for t in trials}) >= 2
-        assert study.user_attrs[StudyKey.JOINS.value] == 3
-        ended = study.user_attrs[StudyKey.ENDED_BY.value]
-        assert sum("left to another worker" in err for _, err in outputs) == 2  # one ends it
-        assert ended["trials"] == 6 and export.exists()
-    finally:
-        optuna.delete_study(study_name=name, storage=POSTGRES)
+        attributes = study.user_attrs
+    assert (figures.asked, figures.baselines, figures.duplicated) == (6, 1, 0)
+    assert figures.clean and figures.parent_runs == 1 and figures.nested_runs == 6
+    assert all(t.user_attrs[TrialKey.HOST.value]["cores"] >= 1 for t in trials)
+    assert len({t.user_attrs[TrialKey.WORKER.value] for t in trials}) >= 2
+    assert attributes[StudyKey.JOINS.value] == 3
+    assert sum("left to another worker" in err for _, err in outputs) == 2  # one ends it
+    assert attributes[StudyKey.ENDED_BY.value]["trials"] == 6 and figures.export_valid
 
 
 def test_kill_9_mid_trial_then_resume_reruns_its_configuration(space, tmp_path):
@@ -110,31 +109,56 @@ def test_a_stale_trial_is_failed_and_its_configuration_retried_once(tmp_path):
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] + [TrialState.FAIL] * 2
 
 
-def test_an_unreachable_tracking_server_loses_nothing_and_sync_logs_each_trial_once(space, tmp_path):
+def _tiny_run(study, space, tmp_path, model=TINY, **settings):
+    return open_run(study, TuningTarget(model, 2, 16), load_space(space),
+                    parse_objectives(["throughput"]),
+                    MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=2.0),
+                    StudySettings(**{"validate_top": 0, **settings}), tmp_path / "study")
+
+
+class _Outage(StudyCallback):
+    """The tracking store refuses to log nested runs while ``down`` (trial numbers)."""
+
+    def __init__(self, down, monkeypatch):
+        self.down, self.number = down, -1
+        log_trial = StudyRuns.log_trial
+
+        def refusing(runs, trial, run_id=None):
+            if self.number in self.down:
+                raise ConnectionError("connection refused (simulated outage)")
+            return log_trial(runs, trial, run_id)
+        monkeypatch.setattr(StudyRuns, "log_trial", refusing)
+
+    def on_trial_end(self, run, trial, result):
+        self.number = trial.number
+
+
+def test_trials_go_on_while_mlflow_is_down_and_are_logged_once_it_is_back(space, tmp_path,
+                                                                          monkeypatch, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    process = tuner("search", *search_args(space), "--trials", "2", "--storage", storage,
-                    "--study-name", "s", "--tracking-uri", "http://127.0.0.1:9",
-                    runs_dir=tmp_path)
-    assert "unreachable" in process.stderr
-    study = optuna.load_study(study_name="s", storage=storage)
-    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    study = optuna.create_study(direction="maximize", study_name="s", storage=storage)
+    run = _tiny_run(study, space, tmp_path)
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    for expected in ("logged 2 trials", "logged 0 trials"):  # the second run duplicates nothing
+    # down at trial 1 (logged at trial 2, the server back), and from trial 3 to the end
+    outage = _Outage({1, 3}, monkeypatch)
+    run_trials(run, 4, [outage, MlflowTracker(mlflow_uri, tmp_path / "artifacts")])
+    assert "unreachable" in capsys.readouterr().err
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 4
+    assert audit(study, mlflow_uri).mlflow_missing == 1  # trial 3: nothing after it
+    outage.number = -1
+    for expected in ("logged 1 trials", "logged 0 trials"):  # the second duplicates nothing
         synced = tuner("sync-mlflow", "--storage", storage, "--study-name", "s",
                        "--tracking-uri", mlflow_uri, runs_dir=tmp_path)
         assert expected in synced.stdout
     figures = audit(study, mlflow_uri)
-    assert (figures.mlflow_missing, figures.mlflow_duplicated, figures.parent_runs) == (0, 0, 1)
+    assert (figures.mlflow_missing, figures.mlflow_duplicated, figures.parent_runs,
+            figures.nested_runs) == (0, 0, 1, 4)
 
 
 def test_a_hung_trial_is_a_timeout_record_and_nothing_stays_running(space, tmp_path):
     study = optuna.create_study(direction="maximize", study_name="s",
                                 storage=f"sqlite:///{tmp_path / 'o.db'}")
-    run = open_run(study, TuningTarget(HANGING, 2, 16), load_space(space),
-                   parse_objectives(["throughput"]),
-                   MeasureSettings(min_runs=2, min_seconds=0.0, max_seconds=2.0),
-                   StudySettings(validate_top=0, trial_timeout=8, start_from_default=False),
-                   tmp_path / "study")
+    run = _tiny_run(study, space, tmp_path, HANGING, trial_timeout=8, start_from_default=False)
     study.enqueue_trial(run.space.params_for(TuningConfig.from_knobs(
         {"runtime.omp_num_threads": 4})))
     run_trials(run, 2)

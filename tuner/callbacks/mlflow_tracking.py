@@ -7,12 +7,13 @@ status, host and worker as tags, and the trial's config JSON (and error text) as
 
 Rules:
 
-- A tracking *server* (http/https URI) that cannot be reached never stops the study: trials go
-  on and are recorded in Optuna; the tracker says so in one line and, at each later trial,
-  tries again and logs everything of this worker that is missing. Whatever is left (a worker
-  that died offline) is logged by the worker that ends the study or by
-  ``python -m tuner.sync_mlflow``. A local store (sqlite, a path) that cannot be opened is a
-  usage error, as before.
+- A tracking store that cannot be used when the worker starts is a usage error (one line,
+  exit code 2, before any trial: nothing is lost, and a wrong URI is caught at once).
+- Once started, a store that goes away (the server is down or unreachable) never stops the
+  study: trials go on and are recorded in Optuna; the tracker says so in one line and, at each
+  later trial, tries again and logs everything of this worker that is missing. Whatever is left
+  (a worker that died or ended while it was down) is logged by the worker that ends the study
+  or by ``python -m tuner.sync_mlflow``.
 - Only the worker that ends the study writes the study's summary and marks the parent run
   finished.
 """
@@ -37,10 +38,6 @@ from tuner.study.callbacks import StudyCallback
 
 UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
 PARENT_RUN_ATTR = StudyKey.MLFLOW_PARENT_RUN.value
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
 
 
 def artifact_location(tracking_uri: str, artifact_root: Path) -> str | None:
@@ -83,7 +80,7 @@ class MlflowTracker(StudyCallback):
                   f"(or: python -m tuner.sync_mlflow)", file=sys.stderr)
         self.online = False
 
-    def _connect(self, run) -> bool:
+    def _connect(self, run, starting: bool = False) -> bool:
         """Online with the study's parent run (created when this worker is the first)."""
         if self.online:
             return True
@@ -97,7 +94,7 @@ class MlflowTracker(StudyCallback):
                 self.log(self.runs.parent_id, metrics=run.noise,
                          step=records.trial_count(run.study))
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
-            if not is_server(self.tracking_uri):
+            if starting:
                 raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it "
                                  f"({one_line(exc)[:300]})") from None
             self._offline("connecting", exc)
@@ -111,7 +108,7 @@ class MlflowTracker(StudyCallback):
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.runs = StudyRuns(self.client, run.study,
                               artifact_location(self.tracking_uri, self.artifact_root))
-        self._connect(run)
+        self._connect(run, starting=True)
 
     def sync(self, run, mine_only: bool) -> int:
         """Log this worker's (or every) finished trial that MLflow lacks; how many."""
@@ -121,7 +118,8 @@ class MlflowTracker(StudyCallback):
                   if not mine_only or attrs.trial_get(t, TrialKey.WORKER) == run.worker]
         try:
             count = self.runs.sync(trials)
-            self._update_parent(run)
+            with run.lock("mlflow"):  # workers writing one store one at a time
+                self._update_parent(run)
         except Exception as exc:  # the server went away again: the next trial retries
             self._offline("logging", exc)
             return 0

@@ -134,13 +134,13 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
     its ``--study-trials``); this host's baseline first. With ``settings.jobs`` > 1 trials are
     asked in batches of that size (see tuner.study.batches). Then, if this worker finishes the
     study (tuner.study.ending), validate and export."""
-    with run.lock():
-        claimed = claim_baseline(run) if baseline_state(run) is BaselineState.MISSING else None
-        enqueue_starting_points(run, n_trials)
-    for callback in callbacks:
+    for callback in callbacks:  # before any trial: a callback refusing to start costs none
         callback.on_study_start(run)
     started = time.monotonic()
     try:
+        with run.lock():
+            claimed = claim_baseline(run) if baseline_state(run) is BaselineState.MISSING else None
+            enqueue_starting_points(run, n_trials)
         done = _baseline_first(run, claimed, callbacks)
         while done < n_trials:
             if run.settings.search_timeout and time.monotonic() - started > run.settings.search_timeout:
@@ -152,6 +152,7 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
             _run_and_tell(run, batch, callbacks)
         _drain(run, callbacks)
         if claim_end(run):
+            run.ended = True
             end_study(run, callbacks)
         else:
             print(f"study {run.study.study_name}: validation and export are left to another "

@@ -57,6 +57,7 @@ class StudyRun:
     host: Host = field(default_factory=this_host)
     worker: str = ""
     joined_before: int = 0  # invocations that joined the study before this one
+    ended: bool = False     # this worker ended the study (validated and exported)
     _study_host: Host | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
