@@ -158,7 +158,7 @@ def test_trials_go_on_while_mlflow_is_down_and_are_logged_once_it_is_back(space,
 def test_a_hung_trial_is_a_timeout_record_and_nothing_stays_running(space, tmp_path):
     study = optuna.create_study(direction="maximize", study_name="s",
                                 storage=f"sqlite:///{tmp_path / 'o.db'}")
-    run = _tiny_run(study, space, tmp_path, HANGING, trial_timeout=8, start_from_default=False)
+    run = _tiny_run(study, space, tmp_path, HANGING, trial_timeout=10, start_from_default=False)
     study.enqueue_trial(run.space.params_for(TuningConfig.from_knobs(
         {"runtime.omp_num_threads": 4})))
     run_trials(run, 2)

@@ -157,13 +157,13 @@ def open_run(study: optuna.Study, target: TuningTarget, space: SearchSpace,
     """Join the study (see module): checks, assets, the study's attributes, under its lock."""
     run = StudyRun(study, target, space, objectives, measure, settings, directory.resolve(),
                    records=records, **({"host": host} if host else {}))
-    with run.lock():
+    run.noise = machine_noise()
+    with run.lock():  # Optuna's attribute writes are not safe against a concurrent first write
         _check_joins(run)
         _prepare_assets(run)
         run.space = space.for_model(run.model_info)
         _record_study(run)
         run.joined_before = int(attrs.get(study, StudyKey.JOINS, 0))
         attrs.put(study, StudyKey.JOINS, run.joined_before + 1)
-    run.noise = machine_noise()
-    attrs.put(study, StudyKey.NOISE, run.noise)
+        attrs.put(study, StudyKey.NOISE, run.noise)
     return run
