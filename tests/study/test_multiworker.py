@@ -25,7 +25,7 @@ from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.audit import audit
 from tuner.study.callbacks import StudyCallback
-from tuner.study.liveness import Heartbeat, RetryStale, fail_stale, retried_from
+from tuner.study.liveness import Heartbeat, RetryStale, ask, fail_stale, retried_from
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 
@@ -92,7 +92,7 @@ def test_a_stale_trial_is_failed_and_its_configuration_retried_once(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1,
                                          grace_period=1, heartbeat_stale_trial_callback=RetryStale())
     study = optuna.create_study(storage=storage)
-    alive, dead = study.ask(), study.ask()
+    alive, dead = ask(study), ask(study)
     dead.suggest_int("x", 0, 9)
     storage.record_heartbeat(dead._trial_id)
     with Heartbeat(study, [alive]):
@@ -101,7 +101,7 @@ def test_a_stale_trial_is_failed_and_its_configuration_retried_once(tmp_path):
     study.tell(alive, 1.0)
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
-    retry = study.ask()
+    retry = ask(study)
     assert retry.params == dead.params and retried_from(study.trials[retry.number]) == dead.number
     storage.record_heartbeat(retry._trial_id)
     time.sleep(2.2)
@@ -167,3 +167,17 @@ def test_a_hung_trial_is_a_timeout_record_and_nothing_stays_running(space, tmp_p
     assert hung.state == TrialState.PRUNED
     figures = audit(study)
     assert (figures.running, figures.lost, figures.waiting) == (0, 0, 0)
+
+
+def test_a_worker_on_another_cpu_is_refused_in_one_line(space, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(direction="maximize", study_name="s", storage=storage)
+    study.set_user_attr(StudyKey.TARGET.value, TuningTarget(TINY, 2, 16).to_dict())
+    study.set_user_attr(StudyKey.HOST.value, {"name": "elsewhere", "cpu_model": "Other CPU",
+                                              "cores": 64, "key": "elsewhere|Other CPU|64"})
+    process = tuner("search", *search_args(space), "--storage", storage, "--study-name", "s",
+                    runs_dir=tmp_path, check=False)
+    assert process.returncode == 2
+    (line,) = process.stderr.strip().splitlines()
+    assert "differs from the study's host elsewhere (Other CPU, 64 cores)" in line
+    assert "--allow-heterogeneous" in line and not study.trials

@@ -60,6 +60,14 @@ def fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` without Optuna's warning that heartbeats are meant for ``optimize``: this
+    loop records them itself (``Heartbeat``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
+
+
 def retried_from(trial: FrozenTrial) -> int | None:
     """The trial whose configuration this one re-runs after its worker was lost."""
     with warnings.catch_warnings():

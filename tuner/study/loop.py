@@ -24,7 +24,7 @@ from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.batches import run_batch, tell
 from tuner.study.callbacks import StudyCallback
 from tuner.study.ending import FINISHED, claim_end, end_study
-from tuner.study.liveness import Heartbeat, fail_stale, retried_from
+from tuner.study.liveness import Heartbeat, ask, fail_stale, retried_from
 from tuner.study.run import StudyRun, open_run
 from tuner.study.settings import StudySettings
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
@@ -93,7 +93,7 @@ def _ask(run: StudyRun, wanted: int) -> list[optuna.Trial]:
             taken = len(run.study.get_trials(deepcopy=False,
                                              states=(*FINISHED, TrialState.RUNNING)))
             wanted = min(wanted, run.study_trials - taken)
-        return [run.study.ask() for _ in range(max(wanted, 0))]
+        return [ask(run.study) for _ in range(max(wanted, 0))]
 
 
 def _grace_seconds(run: StudyRun) -> float:
