@@ -5,13 +5,16 @@ Rules:
 - The storage is opened with ``heartbeat_interval`` and ``grace_period`` (``storage_options``);
   while a worker runs trials, a daemon thread records a heartbeat for each every interval
   (``Heartbeat``): ``study.optimize`` would, our ask-and-tell loop does it itself.
-- Before every ask (and while waiting for a host's baseline) the worker calls Optuna's
-  ``fail_stale_trials``: a RUNNING trial whose heartbeat is older than the grace period (its
+- Before every ask (and while waiting for a host's baseline or other workers' trials) the
+  worker calls Optuna's ``fail_stale_trials``: a RUNNING trial whose heartbeat is older than the grace period (its
   worker was killed, its machine lost) is marked FAIL, by whichever worker asks first.
 - A failed-stale trial's configuration is run again once (``RetryStale``: Optuna's
   ``RetryHeartbeatStaleTrialCallback`` with ``max_retry=1``), as a WAITING trial with its
   parameters and attributes; a host's untuned baseline is not re-enqueued (another worker could
   pop it): the next worker of that host claims a new one (tuner.study.starting_points).
+- A RUNNING trial with no heartbeat at all (its worker died before its first beat; a study
+  from before heartbeats) is given one the first time a worker sees it, so that it too is
+  failed a grace period later (all workers of a study must run a tuner with heartbeats).
 - With the same storage, a resumed single-machine study behaves the same: its killed trial is
   failed and re-run once the grace period has passed.
 """
@@ -23,7 +26,7 @@ from typing import Any, Iterable
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.study import records
 
@@ -53,8 +56,27 @@ def storage_options(heartbeat_seconds: int | None) -> dict[str, Any]:
             "heartbeat_stale_trial_callback": RetryStale()}
 
 
+_ADOPTED: dict[str, set[int]] = {}  # study name -> RUNNING trials this process has beaten once
+
+
+def _adopt_silent(study: optuna.Study) -> None:
+    """Record one heartbeat for each RUNNING trial this process has not seen yet. Optuna never
+    fails a trial that has no heartbeat at all (one left RUNNING by a worker that died before
+    its first beat, or by a tuner before heartbeats): so adopted, it is failed a grace period
+    later if nobody beats for it, while a live worker's own beats keep it alive."""
+    adopted = _ADOPTED.setdefault(study.study_name, set())
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in adopted:
+            adopted.add(trial._trial_id)
+            study._storage.record_heartbeat(trial._trial_id)
+
+
 def fail_stale(study: optuna.Study) -> None:
-    """Optuna's fail_stale_trials (a no-op without heartbeats)."""
+    """Optuna's fail_stale_trials, silent RUNNING trials adopted first (a no-op without
+    heartbeats)."""
+    if not getattr(study._storage, "get_heartbeat_interval", lambda: None)():
+        return
+    _adopt_silent(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
