@@ -13,14 +13,16 @@ Rules:
   parameters and attributes; a host's untuned baseline is not re-enqueued (another worker could
   pop it): the next worker of that host claims a new one (tuner.study.starting_points).
 - A RUNNING trial with no heartbeat at all (its worker died before its first beat; a study
-  from before heartbeats) is given one the first time a worker sees it, so that it too is
-  failed a grace period later (all workers of a study must run a tuner with heartbeats).
+  from before heartbeats) is given one by a worker that has seen it RUNNING for a grace
+  period, so that it too is failed a grace period later (all workers of a study must run a
+  tuner with heartbeats).
 - With the same storage, a resumed single-machine study behaves the same: its killed trial is
   failed and re-run once the grace period has passed.
 """
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from typing import Any, Iterable
 
@@ -56,30 +58,40 @@ def storage_options(heartbeat_seconds: int | None) -> dict[str, Any]:
             "heartbeat_stale_trial_callback": RetryStale()}
 
 
-_ADOPTED: dict[str, set[int]] = {}  # study name -> RUNNING trials this process has beaten once
+def grace_seconds(storage) -> float:
+    """How long a running trial may go without a heartbeat (0: no heartbeats)."""
+    backend = getattr(storage, "_backend", storage)
+    interval = getattr(backend, "heartbeat_interval", None)
+    return float(getattr(backend, "grace_period", None) or 2 * (interval or 0))
 
 
-def _adopt_silent(study: optuna.Study) -> None:
-    """Record one heartbeat for each RUNNING trial this process has not seen yet. Optuna never
-    fails a trial that has no heartbeat at all (one left RUNNING by a worker that died before
-    its first beat, or by a tuner before heartbeats): so adopted, it is failed a grace period
-    later if nobody beats for it, while a live worker's own beats keep it alive."""
-    adopted = _ADOPTED.setdefault(study.study_name, set())
+_SEEN: dict[str, dict[int, float]] = {}  # study -> RUNNING trial id -> when first seen / adopted
+
+
+def _adopt_silent(study: optuna.Study, grace: float) -> None:
+    """Optuna never fails a trial that has no heartbeat at all (one left RUNNING by a worker
+    that died before its first beat, or by a tuner before heartbeats). A trial still RUNNING a
+    grace period after this process first saw it gets one heartbeat from it, once: a live
+    worker's own beats keep it alive, a silent one is failed a grace period later."""
+    seen = _SEEN.setdefault(study.study_name, {})
+    now = time.monotonic()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in adopted:
-            adopted.add(trial._trial_id)
+        first = seen.setdefault(trial._trial_id, now)
+        if first != float("inf") and now - first > grace:
+            seen[trial._trial_id] = float("inf")
             study._storage.record_heartbeat(trial._trial_id)
 
 
 def fail_stale(study: optuna.Study) -> None:
-    """Optuna's fail_stale_trials, silent RUNNING trials adopted first (a no-op without
+    """Optuna's fail_stale_trials, then silent RUNNING trials adopted (a no-op without
     heartbeats)."""
-    if not getattr(study._storage, "get_heartbeat_interval", lambda: None)():
+    grace = grace_seconds(study._storage)
+    if not grace:
         return
-    _adopt_silent(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    _adopt_silent(study, grace)
 
 
 def ask(study: optuna.Study) -> optuna.Trial:

@@ -24,7 +24,7 @@ from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.batches import run_batch, tell
 from tuner.study.callbacks import StudyCallback
 from tuner.study.ending import FINISHED, claim_end, end_study
-from tuner.study.liveness import Heartbeat, ask, fail_stale, retried_from
+from tuner.study.liveness import Heartbeat, ask, fail_stale, grace_seconds, retried_from
 from tuner.study.run import StudyRun, open_run
 from tuner.study.settings import StudySettings
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
@@ -96,18 +96,12 @@ def _ask(run: StudyRun, wanted: int) -> list[optuna.Trial]:
         return [ask(run.study) for _ in range(max(wanted, 0))]
 
 
-def _grace_seconds(run: StudyRun) -> float:
-    storage = getattr(run.study._storage, "_backend", run.study._storage)
-    interval = getattr(storage, "heartbeat_interval", None)
-    return float(getattr(storage, "grace_period", None) or 2 * (interval or 0))
-
-
 def _drain(run: StudyRun, callbacks: Sequence[StudyCallback]) -> int:
     """After this worker's own trials: re-run the retries of trials whose worker was lost, and
     wait for the trials other workers are running (with ``--study-trials`` until none runs: the
     study is complete or some are retried; otherwise for at most one grace period, the time
     after which a dead worker's trial is failed). How many trials it ran."""
-    ran, deadline, announced = 0, time.monotonic() + _grace_seconds(run), False
+    ran, deadline, announced = 0, time.monotonic() + grace_seconds(run.study._storage), False
     while True:
         fail_stale(run.study)
         trials = run.study.get_trials(deepcopy=False, states=(TrialState.WAITING,
@@ -123,7 +117,7 @@ def _drain(run: StudyRun, callbacks: Sequence[StudyCallback]) -> int:
             return ran
         if not announced:
             print(f"waiting for trials {running} of other workers (a lost worker's trial is "
-                  f"failed and re-run after {_grace_seconds(run):g} s without heartbeat)",
+                  f"failed and re-run after {grace_seconds(run.study._storage):g} s without heartbeat)",
                   file=sys.stderr)
             announced = True
         time.sleep(BASELINE_POLL_SECONDS)
