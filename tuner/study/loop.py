@@ -99,9 +99,11 @@ def _ask(run: StudyRun, wanted: int) -> list[optuna.Trial]:
 def _drain(run: StudyRun, callbacks: Sequence[StudyCallback]) -> int:
     """After this worker's own trials: re-run the retries of trials whose worker was lost, and
     wait for the trials other workers are running (with ``--study-trials`` until none runs: the
-    study is complete or some are retried; otherwise for at most one grace period, the time
-    after which a dead worker's trial is failed). How many trials it ran."""
-    ran, deadline, announced = 0, time.monotonic() + grace_seconds(run.study._storage), False
+    study is complete or some are retried; otherwise for a few grace periods, the time after
+    which a dead worker's trial is failed). How many trials it ran."""
+    grace = grace_seconds(run.study._storage)
+    # a silent trial is adopted after one grace period and failed after another (liveness)
+    ran, deadline, announced = 0, time.monotonic() + 2.5 * grace, False
     while True:
         fail_stale(run.study)
         trials = run.study.get_trials(deepcopy=False, states=(TrialState.WAITING,
@@ -117,8 +119,7 @@ def _drain(run: StudyRun, callbacks: Sequence[StudyCallback]) -> int:
             return ran
         if not announced:
             print(f"waiting for trials {running} of other workers (a lost worker's trial is "
-                  f"failed and re-run after {grace_seconds(run.study._storage):g} s without heartbeat)",
-                  file=sys.stderr)
+                  f"failed and re-run after {grace:g} s without heartbeat)", file=sys.stderr)
             announced = True
         time.sleep(BASELINE_POLL_SECONDS)
 
