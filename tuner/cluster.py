@@ -147,8 +147,8 @@ def main(argv: list[str]) -> int:
     for key, value in figures.to_dict().items():
         print(f"  {key}: {value}")
     print(f"export: {export if export.exists() else 'none'}; MLflow: {server.uri} "
-          f"({'running' if args.keep_server else 'stopped'}; backend {args.mlflow_backend} "
-          f"schema {MLFLOW_SCHEMA})")
+          f"({f'running, pid {server.process.pid}' if args.keep_server else 'stopped'}; "
+          f"backend {args.mlflow_backend} schema {MLFLOW_SCHEMA})")
     return 0 if figures.clean and not any(codes) else 1
 
 

@@ -144,9 +144,9 @@ def _record_study(run: StudyRun) -> None:
                 StudyKey.HOST: run.host.to_dict()}
     if run.settings.study_trials:
         defaults[StudyKey.STUDY_TRIALS] = run.settings.study_trials
+    stored = study.user_attrs  # one read
     for key, value in defaults.items():
-        if not attrs.has(study, key) or (key is StudyKey.STUDY_TRIALS
-                                         and attrs.get(study, key) != value):
+        if key.value not in stored or (key is StudyKey.STUDY_TRIALS and stored[key.value] != value):
             attrs.put(study, key, value)
 
 
