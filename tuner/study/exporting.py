@@ -67,7 +67,8 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
                       "candidates": {str(c.trial): {"speedup": c.speedup, "spread": list(c.spread),
                                                     "interval": list(c.interval)}
                                      for c in report.candidates}}
-    base = records.baseline_trial(study.get_trials(deepcopy=False))
+    host = records.trial_host_key(chosen)  # its speedup is over the baseline of its host
+    base = records.baseline_trial(study.get_trials(deepcopy=False), host)
     info = attrs.get(study, StudyKey.MODEL_INFO, {})
     return ExportedConfig(
         target=TuningTarget(**attrs.get(study, StudyKey.TARGET)),
