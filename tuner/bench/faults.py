@@ -94,16 +94,24 @@ def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.25
     return False
 
 
-def running_trial(storage: str, study_name: str, after: int = 1):
+def running_trial(study: optuna.Study, after: int = 1):
     """A RUNNING trial numbered ``after`` or more (not a baseline) that has its configuration
     (suggested, so that its retry runs the same), else None."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return None
     return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                  if t.number >= after and not records.is_baseline(t) and t.params
                  and TrialKey.WORKER.value in t.user_attrs), None)
+
+
+def load_when_there(storage: str, study_name: str, timeout: float = 300) -> optuna.Study | None:
+    """The study once a worker has created it (None after ``timeout`` s)."""
+    found = []
+
+    def created() -> bool:
+        with contextlib.suppress(KeyError):
+            found.append(optuna.load_study(study_name=study_name, storage=storage))
+        return bool(found)
+
+    return found[0] if wait_until(created, timeout, poll=1.0) else None
 
 
 def worker_pid(trial) -> int:
@@ -114,15 +122,15 @@ def worker_pid(trial) -> int:
 def kill_worker_mid_trial(workers: list[subprocess.Popen], storage: str, study_name: str,
                           after: int = 2, timeout: float = 300) -> int | None:
     """SIGKILL the worker running a trial numbered ``after`` or more, once one runs; its pid."""
-    found = []
+    study, found = load_when_there(storage, study_name, timeout), []
 
     def running() -> bool:
-        trial = running_trial(storage, study_name, after)
+        trial = running_trial(study, after)
         if trial is not None:
             found.append(trial)
         return trial is not None
 
-    if not wait_until(running, timeout):
+    if study is None or not wait_until(running, timeout):
         return None
     pid = worker_pid(found[-1])
     target = next((w for w in workers if w.pid == pid), None)
@@ -197,7 +205,7 @@ def kill_single_and_resume(root, tracking, space, args):
 def mlflow_outage(root, tracking, space, args, server: MlflowServer):
     bench = Bench(root, "mlflow-outage", POSTGRES, tracking, space)
     workers = [bench.start("--study-trials", str(args.outage_trials), index=i) for i in range(2)]
-    wait_until(lambda: _finished(bench) >= 3, 300)
+    _wait_finished(bench, 3)
     server.stop(signal.SIGKILL)
     time.sleep(args.outage)
     server.start()
@@ -210,7 +218,7 @@ def mlflow_outage(root, tracking, space, args, server: MlflowServer):
 def artifacts_refused(root, tracking, space, args, server: MlflowServer):
     bench = Bench(root, "artifacts-refused", POSTGRES, tracking, space)
     worker = bench.start("--trials", "5")
-    wait_until(lambda: _finished(bench) >= 2, 300)
+    _wait_finished(bench, 2)
     backup = server.artifacts.with_name(server.artifacts.name + ".saved")
     server.artifacts.rename(backup)
     server.artifacts.write_text("not a directory: the artifact store refuses every write\n")
@@ -233,12 +241,11 @@ def hung_trial(root, tracking, space, args):
     return bench.audit(), codes
 
 
-def _finished(bench: Bench) -> int:
-    try:
-        study = optuna.load_study(study_name=bench.study_name, storage=bench.storage)
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+def _wait_finished(bench: Bench, count: int) -> None:
+    """Until the bench's study holds ``count`` finished trials."""
+    study = load_when_there(bench.storage, bench.study_name)
+    wait_until(lambda: study is not None and len(study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) >= count, 300)
 
 
 FAULTS = {"3 workers at once, fresh database": fresh_database_three_workers,
@@ -252,7 +259,8 @@ FAULTS = {"3 workers at once, fresh database": fresh_database_three_workers,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="WORD", help="faults whose name has a word")
     parser.add_argument("--outage", type=float, default=30.0, help="MLflow outage in s (30)")
-    parser.add_argument("--outage-trials", type=int, default=16)
+    parser.add_argument("--outage-trials", type=int, default=24,
+                        help="trials of the outage study (enough to outlast the outage)")
     parser.add_argument("--trial-timeout", type=float, default=10.0)
     parser.add_argument("--runs-dir", type=Path, help="default: a temporary directory")
 
