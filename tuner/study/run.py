@@ -7,9 +7,10 @@ Rules:
   a later worker checks that it tunes the same target and weights (model fingerprint) on a
   comparable host (tuner.study.hosts), else it is refused in one line.
 - The model's assets (weights, fixed input, untuned reference output) are prepared once per
-  study on each machine's runs dir, under the same lock: workers sharing a runs dir prepare
-  them once; another machine prepares its own from the same seed and must reach the same
-  fingerprint.
+  study, under the same lock: on a database server they are then stored in the study's
+  database and restored by the workers of other machines (tuner.study.assets); with SQLite
+  the workers sharing a runs dir share them. Assets prepared elsewhere must have the study's
+  model fingerprint.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, T
 from tuner.space import SearchSpace
 from tuner.study import attributes as attrs
 from tuner.study import records
+from tuner.study.assets import study_assets
 from tuner.study.attributes import StudyKey
 from tuner.study.coordination import study_lock
 from tuner.study.hosts import Host, check_joins, this_host, worker_id
@@ -64,8 +66,10 @@ class StudyRun:
         self.worker = self.worker or worker_id(self.host)
 
     def toolchain(self) -> Toolchain:
+        """What this worker's tuning records are valid for: its own CPU (the assets may have
+        been prepared on another machine), compiler and MindSpore."""
         compiler = (compiler_version().strip().splitlines() or [""])[0]
-        return Toolchain(self.model_info.get("cpu_model", ""), compiler,
+        return Toolchain(self.host.cpu_model, compiler,
                          self.model_info.get("mindspore_version", ""))
 
     @property
@@ -104,19 +108,29 @@ class StudyRun:
 
 
 def _prepare_assets(run: StudyRun) -> None:
+    """The local assets: there already, restored from the study's database, or prepared (and
+    then stored there for the other machines; tuner.study.assets)."""
     info_path = run.assets_dir / MODEL_INFO_FILE
     if not (info_path.exists() and (run.assets_dir / REFERENCE_FILE).exists()):
-        request = TrialRequest(RequestKind.PREPARE, run.target, str(run.assets_dir),
-                               seed=run.settings.weights_seed, kernel_space=run.kernel_space)
-        result = run_isolated(request, run.directory / "prepare", run.settings.trial_timeout)
-        if result.status is Status.USAGE_ERROR:
-            raise UsageError(result.error)
-        if not result.ok:
-            last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
-            raise UsageError(f"--model {run.target.model}: the untuned model could not be built "
-                             f"and run ({result.status.value}: {last}); "
-                             f"see {run.directory / 'prepare' / 'stderr.txt'}")
+        stored = study_assets(run.study)
+        if stored is None or not stored.restore(run.assets_dir):
+            _prepare_here(run)
+            if stored is not None:
+                stored.save(run.assets_dir)
     run.model_info = json.loads(info_path.read_text())
+
+
+def _prepare_here(run: StudyRun) -> None:
+    request = TrialRequest(RequestKind.PREPARE, run.target, str(run.assets_dir),
+                           seed=run.settings.weights_seed, kernel_space=run.kernel_space)
+    result = run_isolated(request, run.directory / "prepare", run.settings.trial_timeout)
+    if result.status is Status.USAGE_ERROR:
+        raise UsageError(result.error)
+    if not result.ok:
+        last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
+        raise UsageError(f"--model {run.target.model}: the untuned model could not be built "
+                         f"and run ({result.status.value}: {last}); "
+                         f"see {run.directory / 'prepare' / 'stderr.txt'}")
 
 
 def _check_joins(run: StudyRun) -> None:
