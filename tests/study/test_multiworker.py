@@ -40,10 +40,12 @@ def space(tmp_path):
     return path
 
 
-def _workers(args, count):
-    return [subprocess.Popen([sys.executable, "-m", "tuner.search", *map(str, args)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(count)]
+def _workers(args, count, runs_dirs=()):
+    """``count`` searches started at once (each with its runs dir, as on its own machine)."""
+    return [subprocess.Popen([sys.executable, "-m", "tuner.search", *map(str, args),
+                              *(["--runs-dir", str(runs_dirs[i])] if runs_dirs else [])],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(count)]
 
 
 @needs_postgres
@@ -51,10 +53,11 @@ def test_three_workers_started_at_once_on_a_fresh_database_share_one_study(space
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowClient(mlflow_uri).search_experiments()  # the store exists before the workers start
     export = tmp_path / "best.json"
+    machines = [tmp_path / f"machine{i}" for i in range(3)]
     with fresh_database() as url:  # no tables yet: all three create them at once
         workers = _workers([*search_args(space), "--storage", url, "--study-name", "s",
                             "--study-trials", "6", "--tracking-uri", mlflow_uri,
-                            "--runs-dir", tmp_path, "--out", export], 3)
+                            "--out", export], 3, machines)
         outputs = [w.communicate(timeout=400) for w in workers]
         assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
         study = optuna.load_study(study_name="s", storage=url)
@@ -66,6 +69,9 @@ def test_three_workers_started_at_once_on_a_fresh_database_share_one_study(space
     assert all(t.user_attrs[TrialKey.HOST.value]["cores"] >= 1 for t in trials)
     assert len({t.user_attrs[TrialKey.WORKER.value] for t in trials}) >= 2
     assert attributes[StudyKey.JOINS.value] == 3
+    # prepared on one machine, restored from the database on the others
+    assert sum((m / "studies" / "s" / "prepare").exists() for m in machines) == 1
+    assert all((m / "studies" / "s" / "assets" / "reference.npy").exists() for m in machines)
     assert sum("left to another worker" in err for _, err in outputs) == 2  # one ends it
     assert attributes[StudyKey.ENDED_BY.value]["trials"] == 6 and figures.export_valid
 
