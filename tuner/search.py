@@ -23,7 +23,7 @@ from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
-from tuner.study.storage import default_tracking_uri, open_storage, study_dir
+from tuner.study.storage import open_storage, study_dir, tracking_uri
 from tuner.study.coordination import database_lock, storage_engine
 from tuner.study.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
 from tuner.study.tuning_records import TuningRecordStore
@@ -102,9 +102,6 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # fail fast on a dead server
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     backend = get_backend(args.device)
     backend.require_available()
     target = TuningTarget(args.model, args.batch_size, args.image_size, backend.name)
@@ -145,10 +142,9 @@ def main(argv: list[str]) -> int:
     if trials_so_far or run.joined_before:
         study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far,
                                      run.joined_before)
-    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                    or default_tracking_uri(args.runs_dir))
+    tracking = tracking_uri(args.tracking_uri, args.runs_dir)
     out = args.out or args.runs_dir / "exports" / f"{name}.json"
-    tracker = MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
+    tracker = MlflowTracker(tracking, args.runs_dir / "artifacts",
                             {"sampler": args.sampler, "seed": args.seed})
     callbacks = [tracker, SaveTuningRecords(record_store), exporter := ExportBest(out)]
     profiler = None
@@ -170,7 +166,7 @@ def main(argv: list[str]) -> int:
               f"{exported or 'best.json'} to profile again)")
     if reporter is not None and reporter.written:
         print(f"report: {reporter.written} (plots under the MLflow parent run's plots/)")
-    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}, then open "
+    print(f"MLflow: mlflow ui --backend-store-uri {tracking}, then open "
           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_VIEW} (the runs)")
     return 0
 

@@ -8,7 +8,6 @@ command.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
@@ -18,8 +17,7 @@ from tuner.callbacks.mlflow_runs import LOGGED_STATES, StudyRuns
 from tuner.callbacks.mlflow_tracking import artifact_location
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError, one_line
-from tuner.study.storage import (DEFAULT_RUNS_DIR, default_tracking_uri, open_storage,
-                                 pick_study_name)
+from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name, tracking_uri
 
 
 def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> tuple[int, int]:
@@ -43,16 +41,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     storage = open_storage(args.storage, args.runs_dir)
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=storage)
-    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                    or default_tracking_uri(args.runs_dir))
-    logged, total = sync_study(study, tracking_uri, args.runs_dir / "artifacts")
+    uri = tracking_uri(args.tracking_uri, args.runs_dir)
+    logged, total = sync_study(study, uri, args.runs_dir / "artifacts")
     finished = len(study.get_trials(deepcopy=False, states=LOGGED_STATES))
-    print(f"study {name}: logged {logged} trials to {tracking_uri}; MLflow now has {total} "
+    print(f"study {name}: logged {logged} trials to {uri}; MLflow now has {total} "
           f"nested runs for the study's {finished} finished trials")
     return 0
 

@@ -8,7 +8,6 @@ stopped: validating while others measure disturbs both.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
@@ -28,7 +27,7 @@ from tuner.study.ending import claim_end, end_study
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
-from tuner.study.storage import default_tracking_uri, open_storage, pick_study_name, study_dir
+from tuner.study.storage import open_storage, pick_study_name, study_dir, tracking_uri
 from tuner.study.tuning_records import TuningRecordStore
 
 
@@ -50,7 +49,6 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     storage = open_storage(args.storage, args.runs_dir)
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -72,10 +70,8 @@ def main(argv: list[str]) -> int:
     run = open_run(study, TuningTarget(**attrs.get(study, StudyKey.TARGET)), load_space(space_path),
                    objectives, MeasureSettings(**attrs.get(study, StudyKey.MEASURE, {})), settings,
                    study_dir(args.runs_dir, name), records)
-    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                    or default_tracking_uri(args.runs_dir))
     exporter = ExportBest(args.out or args.runs_dir / "exports" / f"{name}.json")
-    callbacks = [MlflowTracker(tracking_uri, args.runs_dir / "artifacts"),
+    callbacks = [MlflowTracker(tracking_uri(args.tracking_uri, args.runs_dir), args.runs_dir / "artifacts"),
                  SaveTuningRecords(records), exporter]
     for callback in callbacks:
         callback.on_study_start(run)

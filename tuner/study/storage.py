@@ -1,6 +1,7 @@
 """Where studies live: the Optuna storage and each study's local files under the runs dir."""
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,15 @@ def default_storage_url(runs_dir: Path) -> str:
 
 def default_tracking_uri(runs_dir: Path) -> str:
     return f"sqlite:///{runs_dir / 'mlflow.db'}"
+
+
+def tracking_uri(requested: str | None, runs_dir: Path) -> str:
+    """``--tracking-uri``, else $MLFLOW_TRACKING_URI, else SQLite in the runs dir; MLflow's
+    HTTP client set to fail fast (one retry) on a server that is down."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    return requested or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir)
 
 
 def open_storage(url: str | None, runs_dir: Path,
