@@ -1,7 +1,6 @@
 """``python -m tuner.search``: tune a MindSpore network's inference with Optuna, track in MLflow."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
