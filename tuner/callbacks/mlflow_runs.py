@@ -76,8 +76,14 @@ class StudyRuns:
                 if experiment.tags.get(key) != value:
                     self.client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
-        return self.client.create_experiment(EXPERIMENT, artifact_location=self.artifact_location,
-                                             tags=EXPERIMENT_KIND)
+        try:
+            return self.client.create_experiment(EXPERIMENT, tags=EXPERIMENT_KIND,
+                                                 artifact_location=self.artifact_location)
+        except mlflow.exceptions.MlflowException:  # another study's worker made it meanwhile
+            experiment = self.client.get_experiment_by_name(EXPERIMENT)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def connect(self, extra_params: dict | None = None) -> bool:
         """Find or create the experiment and the study's parent run; True if it created it
