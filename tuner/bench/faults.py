@@ -168,6 +168,7 @@ class Bench:
 
 
 KILLED = "killed"  # the exit code column of the worker a fault killed on purpose
+NOT_KILLED = "no-kill"  # no trial ran to kill: the fault did not happen (not clean)
 
 
 def _wait_all(workers: list[subprocess.Popen], timeout: float = 900) -> list[int]:
@@ -189,6 +190,7 @@ def kill_one_of_three(root, tracking, space, args):
     workers = [bench.start("--study-trials", "10", index=i) for i in range(3)]
     victim = kill_worker_mid_trial(workers, POSTGRES, bench.study_name)
     codes = [KILLED if w.pid == victim else code for w, code in zip(workers, _wait_all(workers))]
+    codes += [] if victim else [NOT_KILLED]
     figures = bench.audit()
     bench.cleanup()
     return figures, codes
@@ -200,7 +202,7 @@ def kill_single_and_resume(root, tracking, space, args):
     (bench.root).mkdir(parents=True, exist_ok=True)
     worker = bench.start("--trials", "5")
     killed = kill_worker_mid_trial([worker], storage, bench.study_name) == worker.pid
-    codes = [KILLED if killed else worker.wait(), bench.start("--trials", "3", index=1).wait()]
+    codes = [KILLED if killed else NOT_KILLED, bench.start("--trials", "3", index=1).wait()]
     worker.wait()
     return bench.audit(), codes
 
