@@ -88,8 +88,7 @@ class MlflowTracker(StudyCallback):
             created = self.runs.connect(self.extra_params)
             if created:
                 self.log(self.runs.parent_id, metrics=run.noise)
-                self.client.log_dict(self.runs.parent_id, run.space.describe(), "search_space.json")
-                self.client.log_dict(self.runs.parent_id, run.model_info, "model_info.json")
+                self._parent_artifacts(run)
             else:
                 self.log(self.runs.parent_id, metrics=run.noise,
                          step=records.trial_count(run.study))
@@ -101,6 +100,13 @@ class MlflowTracker(StudyCallback):
             return False
         self.online = True
         return True
+
+    def _parent_artifacts(self, run) -> None:
+        try:
+            self.client.log_dict(self.runs.parent_id, run.space.describe(), "search_space.json")
+            self.client.log_dict(self.runs.parent_id, run.model_info, "model_info.json")
+        except Exception as exc:  # a refusing artifact store costs the artifacts, not the run
+            self.client.set_tag(self.runs.parent_id, "artifact_error", one_line(exc)[:5000])
 
     def on_study_start(self, run):
         for name in ("mlflow", "alembic"):
