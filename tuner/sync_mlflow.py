@@ -17,7 +17,7 @@ from tuner.callbacks.mlflow_runs import LOGGED_STATES, StudyRuns
 from tuner.callbacks.mlflow_tracking import artifact_location
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError, one_line
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name, tracking_uri
+from tuner.study.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri
 
 
 def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> tuple[int, int]:
@@ -41,10 +41,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     args = parser.parse_args(argv)
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = open_study(args.storage, args.runs_dir, args.study_name)
+    name = study.study_name
     uri = tracking_uri(args.tracking_uri, args.runs_dir)
     logged, total = sync_study(study, uri, args.runs_dir / "artifacts")
     finished = len(study.get_trials(deepcopy=False, states=LOGGED_STATES))

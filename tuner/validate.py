@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
-
 from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.progress import summary_table
@@ -27,7 +25,7 @@ from tuner.study.ending import claim_end, end_study
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
-from tuner.study.storage import open_storage, pick_study_name, study_dir, tracking_uri
+from tuner.study.storage import open_study, study_dir, tracking_uri
 from tuner.study.tuning_records import TuningRecordStore
 
 
@@ -49,10 +47,8 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = open_study(args.storage, args.runs_dir, args.study_name)
+    name, storage = study.study_name, study._storage
     if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {name} was not made by tuner.search")
     space_path = args.space or attrs.get(study, StudyKey.SPACE)
@@ -66,7 +62,7 @@ def main(argv: list[str]) -> int:
                              validation_rounds=args.validation_rounds, jobs=args.jobs,
                              weights_seed=int(attrs.get(study, StudyKey.WEIGHTS_SEED, 0)),
                              allow_heterogeneous=args.allow_heterogeneous)
-    records = TuningRecordStore(storage.url)
+    records = TuningRecordStore(getattr(storage, "_backend", storage).url)
     run = open_run(study, TuningTarget(**attrs.get(study, StudyKey.TARGET)), load_space(space_path),
                    objectives, MeasureSettings(**attrs.get(study, StudyKey.MEASURE, {})), settings,
                    study_dir(args.runs_dir, name), records)

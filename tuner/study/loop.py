@@ -20,7 +20,6 @@ from optuna.trial import TrialState
 from tuner.errors import UsageError
 from tuner.runner.record import TrialResult
 from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.batches import run_batch, tell
 from tuner.study.callbacks import StudyCallback
 from tuner.study.ending import FINISHED, claim_end, end_study
@@ -30,14 +29,6 @@ from tuner.study.settings import StudySettings
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
                                          enqueue_starting_points)
 
-# The attribute keys' old names (tuner.study.attributes lists them all).
-TARGET_ATTR = StudyKey.TARGET.value
-MODEL_INFO_ATTR = StudyKey.MODEL_INFO.value
-WEIGHTS_SEED_ATTR = StudyKey.WEIGHTS_SEED.value
-OBJECTIVES_ATTR = StudyKey.OBJECTIVES.value
-NOISE_ATTR = StudyKey.NOISE.value
-SPEEDUP_ATTR = TrialKey.SPEEDUP.value
-WARM_START_ATTR = TrialKey.WARM_START.value
 BASELINE_POLL_SECONDS = 1.0
 
 __all__ = ["StudyRun", "StudySettings", "open_run", "run_trials"]

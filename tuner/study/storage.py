@@ -48,6 +48,14 @@ def open_storage(url: str | None, runs_dir: Path,
         raise UsageError(f"--storage {url}: cannot open ({reason})") from None
 
 
+def open_study(url: str | None, runs_dir: Path, requested: str | None) -> optuna.Study:
+    """The study ``requested`` (or the storage's only one) of the storage at ``url``."""
+    storage = open_storage(url, runs_dir)
+    name = pick_study_name(storage, requested)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def study_dir(runs_dir: Path, study_name: str) -> Path:
     """Local files of a study: assets/ (weights, input, reference) and trials/<number>/."""
     return runs_dir / "studies" / study_name
