@@ -137,7 +137,11 @@ def main(argv: list[str]) -> int:
         codes = [w.wait() for w in workers]
         import optuna
 
-        study = optuna.load_study(study_name=name, storage=open_storage(args.storage, runs))
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(args.storage, runs))
+        except KeyError:
+            raise UsageError(f"no worker created study {name} (exit codes {codes}); see "
+                             f"{runs / 'logs'}") from None
         figures = audit(study, server.uri, export if export.exists() else None)
     finally:
         if not args.keep_server:
