@@ -27,6 +27,7 @@ from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
 from tuner.study.storage import open_study, study_dir, tracking_uri
 from tuner.study.tuning_records import TuningRecordStore
+from tuner.study.validation import current_report
 
 
 def build_parser() -> OneLineParser:
@@ -78,7 +79,9 @@ def main(argv: list[str]) -> int:
         for callback in callbacks:
             callback.on_study_end(run)
     print(summary_table(run))
-    print(f"validated on {run.host.describe()}; "
+    validated = current_report(study) is not None
+    print((f"validated on {run.host.describe()}" if validated else
+           "nothing to validate (no ok trial other than the untuned configuration)") + "; "
           + (f"best configuration: {exporter.written}" if exporter.written else "nothing exported"))
     return 0
 
