@@ -30,7 +30,8 @@ def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     import optuna
 
     from tuner.study import records
-    from tuner.study.loop import TARGET_ATTR, WEIGHTS_SEED_ATTR
+    from tuner.study import attributes as attrs
+    from tuner.study.attributes import StudyKey
     from tuner.study.storage import open_storage, pick_study_name, study_dir
 
     storage = open_storage(args.storage, args.runs_dir)
@@ -38,7 +39,7 @@ def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
-    if TARGET_ATTR not in study.user_attrs:
+    if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {name} was not made by tuner.search")
     if not 0 <= args.trial < len(trials):
         raise UsageError(f"--trial {args.trial}: study {name} has trials 0..{len(trials) - 1}")
@@ -46,8 +47,8 @@ def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     if not assets.is_dir():
         raise UsageError(f"--trial {args.trial}: the study's assets are not in {assets} "
                          f"(give the --runs-dir of the search)")
-    return (TuningTarget(**study.user_attrs[TARGET_ATTR]), records.trial_config(trials[args.trial]),
-            assets, int(study.user_attrs.get(WEIGHTS_SEED_ATTR, 0)), f"{name}-trial{args.trial}")
+    return (TuningTarget(**attrs.get(study, StudyKey.TARGET)), records.trial_config(trials[args.trial]),
+            assets, int(attrs.get(study, StudyKey.WEIGHTS_SEED, 0)), f"{name}-trial{args.trial}")
 
 
 def build_parser() -> OneLineParser:

@@ -13,7 +13,8 @@ from tuner.errors import UsageError
 from tuner.reporting.html import render
 from tuner.reporting.plots import close
 from tuner.reporting.study_report import build_content
-from tuner.study.loop import TARGET_ATTR
+from tuner.study import attributes as attrs
+from tuner.study.attributes import StudyKey
 from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name, study_dir
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=storage)
-    if TARGET_ATTR not in study.user_attrs:
+    if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {name} was not made by tuner.search")
     close(write_report(study, study_dir(args.runs_dir, name).resolve(), args.out))
     print(f"wrote {args.out}")

@@ -1,7 +1,6 @@
 """``python -m tuner.search``: tune a MindSpore network's inference with Optuna, track in MLflow."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
@@ -23,7 +22,9 @@ from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
-from tuner.study.storage import default_tracking_uri, open_storage, study_dir
+from tuner.study.storage import open_storage, study_dir, tracking_uri
+from tuner.study.coordination import database_lock, storage_engine
+from tuner.study.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
 from tuner.study.tuning_records import TuningRecordStore
 
 
@@ -81,6 +82,18 @@ def build_parser() -> OneLineParser:
                         help="do not write the HTML report and plots at the end")
     parser.add_argument("--profile-runs", type=positive_int, default=5, metavar="N",
                         help="profiled inferences per network (default 5)")
+    workers = parser.add_argument_group("several workers on one study (see README: Scaling out)")
+    workers.add_argument("--study-trials", type=positive_int, metavar="N",
+                         help="the study ends at N trials, whichever workers run them: each "
+                         "stops asking then, and the one that finishes the last validates and "
+                         "exports (--trials still bounds this worker)")
+    workers.add_argument("--allow-heterogeneous", action="store_true",
+                         help="join a study made on another CPU model or core count, speed "
+                         "objectives normalised by this host's own baseline")
+    workers.add_argument("--heartbeat", type=positive_int, default=DEFAULT_HEARTBEAT_SECONDS,
+                         metavar="S", help="record a heartbeat of running trials every S s; a "
+                         f"trial silent for {GRACE_HEARTBEATS}xS s is failed by the next worker "
+                         f"and re-run once (default {DEFAULT_HEARTBEAT_SECONDS})")
     add_common_arguments(parser)
     add_measure_arguments(parser)
     return parser
@@ -88,8 +101,6 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # fail fast on a dead server
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     backend = get_backend(args.device)
     backend.require_available()
     target = TuningTarget(args.model, args.batch_size, args.image_size, backend.name)
@@ -106,30 +117,33 @@ def main(argv: list[str]) -> int:
                              validation_rounds=args.validation_rounds,
                              max_memory_mb=args.max_memory_mb,
                              warm_start=not args.no_warm_start, jobs=args.jobs,
-                             start_from_default=not args.no_default_trial)
-    storage = open_storage(args.storage, args.runs_dir)
+                             start_from_default=not args.no_default_trial,
+                             study_trials=args.study_trials,
+                             allow_heterogeneous=args.allow_heterogeneous)
+    storage = open_storage(args.storage, args.runs_dir, args.heartbeat)
     name = args.study_name or target.study_name(tuple(o.name for o in objectives))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
-                                    pruner=make_pruner(args.pruner, len(objectives)),
-                                    directions=[o.direction for o in objectives],
-                                    load_if_exists=True)
+        with database_lock(storage_engine(storage), f"tuner-create:{name}"):
+            study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                        pruner=make_pruner(args.pruner, len(objectives)),
+                                        directions=[o.direction for o in objectives],
+                                        load_if_exists=True)
     except ValueError as exc:
         raise UsageError(f"--study-name {name}: {exc}") from None
-    trials_so_far = records.trial_count(study)
-    if trials_so_far:
-        study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far)
     if [d for d in study.directions] != [o.direction for o in objectives]:
         raise UsageError(f"--study-name {name}: the existing study optimizes "
                          f"{[d.name.lower() for d in study.directions]}, not those objectives")
     record_store = TuningRecordStore(storage.url)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name), record_store)
-    tracking_uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                    or default_tracking_uri(args.runs_dir))
+    trials_so_far = records.trial_count(study)
+    if trials_so_far or run.joined_before:
+        study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far,
+                                     run.joined_before)
+    tracking = tracking_uri(args.tracking_uri, args.runs_dir)
     out = args.out or args.runs_dir / "exports" / f"{name}.json"
-    tracker = MlflowTracker(tracking_uri, args.runs_dir / "artifacts",
+    tracker = MlflowTracker(tracking, args.runs_dir / "artifacts",
                             {"sampler": args.sampler, "seed": args.seed})
     callbacks = [tracker, SaveTuningRecords(record_store), exporter := ExportBest(out)]
     profiler = None
@@ -143,13 +157,15 @@ def main(argv: list[str]) -> int:
     run_trials(run, args.trials, callbacks)
     print(summary_table(run))
     exported = exporter.written
-    print(f"best configuration: {exported}" if exported else "nothing exported (no successful trial)")
+    print(f"best configuration: {exported}" if exported else
+          "nothing exported (no successful trial)" if run.ended else
+          "nothing exported by this worker (another worker or python -m tuner.validate ends the study)")
     if profiler is not None and profiler.written:
         print(f"where the winner's time goes: {profiler.written} (python -m tuner.profile "
               f"{exported or 'best.json'} to profile again)")
     if reporter is not None and reporter.written:
         print(f"report: {reporter.written} (plots under the MLflow parent run's plots/)")
-    print(f"MLflow: mlflow ui --backend-store-uri {tracking_uri}, then open "
+    print(f"MLflow: mlflow ui --backend-store-uri {tracking}, then open "
           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_VIEW} (the runs)")
     return 0
 

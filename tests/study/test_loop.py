@@ -11,6 +11,7 @@ from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.study import records, validation
+from tuner.study.audit import audit
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import make_pruner
@@ -64,6 +65,8 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
     assert trials[3].user_attrs["speedup"] > 0
     assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
+    figures = audit(study)  # the fault suite's view: the hang lost nothing, left nothing running
+    assert (figures.lost, figures.running, figures.waiting, figures.completed) == (0, 0, 0, 4)
 
 
 def test_the_defaults_one_knob_neighbours_are_tried_before_the_sampler_picks(make_run):

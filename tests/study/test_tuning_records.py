@@ -6,7 +6,8 @@ from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.backends import get_backend
-from tuner.study.loop import WARM_START_ATTR, StudySettings, open_run, run_trials
+from tuner.study.attributes import TrialKey
+from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.kernels.workload import ConvWorkload, workload_from_dict
 from tuner.study.tuning_records import Toolchain, TuningRecord, TuningRecordStore
@@ -57,7 +58,7 @@ def test_a_validated_winner_seeds_a_study_at_another_batch_size(tmp_path):
     second = _study(tmp_path, store, 3, "second")
     run_trials(second, 3)
     warm = second.study.trials[2]  # baseline, space default, then the warm start
-    sources = warm.user_attrs[WARM_START_ATTR]
+    sources = warm.user_attrs[TrialKey.WARM_START.value]
     assert set(sources.values()) == {f"first#{winner.number}"}
     families = {w["key"]: workload_from_dict(w["workload"]).batchless_key
                 for run in (first, second) for w in run.model_info["workloads"]}

@@ -1,13 +1,13 @@
-"""``python -m tuner.bench kernels|search|anchors ...`` (see --help)."""
+"""``python -m tuner.bench kernels|search|anchors|faults ...`` (see --help)."""
 from __future__ import annotations
 
 from tuner.cli import OneLineParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tuner.bench import anchors, kernels, search
+    from tuner.bench import anchors, faults, kernels, search
 
-    benchmarks = {"kernels": kernels, "search": search, "anchors": anchors}
+    benchmarks = {"kernels": kernels, "search": search, "anchors": anchors, "faults": faults}
     parser = OneLineParser(prog="python -m tuner.bench")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, module in benchmarks.items():

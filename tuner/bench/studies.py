@@ -85,10 +85,12 @@ def warm_started(runs_dir: Path, name: str) -> tuple[int, int, int] | None:
     study's warm-start trial, or None when it had no tuning record to start from."""
     import optuna
 
-    from tuner.study.loop import MODEL_INFO_ATTR, WARM_START_ATTR
+    from tuner.study.attributes import StudyKey, TrialKey
+
+    WARM_START_ATTR = TrialKey.WARM_START.value
 
     study = optuna.load_study(study_name=name, storage=storage_url(runs_dir))
-    workloads = len(study.user_attrs.get(MODEL_INFO_ATTR, {}).get("workloads", []))
+    workloads = len(study.user_attrs.get(StudyKey.MODEL_INFO.value, {}).get("workloads", []))
     return next(((t.number, len(t.user_attrs[WARM_START_ATTR]), workloads)
                  for t in study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs), None)
 

@@ -1,4 +1,5 @@
-"""Writing the study's best configuration as JSON when the loop stops."""
+"""Writing the study's best configuration as JSON once the study is complete (by the worker
+that ends it, or python -m tuner.validate; never by each worker)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,6 @@ class ExportBest(StudyCallback):
         self.path = path
         self.written: Path | None = None
 
-    def on_study_end(self, run):
+    def on_search_complete(self, run, winner):
         if records.ranked_trials(run.study):
             self.written = write_export(export_trial(run.study), self.path)

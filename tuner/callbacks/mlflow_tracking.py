@@ -1,38 +1,51 @@
-"""MLflow tracking: one parent run per study, one nested run per trial.
+"""MLflow tracking: one parent run per study (across all its workers), one nested run per trial.
 
 The parent run carries the study's context (model, shape, device, space, versions, CPU) and the
 best figures so far; each nested run carries every knob as a parameter, every metric, the trial
-status as a tag, and the trial's config JSON (and error text) as artifacts.
+status, host and worker as tags, and the trial's config JSON (and error text) as artifacts
+(tuner.callbacks.mlflow_runs says how each is made once).
+
+Rules:
+
+- A tracking store that cannot be used when the worker starts is a usage error (one line,
+  exit code 2, before any trial: nothing is lost, and a wrong URI is caught at once).
+- Once started, a store that goes away (the server is down or unreachable) never stops the
+  study: trials go on and are recorded in Optuna; the tracker says so in one line and, at each
+  later trial, tries again and logs everything of this worker that is missing. Whatever is left
+  (a worker that died or ended while it was down) is logged by the worker that ends the study
+  or by ``python -m tuner.sync_mlflow``.
+- Only the worker that ends the study writes the study's summary and marks the parent run
+  finished.
 """
 from __future__ import annotations
 
 import logging
-import os
-import platform
+import sys
 from pathlib import Path
 
-import mlflow
-import optuna
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
-from mlflow.utils.time import get_current_time_millis
+from optuna.trial import TrialState
 
-from tuner.callbacks.base import StudyCallback
+from tuner.callbacks.mlflow_runs import (EXPERIMENT, EXPERIMENT_KIND, LOGGED_STATES,  # noqa: F401
+                                         NOTE_TAG, StudyRuns)
 from tuner.callbacks.progress import pruning_savings, summary_table
 from tuner.errors import UsageError, one_line
+from tuner.study import attributes as attrs
 from tuner.study import records
-from tuner.study.loop import SPEEDUP_ATTR
+from tuner.study.attributes import StudyKey, TrialKey
+from tuner.study.callbacks import StudyCallback
 
-EXPERIMENT = "tuner"
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
 UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
-NOTE_TAG = "mlflow.note.content"  # a run's description in the UI (Markdown)
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-_BATCH = 100
+PARENT_RUN_ATTR = StudyKey.MLFLOW_PARENT_RUN.value
 
 
-def _param_value(value) -> str:
-    return "default" if value is None else str(value)[:6000]
+def artifact_location(tracking_uri: str, artifact_root: Path) -> str | None:
+    """Where a new experiment keeps artifacts: beside a local store; a server decides itself."""
+    if tracking_uri.startswith("sqlite:"):
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        return artifact_root.resolve().as_uri()
+    return None
 
 
 class MlflowTracker(StudyCallback):
@@ -41,160 +54,138 @@ class MlflowTracker(StudyCallback):
         self.artifact_root = artifact_root
         self.extra_params = extra_params or {}
         self.client: MlflowClient | None = None
-        self.parent_id = ""
-        self.trial_run_ids: dict[int, str] = {}  # trial number -> its nested run
-        self.experiment_id = ""
+        self.runs: StudyRuns | None = None
+        self.online = False
 
-    def _experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        if experiment is not None:
-            for key, value in EXPERIMENT_KIND.items():
-                if experiment.tags.get(key) != value:
-                    self.client.set_experiment_tag(experiment.experiment_id, key, value)
-            return experiment.experiment_id
-        location = None
-        if self.tracking_uri.startswith("sqlite:"):
-            self.artifact_root.mkdir(parents=True, exist_ok=True)
-            location = self.artifact_root.resolve().as_uri()
-        return self.client.create_experiment(EXPERIMENT, artifact_location=location,
-                                             tags=EXPERIMENT_KIND)
+    @property
+    def parent_id(self) -> str:
+        return self.runs.parent_id if self.runs is not None and self.online else ""
 
-    def log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
-             tags: dict | None = None, step: int = 0) -> None:
-        now = get_current_time_millis()
-        items = {"params": [Param(k, _param_value(v)) for k, v in (params or {}).items()],
-                 "metrics": [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()
-                             if v is not None],
-                 "tags": [RunTag(k, str(v)) for k, v in (tags or {}).items()]}
-        for start in range(0, max(map(len, items.values()), default=0), _BATCH):
-            self.client.log_batch(run_id, **{k: v[start:start + _BATCH] for k, v in items.items()})
+    @property
+    def trial_run_ids(self) -> dict[int, str]:
+        """trial number -> its nested run."""
+        return self.runs.run_ids if self.runs is not None else {}
+
+    @property
+    def experiment_id(self) -> str:
+        return self.runs.experiment_id if self.runs is not None else ""
+
+    def log(self, run_id: str, **items) -> None:
+        self.runs.log(run_id, **items)
+
+    def _offline(self, what: str, exc: Exception) -> None:
+        if self.online or self.runs is None or not self.runs.parent_id:
+            print(f"MLflow at {self.tracking_uri} unreachable ({what}: {one_line(exc)[:200]}); "
+                  f"trials go on in Optuna and are logged once it is back "
+                  f"(or: python -m tuner.sync_mlflow)", file=sys.stderr)
+        self.online = False
+
+    def _connect(self, run, starting: bool = False) -> bool:
+        """Online with the study's parent run (created when this worker is the first)."""
+        if self.online:
+            return True
+        try:
+            created = self.runs.connect(self.extra_params)
+            if created:
+                self.log(self.runs.parent_id, metrics=run.noise)
+                self._parent_artifacts(run)
+            else:
+                self.log(self.runs.parent_id, metrics=run.noise,
+                         step=records.trial_count(run.study))
+        except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
+            if starting:
+                raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it "
+                                 f"({one_line(exc)[:300]})") from None
+            self._offline("connecting", exc)
+            return False
+        self.online = True
+        return True
+
+    def _parent_artifacts(self, run) -> None:
+        try:
+            self.client.log_dict(self.runs.parent_id, run.space.describe(), "search_space.json")
+            self.client.log_dict(self.runs.parent_id, run.model_info, "model_info.json")
+        except Exception as exc:  # a refusing artifact store costs the artifacts, not the run
+            self.client.set_tag(self.runs.parent_id, "artifact_error", one_line(exc)[:5000])
 
     def on_study_start(self, run):
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.runs = StudyRuns(self.client, run.study,
+                              artifact_location(self.tracking_uri, self.artifact_root))
+        self._connect(run, starting=True)
+
+    def sync(self, run, mine_only: bool) -> int:
+        """Log this worker's (or every) finished trial that MLflow lacks; how many."""
+        if not self._connect(run):
+            return 0
+        trials = [t for t in run.study.get_trials(deepcopy=False, states=LOGGED_STATES)
+                  if not mine_only or attrs.trial_get(t, TrialKey.WORKER) == run.worker]
         try:
-            experiment_id = self.experiment_id = self._experiment_id()
-        except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
-            reason = one_line(exc)[:300]
-            raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it ({reason})") from None
-        self.parent_id = run.study.user_attrs.get(PARENT_RUN_ATTR, "")
-        if self.parent_id:
-            try:
-                self.client.update_run(self.parent_id, status="RUNNING")
-                self.log(self.parent_id, metrics=run.noise, step=records.trial_count(run.study))
-                return
-            except mlflow.exceptions.MlflowException:
-                self.parent_id = ""  # the tracking store was reset: start a new parent run
-        parent = self.client.create_run(experiment_id, run_name=run.study.study_name,
-                                        tags={"tuner.study": run.study.study_name})
-        self.parent_id = parent.info.run_id
-        run.study.set_user_attr(PARENT_RUN_ATTR, self.parent_id)
-        info = run.model_info
-        self.log(self.parent_id, params={
-            **run.target.to_dict(), "input_shape": "x".join(map(str, run.target.input_shape)),
-            "search_space": run.space.source, "objectives": ",".join(o.name for o in run.objectives),
-            "mindspore_version": info.get("mindspore_version"), "optuna_version": optuna.__version__,
-            "mlflow_version": mlflow.__version__, "python_version": platform.python_version(),
-            "cpu_model": info.get("cpu_model"), "cpu_count": os.cpu_count(),
-            "model_parameters": info.get("parameters"), "study_storage": _safe_url(run),
-            **{f"measure.{k}": v for k, v in run.measure.to_dict().items()},
-            **self.extra_params})
-        self.log(self.parent_id, metrics=run.noise)
-        self.client.log_dict(self.parent_id, run.space.describe(), "search_space.json")
-        self.client.log_dict(self.parent_id, info, "model_info.json")
+            count = self.runs.sync(trials)
+            with run.lock("mlflow"):  # workers writing one store one at a time
+                self._update_parent(run)
+        except Exception as exc:  # the server went away again: the next trial retries
+            self._offline("logging", exc)
+            return 0
+        return count
 
     def on_trial_end(self, run, trial, result):
-        config = records.trial_config(trial)
-        baseline = records.is_baseline(trial)
-        child = self.client.create_run(
-            self.client.get_run(self.parent_id).info.experiment_id,
-            run_name=_trial_run_name(trial, result, baseline),
-            tags={"mlflow.parentRunId": self.parent_id, "status": result.status.value,
-                  "trial_number": str(trial.number), "baseline": str(baseline).lower(),
-                  "optuna_state": trial.state.name, "origin": records.origin(trial),
-                  NOTE_TAG: _trial_note(trial, result),
-                  **({"reused_from": str(trial.user_attrs[records.REUSED_FROM_ATTR])}
-                     if records.REUSED_FROM_ATTR in trial.user_attrs else {})})
-        run_id = child.info.run_id
-        self.trial_run_ids[trial.number] = run_id
-        metrics = dict(result.metrics.to_dict()) if result.metrics else {}
-        metrics["wall_seconds"] = result.wall_seconds
-        if SPEEDUP_ATTR in trial.user_attrs:
-            metrics["speedup"] = trial.user_attrs[SPEEDUP_ATTR]
-        metrics.update({f"graph_ops.{k}": v for k, v in result.graph_ops.items()})
-        self.log(run_id, params=config.flat(), metrics=metrics)
-        self.client.log_dict(run_id, config.to_dict(), "config.json")
-        if result.error:
-            self.client.log_text(run_id, result.error, "error.txt")
-        self.client.set_terminated(run_id, "FINISHED" if result.ok else "FAILED")
-        self._update_parent(run, trial.number)
+        self.sync(run, mine_only=True)
 
-    def _update_parent(self, run, step: int) -> None:
+    def _update_parent(self, run) -> None:
         best = run.best_trials()
         if not best:
             return
         top = best[0]
         metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
-        metrics["best_speedup"] = top.user_attrs.get(SPEEDUP_ATTR)
+        metrics["best_speedup"] = attrs.trial_get(top, TrialKey.SPEEDUP)
         metrics["trials"] = records.trial_count(run.study)
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
-        self.log(self.parent_id, metrics=metrics, step=step,
-                  tags={"best_trial": top.number,
-                        "best_knobs": records.trial_config(top).describe()[:5000]})
+        self.log(self.runs.parent_id, metrics=metrics, step=records.trial_count(run.study),
+                 tags={"best_trial": top.number,
+                       "best_knobs": records.trial_config(top).describe()[:5000]})
 
     def on_validated(self, run, report):
+        if not self.online:
+            return
         winner = report.candidate(report.winner)
         (low, high), (ci_low, ci_high) = winner.spread, winner.interval
-        self.log(self.parent_id, metrics={"validated_speedup": winner.speedup,
-                                           "validated_speedup_low": low,
-                                           "validated_speedup_high": high,
-                                           "validated_speedup_ci_low": ci_low,
-                                           "validated_speedup_ci_high": ci_high},
-                  tags={"validated_winner": report.winner, "validation_note": report.note or "-"},
-                  step=records.trial_count(run.study))
-        self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
+        try:
+            self.log(self.parent_id, metrics={"validated_speedup": winner.speedup,
+                                              "validated_speedup_low": low,
+                                              "validated_speedup_high": high,
+                                              "validated_speedup_ci_low": ci_low,
+                                              "validated_speedup_ci_high": ci_high},
+                     tags={"validated_winner": report.winner,
+                           "validation_note": report.note or "-",
+                           "validated_on": report.host or "-"},
+                     step=records.trial_count(run.study))
+            self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
+        except Exception as exc:
+            self._offline("logging the validation", exc)
 
     def on_search_complete(self, run, winner):
+        self.sync(run, mine_only=False)  # the end of the study: everybody's trials
+        if not self.online:
+            return
         summary = summary_table(run)
-        self.log(self.parent_id, tags={NOTE_TAG: (
-            f"**{run.study.study_name}**: {run.target.model} "
-            f"{'x'.join(map(str, run.target.input_shape))} on {run.target.device}\n\n"
-            f"```\n{summary}\n```\n\nNested runs: one per trial (name: number, status, "
-            f"speedup). Artifacts: `profile/` (where the winner's time goes), `plots/`, "
-            f"`report.html`.")[:5000]})
+        try:
+            self.log(self.parent_id, tags={NOTE_TAG: (
+                f"**{run.study.study_name}**: {run.target.model} "
+                f"{'x'.join(map(str, run.target.input_shape))} on {run.target.device}\n\n"
+                f"```\n{summary}\n```\n\nNested runs: one per trial (name: number, status, "
+                f"speedup). Artifacts: `profile/` (where the winner's time goes), `plots/`, "
+                f"`report.html`.")[:5000]})
+        except Exception as exc:
+            self._offline("logging the summary", exc)
 
     def on_study_end(self, run):
-        if self.client is not None and self.parent_id:
+        """The parent run is finished when no trial of the study runs any more."""
+        if not self.online or run.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return
+        try:
             self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED))
-
-
-def _trial_run_name(trial, result, baseline: bool) -> str:
-    """``trial-7 ok 12.3x``; the baseline ``trial-0 baseline``; a failure ``trial-4 pruned``."""
-    if baseline:
-        return f"trial-{trial.number} baseline"
-    speedup = trial.user_attrs.get(SPEEDUP_ATTR)
-    return f"trial-{trial.number} {result.status.value}" + (
-        f" {speedup:.2f}x" if result.ok and speedup is not None else "")
-
-
-def _trial_note(trial, result) -> str:
-    """The nested run's description: its knobs that differ from the untuned defaults."""
-    config = records.trial_config(trial)
-    lines = [f"- `{k}` = `{v}`" for k, v in config.non_default_knobs().items()]
-    lines += [f"- `{c.workload}`: {c.kernel} " + ", ".join(f"{k}={v}" for k, v in c.params)
-              for c in config.kernels]
-    head = f"Trial {trial.number} ({records.origin(trial)}): {result.status.value}."
-    if result.error:
-        head += f" {result.reason()}"
-    return "\n".join([head, "", "Knobs that differ from the untuned defaults:"]
-                     + (lines or ["- none"]))[:5000]
-
-
-def _safe_url(run) -> str:
-    """The storage URL without a password."""
-    url = getattr(run.study._storage, "url", "")
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+        except Exception as exc:
+            self._offline("finishing the parent run", exc)

@@ -11,7 +11,8 @@ from tuner.config import TuningConfig
 from tuner.profiling.records import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
 from tuner.study import records
-from tuner.study.loop import WEIGHTS_SEED_ATTR
+from tuner.study import attributes as attrs
+from tuner.study.attributes import StudyKey
 
 ARTIFACT_DIR = "profile"
 TOP_TYPES = 5
@@ -50,7 +51,7 @@ class ProfileWinner(StudyCallback):
 
     def _profile(self, run, config: TuningConfig, label: str, workdir: Path) -> tuple[Profile | None, str]:
         return profile_one(run.target, run.assets_dir, config, label, workdir, self.runs,
-                           seed=int(run.study.user_attrs.get(WEIGHTS_SEED_ATTR, 0)),
+                           seed=int(attrs.get(run.study, StudyKey.WEIGHTS_SEED, 0)),
                            timeout=run.settings.trial_timeout)
 
     def _pair(self, run, trial) -> ProfileOutcome:

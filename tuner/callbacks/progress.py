@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from tuner.callbacks.base import StudyCallback
 from tuner.study import records
-from tuner.study.loop import SPEEDUP_ATTR
+from tuner.study.attributes import TrialKey
 from tuner.study.validation import current_report
 
 
@@ -29,8 +29,8 @@ class ProgressBar(StudyCallback):
         if best:
             top = best[0]
             postfix["best"] = f"#{top.number} {top.values[0]:.4g} {run.objectives[0].unit}"
-            if SPEEDUP_ATTR in top.user_attrs:
-                postfix["speedup"] = f"{top.user_attrs[SPEEDUP_ATTR]:.3f}x"
+            if TrialKey.SPEEDUP.value in top.user_attrs:
+                postfix["speedup"] = f"{top.user_attrs[TrialKey.SPEEDUP.value]:.3f}x"
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
 
@@ -64,13 +64,14 @@ def summary_table(run) -> str:
              ("timed runs", f"{b.timed_runs}", f"{w.timed_runs}"),
              ("peak memory (MiB)", f"{b.peak_memory_mb:.0f}", f"{w.peak_memory_mb:.0f}"),
              ("max rel error", f"{b.max_rel_error:.2g}", f"{w.max_rel_error:.2g}"),
-             ("speedup", "1.000x", f"{w.throughput_ips / b.throughput_ips:.3f}x")]
+             ("speedup", "1.000x", f"{_speedup(best, w, b):.3f}x")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
     report = current_report(run.study)
     if report is not None:
         lines.append(f"validated in {report.rounds} interleaved rounds against the baseline "
-                     f"(median speedup; 95 % CI of the mean; 95 % range of one re-measurement):")
+                     f"(median speedup; 95 % CI of the mean; 95 % range of one re-measurement)"
+                     + (f" on {report.host}" if report.host else "") + ":")
         for c in sorted(report.candidates, key=lambda c: -c.speedup):
             mark = "  <- winner" if c.trial == report.winner else ""
             lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x CI {_interval(c.interval)}"
@@ -103,6 +104,12 @@ def pruning_savings(trials) -> dict[str, float]:
     return {"pruned_trials": float(len(pruned)),
             "pruned_seconds": sum(r.wall_seconds for r in pruned),
             "estimated_seconds_saved": sum(r.saved_seconds for r in pruned)}
+
+
+def _speedup(best, tuned, base) -> float:
+    """The best trial's speedup over the baseline of the host that measured it."""
+    stored = best.user_attrs.get(TrialKey.SPEEDUP.value)
+    return stored if stored is not None else tuned.throughput_ips / base.throughput_ips
 
 
 def _interval(bounds: tuple[float, float]) -> str:

@@ -15,7 +15,7 @@ from tuner.profiling.trace import merged_trace
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.request import TrialRequest
-from tuner.runner.worker import PROFILE_FILE
+from tuner.runner.protocol import PROFILE_FILE
 
 DEFAULT_RUNS = 10
 

@@ -20,6 +20,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from tuner.profiling.records import Profile  # noqa: E402
 from tuner.study import records  # noqa: E402
+from tuner.study.attributes import StudyKey  # noqa: E402
 from tuner.study.validation import ValidationReport  # noqa: E402
 
 STATUS_COLOURS = {"ok": "tab:green", "pruned": "tab:gray", "wrong_result": "tab:red",
@@ -184,7 +185,7 @@ def pareto(study: optuna.Study, exported: int | None) -> Plot:
     """Optuna's Pareto-front plot, the exported member marked (several objectives only)."""
     if len(study.directions) < 2:
         return Plot("pareto", "Pareto front", reason="a single objective")
-    names = study.user_attrs.get("objectives")
+    names = study.user_attrs.get(StudyKey.OBJECTIVES.value)
     ax = _quiet(lambda: optuna.visualization.matplotlib.plot_pareto_front(
         study, target_names=names))
     if exported is not None:

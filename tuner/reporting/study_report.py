@@ -15,7 +15,8 @@ from tuner.profiling.records import Profile
 from tuner.reporting.html import ReportContent
 from tuner.reporting.plots import study_plots
 from tuner.study import records
-from tuner.study.loop import MODEL_INFO_ATTR, NOISE_ATTR, TARGET_ATTR
+from tuner.study import attributes as attrs
+from tuner.study.attributes import StudyKey
 from tuner.study.validation import current_report
 
 
@@ -73,9 +74,9 @@ def _failures(study: optuna.Study) -> dict[str, list[tuple[int, str]]]:
 def build_content(study: optuna.Study, study_directory: Path, export_path: Path | None = None,
                   jobs: int = 1) -> tuple[ReportContent, list]:
     """The report's content and its plots (close them with tuner.reporting.plots.close)."""
-    target = study.user_attrs.get(TARGET_ATTR, {})
-    info = study.user_attrs.get(MODEL_INFO_ATTR, {})
-    noise = study.user_attrs.get(NOISE_ATTR, {})
+    target = attrs.get(study, StudyKey.TARGET, {})
+    info = attrs.get(study, StudyKey.MODEL_INFO, {})
+    noise = attrs.get(study, StudyKey.NOISE, {})
     report = current_report(study)
     winner = exported_trial(study)
     profiles, rows = winner_profiles(study_directory, winner.number) if winner else (None, [])

@@ -17,8 +17,8 @@ from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
-from tuner.runner.worker import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROGRESS_FILE, READY_PHASE,
-                                 RESULT_FILE)
+from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
+                                   PROGRESS_FILE, RESULT_FILE, Phase, Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -36,6 +36,7 @@ def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MS_DEV_GRAPH_KERNEL_FLAGS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env.update(QUIET_MINDSPORE)
+    env[PARENT_PID_ENV] = str(os.getpid())  # the trial dies with the study (tuner.runner.worker)
     paths = [str(Path.cwd()), str(Path(__file__).resolve().parents[2])]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(request.config.environment())
@@ -84,7 +85,7 @@ class TrialProcess:
     def wait_ready(self) -> bool:
         """Wait until a gated trial has compiled; False if it ended (or hung) before that, its
         outcome then being ``finish()``'s result."""
-        while _read(self.workdir / PHASE_FILE) != READY_PHASE:
+        while _read(self.workdir / PHASE_FILE) != Phase.READY:
             if self.process.poll() is not None:
                 self.early = self._ended()
                 return False
@@ -106,11 +107,11 @@ class TrialProcess:
         if start is None:
             return ()
         if not self.request.gated:
-            return (("run", start, end),)
+            return ((Span.RUN.value, start, end),)
         if ready is None:
-            return (("build", start, end),)
-        return (("build", start, ready),) + ((("wait", ready, released), ("measure", released, end))
-                                             if released is not None else ())
+            return ((Span.BUILD.value, start, end),)
+        waited = ((Span.WAIT.value, ready, released), (Span.MEASURE.value, released, end))
+        return ((Span.BUILD.value, start, ready),) + (waited if released is not None else ())
 
     def _finish(self, on_progress: ProgressHandler | None) -> TrialResult:
         if self.early is not None:
@@ -158,7 +159,7 @@ class TrialProcess:
         if result_path.exists():
             result = TrialResult.from_dict(json.loads(result_path.read_text()))
             return TrialResult(result.status, result.metrics, result.error, wall, result.graph_ops)
-        phase = _read(self.workdir / PHASE_FILE) or "load"
+        phase = _read(self.workdir / PHASE_FILE) or Phase.LOAD
         status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
         code = self.process.returncode
         how = (f"killed by signal {signal.Signals(-code).name}" if code < 0

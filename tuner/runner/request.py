@@ -3,30 +3,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
+from tuner.runner.protocol import RequestKind
+
+__all__ = ["RequestKind", "TrialRequest"]
 
 WEIGHTS_FILE = "weights.ckpt"
 INPUT_FILE = "input.npy"
 REFERENCE_FILE = "reference.npy"
 MODEL_INFO_FILE = "model.json"
 GRAPH_FILE = "graph.json"        # the captured graph of the untuned network (tuner.graph)
-
-
-class RequestKind(str, Enum):
-    """What a trial process is asked to do (see TrialRequest)."""
-
-    PREPARE = "prepare"
-    MEASURE = "measure"
-    PROFILE = "profile"
-    ONNX_EXPORT = "onnx_export"
-    ONNX_MEASURE = "onnx_measure"
-    REFERENCES = "references"
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,12 @@ import numpy as np
 
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
-                                  WEIGHTS_FILE, RequestKind, TrialRequest)
+                                  WEIGHTS_FILE, TrialRequest)
+from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
+                                   PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE, RESULT_FILE, Phase,
+                                   RequestKind)
 
-PHASE_FILE = "phase"
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.jsonl"
-GO_FILE = "go"
-PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
-PROFILER_DIR = "profiler"      # MindSpore profiler's own output
-READY_PHASE = "ready"
-COMPILE_PHASES = ("load", "rewrite", "compile", READY_PHASE)
+READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
 REFERENCES_TIMEOUT = 3600.0
 VERIFICATION_SEED = 0
@@ -42,8 +38,8 @@ class _Failed(Exception):
         self.status = status
 
 
-def _phase(name: str) -> None:
-    Path(PHASE_FILE).write_text(name)
+def _phase(phase: Phase) -> None:
+    Path(PHASE_FILE).write_text(phase.value)
 
 
 def _error_text(limit: int = 4000) -> str:
@@ -81,7 +77,7 @@ def _setup(request: TrialRequest):
 
 
 def _prepare(request: TrialRequest) -> TrialResult:
-    _phase("load")
+    _phase(Phase.LOAD)
     from tuner.models import check_model_name, create_model, fingerprint, model_stages
     from tuner.errors import UsageError
 
@@ -105,7 +101,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
             "mindspore_version": ms.__version__, "cpu_model": cpu_model(),
             "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters())),
             **_workloads(net, request)}
-    _phase("compile")
+    _phase(Phase.COMPILE)
     reference = rewrite_network(net, TuningConfig())(ms.Tensor(x)).asnumpy()
     np.save(assets / REFERENCE_FILE, reference)
     (assets / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
@@ -227,7 +223,7 @@ def _references(request: TrialRequest) -> TrialResult:
     ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
     net.set_train(False)
     library = get_backend(request.target.device).kernel_library(request.kernel_space or None)
-    _phase("run")
+    _phase(Phase.RUN)
     library.reference_outputs(net, request.config, request.target.input_shape,
                               request.asset(REFERENCES_DIR), VERIFICATION_SEED,
                               _stored_graph(request))
@@ -236,7 +232,7 @@ def _references(request: TrialRequest) -> TrialResult:
 
 def _wait_for_release() -> None:
     """A gated trial, compiled, waits (idle) until the study lets it time its runs alone."""
-    _phase(READY_PHASE)
+    _phase(Phase.READY)
     while not Path(GO_FILE).exists():
         time.sleep(GATE_POLL_SECONDS)
 
@@ -253,7 +249,7 @@ class Built(NamedTuple):
 def _build(request: TrialRequest):
     """The configured network, compiled, its input and the reference output; ``original``
     lists the untuned network's cells by path (taken before the rewrite, for profiles)."""
-    _phase("load")
+    _phase(Phase.LOAD)
     ms = _setup(request)
     from tuner.deploy import apply_process_settings, rewrite_network
     from tuner.models import create_model
@@ -263,7 +259,7 @@ def _build(request: TrialRequest):
     original = list(net.cells_and_names())
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
-    _phase("rewrite")
+    _phase(Phase.REWRITE)
     graph, references = None, None
     if request.config.programs.enabled:
         from tuner.backends import get_backend
@@ -284,7 +280,7 @@ def _build(request: TrialRequest):
                                     request.measure.rel_tolerance)
         except VerificationError as mismatch:
             raise _Failed(Status.WRONG_RESULT, f"{mismatch} (rejected before measuring)") from None
-        _phase("compile")
+        _phase(Phase.COMPILE)
         started = time.perf_counter()
         tuned.compile(x)
         compile_seconds = time.perf_counter() - started
@@ -301,7 +297,7 @@ def _profile(request: TrialRequest) -> TrialResult:
     from tuner.profiling.capture import LayerNames, capture
 
     built = _build(request)
-    _phase("run")
+    _phase(Phase.RUN)
     try:
         profile = capture(lambda: built.network(built.x).asnumpy(), request.profile_runs,
                           request.measure.warmup_runs, Path(PROFILER_DIR),
@@ -319,7 +315,7 @@ def _onnx_export(request: TrialRequest) -> TrialResult:
     from tuner.onnx.export import export_onnx
 
     ms = _setup(request)
-    _phase("compile")
+    _phase(Phase.COMPILE)
     exported = export_onnx(request, ms)
     if not exported.max_rel_error <= request.measure.rel_tolerance:
         return TrialResult(Status.WRONG_RESULT, error=f"ONNX Runtime's output differs from the "
@@ -330,7 +326,7 @@ def _onnx_export(request: TrialRequest) -> TrialResult:
 def _onnx_measure(request: TrialRequest) -> TrialResult:
     from tuner.onnx.runtime import measure_onnx_runtime
 
-    _phase("run")
+    _phase(Phase.RUN)
     return measure_onnx_runtime(request)
 
 
@@ -342,7 +338,7 @@ def _measure(request: TrialRequest) -> TrialResult:
     reset_hwm()
     if request.gated:
         _wait_for_release()
-    _phase("run")
+    _phase(Phase.RUN)
     try:
         return measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
                                request.target.batch_size, built.reference,
@@ -358,7 +354,7 @@ def run(request: TrialRequest) -> TrialResult:
     except _Failed as failure:
         result = TrialResult(failure.status, error=str(failure))
     except Exception:
-        phase = Path(PHASE_FILE).read_text() if Path(PHASE_FILE).exists() else "load"
+        phase = Path(PHASE_FILE).read_text() if Path(PHASE_FILE).exists() else Phase.LOAD
         status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
         result = TrialResult(status, error=_error_text())
     if request.dump_graph and result.ok:
@@ -375,7 +371,23 @@ KINDS = {RequestKind.PREPARE: _prepare, RequestKind.MEASURE: _measure,
          RequestKind.ONNX_MEASURE: _onnx_measure, RequestKind.REFERENCES: _references}
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this process when the study process that started it dies (see protocol)."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # it died before the signal was armed
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     request = TrialRequest.from_json(Path(argv[0]).read_text())
     result = run(request)
     Path(RESULT_FILE + ".tmp").write_text(json.dumps(result.to_dict()))

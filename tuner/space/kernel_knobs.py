@@ -26,10 +26,11 @@ from tuner.config import KernelChoice
 from tuner.errors import shown
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
+from tuner.study.attributes import TrialKey
 
 PER_WORKLOAD = "kernels.choose_per_workload"
 TILE_PER_WORKLOAD = "kernels.tile_per_workload"
-REPAIRED_ATTR = "repaired_kernels"
+REPAIRED_ATTR = TrialKey.REPAIRED.value
 
 
 @dataclass(frozen=True, eq=False)

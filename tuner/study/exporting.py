@@ -8,14 +8,14 @@ from tuner.export_format import ExportedConfig
 from tuner.models import TuningTarget
 from tuner.study import records
 from tuner.study.validation import current_report
-from tuner.study.loop import (MODEL_INFO_ATTR, OBJECTIVES_ATTR, SPEEDUP_ATTR, TARGET_ATTR,
-                              WEIGHTS_SEED_ATTR)
+from tuner.study import attributes as attrs
+from tuner.study.attributes import StudyKey, TrialKey
 
 
 def _weighted_choice(study: optuna.Study, trials: list, weights: dict[str, float]):
     """The trial maximizing the weighted sum of its min-max normalized objectives (each turned
     so that 1 is best) among ``trials`` (the Pareto set when the study has several objectives)."""
-    names = study.user_attrs.get(OBJECTIVES_ATTR, [])
+    names = attrs.get(study, StudyKey.OBJECTIVES, [])
     unknown = sorted(set(weights) - set(names))
     if unknown:
         raise UsageError(f"--weights {unknown[0]}: not an objective of this study ({', '.join(names)})")
@@ -42,7 +42,7 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
     objectives is taken instead of a rank. Otherwise, for rank 1, the validated winner when the
     study's validation is current (no trial added since).
     """
-    if TARGET_ATTR not in study.user_attrs:
+    if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {study.study_name} was not made by tuner.search")
     ranked = records.ranked_trials(study)
     if max_memory_mb is not None:
@@ -63,21 +63,22 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
                       "spread_kind": "95% prediction interval of one re-measured round",
                       "interval": list(winner.interval),
                       "observed_range": list(winner.observed_range),
-                      "rounds": report.rounds, "note": report.note,
+                      "rounds": report.rounds, "note": report.note, "host": report.host,
                       "candidates": {str(c.trial): {"speedup": c.speedup, "spread": list(c.spread),
                                                     "interval": list(c.interval)}
                                      for c in report.candidates}}
-    base = records.baseline_trial(study.get_trials(deepcopy=False))
-    info = study.user_attrs.get(MODEL_INFO_ATTR, {})
+    host = records.trial_host_key(chosen)  # its speedup is over the baseline of its host
+    base = records.baseline_trial(study.get_trials(deepcopy=False), host)
+    info = attrs.get(study, StudyKey.MODEL_INFO, {})
     return ExportedConfig(
-        target=TuningTarget(**study.user_attrs[TARGET_ATTR]),
+        target=TuningTarget(**attrs.get(study, StudyKey.TARGET)),
         config=records.trial_config(chosen),
         fingerprint=info.get("fingerprint", ""),
         mindspore_version=info.get("mindspore_version", ""),
         metrics={**records.trial_result(chosen).metrics.to_dict(),
-                 "speedup": chosen.user_attrs.get(SPEEDUP_ATTR)},
+                 "speedup": attrs.trial_get(chosen, TrialKey.SPEEDUP)},
         baseline_metrics=records.trial_result(base).metrics.to_dict() if base else {},
         validation=validation,
         study={"name": study.study_name, "trial": chosen.number, "rank": rank,
                "objectives": [d.name.lower() for d in study.directions],
-               "weights_seed": study.user_attrs.get(WEIGHTS_SEED_ATTR, 0)})
+               "weights_seed": attrs.get(study, StudyKey.WEIGHTS_SEED, 0)})

@@ -6,14 +6,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.record import Status, TrialResult
+from tuner.study.attributes import TrialKey
 
-RESULT_ATTR = "result"
-CONFIG_ATTR = "config"
-BASELINE_ATTR = "baseline"
-CONFIG_HASH_ATTR = "config_hash"
-REUSED_FROM_ATTR = "reused_from"
-ORIGIN_ATTR = "origin"
-"""Why the loop enqueued a trial: ``default``, ``tuning_records`` or ``screening``."""
+# The keys' old names (tuner.study.attributes lists them all).
+RESULT_ATTR = TrialKey.RESULT.value
+CONFIG_ATTR = TrialKey.CONFIG.value
+BASELINE_ATTR = TrialKey.BASELINE.value
+CONFIG_HASH_ATTR = TrialKey.CONFIG_HASH.value
+REUSED_FROM_ATTR = TrialKey.REUSED_FROM.value
+ORIGIN_ATTR = TrialKey.ORIGIN.value
 ERROR_ATTR_LIMIT = 2000
 
 
@@ -61,11 +62,24 @@ def ok_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
             and r.ok and r.metrics is not None]
 
 
-def baseline_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The measured untuned baseline (also when it breaks a constraint such as the memory
-    budget: it stays the reference for speedups, but then is never a winner)."""
-    return next((t for t in trials if is_baseline(t) and (r := trial_result(t))
-                 and r.status in (Status.OK, Status.CONSTRAINT_VIOLATED)), None)
+def is_measured_baseline(trial: FrozenTrial) -> bool:
+    """A baseline that measured (also when it breaks a constraint such as the memory budget:
+    it stays the reference for speedups, but then is never a winner)."""
+    return is_baseline(trial) and bool(r := trial_result(trial)) and r.status in (
+        Status.OK, Status.CONSTRAINT_VIOLATED)
+
+
+def baseline_trial(trials: list[FrozenTrial], host_key: str | None = None) -> FrozenTrial | None:
+    """The first measured untuned baseline; with ``host_key``, the first of that host (a
+    baseline without a host attribute, from before hosts were recorded, counts for any)."""
+    return next((t for t in trials if is_measured_baseline(t)
+                 and (host_key is None or trial_host_key(t) in (None, host_key))), None)
+
+
+def trial_host_key(trial: FrozenTrial) -> str | None:
+    """The key of the host that ran the trial (tuner.study.hosts.Host.key), None if unknown."""
+    host = trial.user_attrs.get(TrialKey.HOST.value)
+    return host.get("key") if isinstance(host, dict) else None
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -11,13 +11,19 @@ from tuner.errors import UsageError
 SAMPLER_NAMES = ("tpe", "random", "cmaes", "nsga2", "gp")
 
 
+JOIN_SEED_STRIDE = 100_003
+
+
 def make_sampler(name: str, seed: int | None, n_objectives: int,
-                 trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` seeded with ``seed + trials_so_far``: a resumed study (one that
-    already holds trials) does not replay the random draws of its first invocation, which would
-    suggest configurations it has measured already; the sequence stays reproducible."""
+                 trials_so_far: int = 0, joined_before: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` seeded with ``seed + trials_so_far + JOIN_SEED_STRIDE *
+    joined_before``: a resumed study (one that already holds trials) does not replay the random
+    draws of its first invocation, which would suggest configurations it has measured already,
+    and workers joining one study at the same moment (``joined_before``: how many invocations
+    joined it before this one) do not draw the same configurations; the sequence stays
+    reproducible."""
     if seed is not None:
-        seed += trials_so_far
+        seed += trials_so_far + JOIN_SEED_STRIDE * joined_before
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,

@@ -1,11 +1,15 @@
 """Where studies live: the Optuna storage and each study's local files under the runs dir."""
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import optuna
 
 from tuner.errors import UsageError, one_line
+from tuner.study.coordination import SCHEMA_LOCK, database_lock
+from tuner.study.liveness import storage_options
 
 DEFAULT_RUNS_DIR = Path("mlruns")
 
@@ -18,15 +22,38 @@ def default_tracking_uri(runs_dir: Path) -> str:
     return f"sqlite:///{runs_dir / 'mlflow.db'}"
 
 
-def open_storage(url: str | None, runs_dir: Path) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir."""
+def tracking_uri(requested: str | None, runs_dir: Path) -> str:
+    """``--tracking-uri``, else $MLFLOW_TRACKING_URI, else SQLite in the runs dir; MLflow's
+    HTTP client set to fail fast (one retry) on a server that is down."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    return requested or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir)
+
+
+def open_storage(url: str | None, runs_dir: Path,
+                 heartbeat_seconds: int | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir;
+    its tables are created under the database's schema lock (tuner.study.coordination), so that
+    workers starting at once on a fresh database do not collide. With ``heartbeat_seconds``,
+    running trials are kept alive by heartbeats (tuner.study.liveness)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     url = url or default_storage_url(runs_dir)
     try:
-        return optuna.storages.RDBStorage(url)
+        with database_lock(url, SCHEMA_LOCK), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **storage_options(heartbeat_seconds))
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
         reason = one_line(exc)
         raise UsageError(f"--storage {url}: cannot open ({reason})") from None
+
+
+def open_study(url: str | None, runs_dir: Path, requested: str | None) -> optuna.Study:
+    """The study ``requested`` (or the storage's only one) of the storage at ``url``."""
+    storage = open_storage(url, runs_dir)
+    name = pick_study_name(storage, requested)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def study_dir(runs_dir: Path, study_name: str) -> Path:

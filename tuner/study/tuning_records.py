@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from tuner.config import KernelChoice
+from tuner.study.coordination import SCHEMA_LOCK, database_lock
 
 TABLE = "tuner_tuning_records"
 
@@ -60,7 +61,8 @@ class TuningRecordStore:
             sa.Column("study", sa.String(500), nullable=False),
             sa.Column("trial", sa.Integer, nullable=False),
             sa.Column("speedup", sa.Float, nullable=False))
-        metadata.create_all(self.engine)
+        with database_lock(self.engine, SCHEMA_LOCK):  # several workers may start at once
+            metadata.create_all(self.engine)
 
     def save(self, records: Iterable[TuningRecord]) -> int:
         rows = [{"workload": r.workload, "workload_batchless": r.batchless,

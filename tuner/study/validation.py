@@ -34,10 +34,11 @@ import numpy as np
 
 from tuner.config import TuningConfig
 from tuner.runner.isolate import run_compiled_together
-from tuner.runner.request import TrialRequest
+from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import records
+from tuner.study.attributes import StudyKey
 
-VALIDATION_ATTR = "validation"
+VALIDATION_ATTR = StudyKey.VALIDATION.value
 MIN_ROUNDS = 2
 """The fewest rounds that bound the intervals (``--validation-rounds`` must be at least this)."""
 
@@ -109,6 +110,7 @@ class ValidationReport:
     note: str = ""
     baseline_throughputs: tuple[float, ...] = field(default_factory=tuple)
     after_trials: int = 0           # the study's trial count when validated
+    host: str = ""                  # the machine that re-measured (Host.describe())
 
     def candidate(self, trial: int) -> ValidatedCandidate:
         return next(c for c in self.candidates if c.trial == trial)
@@ -129,7 +131,8 @@ class ValidationReport:
                                                  for k, v in c.items() if k in fields})
                            for c in data["candidates"])
         return cls(data["rounds"], candidates, data["winner"], data.get("note", ""),
-                   tuple(data.get("baseline_throughputs", ())), data.get("after_trials", 0))
+                   tuple(data.get("baseline_throughputs", ())), data.get("after_trials", 0),
+                   data.get("host", ""))
 
 
 def complexity(config: TuningConfig, default_kernels=()) -> tuple[int, int]:
@@ -169,7 +172,7 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measu
     """Each configuration measured in a fresh process, ``settings.jobs`` of them compiled
     together and then timed one at a time, in order."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
-    requests = [TrialRequest("measure", run.target, str(run.assets_dir), config=config,
+    requests = [TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
                              kernel_space=run.kernel_space,
                              measure=measure, seed=run.settings.weights_seed) for config in configs]
     values, jobs = [], max(1, run.settings.jobs)
@@ -239,7 +242,8 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     winner, note = choose_winner(candidates)
     report = ValidationReport(rounds, tuple(candidates), winner, note,
                               tuple(b.images_per_second for b in baseline),
-                              after_trials=records.trial_count(run.study))
+                              after_trials=records.trial_count(run.study),
+                              host=run.host.describe() if hasattr(run, "host") else "")
     run.study.set_user_attr(VALIDATION_ATTR, report.to_dict())
     return report
 

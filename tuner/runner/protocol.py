@@ -1,0 +1,60 @@
+"""The protocol between the study's process (parent, tuner.runner.isolate) and a trial's process
+(child, tuner.runner.worker), shared by both: what a child is asked to do, the phases it goes
+through, the spans the parent records, and the files through which they talk.
+
+Rules:
+
+- The child writes its current ``Phase`` to ``PHASE_FILE`` before each step, so that a crash is
+  attributed (a phase in ``COMPILE_PHASES``: compile_error, else runtime_error); a gated child
+  stops at ``Phase.READY`` until the parent creates ``GO_FILE``.
+- Progress of timed runs is appended to ``PROGRESS_FILE`` (one JSON line each), the record
+  written to ``RESULT_FILE`` at the end (atomically: ``.tmp`` then rename).
+- A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
+  process timing on its machine.
+- Values are strings (``StrEnum``): they are what the files and JSON hold.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestKind(StrEnum):
+    """What a trial process is asked to do (see tuner.runner.request.TrialRequest)."""
+
+    PREPARE = "prepare"
+    MEASURE = "measure"
+    PROFILE = "profile"
+    ONNX_EXPORT = "onnx_export"
+    ONNX_MEASURE = "onnx_measure"
+    REFERENCES = "references"
+
+
+class Phase(StrEnum):
+    """Where a trial process is (the child writes it to PHASE_FILE)."""
+
+    LOAD = "load"
+    REWRITE = "rewrite"
+    COMPILE = "compile"
+    READY = "ready"     # gated: compiled, waiting for GO_FILE
+    RUN = "run"
+
+
+COMPILE_PHASES = (Phase.LOAD, Phase.REWRITE, Phase.COMPILE, Phase.READY)
+
+
+class Span(StrEnum):
+    """A stretch of a trial's life as the parent saw it (TrialResult.phases)."""
+
+    RUN = "run"          # an ungated trial, start to end
+    BUILD = "build"      # a gated trial, start to compiled
+    WAIT = "wait"        # at the gate
+    MEASURE = "measure"  # released to ended
+
+
+PHASE_FILE = "phase"
+RESULT_FILE = "result.json"
+PROGRESS_FILE = "progress.jsonl"
+GO_FILE = "go"
+PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
+PROFILER_DIR = "profiler"      # MindSpore profiler's own output
+PARENT_PID_ENV = "TUNER_PARENT_PID"  # the study process: a child dies with it (kill -9 included)

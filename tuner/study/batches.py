@@ -1,0 +1,163 @@
+"""Running a batch of asked trials and telling Optuna what each measured.
+
+Rules:
+
+- A trial records its host and worker before it runs (so that a lost one is attributable), its
+  record and configuration when it ends (tuner.study.records).
+- Failures are results: a failed trial is told PRUNED (see ``tell``), never raised.
+- Every speedup is relative to the untuned baseline of the host that measured the trial. On a
+  host incomparable with the study's (``--allow-heterogeneous``), speed objectives are told
+  normalised: value x (the study host's baseline value / this host's), the study's units.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+from typing import Iterator
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.config import TuningConfig
+from tuner.runner.isolate import run_compiled_together, run_isolated
+from tuner.runner.record import Status, TrialResult
+from tuner.runner.request import RequestKind, TrialRequest
+from tuner.study import attributes as attrs
+from tuner.study import records
+from tuner.study.attributes import TrialKey
+from tuner.study.hosts import Host
+from tuner.study.run import StudyRun
+
+
+def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult | None]:
+    """Suggest a configuration; its record already when it breaks a restriction (refused) or
+    when this study measured the same canonical configuration before (reused); else None."""
+    config = run.space.suggest(trial)
+    invalid = run.space.invalid_reason(config)
+    if invalid:
+        return config, TrialResult(Status.INVALID_CONFIG, error=invalid)
+    return config, _reused(run, trial, config)
+
+
+def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialResult | None:
+    """An earlier record of the same configuration measured on this host (another host's
+    timing is not this host's)."""
+    earlier = records.measured_before(run.study.get_trials(deepcopy=False), config)
+    if (earlier is None or trial.user_attrs.get(records.BASELINE_ATTR)
+            or records.trial_host_key(earlier) not in (None, run.host.key)):
+        return None
+    trial.set_user_attr(records.REUSED_FROM_ATTR, earlier.number)
+    return records.trial_result(earlier)
+
+
+def _request(run: StudyRun, config: TuningConfig) -> TrialRequest:
+    return TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
+                        measure=run.measure, seed=run.settings.weights_seed,
+                        dump_graph=run.settings.dump_graph, kernel_space=run.kernel_space)
+
+
+def _with_constraints(run: StudyRun, result: TrialResult) -> TrialResult:
+    limit = run.settings.max_memory_mb
+    if result.ok and limit is not None and result.metrics.peak_memory_mb > limit:
+        result = dataclasses.replace(
+            result, status=Status.CONSTRAINT_VIOLATED,
+            error=f"peak memory {result.metrics.peak_memory_mb:.0f} MiB > --max-memory-mb {limit:g}")
+    return result
+
+
+def mark_started(run: StudyRun, trials: list[optuna.Trial]) -> None:
+    for trial in trials:
+        attrs.trial_put(trial, TrialKey.HOST, run.host.to_dict())
+        attrs.trial_put(trial, TrialKey.WORKER, run.worker)
+
+
+def run_batch(run: StudyRun, trials: list[optuna.Trial]
+              ) -> Iterator[tuple[optuna.Trial, TuningConfig, TrialResult]]:
+    """Each trial's configuration and record, in order, the caller telling each to the study
+    before the next is timed. The trials that need measuring compile together and are timed
+    one at a time (run_compiled_together); a configuration that occurs twice in the batch is
+    measured once and reused."""
+    mark_started(run, trials)
+    planned = [(trial, *_plan(run, trial)) for trial in trials]
+    to_measure, hashes = [], set()
+    for trial, config, result in planned:
+        if result is None and config.canonical_hash() not in hashes:
+            hashes.add(config.canonical_hash())
+            to_measure.append(trial.number)
+    workdir = run.directory / "trials"
+    by_number = {trial.number: (trial, config) for trial, config, _ in planned}
+    with contextlib.closing(run_compiled_together(
+            [(_request(run, by_number[n][1]), workdir / str(n),
+              _pruning_reporter(run, by_number[n][0])) for n in to_measure],
+            run.settings.trial_timeout)) as measured:
+        for trial, config, result in planned:
+            if result is None and trial.number not in to_measure:
+                result = _reused(run, trial, config)
+            if result is None:
+                if trial.number not in to_measure:  # its twin in the batch gave no measurement
+                    result = run_isolated(_request(run, config), workdir / str(trial.number),
+                                          run.settings.trial_timeout, _pruning_reporter(run, trial))
+                else:
+                    result = next(measured)
+                result = _with_constraints(run, result)
+                if not run.settings.keep_trial_dirs and result.ok:
+                    shutil.rmtree(workdir / str(trial.number), ignore_errors=True)
+            yield trial, config, result
+
+
+def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
+    """Report each timed run's running objective to Optuna and ask whether to prune; None where
+    pruning does not apply (the baseline, several objectives, the memory objective)."""
+    objective = run.objectives[0]
+    if (len(run.objectives) > 1 or not objective.is_speed
+            or trial.user_attrs.get(records.BASELINE_ATTR)):
+        return None
+
+    def report(entry: dict) -> bool:
+        median = entry["median_s"]
+        value = run.target.batch_size / median if objective.name == "throughput" else median * 1e3
+        trial.report(value * _normaliser(run, run.objectives[0]), entry["runs"])
+        return trial.should_prune()
+    return report
+
+
+def _reference_baseline(run: StudyRun) -> FrozenTrial | None:
+    """The measured baseline of a host comparable with the study's (its units)."""
+    study_host = run.study_host()
+    for trial in run.study.get_trials(deepcopy=False):
+        host = attrs.trial_get(trial, TrialKey.HOST)
+        if records.is_measured_baseline(trial) and (
+                study_host is None or host is None or Host.from_dict(host).comparable(study_host)):
+            return trial
+    return None
+
+
+def _normaliser(run: StudyRun, objective) -> float:
+    """1, or for a speed objective on an incomparable host: study baseline's / this host's."""
+    study_host = run.study_host()
+    if not objective.is_speed or study_host is None or run.host.comparable(study_host):
+        return 1.0
+    own, reference = run.baseline(), _reference_baseline(run)
+    if own is None or reference is None:
+        return 1.0
+    return (objective.value(records.trial_result(reference).metrics)
+            / objective.value(records.trial_result(own).metrics))
+
+
+def tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: TrialResult) -> None:
+    baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
+    for key, value in records.store_attrs(result, config, baseline).items():
+        trial.set_user_attr(key, value)
+    if not result.ok:
+        # Pruned, never failed: TPE and Optuna's other model-based samplers ignore failed trials
+        # and would keep suggesting what crashes, while a pruned trial without intermediate
+        # values ranks as the worst, which teaches them to avoid it. The record keeps the status.
+        run.study.tell(trial, state=TrialState.PRUNED)
+        return
+    base = run.baseline()
+    base_ips = (records.trial_result(base).metrics.throughput_ips if base else
+                result.metrics.throughput_ips if baseline else None)
+    if base_ips:
+        attrs.trial_put(trial, TrialKey.SPEEDUP, result.metrics.throughput_ips / base_ips)
+    run.study.tell(trial, [o.value(result.metrics) * _normaliser(run, o) for o in run.objectives])
