@@ -40,7 +40,8 @@ def profiled(tmp_path_factory, tiny_target, workloads):
     write_export(ExportedConfig(tiny_target, TuningConfig(programs=ProgramConfig("network"),
                                                           kernels=choices),
                                 workloads["fingerprint"], workloads["mindspore_version"]), config)
-    process = profile_cli(config, "--runs", RUNS, "--out", work / "out")
+    # --top 0: every row printed, so that each workload's presence does not depend on timing
+    process = profile_cli(config, "--runs", RUNS, "--top", 0, "--out", work / "out")
     assert process.returncode == 0, process.stderr[-3000:]
     return work / "out", process.stdout
 
