@@ -18,6 +18,7 @@ def postgres_study():
     optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
+@pytest.mark.slow
 def test_pareto_search_in_postgresql_then_export(postgres_study, tmp_path):
     tuner("search", *FAST, "--trials", "3", "--objective", "throughput", "memory",
           "--sampler", "nsga2", "--storage", POSTGRES, "--study-name", postgres_study,
@@ -34,6 +35,7 @@ def test_pareto_search_in_postgresql_then_export(postgres_study, tmp_path):
     assert exported["study"]["objectives"] == ["maximize", "minimize"]
 
 
+@pytest.mark.slow
 def test_pareto_member_by_weight_and_by_memory_budget(postgres_study, tmp_path):
     tuner("search", *FAST, "--trials", "4", "--objective", "throughput", "memory",
           "--sampler", "nsga2", "--storage", POSTGRES, "--study-name", postgres_study,

@@ -1,4 +1,5 @@
 """Warm start: validated kernel tilings become records that seed new studies."""
+import pytest
 import optuna
 
 from tuner.config import KernelChoice
@@ -46,6 +47,7 @@ def _study(tmp_path, store, batch, name):
                     StudySettings(validate_top=1, validation_rounds=2), tmp_path / name, store)
 
 
+@pytest.mark.slow
 def test_a_validated_winner_seeds_a_study_at_another_batch_size(tmp_path):
     store = TuningRecordStore(f"sqlite:///{tmp_path / 'optuna.db'}")
     first = _study(tmp_path, store, 2, "first")
