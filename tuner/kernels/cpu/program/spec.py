@@ -344,10 +344,9 @@ class Transpose(Step):
 
 
 @dataclass(frozen=True)
-class Reshape(Step):
-    """The same elements in row-major order, other dimensions (no copy)."""
+class _SourceToDestination(Step):
+    """A step of one input and one output and no other field."""
 
-    KIND: ClassVar[int] = 11
     src: int
     dst: int
 
@@ -359,6 +358,13 @@ class Reshape(Step):
 
     def output(self):
         return self.dst
+
+
+@dataclass(frozen=True)
+class Reshape(_SourceToDestination):
+    """The same elements in row-major order, other dimensions (no copy)."""
+
+    KIND: ClassVar[int] = 11
 
 
 @dataclass(frozen=True)
@@ -436,21 +442,10 @@ class GroupNorm(Step):
 
 
 @dataclass(frozen=True)
-class Resample(Step):
+class Resample(_SourceToDestination):
     """Nearest-neighbour resampling of the spatial axes to dst's size (integer factors)."""
 
     KIND: ClassVar[int] = 15
-    src: int
-    dst: int
-
-    def fields(self) -> list[int]:
-        return [self.src, self.dst]
-
-    def inputs(self):
-        return (self.src,)
-
-    def output(self):
-        return self.dst
 
 
 @dataclass(frozen=True)
