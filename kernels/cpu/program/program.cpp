@@ -170,6 +170,7 @@ void *Program::pointer(void **params, const Value &v) const {
 
 void Program::execute(void **params) {
   auto call_started = std::chrono::steady_clock::now();
+  SpinPool::Hold hold(*runtime().pool);  // the pool's threads spin from one primitive to the next
   auto root = [&](int id) {
     while (values_[id].alias >= 0) id = values_[id].alias;
     return id;
@@ -203,7 +204,10 @@ void Program::execute(void **params) {
         pointers.push_back(handle);
       }
       auto started = std::chrono::steady_clock::now();
-      run_external(*a.external, pointers, values_);
+      {
+        SpinPool::Pause pause(*runtime().pool);  // the kernel runs OpenMP threads of its own
+        run_external(*a.external, pointers, values_);
+      }
       a.total_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
                                                               started).count();
       a.calls++;

@@ -1,5 +1,5 @@
-// The oneDNN runtime of the programs: errors, the ABI check, the OpenMP threadpool oneDNN runs
-// its parallel loops on, the engine and stream. Part of program.cpp's translation unit.
+// The oneDNN runtime of the programs: errors, the ABI check, the engine, the stream and the
+// threads oneDNN runs its parallel loops on (thread_pool.h; OpenMP only gives their number). Part of program.cpp's translation unit.
 #pragma once
 #include <omp.h>
 
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dnnl_abi.h"
+#include "thread_pool.h"
 
 namespace {
 
@@ -74,30 +75,16 @@ void check_abi() {
                   (actual ? actual : "(null)")};
 }
 
-// oneDNN's parallel loops on OpenMP threads (the library is built for a threadpool).
-struct OmpPool final : dnnl::threadpool_interop::threadpool_iface {
-  int get_num_threads() const override { return omp_get_max_threads(); }
-  bool get_in_parallel() const override { return omp_in_parallel(); }
-  uint64_t get_flags() const override { return 0; }
-  void parallel_for(int n, const std::function<void(int, int)> &fn) override {
-    if (n == 1) {
-      fn(0, 1);
-      return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) fn(i, n);
-  }
-};
-
 struct Runtime {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  OmpPool pool;
+  SpinPool *pool = nullptr;  // never destroyed (see thread_pool.h)
   Runtime() {
     check_abi();
     check(dnnl_threadpool_interop_set_max_concurrency(omp_get_max_threads()), "concurrency");
     check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine");
-    check(dnnl_threadpool_interop_stream_create(&stream, engine, &pool), "stream");
+    pool = new SpinPool(omp_get_max_threads());
+    check(dnnl_threadpool_interop_stream_create(&stream, engine, pool), "stream");
   }
 };
 
