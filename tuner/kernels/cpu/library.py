@@ -164,12 +164,15 @@ class CpuKernelLibrary(KernelLibrary):
         return install(net, plan, programs)
 
     def _choices(self, config: TuningConfig, plan: ProgramPlan):
-        """How each heavy op runs: (oneDNN implementation rank, hand-written kernel or None)."""
+        """How each heavy op runs: (oneDNN implementation rank, hand-written kernel or None).
+        With modules excluded, the choices for workloads only they have do not apply (the
+        search draws choices for all of the model's workloads); otherwise every choice must be
+        for a workload of the programs."""
         choices = {c.workload: c for c in config.kernels}
         present = {workload_of(op, p.kernel_graph).key
                    for p in plan.regions for op in p.kernel_graph.heavy_ops()}
         unknown = sorted(set(choices) - present)
-        if unknown:
+        if unknown and not config.programs.excluded_modules:
             raise ValueError(f"kernels: {unknown[0]} is not a workload of this network's "
                              f"programs")
 
