@@ -108,3 +108,6 @@ def test_programs_replace_mindspores_operators(measure_tiny, tiny_assets, graphs
     assert custom == (programs or baseline["Conv2D"] + baseline.get("MatMul", 0))
     assert "Conv2D" not in result.graph_ops and "BatchNorm" not in result.graph_ops
     assert result.metrics.max_rel_error < 1e-4
+    # the programs' own counters: the time of every workload, per inference
+    assert set(result.workload_ms) == {w["key"] for w in workloads}
+    assert all(0 < ms < result.metrics.latency_p90_ms * 10 for ms in result.workload_ms.values())

@@ -1,13 +1,11 @@
 """Comparable measurements across hosts: who may join, and what a heterogeneous host tells."""
-import dataclasses
-
 import optuna
 import pytest
 
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.record import Metrics, Status, TrialResult
+from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
@@ -16,6 +14,7 @@ from tuner.study.hosts import Host, check_joins
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import StudyRun
 from tuner.study.settings import StudySettings
+from tests.fixtures.records import metrics
 
 STUDY_HOST = Host("a", "CPU X", 2)
 OTHER_CPU = Host("b", "CPU Y", 8)
@@ -29,16 +28,8 @@ def test_a_host_with_another_cpu_or_core_count_joins_only_when_allowed():
         check_joins(host, STUDY_HOST, allow_heterogeneous=True)
 
 
-def _metrics(images_per_second: float) -> Metrics:
-    names = [f.name for f in dataclasses.fields(Metrics)]
-    values = dict.fromkeys(names, 1.0) | {"timed_runs": 8, "os_threads": 1,
-                                          "throughput_ips": images_per_second,
-                                          "latency_p50_ms": 1e3 / images_per_second}
-    return Metrics(**values)
-
-
 def _baseline(study, host: Host, images_per_second: float) -> None:
-    result = TrialResult(Status.OK, _metrics(images_per_second))
+    result = TrialResult(Status.OK, metrics(images_per_second))
     study.add_trial(optuna.trial.create_trial(value=images_per_second, user_attrs={
         TrialKey.BASELINE.value: True, TrialKey.HOST.value: host.to_dict(),
         records.RESULT_ATTR: result.to_dict()}))

@@ -60,3 +60,22 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
                                      operator.calls, max(operator.total_ms - spent, 0.0),
                                      "program", operator.layer))
     return tuple(expanded)
+
+
+def workload_times(network) -> dict[str, float]:
+    """Workload key -> milliseconds per program call spent in the primitives of its layers
+    (and in the layout conversions made for them) since the last ``reset``; over all the
+    programs of ``network`` (empty if none has run)."""
+    from tuner.kernels.cpu.program.runtime import timings
+
+    found: dict[str, float] = {}
+    for cell in program_cells(network).values():
+        times = timings(cell.library, cell.spec_words)
+        if times is None or not times.calls:
+            continue
+        for action in times.actions:
+            info = cell.steps[action.step] if action.step < len(cell.steps) else None
+            if info is not None and info.workload:
+                found[info.workload] = (found.get(info.workload, 0.0)
+                                        + action.total_us / 1000.0 / times.calls)
+    return found

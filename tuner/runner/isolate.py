@@ -158,7 +158,7 @@ class TrialProcess:
         result_path = self.workdir / RESULT_FILE
         if result_path.exists():
             result = TrialResult.from_dict(json.loads(result_path.read_text()))
-            return TrialResult(result.status, result.metrics, result.error, wall, result.graph_ops)
+            return result.with_(wall_seconds=wall)
         phase = _read(self.workdir / PHASE_FILE) or Phase.LOAD
         status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR
         code = self.process.returncode

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -79,6 +79,14 @@ class TrialResult:
     """(phase, start, end) in seconds since the epoch, as the study saw the process: ``build``
     (start to compiled, a gated trial), ``wait`` (at the gate), ``measure`` (released to
     ended); an ungated trial has one ``run``."""
+    workload_ms: dict[str, float] = field(default_factory=dict)
+    """Per workload key (tuner.kernels.workload), milliseconds per inference that the programs'
+    primitives for its layers took while the trial was timed (warm-up and timed runs; layout
+    conversions made for those layers included), read from the program runtime's own counters;
+    empty without programs. What the search's workload focus (tuner.space.focus) reads."""
+
+    def with_(self, **changes) -> "TrialResult":
+        return replace(self, **changes)
 
     @property
     def ok(self) -> bool:
@@ -98,7 +106,7 @@ class TrialResult:
                 "metrics": self.metrics.to_dict() if self.metrics else None,
                 "error": self.error, "wall_seconds": self.wall_seconds,
                 "graph_ops": self.graph_ops, "saved_seconds": self.saved_seconds,
-                "phases": [list(p) for p in self.phases]}
+                "phases": [list(p) for p in self.phases], "workload_ms": self.workload_ms}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
@@ -107,4 +115,6 @@ class TrialResult:
                    error=data.get("error", ""), wall_seconds=data.get("wall_seconds", 0.0),
                    graph_ops=dict(data.get("graph_ops", {})),
                    saved_seconds=data.get("saved_seconds", 0.0),
-                   phases=tuple((str(n), float(a), float(b)) for n, a, b in data.get("phases", ())))
+                   phases=tuple((str(n), float(a), float(b)) for n, a, b in data.get("phases", ())),
+                   workload_ms={str(k): float(v)
+                                for k, v in (data.get("workload_ms") or {}).items()})

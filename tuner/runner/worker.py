@@ -331,6 +331,7 @@ def _onnx_measure(request: TrialRequest) -> TrialResult:
 
 
 def _measure(request: TrialRequest) -> TrialResult:
+    from tuner.profiling import programs
     from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
 
     built = _build(request)
@@ -339,12 +340,14 @@ def _measure(request: TrialRequest) -> TrialResult:
     if request.gated:
         _wait_for_release()
     _phase(Phase.RUN)
+    programs.reset(built.network)
     try:
-        return measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
-                               request.target.batch_size, built.reference,
-                               built.compile_seconds, compile_peak, on_run=_report_progress)
+        result = measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
+                                 request.target.batch_size, built.reference,
+                                 built.compile_seconds, compile_peak, on_run=_report_progress)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
+    return result.with_(workload_ms=programs.workload_times(built.network))
 
 
 def run(request: TrialRequest) -> TrialResult:
@@ -360,10 +363,8 @@ def run(request: TrialRequest) -> TrialResult:
     if request.dump_graph and result.ok:
         from tuner.runner.graph_dump import GRAPHS_DIR, count_graph_ops
 
-        result = TrialResult(result.status, result.metrics, result.error,
-                             graph_ops=count_graph_ops(Path(GRAPHS_DIR)))
-    return TrialResult(result.status, result.metrics, result.error,
-                       time.perf_counter() - started, result.graph_ops)
+        result = result.with_(graph_ops=count_graph_ops(Path(GRAPHS_DIR)))
+    return result.with_(wall_seconds=time.perf_counter() - started)
 
 
 KINDS = {RequestKind.PREPARE: _prepare, RequestKind.MEASURE: _measure,

@@ -12,7 +12,9 @@ a sampled combination that breaks one is repaired to the nearest valid combinati
 wasting the trial. Which kernel the space's default uses is the workload's first kernel unless
 another's ``default_for`` rule holds. The per-workload kernel knobs exist only when
 ``kernels.choose_per_workload`` is true (else every workload runs the default's kernel and only
-parameters are sampled), per-workload parameters only when ``kernels.tile_per_workload`` is.
+parameters are sampled), per-workload parameters only when ``kernels.tile_per_workload`` is;
+under either, only the workloads of the focus (tuner.space.focus: those that hold most of the
+best trial's time) are drawn, the others keep their choice in that trial.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tuner.config import KernelChoice
 from tuner.errors import shown
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
+from tuner.space.focus import WorkloadFocus, guide
 from tuner.study.attributes import TrialKey
 
 PER_WORKLOAD = "kernels.choose_per_workload"
@@ -38,6 +41,7 @@ class KernelKnobs:
     spaces: Mapping[str, Any]           # kernel name -> tuner.kernels.space.KernelSpace
     workloads: tuple[WorkloadGroup, ...] = field(default_factory=tuple)
     source: Any = None                  # the kernel parameter file (trials read it too)
+    focus: WorkloadFocus = field(default_factory=WorkloadFocus)
 
     @staticmethod
     def _suggest_param(trial: optuna.Trial, name: str, param) -> Any:
@@ -84,9 +88,13 @@ class KernelKnobs:
             return ()
         per_workload = trial.suggest_categorical(PER_WORKLOAD, [False, True])
         tile_per_workload = trial.suggest_categorical(TILE_PER_WORKLOAD, [False, True])
+        kept = self._kept_choices(trial) if per_workload or tile_per_workload else {}
         shared: dict[str, tuple[dict[str, Any], bool]] = {}
         choices, repaired = [], []
         for group in self.workloads:
+            if group.key in kept:
+                choices.append(kept[group.key])
+                continue
             options = self.kernel_options(group)
             if per_workload and len(options) > 1:
                 kernel = options[trial.suggest_categorical(f"kernels.{group.key}", list(options))]
@@ -108,6 +116,24 @@ class KernelKnobs:
         if repaired:
             trial.set_user_attr(REPAIRED_ATTR, repaired)
         return tuple(choices)
+
+    def _kept_choices(self, trial: optuna.Trial) -> dict[str, KernelChoice]:
+        """The workloads outside the focus, with their choice in the guiding trial (stored on
+        the trial as ``TrialKey.FOCUS``: the guide's number and the focus)."""
+        found = guide(trial.study)
+        if found is None:
+            return {}
+        focus = self.focus.select(found.workload_ms, (g.key for g in self.workloads))
+        if not focus:
+            return {}
+        trial.set_user_attr(TrialKey.FOCUS.value, {"guide": found.number, "workloads": list(focus)})
+        kept = {}
+        for group in self.workloads:
+            choice = found.choices.get(group.key)
+            if group.key not in focus and choice is not None \
+                    and choice.kernel in self.kernel_options(group).values():
+                kept[group.key] = choice
+        return kept
 
     def _suggest_params(self, trial: optuna.Trial, space, prefix: str) -> tuple[dict[str, Any], bool]:
         sampled = {p.name: self._suggest_param(trial, prefix + p.name, p) for p in space.params}

@@ -25,6 +25,7 @@ import yaml
 
 from tuner.config import all_knob_paths, knob_field, check_field
 from tuner.errors import ConfigError, UsageError, shown
+from tuner.space.focus import WorkloadFocus
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.space import MODEL_STAGES, SearchSpace
@@ -97,8 +98,13 @@ def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs 
     if not backend.has_kernels:
         raise _fail(path, "custom_kernels", f"custom kernels are not implemented for device "
                                             f"{backend.name} ({backend.kernels_missing})")
-    if not isinstance(section, dict) or set(section) - {"params"}:
-        raise _fail(path, "custom_kernels", "expected {params: <kernel parameter file>}")
+    if not isinstance(section, dict) or set(section) - {"params", "focus"}:
+        raise _fail(path, "custom_kernels",
+                    "expected {params: <kernel parameter file>[, focus: {coverage, max_workloads}]}")
+    try:
+        focus = WorkloadFocus.from_dict(section.get("focus") or {})
+    except (ValueError, TypeError) as exc:
+        raise _fail(path, "custom_kernels.focus", str(exc)) from None
     params_file = path.parent / str(section.get("params", ""))
     try:
         spaces = load_kernel_space(params_file)
@@ -106,7 +112,7 @@ def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs 
         raise _fail(path, "custom_kernels.params", f"cannot read {params_file} ({exc.strerror})") from None
     except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
         raise _fail(path, "custom_kernels.params", f"{params_file}: {exc}") from None
-    return KernelKnobs(spaces=spaces, source=params_file)
+    return KernelKnobs(spaces=spaces, source=params_file, focus=focus)
 
 
 def _parse_knob(path: Path, knob_path: str, spec: Any, earlier: list[Knob]) -> Knob:

@@ -51,6 +51,7 @@ class TrialKey(StrEnum):
     REPAIRED = "repaired_kernels"       # kernel parameters the space repaired (tuner.space)
     HOST = "host"                       # Host.to_dict() of the machine that measured it
     WORKER = "worker"                   # "host:pid:start" of the process that ran it
+    FOCUS = "workload_focus"            # {guide: trial number, workloads: [keys drawn]}
 
 
 def get(study: optuna.Study, key: StudyKey, default: Any = None) -> Any:
