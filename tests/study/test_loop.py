@@ -111,6 +111,7 @@ def test_a_clearly_slower_configuration_is_pruned_early(make_run):
     assert result.status.value == "pruned" and "pruned after" in result.error
     assert result.saved_seconds > 0
     assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
+    assert all(step & (step - 1) == 0 for step in slow.intermediate_values)  # runs 1, 2, 4, ...
     assert max(slow.intermediate_values.values()) < 0.7 * baseline.value
 
 
