@@ -21,6 +21,11 @@ def program_cells(network) -> dict[str, object]:
             if getattr(cell, "kernel_name", "") == "program"}
 
 
+def _step_info(cell, action):
+    """What the program step an action belongs to computes (tuner...cell.StepInfo), or None."""
+    return cell.steps[action.step] if action.step < len(cell.steps) else None
+
+
 def reset(network) -> None:
     from tuner.kernels.cpu.program.runtime import timings
 
@@ -44,7 +49,7 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
         scale = operator.calls / times.calls  # the program ran outside the profiler too
         spent = 0.0
         for action in times.actions:
-            info = cell.steps[action.step] if action.step < len(cell.steps) else None
+            info = _step_info(cell, action)
             kind = "reorder" if action.label == "reorder" else (
                 info.description.split(" ", 1)[0].split("(", 1)[0] if info else "step")
             reorder = action.label == "reorder"
@@ -74,7 +79,7 @@ def workload_times(network) -> dict[str, float]:
         if times is None or not times.calls:
             continue
         for action in times.actions:
-            info = cell.steps[action.step] if action.step < len(cell.steps) else None
+            info = _step_info(cell, action)
             if info is not None and info.workload:
                 found[info.workload] = (found.get(info.workload, 0.0)
                                         + action.total_us / 1000.0 / times.calls)

@@ -29,6 +29,7 @@ from tuner.errors import shown
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.focus import WorkloadFocus, guide
+from tuner.study import attributes as attrs
 from tuner.study.attributes import TrialKey
 
 PER_WORKLOAD = "kernels.choose_per_workload"
@@ -126,7 +127,7 @@ class KernelKnobs:
         focus = self.focus.select(found.workload_ms, (g.key for g in self.workloads))
         if not focus:
             return {}
-        trial.set_user_attr(TrialKey.FOCUS.value, {"guide": found.number, "workloads": list(focus)})
+        attrs.trial_put(trial, TrialKey.FOCUS, {"guide": found.number, "workloads": list(focus)})
         kept = {}
         for group in self.workloads:
             choice = found.choices.get(group.key)

@@ -156,6 +156,7 @@ class SearchSpace:
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for MLflow."""
         kernels = ({"workloads": [w.to_dict() for w in self.kernels.workloads],
+                    "focus": self.kernels.focus.to_dict(),
                     "params": {name: [dataclasses.asdict(p) for p in space.params]
                                for name, space in self.kernels.spaces.items()}}
                    if self.kernels else None)

@@ -1,5 +1,6 @@
 // The oneDNN runtime of the programs: errors, the ABI check, the engine, the stream and the
-// threads oneDNN runs its parallel loops on (thread_pool.h; OpenMP only gives their number). Part of program.cpp's translation unit.
+// threads oneDNN runs its parallel loops on (thread_pool.h; OpenMP only gives their number).
+// Part of program.cpp's translation unit.
 #pragma once
 #include <omp.h>
 
