@@ -31,6 +31,16 @@ def test_timing_stops_once_the_median_is_precise(monkeypatch):
     assert len(durations) == 8  # the first count with a bounded interval; zero width then
 
 
+def test_only_the_last_warmup_run_is_reported(monkeypatch):
+    clock = itertools.count(0.0, 0.01)
+    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    warmups, timed = [], []
+    time_runs(lambda: None, MeasureSettings(warmup_runs=3, min_runs=1, min_seconds=0,
+                                            max_seconds=0), on_run=timed.append,
+              on_warmup=warmups.append)
+    assert warmups == [pytest.approx(0.01)] and len(timed) == 1
+
+
 def test_timing_gives_up_at_the_cap_when_noise_stays_high(monkeypatch):
     noisy = itertools.cycle([0.01, 0.5, 0.02, 0.9])
     state = {"now": 0.0}

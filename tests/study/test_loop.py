@@ -9,6 +9,7 @@ from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
+from tuner.runner.protocol import WARMUP_STEP
 from tuner.space import load_space
 from tuner.study import records, validation
 from tuner.study.audit import audit
@@ -111,6 +112,7 @@ def test_a_clearly_slower_configuration_is_pruned_early(make_run):
     assert result.status.value == "pruned" and "pruned after" in result.error
     assert result.saved_seconds > 0
     assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
+    assert WARMUP_STEP in slow.intermediate_values  # its warmup run (the baseline reports none)
     assert all(step & (step - 1) == 0 for step in slow.intermediate_values)  # runs 1, 2, 4, ...
     assert max(slow.intermediate_values.values()) < 0.7 * baseline.value
 

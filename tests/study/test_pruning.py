@@ -2,6 +2,7 @@
 import optuna
 import pytest
 
+from tuner.runner.protocol import WARMUP_STEP
 from tuner.study.pruning import SlowerThanBestPruner
 
 
@@ -43,4 +44,18 @@ def test_the_reference_is_the_best_trials_running_value_at_the_same_step(
                                               intermediate_values={1: 1.0, 2: best_running}))
     trial = study.ask()
     trial.report(value, 2)
+    assert trial.should_prune() is pruned
+
+
+@pytest.mark.parametrize("best_warmup, value, pruned", [
+    (None, 0.1, False),  # the best reported no warmup run: nothing to compare step 0 with
+    (8.0, 4.0, False),   # half the best's warmup throughput: not decisive
+    (8.0, 3.0, True),    # beyond early_ratio of the best's own warmup run
+])
+def test_the_warmup_step_is_judged_against_the_best_trials_warmup_only(best_warmup, value, pruned):
+    study = optuna.create_study(direction="maximize", pruner=SlowerThanBestPruner())
+    warmup = {} if best_warmup is None else {WARMUP_STEP: best_warmup}
+    study.add_trial(optuna.trial.create_trial(value=10.0, intermediate_values=warmup))
+    trial = study.ask()
+    trial.report(value, WARMUP_STEP)
     assert trial.should_prune() is pruned

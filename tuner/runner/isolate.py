@@ -18,7 +18,7 @@ from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
-                                   PROGRESS_FILE, RESULT_FILE, Phase, Span)
+                                   PROGRESS_FILE, RESULT_FILE, WARMUP_STEP, Phase, Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -128,8 +128,7 @@ class TrialProcess:
                 for entry in progress.new_entries() if on_progress else ():
                     if on_progress(entry):
                         self.kill()
-                        return TrialResult(Status.PRUNED, error=f"pruned after {entry['runs']} "
-                                           f"timed runs (median {entry['median_s'] * 1e3:.1f} ms)",
+                        return TrialResult(Status.PRUNED, error=_pruned_at(entry),
                                            wall_seconds=self._wall(),
                                            saved_seconds=_timing_left(entry, self.request.measure))
                 time.sleep(POLL_SECONDS)
@@ -195,6 +194,12 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
     """Run ``request`` in a fresh Python process inside ``workdir`` and return its record
     (see TrialProcess); the trial is killed after ``timeout`` s."""
     return TrialProcess(request, workdir, timeout).start().finish(on_progress)
+
+
+def _pruned_at(entry: dict) -> str:
+    if entry["runs"] == WARMUP_STEP:
+        return f"pruned after its warmup run ({entry['median_s'] * 1e3:.1f} ms)"
+    return f"pruned after {entry['runs']} timed runs (median {entry['median_s'] * 1e3:.1f} ms)"
 
 
 def _timing_left(entry: dict, measure) -> float:

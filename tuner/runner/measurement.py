@@ -66,13 +66,18 @@ def relative_precision(samples: list[float]) -> float:
 
 
 def time_runs(run: Callable[[], None], settings: MeasureSettings,
-              on_run: Callable[[list[float]], None] | None = None) -> list[float]:
+              on_run: Callable[[list[float]], None] | None = None,
+              on_warmup: Callable[[float], None] | None = None) -> list[float]:
     """Seconds of each timed call of ``run`` under the protocol of ``settings``.
 
-    ``on_run`` is called with the durations so far after every timed call (progress reports).
+    ``on_run`` is called with the durations so far after every timed call (progress reports),
+    ``on_warmup`` with the seconds of the last warmup call (where there is one).
     """
-    for _ in range(settings.warmup_runs):
+    for remaining in range(settings.warmup_runs, 0, -1):
+        begin = time.perf_counter()
         run()
+        if remaining == 1 and on_warmup is not None:
+            on_warmup(time.perf_counter() - begin)
     durations: list[float] = []
     started = time.perf_counter()
     while True:
@@ -97,7 +102,8 @@ def _cpu_seconds() -> float:
 def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, batch_size: int,
                     reference: np.ndarray, compile_seconds: float, compile_peak_mb: float,
                     on_run: Callable[[list[float]], None] | None = None,
-                    engine: str = "the configured network") -> TrialResult:
+                    engine: str = "the configured network",
+                    on_warmup: Callable[[float], None] | None = None) -> TrialResult:
     """Time ``infer`` (one inference, returning its output as a host array) under ``settings``
     and compare its last output with ``reference``: the record every engine's trial returns
     (a ``wrong_result`` when the error is beyond ``settings.rel_tolerance``). An exception of
@@ -108,7 +114,7 @@ def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, 
         outputs[:] = [infer()]
 
     cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
-    durations = time_runs(run_once, settings, on_run=on_run)
+    durations = time_runs(run_once, settings, on_run=on_run, on_warmup=on_warmup)
     cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     abs_error, rel_error = output_error(outputs[-1], reference)
     metrics = Metrics(compile_seconds=compile_seconds, **latency_summary(durations, batch_size),

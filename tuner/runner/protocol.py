@@ -7,8 +7,10 @@ Rules:
 - The child writes its current ``Phase`` to ``PHASE_FILE`` before each step, so that a crash is
   attributed (a phase in ``COMPILE_PHASES``: compile_error, else runtime_error); a gated child
   stops at ``Phase.READY`` until the parent creates ``GO_FILE``.
-- Progress of timed runs is appended to ``PROGRESS_FILE`` (one JSON line each), the record
-  written to ``RESULT_FILE`` at the end (atomically: ``.tmp`` then rename).
+- Progress of timed runs is appended to ``PROGRESS_FILE`` (one JSON line each:
+  ``{"runs": n, "median_s": median of the n timed runs so far}``; first, with ``runs`` =
+  ``WARMUP_STEP``, the seconds of the last warmup run), the record written to ``RESULT_FILE``
+  at the end (atomically: ``.tmp`` then rename).
 - A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
   process timing on its machine.
 - Values are strings (``StrEnum``): they are what the files and JSON hold.
@@ -54,6 +56,7 @@ class Span(StrEnum):
 PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
+WARMUP_STEP = 0  # the progress entry (and pruning step) of the last warmup run
 GO_FILE = "go"
 PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
 PROFILER_DIR = "profiler"      # MindSpore profiler's own output

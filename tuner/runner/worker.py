@@ -22,8 +22,8 @@ from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
-                                   PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE, RESULT_FILE, Phase,
-                                   RequestKind)
+                                   PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE, RESULT_FILE,
+                                   WARMUP_STEP, Phase, RequestKind)
 
 READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
@@ -48,7 +48,15 @@ def _error_text(limit: int = 4000) -> str:
 
 def _report_progress(durations: list[float]) -> None:
     """Append the timing so far to the progress file (read by the study for pruning)."""
-    entry = {"runs": len(durations), "median_s": float(np.median(durations))}
+    _append_progress({"runs": len(durations), "median_s": float(np.median(durations))})
+
+
+def _report_warmup(seconds: float) -> None:
+    """The last warmup run, as progress entry 0 (see tuner.runner.protocol)."""
+    _append_progress({"runs": WARMUP_STEP, "median_s": seconds})
+
+
+def _append_progress(entry: dict) -> None:
     with open(PROGRESS_FILE, "a") as progress:
         progress.write(json.dumps(entry) + "\n")
 
@@ -344,7 +352,8 @@ def _measure(request: TrialRequest) -> TrialResult:
     try:
         result = measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
                                  request.target.batch_size, built.reference,
-                                 built.compile_seconds, compile_peak, on_run=_report_progress)
+                                 built.compile_seconds, compile_peak, on_run=_report_progress,
+                                 on_warmup=_report_warmup)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
     return result.with_(workload_ms=programs.workload_times(built.network))

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.isolate import run_compiled_together, run_isolated
+from tuner.runner.protocol import WARMUP_STEP
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import attributes as attrs
@@ -107,8 +108,8 @@ def run_batch(run: StudyRun, trials: list[optuna.Trial]
 
 
 def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
-    """Report the running objective to Optuna after timed runs 1, 2, 4, 8, ... (the same steps in
-    every trial) and ask whether to prune; None where pruning does not apply (the baseline,
+    """Report the running objective to Optuna after the last warmup run (step 0) and timed runs
+    1, 2, 4, 8, ... (the same steps in every trial) and ask whether to prune; None where pruning does not apply (the baseline,
     several objectives, the memory objective). Not after every run: each report is a storage
     transaction in this process while the trial is timed on the same cores, and reporting all
     of a 500-run trial's steps made its timings noisy (latency CV 0.3 instead of 0.1)."""
@@ -118,11 +119,12 @@ def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
         return None
 
     def report(entry: dict) -> bool:
-        if entry["runs"] & (entry["runs"] - 1):
+        runs = entry["runs"]
+        if runs != WARMUP_STEP and runs & (runs - 1):
             return False
         median = entry["median_s"]
         value = run.target.batch_size / median if objective.name == "throughput" else median * 1e3
-        trial.report(value * _normaliser(run, run.objectives[0]), entry["runs"])
+        trial.report(value * _normaliser(run, run.objectives[0]), runs)
         return trial.should_prune()
     return report
 
