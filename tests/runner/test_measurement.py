@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tuner.errors import UsageError
-from tuner.runner.measurement import (MeasureSettings, latency_summary,
+from tuner.runner.measurement import (BASELINE_MAX_SECONDS, MeasureSettings, latency_summary,
                                       median_confidence_interval, output_error,
                                       relative_precision, time_runs)
 
@@ -77,3 +77,9 @@ def test_settings_are_validated():
         MeasureSettings(min_seconds=5, max_seconds=1)
     with pytest.raises(UsageError):
         MeasureSettings(rel_precision=0)
+
+
+def test_the_baseline_is_timed_for_at_most_its_cap_and_never_longer_than_asked():
+    assert MeasureSettings(max_seconds=30.0).for_baseline().max_seconds == BASELINE_MAX_SECONDS
+    assert MeasureSettings(min_seconds=0.5, max_seconds=2.0).for_baseline() == MeasureSettings(
+        min_seconds=0.5, max_seconds=2.0)

@@ -1,5 +1,6 @@
 """The commands as a user runs them: search, resume, MLflow runs, export, measure, bad input."""
 import json
+import re
 
 import mlflow
 import optuna
@@ -30,6 +31,9 @@ def test_search_leaves_a_study_with_the_baseline_first_and_resumes(searched):
     for output in (first.stdout, second.stdout):
         assert "baseline" in output and "speedup" in output and "best configuration:" in output
         assert "validated in 2 interleaved rounds against the baseline" in output
+        assert ("the winner is the space's default configuration" in output
+                or re.search(r"the winner against the space's default \(trial 1\) in the same "
+                             r"rounds: [\d.]+x CI \[[\d.]+, [\d.inf]+\]", output))
 
 
 def test_mlflow_has_one_parent_run_with_a_nested_run_per_trial(searched):

@@ -6,7 +6,7 @@ import pytest
 from tuner.errors import UsageError
 from tuner.study.loop import StudySettings
 from tuner.study.validation import (ValidatedCandidate, ValidationReport, choose_winner,
-                                    log_t_interval, median_rel_se, t_quantile_975)
+                                    log_t_interval, median_rel_se, relative, t_quantile_975)
 
 
 def candidate(trial, speedups, complexity, ratio_se=()):
@@ -21,10 +21,32 @@ def test_clearly_fastest_wins():
 
 def test_within_noise_the_simpler_configuration_wins_and_the_report_says_so():
     fastest = candidate(1, [1.50, 1.62, 1.70], (4, 3))
-    simpler = candidate(2, [1.45, 1.55, 1.58], (0, 2))
+    simpler = candidate(2, [1.45, 1.66, 1.58], (0, 2))
     winner, note = choose_winner([fastest, simpler])
     assert winner == 2
     assert "within noise" in note and "simplest" in note
+
+
+def test_candidates_are_compared_round_by_round_not_through_the_noisy_baseline():
+    """Speedup intervals that overlap widely (the baseline varied by 25 % between rounds) while
+    the faster candidate was 8 % faster in every round: it wins over the simpler one."""
+    baseline = np.array([0.32, 0.26, 0.30])
+    throughputs_fast, throughputs_simple = np.array([32.4, 32.5, 32.3]), np.array([30.0, 30.1, 29.9])
+
+    def measured(trial, throughputs, complexity):
+        return ValidatedCandidate(trial, tuple(throughputs), tuple(throughputs / baseline),
+                                  complexity, (0.03,) * 3, (0.005,) * 3)
+    fast, simple = measured(1, throughputs_fast, (2, 3)), measured(2, throughputs_simple, (0, 1))
+    assert simple.interval[1] > fast.interval[0]  # the speedups alone could not tell them apart
+    assert relative(simple, fast).interval[1] < 1.0
+    assert choose_winner([simple, fast]) == (1, "")
+
+
+def test_a_comparison_is_never_narrower_than_the_candidates_own_timings():
+    a = ValidatedCandidate(1, (10.0, 10.0, 10.0), (1.0,) * 3, (0, 0), (), (0.05,) * 3)
+    b = ValidatedCandidate(2, (9.9, 9.9, 9.9), (1.0,) * 3, (0, 0), (), (0.05,) * 3)
+    comparison = relative(b, a)
+    assert comparison.ratio == pytest.approx(0.99) and comparison.interval[1] > 1.0
 
 
 def test_failed_rounds_are_ignored_in_the_median_range_and_intervals():

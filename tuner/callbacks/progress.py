@@ -8,7 +8,7 @@ from tqdm import tqdm
 from tuner.callbacks.base import StudyCallback
 from tuner.study import records
 from tuner.study.attributes import TrialKey
-from tuner.study.validation import current_report
+from tuner.study.validation import current_report, relative
 
 
 class ProgressBar(StudyCallback):
@@ -83,8 +83,11 @@ def summary_table(run) -> str:
                         if records.origin(run.study.trials[c.trial]) == "default"), None)
         chosen = report.candidate(report.winner)
         if default is not None and default.trial != report.winner:
+            versus = relative(chosen, default)
             lines.append(f"  the winner against the space's default (trial {default.trial}) in "
-                         f"the same rounds: {chosen.speedup / default.speedup:.3f}x")
+                         f"the same rounds: {versus.ratio:.3f}x CI {_interval(versus.interval)}")
+        elif default is not None:
+            lines.append("  the winner is the space's default configuration")
     saved = pruning_savings(trials)
     if saved["pruned_trials"]:
         lines.append(f"pruned {saved['pruned_trials']:.0f} slow trials ({saved['pruned_seconds']:.0f} s "

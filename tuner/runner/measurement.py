@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -22,6 +22,10 @@ class MeasureSettings:
     median); ``max_seconds`` of timed work stops it regardless (with at least one timed pass;
     the record then says the precision was not reached). An output whose
     max |out - ref| / max |ref| exceeds ``rel_tolerance`` is a wrong result.
+
+    The untuned baseline is timed under ``for_baseline()``: at most ``BASELINE_MAX_SECONDS`` of
+    timed work (a few of its seconds-long runs: between processes its figure varies by ~20 %
+    on these machines, far more than more runs in one process would narrow).
     """
 
     warmup_runs: int = 1
@@ -41,6 +45,13 @@ class MeasureSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def for_baseline(self) -> "MeasureSettings":
+        return replace(self, max_seconds=min(self.max_seconds, BASELINE_MAX_SECONDS),
+                       min_seconds=min(self.min_seconds, BASELINE_MAX_SECONDS))
+
+
+BASELINE_MAX_SECONDS = 10.0
 
 
 MIN_RUNS_FOR_INTERVAL = 8

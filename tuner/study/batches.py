@@ -52,9 +52,11 @@ def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialRe
     return records.trial_result(earlier)
 
 
-def _request(run: StudyRun, config: TuningConfig) -> TrialRequest:
+def _request(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialRequest:
+    measure = (run.measure.for_baseline() if trial.user_attrs.get(records.BASELINE_ATTR)
+               else run.measure)
     return TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
-                        measure=run.measure, seed=run.settings.weights_seed,
+                        measure=measure, seed=run.settings.weights_seed,
                         dump_graph=run.settings.dump_graph, kernel_space=run.kernel_space)
 
 
@@ -89,7 +91,7 @@ def run_batch(run: StudyRun, trials: list[optuna.Trial]
     workdir = run.directory / "trials"
     by_number = {trial.number: (trial, config) for trial, config, _ in planned}
     with contextlib.closing(run_compiled_together(
-            [(_request(run, by_number[n][1]), workdir / str(n),
+            [(_request(run, *by_number[n]), workdir / str(n),
               _pruning_reporter(run, by_number[n][0])) for n in to_measure],
             run.settings.trial_timeout)) as measured:
         for trial, config, result in planned:
@@ -97,7 +99,7 @@ def run_batch(run: StudyRun, trials: list[optuna.Trial]
                 result = _reused(run, trial, config)
             if result is None:
                 if trial.number not in to_measure:  # its twin in the batch gave no measurement
-                    result = run_isolated(_request(run, config), workdir / str(trial.number),
+                    result = run_isolated(_request(run, trial, config), workdir / str(trial.number),
                                           run.settings.trial_timeout, _pruning_reporter(run, trial))
                 else:
                     result = next(measured)
@@ -109,10 +111,11 @@ def run_batch(run: StudyRun, trials: list[optuna.Trial]
 
 def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
     """Report the running objective to Optuna after the last warmup run (step 0) and timed runs
-    1, 2, 4, 8, ... (the same steps in every trial) and ask whether to prune; None where pruning does not apply (the baseline,
-    several objectives, the memory objective). Not after every run: each report is a storage
-    transaction in this process while the trial is timed on the same cores, and reporting all
-    of a 500-run trial's steps made its timings noisy (latency CV 0.3 instead of 0.1)."""
+    1, 2, 4, 8, ... (the same steps in every trial) and ask whether to prune; None where pruning
+    does not apply (the baseline, several objectives, the memory objective). Not after every
+    run: each report is a storage transaction in this process while the trial is timed on the
+    same cores, and reporting all of a 500-run trial's steps made its timings noisy (latency CV
+    0.3 instead of 0.1)."""
     objective = run.objectives[0]
     if (len(run.objectives) > 1 or not objective.is_speed
             or trial.user_attrs.get(records.BASELINE_ATTR)):

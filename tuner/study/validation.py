@@ -21,8 +21,12 @@ agreeing rounds do not make the interval narrower than the timings they come fro
   than 2 valid rounds neither interval is bounded: (0, inf).
 
 The winner is the fastest by median speedup, except that a simpler candidate (fewer non-default
-kernels, then fewer non-default knobs) whose ``interval`` overlaps the fastest one's is
-preferred: within noise, simpler wins.
+kernels, then fewer non-default knobs) within noise of the fastest is preferred: within noise,
+simpler wins. Two candidates are compared directly (``relative``): per round, one's throughput
+over the other's (the baseline cancels out: its slow, noisy builtin timing widens the speedup
+intervals of both alike, but says nothing about which of the two is faster); within noise when
+the 95 % confidence interval of that ratio's geometric mean reaches 1, its standard deviation
+taken as at least what the two candidates' own timings imply.
 """
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ class ValidatedCandidate:
     speedups: tuple[float, ...]     # throughput / baseline's throughput in the same round
     complexity: tuple[int, int]     # (non-default kernel choices, non-default knobs)
     ratio_se: tuple[float, ...] = ()  # per round: relative standard error of that ratio
+    rel_se: tuple[float, ...] = ()    # per round: relative standard error of the throughput
 
     @property
     def speedup(self) -> float:
@@ -135,6 +140,24 @@ class ValidationReport:
                    data.get("host", ""))
 
 
+class Comparison(NamedTuple):
+    """One candidate's throughput over another's, measured in the same rounds."""
+
+    ratio: float                    # median of the per-round ratios (nan: no common round)
+    interval: tuple[float, float]   # 95 % confidence interval of their geometric mean
+
+
+def relative(candidate: ValidatedCandidate, reference: ValidatedCandidate) -> Comparison:
+    """``candidate``'s throughput over ``reference``'s, round by round (see the module)."""
+    ratios = [a / b for a, b in zip(candidate.throughputs, reference.throughputs)
+              if np.isfinite(a / b) and a / b > 0]
+    errors = [float(np.hypot(a, b)) for a, b in zip(candidate.rel_se, reference.rel_se)
+              if np.isfinite(a) and np.isfinite(b)]
+    min_sd = float(np.sqrt(np.mean(np.square(errors)))) if errors else 0.0
+    return Comparison(float(np.median(ratios)) if ratios else float("nan"),
+                      log_t_interval(ratios, prediction=False, min_sd=min_sd))
+
+
 def complexity(config: TuningConfig, default_kernels=()) -> tuple[int, int]:
     """(kernel choices other than the space default's, non-default graph-kernel/rewrite/
     runtime/program knobs): lower is simpler."""
@@ -174,7 +197,8 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measu
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
     requests = [TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
                              kernel_space=run.kernel_space,
-                             measure=measure, seed=run.settings.weights_seed) for config in configs]
+                             measure=measure.for_baseline() if config == TuningConfig() else measure,
+                             seed=run.settings.weights_seed) for config in configs]
     values, jobs = [], max(1, run.settings.jobs)
     for first in range(0, len(requests), jobs):
         chunk = [(r, w, None) for r, w in zip(requests[first:first + jobs], workdirs[first:first + jobs])]
@@ -188,7 +212,7 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measu
 def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     ranked = sorted(candidates, key=lambda c: -c.speedup)
     fastest = ranked[0]
-    within_noise = [c for c in ranked if c.interval[1] >= fastest.interval[0]]
+    within_noise = [c for c in ranked if c is fastest or relative(c, fastest).interval[1] >= 1.0]
     simplest = min(within_noise, key=lambda c: (c.complexity, -c.speedup))
     if simplest is not fastest:
         return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
@@ -237,7 +261,8 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
         tuple(v.images_per_second / b.images_per_second for v, b in zip(values, baseline)),
         complexity(configs[number], run.space.kernels.default_choices()
                    if run.space.kernels else ()),
-        tuple(float(np.hypot(v.rel_se, b.rel_se)) for v, b in zip(values, baseline)))
+        tuple(float(np.hypot(v.rel_se, b.rel_se)) for v, b in zip(values, baseline)),
+        tuple(v.rel_se for v in values))
         for number, values in measured_by.items()]
     winner, note = choose_winner(candidates)
     report = ValidationReport(rounds, tuple(candidates), winner, note,
