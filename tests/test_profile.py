@@ -10,6 +10,7 @@ from tuner.profiling.compare import profiler_note
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.profiling.records import Profile
+from tuner.profiling.session import BASELINE_RUNS
 
 RUNS = 10
 
@@ -51,6 +52,7 @@ def test_table_has_both_runs_and_the_programs_steps_named_by_workload(profiled, 
     table = json.loads((out / "table.json").read_text())
     baseline, tuned = Profile.from_dict(table["baseline"]), Profile.from_dict(table["tuned"])
     assert {"Conv2D", "BatchNorm"} <= {o.op_type for o in baseline.operators}
+    assert (baseline.runs, tuned.runs) == (BASELINE_RUNS, RUNS)  # the slow baseline: a few runs
     heavy = [o for o in tuned.operators if o.workload and o.op_type != "program:overhead"]
     assert heavy and {o.op_type for o in heavy} <= {"program:conv", "program:matmul"}
     assert all(o.kernel.startswith("onednn:") for o in heavy)
@@ -60,7 +62,8 @@ def test_table_has_both_runs_and_the_programs_steps_named_by_workload(profiled, 
     assert {o.layer for o in heavy} == layers  # attributed to the layers they compute
     assert "program:overhead" in {o.op_type for o in tuned.operators}
     assert "Conv2D" not in {o.op_type for o in tuned.operators}
-    assert all(o.calls % RUNS == 0 for o in baseline.operators + tuned.operators)
+    assert all(o.calls % profile.runs == 0 for profile in (baseline, tuned)
+               for o in profile.operators)
     for key in keys:
         assert key in stdout
     assert "Custom-op" not in stdout

@@ -18,6 +18,9 @@ from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import PROFILE_FILE
 
 DEFAULT_RUNS = 10
+BASELINE_RUNS = 2
+"""The untuned baseline's profiled runs, whatever is asked: each is seconds long and already
+holds thousands of operator calls, and a search profiles it at its end."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,10 @@ class ProfileOutcome:
 def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, label: str,
                 workdir: Path, runs: int = DEFAULT_RUNS, warmup_runs: int = 2, seed: int = 0,
                 timeout: float = 300.0) -> tuple[Profile | None, str]:
-    """(profile, "") or (None, why) for ``config`` in a fresh process in ``workdir``."""
+    """(profile, "") or (None, why) for ``config`` in a fresh process in ``workdir``; the
+    untuned baseline with at most ``BASELINE_RUNS`` runs after one warmup run."""
+    if config == TuningConfig():
+        runs, warmup_runs = min(runs, BASELINE_RUNS), min(warmup_runs, 1)
     request = TrialRequest("profile", target, str(assets_dir), config=config,
                            measure=MeasureSettings(warmup_runs=warmup_runs), seed=seed,
                            profile_runs=runs)
