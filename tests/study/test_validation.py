@@ -1,11 +1,13 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.errors import UsageError
 from tuner.study.loop import StudySettings
-from tuner.study.validation import (ValidatedCandidate, ValidationReport, choose_winner,
+from tuner.study.validation import (ValidatedCandidate, ValidationReport, choose_winner, complexity,
                                     log_t_interval, median_rel_se, relative, t_quantile_975)
 
 
@@ -31,7 +33,8 @@ def test_candidates_are_compared_round_by_round_not_through_the_noisy_baseline()
     """Speedup intervals that overlap widely (the baseline varied by 25 % between rounds) while
     the faster candidate was 8 % faster in every round: it wins over the simpler one."""
     baseline = np.array([0.32, 0.26, 0.30])
-    throughputs_fast, throughputs_simple = np.array([32.4, 32.5, 32.3]), np.array([30.0, 30.1, 29.9])
+    throughputs_fast = np.array([32.4, 32.5, 32.3])
+    throughputs_simple = np.array([30.0, 30.1, 29.9])
 
     def measured(trial, throughputs, complexity):
         return ValidatedCandidate(trial, tuple(throughputs), tuple(throughputs / baseline),
@@ -120,3 +123,15 @@ def test_report_round_trips_through_json_attrs():
                               (1.0, 1.0, 1.0), 7)
     again = ValidationReport.from_dict(report.to_dict())
     assert again == report and again.candidate(1).speedup == 1.2
+
+
+def test_simplicity_is_counted_from_the_space_default_which_is_simplest():
+    space_default = TuningConfig(programs=ProgramConfig("network", "nhwc"),
+                                 kernels=(KernelChoice("w1", "onednn", ()),))
+    other_layout = dataclasses.replace(space_default, programs=ProgramConfig("network", "any"))
+    other_kernel = dataclasses.replace(space_default,
+                                       kernels=(KernelChoice("w1", "onednn", (("impl", 2),)),))
+    assert complexity(space_default, space_default) == (0, 0)
+    assert complexity(other_layout, space_default) == (0, 1)
+    assert complexity(TuningConfig(), space_default) == (0, 2)  # programs off: two knobs differ
+    assert complexity(other_kernel, space_default) == (1, 0)

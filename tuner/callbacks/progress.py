@@ -76,7 +76,7 @@ def summary_table(run) -> str:
             mark = "  <- winner" if c.trial == report.winner else ""
             lines.append(f"  trial {c.trial}: speedup {c.speedup:.3f}x CI {_interval(c.interval)}"
                          f" re-measured {_interval(c.spread)}"
-                         f" (non-default kernels, knobs = {c.complexity}){mark}")
+                         f" (kernels, knobs unlike the space's default = {c.complexity}){mark}")
         if report.note:
             lines.append(f"  {report.note}")
         default = next((c for c in report.candidates

@@ -20,13 +20,13 @@ agreeing rounds do not make the interval narrower than the timings they come fro
   (``python -m tuner.measure``) is expected to fall. It is what the export records. With fewer
   than 2 valid rounds neither interval is bounded: (0, inf).
 
-The winner is the fastest by median speedup, except that a simpler candidate (fewer non-default
-kernels, then fewer non-default knobs) within noise of the fastest is preferred: within noise,
-simpler wins. Two candidates are compared directly (``relative``): per round, one's throughput
-over the other's (the baseline cancels out: its slow, noisy builtin timing widens the speedup
-intervals of both alike, but says nothing about which of the two is faster); within noise when
-the 95 % confidence interval of that ratio's geometric mean reaches 1, its standard deviation
-taken as at least what the two candidates' own timings imply.
+The winner is the fastest by median speedup, except that a simpler candidate (fewer kernel
+choices, then fewer knobs, other than the space's default's) within noise of the fastest is
+preferred: within noise, simpler wins. Two candidates are compared directly (``relative``):
+per round, one's throughput over the other's (the baseline cancels out: its slow, noisy
+builtin timing widens the speedup intervals of both alike, but says nothing about which of the
+two is faster); within noise when the 95 % confidence interval of that ratio's geometric mean
+reaches 1, its standard deviation taken as at least what the two candidates' own timings imply.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class ValidatedCandidate:
     trial: int                      # the study trial whose configuration this is (-1: baseline)
     throughputs: tuple[float, ...]  # images/s per round (nan where a round failed)
     speedups: tuple[float, ...]     # throughput / baseline's throughput in the same round
-    complexity: tuple[int, int]     # (non-default kernel choices, non-default knobs)
+    complexity: tuple[int, int]     # (kernel choices, knobs) unlike the space's default
     ratio_se: tuple[float, ...] = ()  # per round: relative standard error of that ratio
     rel_se: tuple[float, ...] = ()    # per round: relative standard error of the throughput
 
@@ -158,11 +158,13 @@ def relative(candidate: ValidatedCandidate, reference: ValidatedCandidate) -> Co
                       log_t_interval(ratios, prediction=False, min_sd=min_sd))
 
 
-def complexity(config: TuningConfig, default_kernels=()) -> tuple[int, int]:
-    """(kernel choices other than the space default's, non-default graph-kernel/rewrite/
-    runtime/program knobs): lower is simpler."""
-    defaults = set(default_kernels)
-    return sum(c not in defaults for c in config.kernels), len(config.non_default_knobs())
+def complexity(config: TuningConfig, space_default: TuningConfig) -> tuple[int, int]:
+    """(kernel choices other than the space default's, graph-kernel/rewrite/runtime/program
+    knobs set otherwise than in the space's default): lower is simpler, the space's default
+    itself (0, 0): what a user gets without searching wins whatever is within noise of it."""
+    defaults, knobs = set(space_default.kernels), space_default.flat()
+    return (sum(c not in defaults for c in config.kernels),
+            sum(knobs.get(k) != v for k, v in config.flat().items() if k in knobs))
 
 
 def distinct_top(run, k: int) -> list:
@@ -217,7 +219,8 @@ def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     if simplest is not fastest:
         return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
                                 f"within noise of each other; trial {simplest.trial} is the "
-                                f"simplest (non-default kernels, knobs = {simplest.complexity})")
+                                f"simplest (kernels, knobs unlike the space's default = "
+                                f"{simplest.complexity})")
     if len(within_noise) > 1:
         return fastest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
                                f"within noise of each other; trial {fastest.trial} is also the simplest")
@@ -256,11 +259,11 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
         for number, value in zip(configs, measured):
             measured_by[number].append(value)
         baseline.append(measured[-1])
+    space_default = run.space.default_config()
     candidates = [ValidatedCandidate(
         number, tuple(v.images_per_second for v in values),
         tuple(v.images_per_second / b.images_per_second for v, b in zip(values, baseline)),
-        complexity(configs[number], run.space.kernels.default_choices()
-                   if run.space.kernels else ()),
+        complexity(configs[number], space_default),
         tuple(float(np.hypot(v.rel_se, b.rel_se)) for v, b in zip(values, baseline)),
         tuple(v.rel_se for v in values))
         for number, values in measured_by.items()]
