@@ -48,6 +48,8 @@ def test_mlflow_has_one_parent_run_with_a_nested_run_per_trial(searched):
     assert parent.data.params["model"] == TINY_MODEL
     assert parent.data.params["mindspore_version"].startswith("2.")
     assert parent.data.metrics["best_throughput_ips"] > 0 and "best_trial" in parent.data.tags
+    assert parent.data.metrics["validated_speedup"] > 0
+    assert parent.data.metrics["validated_over_default"] > 0  # the space's default was validated
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     ok = [c for c in children if c.data.tags["status"] == "ok"]
     assert ok

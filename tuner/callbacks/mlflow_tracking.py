@@ -35,6 +35,7 @@ from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
 from tuner.study.callbacks import StudyCallback
+from tuner.study.validation import over_default
 
 UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
 PARENT_RUN_ATTR = StudyKey.MLFLOW_PARENT_RUN.value
@@ -152,12 +153,17 @@ class MlflowTracker(StudyCallback):
             return
         winner = report.candidate(report.winner)
         (low, high), (ci_low, ci_high) = winner.spread, winner.interval
+        metrics = {"validated_speedup": winner.speedup, "validated_speedup_low": low,
+                   "validated_speedup_high": high, "validated_speedup_ci_low": ci_low,
+                   "validated_speedup_ci_high": ci_high}
+        versus_default = over_default(report, run.study)
+        if versus_default is not None:
+            _, versus = versus_default
+            metrics.update({"validated_over_default": versus.ratio,
+                            "validated_over_default_ci_low": versus.interval[0],
+                            "validated_over_default_ci_high": versus.interval[1]})
         try:
-            self.log(self.parent_id, metrics={"validated_speedup": winner.speedup,
-                                              "validated_speedup_low": low,
-                                              "validated_speedup_high": high,
-                                              "validated_speedup_ci_low": ci_low,
-                                              "validated_speedup_ci_high": ci_high},
+            self.log(self.parent_id, metrics=metrics,
                      tags={"validated_winner": report.winner,
                            "validation_note": report.note or "-",
                            "validated_on": report.host or "-"},

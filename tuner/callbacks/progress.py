@@ -8,7 +8,7 @@ from tqdm import tqdm
 from tuner.callbacks.base import StudyCallback
 from tuner.study import records
 from tuner.study.attributes import TrialKey
-from tuner.study.validation import current_report, relative
+from tuner.study.validation import current_report, over_default
 
 
 class ProgressBar(StudyCallback):
@@ -79,14 +79,12 @@ def summary_table(run) -> str:
                          f" (kernels, knobs unlike the space's default = {c.complexity}){mark}")
         if report.note:
             lines.append(f"  {report.note}")
-        default = next((c for c in report.candidates
-                        if records.origin(run.study.trials[c.trial]) == "default"), None)
-        chosen = report.candidate(report.winner)
-        if default is not None and default.trial != report.winner:
-            versus = relative(chosen, default)
-            lines.append(f"  the winner against the space's default (trial {default.trial}) in "
+        versus_default = over_default(report, run.study)
+        if versus_default is not None and versus_default[0] != report.winner:
+            default_trial, versus = versus_default
+            lines.append(f"  the winner against the space's default (trial {default_trial}) in "
                          f"the same rounds: {versus.ratio:.3f}x CI {_interval(versus.interval)}")
-        elif default is not None:
+        elif versus_default is not None:
             lines.append("  the winner is the space's default configuration")
     saved = pruning_savings(trials)
     if saved["pruned_trials"]:

@@ -158,6 +158,17 @@ def relative(candidate: ValidatedCandidate, reference: ValidatedCandidate) -> Co
                       log_t_interval(ratios, prediction=False, min_sd=min_sd))
 
 
+def over_default(report: "ValidationReport", study) -> tuple[int, Comparison] | None:
+    """(the space default's trial, the winner's throughput over it in the same rounds) when the
+    space's default was validated; None otherwise."""
+    trials = study.get_trials(deepcopy=False)
+    default = next((c for c in report.candidates
+                    if records.origin(trials[c.trial]) == "default"), None)
+    if default is None:
+        return None
+    return default.trial, relative(report.candidate(report.winner), default)
+
+
 def complexity(config: TuningConfig, space_default: TuningConfig) -> tuple[int, int]:
     """(kernel choices other than the space default's, graph-kernel/rewrite/runtime/program
     knobs set otherwise than in the space's default): lower is simpler, the space's default
