@@ -144,6 +144,18 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], process.stderr
 
 
+def test_a_space_without_the_untuned_baseline_is_one_line_and_exit_code_2(tmp_path):
+    space = tmp_path / "network_only.yaml"
+    space.write_text("version: 1\ndevice: CPU\nknobs:\n  programs.granularity:\n"
+                     "    {type: categorical, choices: [network], default: network}\n")
+    process = tuner("search", "--model", TINY_MODEL, "--image-size", "16", "--space", space,
+                    "--no-progress", runs_dir=tmp_path, check=False)
+    assert process.returncode == 2, process.stderr[-2000:]
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "knob programs.granularity: 'off' is not one of" in lines[0]
+    assert "untuned baseline" in lines[0]
+
+
 def test_bad_export_requests_are_one_line(tmp_path):
     process = tuner("export", "--out", tmp_path / "x.json", runs_dir=tmp_path, check=False)
     assert process.returncode == 2 and "no study in the storage" in process.stderr

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.config import TuningConfig
+from tuner.errors import UsageError
 from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
@@ -50,10 +51,16 @@ def baseline_state(run: StudyRun) -> BaselineState:
 
 
 def claim_baseline(run: StudyRun) -> optuna.Trial:
-    """A new RUNNING trial of the untuned configuration for this host, owned by this worker."""
+    """A new RUNNING trial of the untuned configuration for this host, owned by this worker
+    (UsageError if the space cannot express the untuned configuration)."""
+    try:
+        params = run.space.params_for(TuningConfig())
+    except ValueError as problem:
+        raise UsageError(f"{problem} (every space must also express the untuned baseline: "
+                         f"give each knob its untuned value among its choices)") from None
     template = optuna.trial.create_trial(
         state=TrialState.RUNNING,
-        system_attrs={"fixed_params": run.space.params_for(TuningConfig())},
+        system_attrs={"fixed_params": params},
         user_attrs={TrialKey.BASELINE.value: True, TrialKey.HOST.value: run.host.to_dict(),
                     TrialKey.WORKER.value: run.worker})
     trial_id = run.study._storage.create_new_trial(run.study._study_id, template_trial=template)
