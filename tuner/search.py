@@ -45,8 +45,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0; a resumed study "
                         "continues with seed + its trial count, not replaying its first draws)")
     parser.add_argument("--pruner", choices=PRUNER_NAMES, default="best",
-                        help="best: stop a trial whose running throughput is below 0.7x the best "
-                        "so far after 2 timed runs; median: Optuna's MedianPruner; none")
+                        help="best: stop a trial below 0.4x the best trial's warmup or first timed run, "
+                        "or below 0.7x its running throughput from the 2nd timed run on; "
+                        "median: Optuna's MedianPruner; none")
     parser.add_argument("--study-name", help="default: derived from model, shape, device, objectives")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
                         "or sqlite:///<runs-dir>/mlflow.db)")

@@ -49,20 +49,24 @@ class ProfileWinner(StudyCallback):
         self._outcomes: dict[int, ProfileOutcome] = {}  # trial number -> its profile
         self.written: Path | None = None  # the winner's table.md
 
-    def _profile(self, run, config: TuningConfig, label: str, workdir: Path) -> tuple[Profile | None, str]:
+    def _profile(self, run, config: TuningConfig, label: str, workdir: Path,
+                 measured_by) -> tuple[Profile | None, str]:
+        result = records.trial_result(measured_by) if measured_by is not None else None
+        latency_s = result.metrics.latency_p50_ms / 1e3 if result and result.metrics else 0.0
         return profile_one(run.target, run.assets_dir, config, label, workdir, self.runs,
                            seed=int(attrs.get(run.study, StudyKey.WEIGHTS_SEED, 0)),
-                           timeout=run.settings.trial_timeout)
+                           timeout=run.settings.trial_timeout, measured_latency_s=latency_s)
 
     def _pair(self, run, trial) -> ProfileOutcome:
         workdir = run.directory / "profiles" / "work"
         if self._baseline is None:
+            baseline = records.baseline_trial(run.study.get_trials(deepcopy=False))
             self._baseline, error = self._profile(run, TuningConfig(), "baseline",
-                                                  workdir / "baseline")
+                                                  workdir / "baseline", baseline)
             if self._baseline is None:
                 return ProfileOutcome(None, None, error)
         tuned, error = self._profile(run, records.trial_config(trial), f"trial {trial.number}",
-                                     workdir / f"trial-{trial.number}")
+                                     workdir / f"trial-{trial.number}", trial)
         return ProfileOutcome(self._baseline, tuned, error)
 
     def _record(self, run, trial, run_id: str | None) -> Path | None:

@@ -21,6 +21,8 @@ DEFAULT_RUNS = 10
 BASELINE_RUNS = 2
 """The untuned baseline's profiled runs, whatever is asked: each is seconds long and already
 holds thousands of operator calls, and a search profiles it at its end."""
+PROFILER_SLOWDOWN_BOUND = 2.0
+"""How much slower than measured a profiled run may be, for ``profile_one``'s time budget."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,18 @@ class ProfileOutcome:
 
 def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, label: str,
                 workdir: Path, runs: int = DEFAULT_RUNS, warmup_runs: int = 2, seed: int = 0,
-                timeout: float = 300.0) -> tuple[Profile | None, str]:
+                timeout: float = 300.0, measured_latency_s: float = 0.0
+                ) -> tuple[Profile | None, str]:
     """(profile, "") or (None, why) for ``config`` in a fresh process in ``workdir``; the
-    untuned baseline with at most ``BASELINE_RUNS`` runs after one warmup run."""
+    untuned baseline with at most ``BASELINE_RUNS`` runs after one warmup run.
+
+    ``timeout`` bounds the process's set-up; with the configuration's ``measured_latency_s``
+    (one inference, as a trial measured it) the process also gets its runs' time, profiled runs
+    up to ``PROFILER_SLOWDOWN_BOUND`` times slower (the untuned ResNet50 at batch 16 takes a
+    minute per inference)."""
     if config == TuningConfig():
         runs, warmup_runs = min(runs, BASELINE_RUNS), min(warmup_runs, 1)
+    timeout += (warmup_runs + runs) * measured_latency_s * PROFILER_SLOWDOWN_BOUND
     request = TrialRequest("profile", target, str(assets_dir), config=config,
                            measure=MeasureSettings(warmup_runs=warmup_runs), seed=seed,
                            profile_runs=runs)
