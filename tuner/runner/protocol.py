@@ -7,10 +7,11 @@ Rules:
 - The child writes its current ``Phase`` to ``PHASE_FILE`` before each step, so that a crash is
   attributed (a phase in ``COMPILE_PHASES``: compile_error, else runtime_error); a gated child
   stops at ``Phase.READY`` until the parent creates ``GO_FILE``.
-- Progress of timed runs is appended to ``PROGRESS_FILE`` (one JSON line each:
-  ``{"runs": n, "median_s": median of the n timed runs so far}``; first, with ``runs`` =
-  ``WARMUP_STEP``, the seconds of the last warmup run), the record written to ``RESULT_FILE``
-  at the end (atomically: ``.tmp`` then rename).
+- Progress of timed runs is appended to ``PROGRESS_FILE`` after timed runs 1, 2, 4, 8, ...
+  (``is_progress_step``; one JSON line each: ``{"runs": n, "median_s": median of the n timed
+  runs so far}``; first, with ``runs`` = ``WARMUP_STEP``, the seconds of the last warmup run),
+  the record written to ``RESULT_FILE`` at the end (atomically: ``.tmp`` then rename). Not
+  after every run: between two timed runs the child does no work of its own.
 - A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
   process timing on its machine.
 - Values are strings (``StrEnum``): they are what the files and JSON hold.
@@ -57,6 +58,12 @@ PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
 WARMUP_STEP = 0  # the progress entry (and pruning step) of the last warmup run
+
+
+def is_progress_step(runs: int) -> bool:
+    """Whether a child reports its progress after ``runs`` timed runs (or the warmup step)."""
+    return runs == WARMUP_STEP or (runs > 0 and not runs & (runs - 1))
+
 GO_FILE = "go"
 PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
 PROFILER_DIR = "profiler"      # MindSpore profiler's own output

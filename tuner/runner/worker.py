@@ -23,7 +23,7 @@ from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFER
                                   WEIGHTS_FILE, TrialRequest)
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
                                    PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE, RESULT_FILE,
-                                   WARMUP_STEP, Phase, RequestKind)
+                                   WARMUP_STEP, Phase, RequestKind, is_progress_step)
 
 READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
@@ -47,8 +47,10 @@ def _error_text(limit: int = 4000) -> str:
 
 
 def _report_progress(durations: list[float]) -> None:
-    """Append the timing so far to the progress file (read by the study for pruning)."""
-    _append_progress({"runs": len(durations), "median_s": float(np.median(durations))})
+    """Append the timing so far to the progress file (read by the study for pruning) at the
+    protocol's progress steps."""
+    if is_progress_step(len(durations)):
+        _append_progress({"runs": len(durations), "median_s": float(np.median(durations))})
 
 
 def _report_warmup(seconds: float) -> None:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.isolate import run_compiled_together, run_isolated
-from tuner.runner.protocol import WARMUP_STEP
+from tuner.runner.protocol import is_progress_step
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import attributes as attrs
@@ -123,7 +123,7 @@ def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
 
     def report(entry: dict) -> bool:
         runs = entry["runs"]
-        if runs != WARMUP_STEP and runs & (runs - 1):
+        if not is_progress_step(runs):
             return False
         median = entry["median_s"]
         value = run.target.batch_size / median if objective.name == "throughput" else median * 1e3
