@@ -31,8 +31,8 @@ def test_the_timeout_grows_with_the_runs_at_the_measured_latency(requests, tmp_p
     assert profile is None and error == "side: timeout: no result"
     (request, timeout), = requests
     assert (request.profile_runs, request.measure.warmup_runs) == (runs, warmup)
-    assert timeout == pytest.approx(300.0 + (runs + warmup) * 60.0
-                                    * session.PROFILER_SLOWDOWN_BOUND)
+    assert timeout == pytest.approx(
+        300.0 + (warmup + runs + runs * session.PROFILER_SLOWDOWN_BOUND) * 60.0)
 
 
 def test_without_a_measured_latency_the_timeout_is_the_one_given(requests, tmp_path):

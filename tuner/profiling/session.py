@@ -47,12 +47,13 @@ def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, la
     untuned baseline with at most ``BASELINE_RUNS`` runs after one warmup run.
 
     ``timeout`` bounds the process's set-up; with the configuration's ``measured_latency_s``
-    (one inference, as a trial measured it) the process also gets its runs' time, profiled runs
-    up to ``PROFILER_SLOWDOWN_BOUND`` times slower (the untuned ResNet50 at batch 16 takes a
-    minute per inference)."""
+    (one inference, as a trial measured it) the process also gets its runs' time: the warmup
+    runs, ``runs`` unprofiled and ``runs`` profiled ones (tuner.profiling.capture), these up to
+    ``PROFILER_SLOWDOWN_BOUND`` times slower (the untuned ResNet50 at batch 16 takes a minute
+    per inference)."""
     if config == TuningConfig():
         runs, warmup_runs = min(runs, BASELINE_RUNS), min(warmup_runs, 1)
-    timeout += (warmup_runs + runs) * measured_latency_s * PROFILER_SLOWDOWN_BOUND
+    timeout += (warmup_runs + runs + runs * PROFILER_SLOWDOWN_BOUND) * measured_latency_s
     request = TrialRequest("profile", target, str(assets_dir), config=config,
                            measure=MeasureSettings(warmup_runs=warmup_runs), seed=seed,
                            profile_runs=runs)
