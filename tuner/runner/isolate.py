@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from tuner.runner import zygote
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
@@ -70,15 +71,19 @@ class TrialProcess:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "request.json").write_text(self.request.to_json())
-        for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE):
+        for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE, zygote.EXIT_FILE):
             (workdir / stale).unlink(missing_ok=True)
         shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
         self.started = time.perf_counter()
         self.epoch["start"] = time.time()
+        env = trial_environment(self.request, workdir)
+        self.process = zygote.fork_trial(self.request, workdir, env)
+        if self.process is not None:
+            return self
         with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
-                env=trial_environment(self.request, workdir), stdin=subprocess.DEVNULL,
+                env=env, stdin=subprocess.DEVNULL,
                 stdout=stdout, stderr=stderr, start_new_session=True)
         return self
 
@@ -236,7 +241,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill_group(process: subprocess.Popen | zygote.ForkedProcess) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -247,6 +247,31 @@ def _wait_for_release() -> None:
         time.sleep(GATE_POLL_SECONDS)
 
 
+_preloaded: dict[tuple[str, str], object] = {}  # (model, device) -> network, for one trial
+
+
+def preload(model: str, device: str, weights: Path) -> None:
+    """Load MindSpore and the network with the study's weights ahead of the trial that will
+    use it (a zygote's, tuner.runner.zygote): ``_build`` takes it instead of creating one."""
+    from tuner.models import TuningTarget, create_model
+
+    ms = _setup(TrialRequest(RequestKind.MEASURE, TuningTarget(model, device=device), ""))
+    net = create_model(model)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(weights)))
+    _preloaded[(model, device)] = net
+
+
+def _network(request: TrialRequest, ms):
+    """The network with the study's weights: the preloaded one (once), else a new one."""
+    net = _preloaded.pop((request.target.model, request.target.device), None)
+    if net is None:
+        from tuner.models import create_model
+
+        net = create_model(request.target.model)
+        ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    return net
+
+
 class Built(NamedTuple):
     ms: object
     network: object
@@ -262,10 +287,8 @@ def _build(request: TrialRequest):
     _phase(Phase.LOAD)
     ms = _setup(request)
     from tuner.deploy import apply_process_settings, rewrite_network
-    from tuner.models import create_model
 
-    net = create_model(request.target.model)
-    ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    net = _network(request, ms)
     original = list(net.cells_and_names())
     x = ms.Tensor(np.load(request.asset(INPUT_FILE)))
     reference = np.load(request.asset(REFERENCE_FILE))
