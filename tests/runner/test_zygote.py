@@ -15,7 +15,6 @@ from tuner.runner.protocol import PHASE_FILE, Phase
 from tuner.runner.record import Status
 from tuner.runner.request import TrialRequest
 
-THREADS = TuningConfig.from_knobs({"runtime.omp_num_threads": 1})
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def _wait_for_phase(workdir, phase, timeout=60):
 @pytest.mark.parametrize("knobs, dump_graph, forked", [
     ({}, False, True),
     ({"rewrites.fold_batchnorm": "all"}, False, True),
-    ({"runtime.omp_num_threads": 1}, False, False),  # OpenMP reads it at MindSpore's import
+    ({"runtime.omp_num_threads": 1}, False, True),  # from a zygote of its own environment
     ({}, True, False),
 ])
 def test_which_trials_fork(request_for, tmp_path, knobs, dump_graph, forked):
@@ -61,9 +60,10 @@ def test_which_trials_fork(request_for, tmp_path, knobs, dump_graph, forked):
     assert (tmp_path / "trial" / zygote.EXIT_FILE).exists() is forked
 
 
-def test_forked_trial_measures_what_a_fresh_one_does(request_for, tmp_path):
+def test_forked_trial_measures_what_a_fresh_one_does(request_for, tmp_path, monkeypatch):
     forked = run_isolated(request_for(), tmp_path / "forked", timeout=120)
-    fresh = run_isolated(request_for(THREADS), tmp_path / "fresh", timeout=120)
+    monkeypatch.setattr(zygote, "eligible", lambda request: False)
+    fresh = run_isolated(request_for(), tmp_path / "fresh", timeout=120)
     assert (tmp_path / "forked" / zygote.EXIT_FILE).exists()
     for result in (forked, fresh):
         assert result.status is Status.OK and result.metrics.max_abs_error == 0.0
@@ -114,3 +114,18 @@ def test_a_zygote_that_cannot_load_its_network_sends_trials_to_fresh_processes(
         request_for().target, model="tests.fixtures.tiny_models:no_such_factory"))
     failed = zygote.Zygote(zygote.ZygoteKey.of(request), trial_environment(request, tmp_path))
     assert not failed.ready and failed.fork(tmp_path) is None
+
+
+def test_each_openmp_environment_has_its_zygote_and_the_oldest_is_closed(
+        request_for, tmp_path, monkeypatch):
+    monkeypatch.setattr(zygote, "MAX_ZYGOTES", 2)
+    zygote.close_all()
+    for threads in (1, 2, 1, 3):
+        config = TuningConfig.from_knobs({"runtime.omp_num_threads": threads})
+        result = run_isolated(request_for(config), tmp_path / str(threads), timeout=120)
+        assert result.status is Status.OK and result.metrics.os_threads >= threads
+    assert [dict(key.environment)["OMP_NUM_THREADS"] for key in zygote._live] == ["1", "3"]
+    graph_kernel = TuningConfig.from_knobs({"graph_kernel.enabled": True})
+    assert "MS_DEV_GRAPH_KERNEL_FLAGS" in graph_kernel.environment()
+    assert dict(zygote.ZygoteKey.of(request_for(graph_kernel)).environment) == {
+        "OMP_WAIT_POLICY": "PASSIVE"}  # the flags are read at compile time, set by the child

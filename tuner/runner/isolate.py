@@ -58,7 +58,8 @@ class TrialProcess:
     compile at once while each is timed alone. ``timeout`` applies to each part separately:
     up to ready, and from the release to the result. Nothing here raises for what the trial
     does: a crash, a hang (the whole process group is killed) or a Python error all come back
-    as a TrialResult with the tail of the process's stderr."""
+    as a TrialResult with the tail of the process's stderr. An eligible measurement's process
+    is forked from the study's zygote (tuner.runner.zygote), any other is a fresh Python."""
 
     def __init__(self, request: TrialRequest, workdir: Path, timeout: float):
         self.request, self.workdir, self.timeout = request, workdir, timeout
@@ -77,7 +78,12 @@ class TrialProcess:
         self.started = time.perf_counter()
         self.epoch["start"] = time.time()
         env = trial_environment(self.request, workdir)
-        self.process = zygote.fork_trial(self.request, workdir, env)
+        try:
+            self.process = zygote.fork_trial(self.request, workdir, env, self.timeout)
+        except zygote.ZygoteHung:  # loading the network, as a fresh process would have
+            (workdir / PHASE_FILE).write_text(Phase.LOAD.value)
+            self.early = self._timed_out(self.started)
+            return self
         if self.process is not None:
             return self
         with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
@@ -90,6 +96,8 @@ class TrialProcess:
     def wait_ready(self) -> bool:
         """Wait until a gated trial has compiled; False if it ended (or hung) before that, its
         outcome then being ``finish()``'s result."""
+        if self.early is not None:
+            return False
         while _read(self.workdir / PHASE_FILE) != Phase.READY:
             if self.process.poll() is not None:
                 self.early = self._ended()

@@ -9,12 +9,15 @@ zygote's network instead of creating its own.
 
 Rules:
 
-- Eligible: a ``measure`` request whose configuration sets no environment variables (OpenMP
-  reads its variables when MindSpore loads it, in the zygote: a configuration that sets them
-  gets a fresh process), without graph dumps, on a study whose weights are saved. Everything
-  else, or any zygote that could not start, gets a fresh process (tuner.runner.isolate).
-- A zygote serves one target (model, device, assets); asking for another replaces it. It dies
-  with the study's process, and each child with its zygote.
+- Eligible: a ``measure`` request without graph dumps, on a study whose weights are saved.
+  Everything else, or any zygote that could not start, gets a fresh process
+  (tuner.runner.isolate).
+- A zygote serves one target (model, device, assets) and one environment: OpenMP reads its
+  variables when MindSpore loads it, in the zygote, so configurations that set different
+  ``OMP_*`` values fork from different zygotes (graph-kernel flags are read at compile time:
+  the child sets its own, tuner.deploy.apply_process_settings). At most ``MAX_ZYGOTES`` live at
+  once, the least recently used closed first. A zygote dies with the study's process, and each
+  child with its zygote.
 - A child is what a fresh trial process is to the study: its own session (so that its process
   group can be killed), the same environment, its standard streams in the trial's directory.
   The zygote reaps it and writes its exit status (``Popen.returncode``'s convention) to
@@ -38,6 +41,8 @@ from tuner.runner.protocol import RequestKind
 from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
+COMPILE_TIME_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
+MAX_ZYGOTES = 4
 START_TIMEOUT_SECONDS = 300.0
 REAP_POLL_SECONDS = 0.02
 
@@ -50,16 +55,28 @@ class ZygoteKey:
     device: str
     assets_dir: str
     kernel_space: str
+    environment: tuple[tuple[str, str], ...] = ()  # what must be set before MindSpore loads
 
     @classmethod
     def of(cls, request: TrialRequest) -> "ZygoteKey":
+        environment = {k: v for k, v in request.config.environment().items()
+                       if k not in COMPILE_TIME_VARIABLES}
         return cls(request.target.model, request.target.device,
-                   str(Path(request.assets_dir).resolve()), request.kernel_space)
+                   str(Path(request.assets_dir).resolve()), request.kernel_space,
+                   tuple(sorted(environment.items())))
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "environment": [list(e) for e in self.environment]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ZygoteKey":
+        data = json.loads(text)
+        return cls(**{**data, "environment": tuple(tuple(e) for e in data["environment"])})
 
 
 def eligible(request: TrialRequest) -> bool:
-    return (request.kind is RequestKind.MEASURE and not request.config.environment()
-            and not request.dump_graph and request.asset(WEIGHTS_FILE).exists())
+    return (request.kind is RequestKind.MEASURE and not request.dump_graph
+            and request.asset(WEIGHTS_FILE).exists())
 
 
 class ForkedProcess:
@@ -84,17 +101,24 @@ class ForkedProcess:
         return self.returncode
 
 
-class Zygote:
-    """The study side of one zygote process."""
+class ZygoteHung(Exception):
+    """The zygote did not finish loading within the trial's timeout (nor would a fresh
+    trial process, which loads the same way): the trial timed out in its load phase."""
 
-    def __init__(self, key: ZygoteKey, env: dict[str, str]):
+
+class Zygote:
+    """The study side of one zygote process: ``ready`` once it has loaded; one that failed
+    to load, hung or died forks nothing (its trials get fresh processes)."""
+
+    def __init__(self, key: ZygoteKey, env: dict[str, str], timeout: float = START_TIMEOUT_SECONDS):
         self.key = key
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tuner.runner.zygote", json.dumps(key.__dict__)],
-            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "tuner.runner.zygote", key.to_json()],
+            env={k: v for k, v in env.items() if k not in COMPILE_TIME_VARIABLES}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1, start_new_session=True)
-        reply = self._reply(START_TIMEOUT_SECONDS)
-        self.ready = bool(reply.get("ready"))
+        reply = self._reply(timeout)
+        self.ready = bool(reply and reply.get("ready"))
+        self.hung = reply is None
         if not self.ready:
             self.close()
 
@@ -108,12 +132,16 @@ class Zygote:
         except OSError:
             self.ready = False
             return None
-        pid = self._reply(START_TIMEOUT_SECONDS).get("pid")
+        pid = (self._reply(START_TIMEOUT_SECONDS) or {}).get("pid")
         return ForkedProcess(int(pid), workdir) if pid else None
 
-    def _reply(self, timeout: float) -> dict:
+    def _reply(self, timeout: float) -> dict | None:
+        """The zygote's next line; None when it said nothing for ``timeout`` s, {} when it
+        ended (or wrote something else)."""
         readable, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline() if readable else ""
+        if not readable:
+            return None
+        line = self.process.stdout.readline()
         try:
             return json.loads(line) if line.strip() else {}
         except json.JSONDecodeError:
@@ -126,27 +154,34 @@ class Zygote:
             self.process.wait()
 
 
-_current: Zygote | None = None
+_live: dict[ZygoteKey, Zygote] = {}  # least recently used first
 
 
-def fork_trial(request: TrialRequest, workdir: Path, env: dict[str, str]) -> ForkedProcess | None:
-    """The trial process of an eligible ``request`` forked from this target's zygote (started
-    with ``env`` when there is none), or None: the caller starts a fresh process."""
-    global _current
+def fork_trial(request: TrialRequest, workdir: Path, env: dict[str, str],
+               timeout: float) -> ForkedProcess | None:
+    """The trial process of an eligible ``request`` forked from its zygote (started with
+    ``env``, the trial's environment, when there is none, given ``timeout`` s to load), or None:
+    the caller starts a fresh process. Raises ZygoteHung when the zygote this trial started
+    did not load in time."""
     if not eligible(request):
         return None
     key = ZygoteKey.of(request)
-    if _current is None or _current.key != key:
-        if _current is not None:
-            _current.close()
-        _current = Zygote(key, env)
-    return _current.fork(workdir)
+    zygote = _live.pop(key, None)
+    started = zygote is None
+    if started:
+        while len(_live) >= MAX_ZYGOTES:
+            _live.pop(next(iter(_live))).close()
+        zygote = Zygote(key, env, min(timeout, START_TIMEOUT_SECONDS))
+    _live[key] = zygote  # a zygote that failed stays, so that its key is not tried again
+    if started and zygote.hung:
+        raise ZygoteHung(f"no network loaded after {timeout:g} s")
+    return zygote.fork(workdir)
 
 
 @atexit.register
-def _close_current() -> None:
-    if _current is not None:
-        _current.close()
+def close_all() -> None:
+    while _live:
+        _live.popitem()[1].close()
 
 
 def _serve(key: ZygoteKey) -> None:
@@ -218,5 +253,5 @@ def _child(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    _serve(ZygoteKey(**json.loads(sys.argv[1])))
+    _serve(ZygoteKey.from_json(sys.argv[1]))
     os._exit(0)
