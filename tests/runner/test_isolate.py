@@ -5,10 +5,11 @@ import time
 
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
-from tuner.runner.isolate import TrialProcess, run_isolated
+from tuner.runner.isolate import TrialProcess, _WarmupClock, run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import Status
 from tuner.runner.request import TrialRequest
+from tuner.runner.protocol import PHASE_FILE, UNDER_WAY, WARMUP_STEP, Phase
 from tuner.runner.worker import PROGRESS_FILE
 
 CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"
@@ -80,3 +81,30 @@ def test_gated_trial_that_crashes_while_compiling_is_a_record(tiny_assets, tmp_p
     assert not process.wait_ready()
     result = process.finish()
     assert result.status is Status.COMPILE_ERROR and "SIGSEGV" in result.error
+
+
+def test_a_warmup_run_under_way_is_reported_and_can_be_pruned(tmp_path):
+    entries = []
+
+    def prune_under_way(entry):
+        entries.append(entry)
+        return entry.get(UNDER_WAY, False)
+
+    target = TuningTarget("tests.fixtures.tiny_models:slow_net", 2, 48)
+    assets = tmp_path / "assets"
+    assert run_isolated(TrialRequest("prepare", target, str(assets)), tmp_path / "prepare", 120).ok
+    request = TrialRequest("measure", target, str(assets), measure=MeasureSettings(warmup_runs=1))
+    result = run_isolated(request, tmp_path, timeout=60, on_progress=prune_under_way)
+    assert result.status is Status.PRUNED and "into its warmup run" in result.error
+    assert entries and entries[-1]["runs"] == WARMUP_STEP and entries[-1]["median_s"] >= 0
+    assert not (tmp_path / PROGRESS_FILE).exists()  # stopped before its warmup run ended
+
+
+def test_the_warmup_clock_starts_when_the_run_phase_is_seen(tmp_path):
+    clock = _WarmupClock(tmp_path / PHASE_FILE)
+    assert clock.under_way() == []
+    (tmp_path / PHASE_FILE).write_text(Phase.RUN.value)
+    first = clock.under_way()[0]
+    time.sleep(0.2)
+    second = clock.under_way()[0]
+    assert first[UNDER_WAY] and 0 <= first["median_s"] < 0.1 <= second["median_s"] - first["median_s"]

@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from tuner.runner.protocol import WARMUP_STEP
-from tuner.study.pruning import SlowerThanBestPruner
+from tuner.study.pruning import SlowerThanBestPruner, prunes_while_under_way
 
 
 @pytest.mark.parametrize("direction, best, value, step, pruned", [
@@ -59,3 +59,14 @@ def test_the_warmup_step_is_judged_against_the_best_trials_warmup_only(best_warm
     trial = study.ask()
     trial.report(value, WARMUP_STEP)
     assert trial.should_prune() is pruned
+
+
+@pytest.mark.parametrize("pruner, value, pruned", [
+    (SlowerThanBestPruner(), 3.0, True),    # already beyond early_ratio: the run can only worsen
+    (SlowerThanBestPruner(), 4.0, False),
+    (optuna.pruners.MedianPruner(), 0.001, False),  # no bound semantics: wait for the value
+])
+def test_a_warmup_run_under_way_prunes_only_once_its_bound_does(pruner, value, pruned):
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trial(optuna.trial.create_trial(value=10.0, intermediate_values={WARMUP_STEP: 8.0}))
+    assert prunes_while_under_way(study, WARMUP_STEP, value) is pruned

@@ -19,7 +19,8 @@ from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
-                                   PROGRESS_FILE, RESULT_FILE, WARMUP_STEP, Phase, Span)
+                                   PROGRESS_FILE, RESULT_FILE, UNDER_WAY, WARMUP_STEP, Phase,
+                                   Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -134,11 +135,16 @@ class TrialProcess:
         (self.workdir / GO_FILE).touch()
         clock = self.released if self.request.gated else self.started
         progress = _ProgressReader(self.workdir / PROGRESS_FILE)
+        warmup = _WarmupClock(self.workdir / PHASE_FILE)
         try:
             while self.process.poll() is None:
                 if time.perf_counter() - clock > self.timeout:
                     return self._timed_out(clock)
-                for entry in progress.new_entries() if on_progress else ():
+                entries = progress.new_entries() if on_progress else []
+                if (on_progress and not entries and not progress.offset
+                        and self.request.measure.warmup_runs == 1):
+                    entries = warmup.under_way()
+                for entry in entries:
                     if on_progress(entry):
                         self.kill()
                         return TrialResult(Status.PRUNED, error=_pruned_at(entry),
@@ -210,6 +216,8 @@ def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
 
 
 def _pruned_at(entry: dict) -> str:
+    if entry.get(UNDER_WAY):
+        return f"pruned {entry['median_s']:.1f} s into its warmup run"
     if entry["runs"] == WARMUP_STEP:
         return f"pruned after its warmup run ({entry['median_s'] * 1e3:.1f} ms)"
     return f"pruned after {entry['runs']} timed runs (median {entry['median_s'] * 1e3:.1f} ms)"
@@ -221,6 +229,24 @@ def _timing_left(entry: dict, measure) -> float:
     median, runs = entry["median_s"], entry["runs"]
     needed = max(measure.min_runs, MIN_RUNS_FOR_INTERVAL, math.ceil(measure.min_seconds / median))
     return max(0.0, min(measure.max_seconds - runs * median, (needed - runs) * median))
+
+
+class _WarmupClock:
+    """How long a trial's first warmup run has been under way, as a progress entry (see
+    tuner.runner.protocol): from when the parent first saw the trial's phase ``run``, so at
+    most the run's true length so far."""
+
+    def __init__(self, phase_path: Path):
+        self.phase_path = phase_path
+        self.run_seen: float | None = None
+
+    def under_way(self) -> list[dict]:
+        if self.run_seen is None:
+            if _read(self.phase_path) != Phase.RUN:
+                return []
+            self.run_seen = time.perf_counter()
+        return [{"runs": WARMUP_STEP, "median_s": time.perf_counter() - self.run_seen,
+                 UNDER_WAY: True}]
 
 
 class _ProgressReader:

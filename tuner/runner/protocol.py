@@ -12,6 +12,10 @@ Rules:
   runs so far}``; first, with ``runs`` = ``WARMUP_STEP``, the seconds of the last warmup run),
   the record written to ``RESULT_FILE`` at the end (atomically: ``.tmp`` then rename). Not
   after every run: between two timed runs the child does no work of its own.
+- While the first warmup run is under way (phase ``run``, no progress yet) the parent itself
+  may hand its pruner an entry ``{"runs": WARMUP_STEP, "median_s": seconds since it saw the
+  phase, UNDER_WAY: true}``: a lower bound of that run's length, so that a configuration far
+  slower than the best is stopped without waiting for its whole warmup run.
 - A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
   process timing on its machine.
 - Values are strings (``StrEnum``): they are what the files and JSON hold.
@@ -58,6 +62,7 @@ PHASE_FILE = "phase"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
 WARMUP_STEP = 0  # the progress entry (and pruning step) of the last warmup run
+UNDER_WAY = "under_way"  # key of a progress entry the parent made of a run still going on
 
 
 def is_progress_step(runs: int) -> bool:

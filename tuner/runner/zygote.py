@@ -14,10 +14,13 @@ Rules:
   (tuner.runner.isolate).
 - A zygote serves one target (model, device, assets) and one environment: OpenMP reads its
   variables when MindSpore loads it, in the zygote, so configurations that set different
-  ``OMP_*`` values fork from different zygotes (graph-kernel flags are read at compile time:
-  the child sets its own, tuner.deploy.apply_process_settings). At most ``MAX_ZYGOTES`` live at
-  once, the least recently used closed first. A zygote dies with the study's process, and each
-  child with its zygote.
+  ``OMP_*`` values fork from different zygotes (``omp_set_num_threads`` in the child was
+  measured not to be enough: ResNet50 asked for 1 thread still kept both cores busy). The
+  ``CHILD_VARIABLES`` (graph-kernel flags, read at compile time) are set by the child itself
+  (tuner.deploy.apply_process_settings). At most ``MAX_ZYGOTES`` live at once, the least
+  recently used closed first, fewer while the machine has less than ``MEMORY_RESERVE_MB``
+  available (a zygote holds MindSpore and a network: 0.7 GB for ResNet50). A zygote dies with
+  the study's process, and each child with its zygote.
 - A child is what a fresh trial process is to the study: its own session (so that its process
   group can be killed), the same environment, its standard streams in the trial's directory.
   The zygote reaps it and writes its exit status (``Popen.returncode``'s convention) to
@@ -41,8 +44,9 @@ from tuner.runner.protocol import RequestKind
 from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
-COMPILE_TIME_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
-MAX_ZYGOTES = 4
+CHILD_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
+MAX_ZYGOTES = 12  # the CPU space's OMP_NUM_THREADS x OMP_WAIT_POLICY values
+MEMORY_RESERVE_MB = 6144
 START_TIMEOUT_SECONDS = 300.0
 REAP_POLL_SECONDS = 0.02
 
@@ -60,7 +64,7 @@ class ZygoteKey:
     @classmethod
     def of(cls, request: TrialRequest) -> "ZygoteKey":
         environment = {k: v for k, v in request.config.environment().items()
-                       if k not in COMPILE_TIME_VARIABLES}
+                       if k not in CHILD_VARIABLES}
         return cls(request.target.model, request.target.device,
                    str(Path(request.assets_dir).resolve()), request.kernel_space,
                    tuple(sorted(environment.items())))
@@ -114,7 +118,7 @@ class Zygote:
         self.key = key
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tuner.runner.zygote", key.to_json()],
-            env={k: v for k, v in env.items() if k not in COMPILE_TIME_VARIABLES}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={k: v for k, v in env.items() if k not in CHILD_VARIABLES}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1, start_new_session=True)
         reply = self._reply(timeout)
         self.ready = bool(reply and reply.get("ready"))
@@ -169,13 +173,23 @@ def fork_trial(request: TrialRequest, workdir: Path, env: dict[str, str],
     zygote = _live.pop(key, None)
     started = zygote is None
     if started:
-        while len(_live) >= MAX_ZYGOTES:
+        while _live and (len(_live) >= MAX_ZYGOTES or _available_mb() < MEMORY_RESERVE_MB):
             _live.pop(next(iter(_live))).close()
         zygote = Zygote(key, env, min(timeout, START_TIMEOUT_SECONDS))
     _live[key] = zygote  # a zygote that failed stays, so that its key is not tried again
     if started and zygote.hung:
         raise ZygoteHung(f"no network loaded after {timeout:g} s")
     return zygote.fork(workdir)
+
+
+def _available_mb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
 
 
 @atexit.register

@@ -21,13 +21,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.isolate import run_compiled_together, run_isolated
-from tuner.runner.protocol import is_progress_step
+from tuner.runner.protocol import UNDER_WAY, is_progress_step
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import TrialKey
 from tuner.study.hosts import Host
+from tuner.study.pruning import prunes_while_under_way
 from tuner.study.run import StudyRun
 
 
@@ -111,7 +112,8 @@ def run_batch(run: StudyRun, trials: list[optuna.Trial]
 
 def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
     """Report the running objective to Optuna after the last warmup run (step 0) and timed runs
-    1, 2, 4, 8, ... (the same steps in every trial) and ask whether to prune; None where pruning
+    1, 2, 4, 8, ... (the same steps in every trial) and ask whether to prune (a warmup run still
+    under way only once its length so far already prunes); None where pruning
     does not apply (the baseline, several objectives, the memory objective). Not after every
     run: each report is a storage transaction in this process while the trial is timed on the
     same cores, and reporting all of a 500-run trial's steps made its timings noisy (latency CV
@@ -127,7 +129,10 @@ def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
             return False
         median = entry["median_s"]
         value = run.target.batch_size / median if objective.name == "throughput" else median * 1e3
-        trial.report(value * _normaliser(run, run.objectives[0]), runs)
+        value *= _normaliser(run, run.objectives[0])
+        if entry.get(UNDER_WAY) and not prunes_while_under_way(run.study, runs, value):
+            return False
+        trial.report(value, runs)
         return trial.should_prune()
     return report
 

@@ -37,6 +37,10 @@ class SlowerThanBestPruner(optuna.pruners.BasePruner):
         step = trial.last_step
         if step is None:
             return False
+        return self.prunes(study, step, trial.intermediate_values[step])
+
+    def prunes(self, study: optuna.Study, step: int, value: float) -> bool:
+        """Whether a trial that reported ``value`` at ``step`` is pruned."""
         ratio = self.ratio if step >= self.min_steps else self.early_ratio
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not completed:
@@ -46,7 +50,6 @@ class SlowerThanBestPruner(optuna.pruners.BasePruner):
         if step == WARMUP_STEP and step not in best.intermediate_values:
             return False
         reference = best.intermediate_values.get(step, best.value)
-        value = trial.intermediate_values[step]
         return value < ratio * reference if maximize else value > reference / ratio
 
 
@@ -58,3 +61,11 @@ def make_pruner(name: str, n_objectives: int) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     return SlowerThanBestPruner()
+
+
+def prunes_while_under_way(study: optuna.Study, step: int, value: float) -> bool:
+    """Whether ``value``, a bound of a run still under way that can only get worse (see
+    tuner.runner.protocol), already prunes: only this module's own pruner can say so before
+    the value is final (Optuna keeps a step's first report)."""
+    pruner = study.pruner
+    return isinstance(pruner, SlowerThanBestPruner) and pruner.prunes(study, step, value)
