@@ -131,3 +131,10 @@ def test_each_openmp_environment_has_its_zygote_and_the_oldest_is_closed(
     assert "MS_DEV_GRAPH_KERNEL_FLAGS" in graph_kernel.environment()
     assert dict(zygote.ZygoteKey.of(request_for(graph_kernel)).environment) == {
         "OMP_WAIT_POLICY": "PASSIVE"}  # the flags are read at compile time, set by the child
+
+
+@pytest.mark.parametrize("kind, forked", [("measure", True), ("profile", True),
+                                          ("prepare", False), ("onnx_export", False),
+                                          ("references", False)])
+def test_the_kinds_that_build_the_network_fork(request_for, kind, forked):
+    assert zygote.eligible(dataclasses.replace(request_for(), kind=kind)) is forked

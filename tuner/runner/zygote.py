@@ -9,7 +9,7 @@ zygote's network instead of creating its own.
 
 Rules:
 
-- Eligible: a ``measure`` request without graph dumps, on a study whose weights are saved.
+- Eligible: a ``measure`` or ``profile`` request without graph dumps, on a study whose weights are saved.
   Everything else, or any zygote that could not start, gets a fresh process
   (tuner.runner.isolate).
 - A zygote serves one target (model, device, assets) and one environment: OpenMP reads its
@@ -45,6 +45,7 @@ from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
 CHILD_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
+FORKED_KINDS = (RequestKind.MEASURE, RequestKind.PROFILE)  # the kinds that build the network
 MAX_ZYGOTES = 12  # the CPU space's OMP_NUM_THREADS x OMP_WAIT_POLICY values
 MEMORY_RESERVE_MB = 6144
 START_TIMEOUT_SECONDS = 300.0
@@ -79,15 +80,15 @@ class ZygoteKey:
 
 
 def eligible(request: TrialRequest) -> bool:
-    return (request.kind is RequestKind.MEASURE and not request.dump_graph
+    return (request.kind in FORKED_KINDS and not request.dump_graph
             and request.asset(WEIGHTS_FILE).exists())
 
 
 class ForkedProcess:
     """A child of a zygote, with the part of ``subprocess.Popen`` the study uses."""
 
-    def __init__(self, pid: int, workdir: Path):
-        self.pid, self.workdir = pid, workdir
+    def __init__(self, pid: int, workdir: Path, zygote: subprocess.Popen):
+        self.pid, self.workdir, self.zygote = pid, workdir, zygote
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -95,7 +96,8 @@ class ForkedProcess:
             try:
                 self.returncode = int((self.workdir / EXIT_FILE).read_text())
             except (OSError, ValueError):
-                if not Path(f"/proc/{self.pid}").exists():  # its zygote died before reaping it
+                gone = not Path(f"/proc/{self.pid}").exists()
+                if gone and self.zygote.poll() is not None:  # died with its zygote, unreaped
                     self.returncode = -9
         return self.returncode
 
@@ -137,7 +139,7 @@ class Zygote:
             self.ready = False
             return None
         pid = (self._reply(START_TIMEOUT_SECONDS) or {}).get("pid")
-        return ForkedProcess(int(pid), workdir) if pid else None
+        return ForkedProcess(int(pid), workdir, self.process) if pid else None
 
     def _reply(self, timeout: float) -> dict | None:
         """The zygote's next line; None when it said nothing for ``timeout`` s, {} when it
