@@ -81,8 +81,9 @@ class TrialProcess:
         env = trial_environment(self.request, workdir)
         try:
             self.process = zygote.fork_trial(self.request, workdir, env, self.timeout)
-        except zygote.ZygoteHung:  # loading the network, as a fresh process would have
+        except zygote.ZygoteHung as hung:  # loading the network, as a fresh process would have
             (workdir / PHASE_FILE).write_text(Phase.LOAD.value)
+            (workdir / "stderr.txt").write_text(f"the zygote of this trial's environment: {hung}\n")
             self.early = self._timed_out(self.started)
             return self
         if self.process is not None:
