@@ -6,6 +6,7 @@ Everything MindSpore-related happens here, never in the study's process.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -88,7 +89,7 @@ def _setup(request: TrialRequest):
 
 def _prepare(request: TrialRequest) -> TrialResult:
     _phase(Phase.LOAD)
-    from tuner.models import check_model_name, create_model, fingerprint, model_stages
+    from tuner.models import check_model_name, fingerprint, model_stages
     from tuner.errors import UsageError
 
     try:
@@ -100,7 +101,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     from tuner.config import TuningConfig
 
     ms.set_seed(request.seed)
-    net = create_model(request.target.model)
+    net = _new_network(request.target.model, ms)
     assets = Path(request.assets_dir)
     assets.mkdir(parents=True, exist_ok=True)
     ms.save_checkpoint(net, str(assets / WEIGHTS_FILE))
@@ -227,10 +228,8 @@ def _references(request: TrialRequest) -> TrialResult:
     """The untuned outputs of the regions of ``request.config``'s programs (into the assets)."""
     ms = _setup(request)
     from tuner.backends import get_backend
-    from tuner.models import create_model
 
-    net = create_model(request.target.model)
-    ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+    net = _new_network(request.target.model, ms, request.asset(WEIGHTS_FILE))
     net.set_train(False)
     library = get_backend(request.target.device).kernel_library(request.kernel_space or None)
     _phase(Phase.RUN)
@@ -253,22 +252,32 @@ _preloaded: dict[tuple[str, str], object] = {}  # (model, device) -> network, fo
 def preload(model: str, device: str, weights: Path) -> None:
     """Load MindSpore and the network with the study's weights ahead of the trial that will
     use it (a zygote's, tuner.runner.zygote): ``_build`` takes it instead of creating one."""
-    from tuner.models import TuningTarget, create_model
+    from tuner.models import TuningTarget
 
     ms = _setup(TrialRequest(RequestKind.MEASURE, TuningTarget(model, device=device), ""))
-    net = create_model(model)
-    ms.load_param_into_net(net, ms.load_checkpoint(str(weights)))
-    _preloaded[(model, device)] = net
+    _preloaded[(model, device)] = _new_network(model, ms, weights)
 
 
 def _network(request: TrialRequest, ms):
     """The network with the study's weights: the preloaded one (once), else a new one."""
     net = _preloaded.pop((request.target.model, request.target.device), None)
     if net is None:
-        from tuner.models import create_model
+        net = _new_network(request.target.model, ms, request.asset(WEIGHTS_FILE))
+    return net
 
-        net = create_model(request.target.model)
-        ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))
+
+def _new_network(model: str, ms, weights: Path | None = None):
+    """The network (with ``weights`` when given), then every object alive frozen out of the
+    cyclic garbage collector (``gc.freeze``): MindSpore collects garbage before it compiles
+    each graph, which with a network loaded takes ~0.1 s (a trial whose programs are checked
+    one by one compiles dozens), and in a trial forked from a zygote it would write to every
+    page the two share."""
+    from tuner.models import create_model
+
+    net = create_model(model)
+    if weights is not None:
+        ms.load_param_into_net(net, ms.load_checkpoint(str(weights)))
+    gc.freeze()
     return net
 
 
