@@ -46,6 +46,8 @@ class TrialRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RequestKind(self.kind))
+        if self.assets_dir:  # read by processes working in other directories
+            object.__setattr__(self, "assets_dir", str(Path(self.assets_dir).absolute()))
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind.value, "target": self.target.to_dict(),
