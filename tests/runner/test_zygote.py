@@ -134,7 +134,7 @@ def test_each_openmp_environment_has_its_zygote_and_the_oldest_is_closed(
 
 
 @pytest.mark.parametrize("kind, forked", [("measure", True), ("profile", True),
-                                          ("prepare", False), ("onnx_export", False),
-                                          ("references", False)])
+                                          ("references", True), ("prepare", False),
+                                          ("onnx_export", False)])
 def test_the_kinds_that_build_the_network_fork(request_for, kind, forked):
     assert zygote.eligible(dataclasses.replace(request_for(), kind=kind)) is forked

@@ -19,11 +19,12 @@ from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
-                                   PROGRESS_FILE, RESULT_FILE, UNDER_WAY, WARMUP_STEP, Phase,
-                                   Span)
+                                   PROGRESS_FILE, REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE,
+                                   RESULT_FILE, UNDER_WAY, WARMUP_STEP, Phase, Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
+REFERENCES_TIMEOUT = 3600.0
 
 
 def _tail(path: Path, limit: int = STDERR_TAIL_CHARS) -> str:
@@ -73,7 +74,8 @@ class TrialProcess:
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "request.json").write_text(self.request.to_json())
-        for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE, zygote.EXIT_FILE):
+        for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE, zygote.EXIT_FILE,
+                      REFERENCES_REQUEST_FILE, REFERENCES_DONE_FILE):
             (workdir / stale).unlink(missing_ok=True)
         shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
         self.started = time.perf_counter()
@@ -101,6 +103,7 @@ class TrialProcess:
         if self.early is not None:
             return False
         while _read(self.workdir / PHASE_FILE) != Phase.READY:
+            self._serve_references()
             if self.process.poll() is not None:
                 self.early = self._ended()
                 return False
@@ -139,6 +142,7 @@ class TrialProcess:
         warmup = _WarmupClock(self.workdir / PHASE_FILE)
         try:
             while self.process.poll() is None:
+                self._serve_references()
                 if time.perf_counter() - clock > self.timeout:
                     return self._timed_out(clock)
                 entries = progress.new_entries() if on_progress else []
@@ -156,6 +160,17 @@ class TrialProcess:
             self.kill()
             raise
         return self._ended()
+
+    def _serve_references(self) -> None:
+        """Once, for a trial waiting at phase ``references``: its request run in a process of
+        its own (forked from the zygote of the untuned environment), then the trial let go."""
+        done = self.workdir / REFERENCES_DONE_FILE
+        if done.exists() or _read(self.workdir / PHASE_FILE) != Phase.REFERENCES:
+            return
+        request = TrialRequest.from_json((self.workdir / REFERENCES_REQUEST_FILE).read_text())
+        result = run_isolated(request, self.workdir / "references", REFERENCES_TIMEOUT)
+        done.with_suffix(".tmp").write_text("" if result.ok else result.reason())
+        os.replace(done.with_suffix(".tmp"), done)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

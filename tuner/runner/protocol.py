@@ -7,6 +7,11 @@ Rules:
 - The child writes its current ``Phase`` to ``PHASE_FILE`` before each step, so that a crash is
   attributed (a phase in ``COMPILE_PHASES``: compile_error, else runtime_error); a gated child
   stops at ``Phase.READY`` until the parent creates ``GO_FILE``.
+- A child whose configuration's regions have no untuned outputs yet writes the ``references``
+  request that computes them to ``REFERENCES_REQUEST_FILE`` and waits at
+  ``Phase.REFERENCES``: the parent runs it, as a process of its own without the trial's
+  settings (forked, as a measurement is), then writes ``REFERENCES_DONE_FILE``, empty or
+  saying why they could not be computed.
 - Progress of timed runs is appended to ``PROGRESS_FILE`` after timed runs 1, 2, 4, 8, ...
   (``is_progress_step``; one JSON line each: ``{"runs": n, "median_s": median of the n timed
   runs so far}``; first, with ``runs`` = ``WARMUP_STEP``, the seconds of the last warmup run),
@@ -41,12 +46,13 @@ class Phase(StrEnum):
 
     LOAD = "load"
     REWRITE = "rewrite"
+    REFERENCES = "references"  # waiting for the parent to compute its regions' untuned outputs
     COMPILE = "compile"
     READY = "ready"     # gated: compiled, waiting for GO_FILE
     RUN = "run"
 
 
-COMPILE_PHASES = (Phase.LOAD, Phase.REWRITE, Phase.COMPILE, Phase.READY)
+COMPILE_PHASES = (Phase.LOAD, Phase.REWRITE, Phase.REFERENCES, Phase.COMPILE, Phase.READY)
 
 
 class Span(StrEnum):
@@ -70,6 +76,8 @@ def is_progress_step(runs: int) -> bool:
     return runs == WARMUP_STEP or (runs > 0 and not runs & (runs - 1))
 
 GO_FILE = "go"
+REFERENCES_REQUEST_FILE = "references.json"  # a TrialRequest of kind references
+REFERENCES_DONE_FILE = "references_done"
 PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
 PROFILER_DIR = "profiler"      # MindSpore profiler's own output
 PARENT_PID_ENV = "TUNER_PARENT_PID"  # the study process: a child dies with it (kill -9 included)

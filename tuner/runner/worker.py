@@ -23,12 +23,12 @@ from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
-                                   PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE, RESULT_FILE,
+                                   PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE,
+                                   REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE, RESULT_FILE,
                                    WARMUP_STEP, Phase, RequestKind, is_progress_step)
 
 READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
-REFERENCES_TIMEOUT = 3600.0
 VERIFICATION_SEED = 0
 GATE_POLL_SECONDS = 0.02
 
@@ -206,22 +206,31 @@ def _verify_kernels(request: TrialRequest, library) -> None:
 
 
 def _ensure_region_references(request: TrialRequest, library, net, graph) -> None:
-    """The untuned outputs of the regions this configuration's programs replace, computed by
-    a process without this trial's settings when some are missing."""
+    """The untuned outputs of the regions this configuration's programs replace: when some
+    are missing, the parent computes them in a process without this trial's settings while
+    this one waits (tuner.runner.protocol)."""
     from tuner.config import TuningConfig
-    from tuner.runner.isolate import run_isolated
 
     references = request.asset(REFERENCES_DIR)
-    if not library.missing_references(net, request.config, request.target.input_shape,
-                                      references, VERIFICATION_SEED, graph):
+
+    def missing() -> int:
+        return library.missing_references(net, request.config, request.target.input_shape,
+                                          references, VERIFICATION_SEED, graph)
+
+    if not missing():
         return
     child = TrialRequest(RequestKind.REFERENCES, request.target, request.assets_dir,
                          config=TuningConfig(programs=request.config.programs),
                          seed=request.seed, kernel_space=request.kernel_space)
-    result = run_isolated(child, Path("references"), REFERENCES_TIMEOUT)
-    if not result.ok:
+    Path(REFERENCES_REQUEST_FILE).write_text(child.to_json())
+    _phase(Phase.REFERENCES)
+    while not Path(REFERENCES_DONE_FILE).exists():
+        time.sleep(GATE_POLL_SECONDS)
+    why = Path(REFERENCES_DONE_FILE).read_text().strip()
+    _phase(Phase.REWRITE)
+    if missing():
         raise _Failed(Status.COMPILE_ERROR, "the untuned outputs of this configuration's regions "
-                      f"could not be computed: {result.reason()}")
+                      f"could not be computed: {why or 'their process left them missing'}")
 
 
 def _references(request: TrialRequest) -> TrialResult:
@@ -229,7 +238,7 @@ def _references(request: TrialRequest) -> TrialResult:
     ms = _setup(request)
     from tuner.backends import get_backend
 
-    net = _new_network(request.target.model, ms, request.asset(WEIGHTS_FILE))
+    net = _network(request, ms)
     net.set_train(False)
     library = get_backend(request.target.device).kernel_library(request.kernel_space or None)
     _phase(Phase.RUN)

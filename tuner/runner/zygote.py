@@ -9,7 +9,8 @@ zygote's network instead of creating its own.
 
 Rules:
 
-- Eligible: a ``measure`` or ``profile`` request without graph dumps, on a study whose weights are saved.
+- Eligible: a ``measure``, ``profile`` or ``references`` request without graph dumps, on a
+  study whose weights are saved.
   Everything else, or any zygote that could not start, gets a fresh process
   (tuner.runner.isolate).
 - A zygote serves one target (model, device, assets) and one environment: OpenMP reads its
@@ -45,7 +46,7 @@ from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
 CHILD_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
-FORKED_KINDS = (RequestKind.MEASURE, RequestKind.PROFILE)  # the kinds that build the network
+FORKED_KINDS = (RequestKind.MEASURE, RequestKind.PROFILE, RequestKind.REFERENCES)  # load the net
 MAX_ZYGOTES = 12  # the CPU space's OMP_NUM_THREADS x OMP_WAIT_POLICY values
 MEMORY_RESERVE_MB = 6144
 START_TIMEOUT_SECONDS = 300.0
