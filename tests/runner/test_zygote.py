@@ -116,6 +116,19 @@ def test_a_zygote_that_cannot_load_its_network_sends_trials_to_fresh_processes(
     assert not failed.ready and failed.fork(tmp_path) is None
 
 
+def test_a_zygote_whose_network_started_threads_sends_trials_to_fresh_processes(
+        request_for, tmp_path):
+    """A fork keeps only the calling thread: locks that MindSpore's runtime threads held
+    would stay held in the child (mindcv's ConvNeXt runs operators while it is built)."""
+    request = dataclasses.replace(request_for(), target=dataclasses.replace(
+        request_for().target, model="tests.fixtures.tiny_models:tiny_net_running_an_operator"))
+    threaded = zygote.Zygote(zygote.ZygoteKey.of(request), trial_environment(request, tmp_path))
+    assert not threaded.ready and "not safe to fork" in threaded.refusal
+    result = run_isolated(request, tmp_path / "trial", timeout=120)
+    assert result.status is Status.OK and result.metrics.max_rel_error < 1e-5
+    assert not (tmp_path / "trial" / zygote.EXIT_FILE).exists()
+
+
 def test_each_openmp_environment_has_its_zygote_and_the_oldest_is_closed(
         request_for, tmp_path, monkeypatch):
     monkeypatch.setattr(zygote, "MAX_ZYGOTES", 2)

@@ -60,8 +60,8 @@ class TrialProcess:
     compile at once while each is timed alone. ``timeout`` applies to each part separately:
     up to ready, and from the release to the result. Nothing here raises for what the trial
     does: a crash, a hang (the whole process group is killed) or a Python error all come back
-    as a TrialResult with the tail of the process's stderr. An eligible measurement's process
-    is forked from the study's zygote (tuner.runner.zygote), any other is a fresh Python."""
+    as a TrialResult with the tail of the process's stderr. An eligible request's process
+    (tuner.runner.zygote.eligible) is forked from a zygote, any other is a fresh Python."""
 
     def __init__(self, request: TrialRequest, workdir: Path, timeout: float):
         self.request, self.workdir, self.timeout = request, workdir, timeout
@@ -85,12 +85,14 @@ class TrialProcess:
             self.process = zygote.fork_trial(self.request, workdir, env, self.timeout)
         except zygote.ZygoteHung as hung:  # loading the network, as a fresh process would have
             (workdir / PHASE_FILE).write_text(Phase.LOAD.value)
-            (workdir / "stderr.txt").write_text(f"the zygote of this trial's environment: {hung}\n")
+            (workdir / "stderr.txt").write_text(
+                f"the zygote of this trial's environment: {hung}\n")
             self.early = self._timed_out(self.started)
             return self
         if self.process is not None:
             return self
-        with open(workdir / "stderr.txt", "wb") as stderr, open(workdir / "stdout.txt", "wb") as stdout:
+        with (open(workdir / "stderr.txt", "wb") as stderr,
+              open(workdir / "stdout.txt", "wb") as stdout):
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
                 env=env, stdin=subprocess.DEVNULL,
@@ -226,7 +228,7 @@ def run_compiled_together(trials: Sequence[tuple[TrialRequest, Path, ProgressHan
 
 def run_isolated(request: TrialRequest, workdir: Path, timeout: float,
                  on_progress: ProgressHandler | None = None) -> TrialResult:
-    """Run ``request`` in a fresh Python process inside ``workdir`` and return its record
+    """Run ``request`` in a process of its own inside ``workdir`` and return its record
     (see TrialProcess); the trial is killed after ``timeout`` s."""
     return TrialProcess(request, workdir, timeout).start().finish(on_progress)
 

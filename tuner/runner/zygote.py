@@ -22,6 +22,12 @@ Rules:
   recently used closed first, fewer while the machine has less than ``MEMORY_RESERVE_MB``
   available (a zygote holds MindSpore and a network: 0.7 GB for ResNet50). A zygote dies with
   the study's process, and each child with its zygote.
+- A zygote forks only if loading the network started no thread: a fork copies only the
+  calling thread, and a lock another thread held stays held in the child. A network whose
+  construction runs MindSpore operators starts the runtime's threads (mindcv's ConvNeXt:
+  ``ActorThread_0``, ``KernelThread_0``; its forked trials hung in their first run); such a
+  zygote says so instead of ready, and its trials get fresh processes. (The thread that
+  ``import mindspore`` starts, OpenBLAS's pool, is there before and handles forks itself.)
 - A child is what a fresh trial process is to the study: its own session (so that its process
   group can be killed), the same environment, its standard streams in the trial's directory.
   The zygote reaps it and writes its exit status (``Popen.returncode``'s convention) to
@@ -121,11 +127,13 @@ class Zygote:
         self.key = key
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tuner.runner.zygote", key.to_json()],
-            env={k: v for k, v in env.items() if k not in CHILD_VARIABLES}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={k: v for k, v in env.items() if k not in CHILD_VARIABLES},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1, start_new_session=True)
         reply = self._reply(timeout)
         self.ready = bool(reply and reply.get("ready"))
         self.hung = reply is None
+        self.refusal = (reply or {}).get("error", "")  # why it cannot fork, when it said so
         if not self.ready:
             self.close()
 
@@ -167,21 +175,22 @@ _live: dict[ZygoteKey, Zygote] = {}  # least recently used first
 def fork_trial(request: TrialRequest, workdir: Path, env: dict[str, str],
                timeout: float) -> ForkedProcess | None:
     """The trial process of an eligible ``request`` forked from its zygote (started with
-    ``env``, the trial's environment, when there is none, given ``timeout`` s to load), or None:
-    the caller starts a fresh process. Raises ZygoteHung when the zygote this trial started
-    did not load in time."""
+    ``env``, the trial's environment, when there is none, given ``timeout`` s to load, at most
+    ``START_TIMEOUT_SECONDS``), or None: the caller starts a fresh process. Raises ZygoteHung
+    when the zygote this trial started did not load in time."""
     if not eligible(request):
         return None
     key = ZygoteKey.of(request)
     zygote = _live.pop(key, None)
     started = zygote is None
+    load_timeout = min(timeout, START_TIMEOUT_SECONDS)
     if started:
         while _live and (len(_live) >= MAX_ZYGOTES or _available_mb() < MEMORY_RESERVE_MB):
             _live.pop(next(iter(_live))).close()
-        zygote = Zygote(key, env, min(timeout, START_TIMEOUT_SECONDS))
+        zygote = Zygote(key, env, load_timeout)
     _live[key] = zygote  # a zygote that failed stays, so that its key is not tried again
     if started and zygote.hung:
-        raise ZygoteHung(f"no network loaded after {timeout:g} s")
+        raise ZygoteHung(f"no network loaded after {load_timeout:g} s")
     return zygote.fork(workdir)
 
 
@@ -206,10 +215,18 @@ def _serve(key: ZygoteKey) -> None:
     from tuner.runner import worker
 
     worker._die_with_parent()
+    import mindspore  # noqa: F401  (its threads from import on, OpenBLAS's pool, survive forks)
+
+    imported = _threads()
     try:
         worker.preload(key.model, key.device, Path(key.assets_dir) / WEIGHTS_FILE)
     except Exception as error:  # a network that cannot load here fails in its trials, fresh
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
+        return
+    started = sorted({name for tid, name in _threads().items() if tid not in imported})
+    if started:
+        print(json.dumps({"error": f"loading {key.model} started threads "
+                          f"({', '.join(started)}): not safe to fork"}), flush=True)
         return
     print(json.dumps({"ready": True}), flush=True)
     children: dict[int, Path] = {}
@@ -231,6 +248,12 @@ def _serve(key: ZygoteKey) -> None:
     while children:
         _reap(children)
         time.sleep(REAP_POLL_SECONDS)
+
+
+def _threads() -> dict[int, str]:
+    """This process's threads (Linux): id -> name."""
+    return {int(task.name): (task / "comm").read_text().strip()
+            for task in Path("/proc/self/task").iterdir()}
 
 
 def _reap(children: dict[int, Path]) -> None:
