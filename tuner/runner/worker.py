@@ -224,8 +224,7 @@ def _ensure_region_references(request: TrialRequest, library, net, graph) -> Non
                          seed=request.seed, kernel_space=request.kernel_space)
     Path(REFERENCES_REQUEST_FILE).write_text(child.to_json())
     _phase(Phase.REFERENCES)
-    while not Path(REFERENCES_DONE_FILE).exists():
-        time.sleep(GATE_POLL_SECONDS)
+    _wait_for(REFERENCES_DONE_FILE)
     why = Path(REFERENCES_DONE_FILE).read_text().strip()
     _phase(Phase.REWRITE)
     if missing():
@@ -251,7 +250,12 @@ def _references(request: TrialRequest) -> TrialResult:
 def _wait_for_release() -> None:
     """A gated trial, compiled, waits (idle) until the study lets it time its runs alone."""
     _phase(Phase.READY)
-    while not Path(GO_FILE).exists():
+    _wait_for(GO_FILE)
+
+
+def _wait_for(name: str) -> None:
+    """Idle until the parent creates the file ``name`` in the trial's directory."""
+    while not Path(name).exists():
         time.sleep(GATE_POLL_SECONDS)
 
 
