@@ -1,5 +1,6 @@
-"""The Winograd kernel (conv2d_winograd): transforms, packing, correctness against MindSpore's
-builtin convolution, and a configuration that chooses it applied to a whole network."""
+"""The Winograd kernels (conv2d_winograd, NCHW, and the program runtime's conv2d_winograd_nhwc):
+transforms, packing, correctness against MindSpore's builtin convolution, and a configuration
+that chooses each applied to a whole network."""
 import json
 
 import mindspore as ms
@@ -16,6 +17,7 @@ from tuner.kernels.cpu.packing import pack_winograd_weight, winograd_weight
 from tuner.models import TuningTarget, fingerprint
 
 WINOGRAD = "conv2d_winograd"
+WINOGRAD_NHWC = "conv2d_winograd_nhwc"
 # B^T and A^T of kernels/cpu/conv2d_winograd.cpp
 TRANSFORMS = {
     2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
@@ -92,7 +94,8 @@ def test_tiling_variants_with_several_blocks(library, variant):
 
 
 def test_kernel_names(library):
-    assert library.kernel_names(_conv(1, 4, 8, 8, 4)) == ("onednn", "conv2d_dense", WINOGRAD)
+    assert library.kernel_names(_conv(1, 4, 8, 8, 4)) == ("onednn", "conv2d_dense", WINOGRAD,
+                                                          WINOGRAD_NHWC)
     strided = ConvWorkload(1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
     assert library.kernel_names(strided) == ("onednn", "conv2d_dense")
     assert library.kernel_names(_conv(1, 4, 8, 8, 4), hand_epilogue_ok=False) == ("onednn",)
@@ -119,4 +122,27 @@ def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path)
     calls = sum(c.spec_words.tobytes().count(b"Conv2dWinograd") for c in programs(loaded))
     assert calls == len({p for p in programs(loaded)
                          if b"Conv2dWinograd" in p.spec_words.tobytes()}) > 0
+    assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4
+
+
+def test_a_config_choosing_the_runtimes_winograd_loads_and_matches_untuned(library, tmp_path):
+    """Every 3x3 stride-1 workload on conv2d_winograd_nhwc, F(2x2) and F(4x4) mixed: the loaded
+    network runs those layers as the runtime's Winograd steps and matches the untuned one."""
+    net = _model("resnet18")
+    reference = _Wrap(net)(_input()).asnumpy()
+    ms.save_checkpoint(net, str(tmp_path / "weights.ckpt"))
+    groups = library.find_workloads(net, (2, 3, 32, 32))
+    eligible = [g for g in groups if WINOGRAD_NHWC in g.kernels]
+    assert len(eligible) >= 2
+    tiles = {g.key: (2, 4)[i % 2] for i, g in enumerate(eligible)}
+    choices = [KernelChoice(g.key, WINOGRAD_NHWC, (("tile_size", tiles[g.key]),))
+               if g.key in tiles else KernelChoice(g.key, g.kernel, ()) for g in groups]
+    config = TuningConfig(programs=ProgramConfig("network", "nhwc"), kernels=tuple(choices))
+    exported = ExportedConfig(TuningTarget("resnet18", 2, 32), config, fingerprint(net), ms.__version__)
+    loaded = tuner.load(write_export(exported, tmp_path / "best.json"),
+                        checkpoint=tmp_path / "weights.ckpt")
+    steps = [step for cell in programs(loaded) for step in cell.steps]
+    winograd_layers = {step.layer for step in steps if step.kernel == WINOGRAD_NHWC}
+    layers_of_eligible = {layer for g in eligible for layer in g.layers}
+    assert winograd_layers == layers_of_eligible
     assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4

@@ -66,7 +66,7 @@ MIXED = tuple(_group(w) for w in (WINOGRAD, SMALL, STRIDED, MATMUL))
 
 def test_each_workload_offers_the_kernels_that_can_run_it():
     knobs = KernelKnobs(SPACES, MIXED)
-    assert list(knobs.kernel_options(MIXED[0])) == ["onednn", "dense", "winograd"]
+    assert list(knobs.kernel_options(MIXED[0])) == ["onednn", "dense", "winograd", "winograd_nhwc"]
     assert list(knobs.kernel_options(MIXED[2])) == ["onednn", "dense"]
     assert list(knobs.kernel_options(MIXED[3])) == ["onednn"]
     defaults = {c.workload: c.kernel for c in knobs.default_choices()}

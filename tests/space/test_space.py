@@ -70,3 +70,34 @@ def test_conditional_knobs_active_at_the_centre_are_screened_too(tmp_path):
     neighbours = space.one_knob_neighbours(space.default_config())
     assert neighbours == [_config(programs__granularity="off"),
                           _config(programs__granularity="network", programs__layout="nhwc")]
+
+
+KERNELS = """version: 1
+device: CPU
+knobs:
+  programs.granularity: {type: categorical, choices: ["off", network], default: network}
+custom_kernels: {params: %s}
+"""
+
+
+def test_each_kernel_is_screened_on_every_workload_it_can_run(tmp_path):
+    from tuner.kernels.space import DEFAULT_SPACE_PATH
+    from tuner.kernels.workload import ConvWorkload, WorkloadGroup
+
+    path = tmp_path / "kernels.yaml"
+    path.write_text(KERNELS % DEFAULT_SPACE_PATH)
+    three = ConvWorkload(1, 16, 16, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))
+    strided = ConvWorkload(1, 16, 16, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
+    groups = (WorkloadGroup(three, ("a",), ("onednn", "conv2d_dense", "conv2d_winograd_nhwc")),
+              WorkloadGroup(strided, ("b",), ("onednn", "conv2d_dense")))
+    space = load_space(path).with_model((), groups)
+    default = space.default_config()
+    kernel_neighbours = [n for n in space.one_knob_neighbours(default) if n.programs.enabled]
+    assert [[c.kernel for c in n.kernels] for n in kernel_neighbours] == [
+        ["conv2d_dense", "conv2d_dense"], ["conv2d_winograd_nhwc", "onednn"]]
+    winograd = kernel_neighbours[1].kernels[0]
+    assert dict(winograd.params) == space.kernels.spaces["conv2d_winograd_nhwc"].defaults()
+    for neighbour in kernel_neighbours:
+        study = optuna.create_study()
+        study.enqueue_trial(space.params_for(neighbour))
+        assert space.suggest(study.ask()) == neighbour

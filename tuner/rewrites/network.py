@@ -1,6 +1,6 @@
 """The top-level cell that every rewrite returns, and replacing a sub-cell in place."""
 from mindspore import Tensor, context, jit, nn
-from mindspore.common.api import _cell_graph_executor
+from mindspore.graph.api import _cell_graph_executor
 
 
 def set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import optuna
 
-from tuner.config import TuningConfig
+from tuner.config import KernelChoice, TuningConfig
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Knob, SubsetKnob
@@ -103,8 +103,11 @@ class SearchSpace:
         """A one-at-a-time screening design around ``config``: for each bool or categorical
         knob active in ``config``, ``config`` with that knob set to each of its other values,
         the knobs this activates at their declared defaults and everything else, kernel choices
-        included, unchanged. In declaration order, without configurations equal (canonically)
-        to ``config`` or to an earlier one."""
+        included, unchanged; then, with programs on, for each kernel of the kernel space,
+        ``config`` with every workload that kernel can run moved to it (default parameters):
+        what each kernel does where it applies, for the sampler to start from. In declaration
+        order, without configurations equal (canonically) to ``config`` or to an earlier
+        one."""
         current = self._active_values(config)
         seen = {config.canonical_hash()}
         neighbours = []
@@ -125,6 +128,28 @@ class SearchSpace:
                 if neighbour.canonical_hash() not in seen:
                     seen.add(neighbour.canonical_hash())
                     neighbours.append(neighbour)
+        for neighbour in self._kernel_neighbours(config):
+            if neighbour.canonical_hash() not in seen:
+                seen.add(neighbour.canonical_hash())
+                neighbours.append(neighbour)
+        return neighbours
+
+    def _kernel_neighbours(self, config: TuningConfig) -> list[TuningConfig]:
+        """Per kernel of the kernel space, in declaration order: ``config`` with every workload
+        that kernel can run (and does not run already) on it, with its default parameters."""
+        if not (self.kernels and config.programs.enabled):
+            return []
+        current = {c.workload: c for c in config.kernels or self.kernels.default_choices()}
+        neighbours = []
+        for name, kernel_space in self.kernels.spaces.items():
+            moved = {g.key: KernelChoice(g.key, name, tuple(sorted(kernel_space.defaults().items())))
+                     for g in self.kernels.workloads
+                     if name in self.kernels.kernel_options(g).values()
+                     and (g.key not in current or current[g.key].kernel != name)}
+            if moved:
+                kernels = tuple(moved.get(g.key, current.get(g.key)) for g in self.kernels.workloads)
+                neighbours.append(dataclasses.replace(
+                    config, kernels=tuple(k for k in kernels if k is not None)))
         return neighbours
 
     def _active_values(self, config: TuningConfig) -> dict[str, Any]:

@@ -14,6 +14,12 @@ enum Layout { LAYOUT_ANY = 0, LAYOUT_NHWC = 1, LAYOUT_BLOCKED = 2 };  // spec.La
 
 using Dims = std::vector<int64_t>;
 
+int64_t dims_size(const Dims &dims) {
+  int64_t size = 1;
+  for (int64_t d : dims) size *= d;
+  return size;
+}
+
 void fill(dnnl_dims_t out, const Dims &dims) {
   for (size_t i = 0; i < dims.size(); i++) out[i] = dims[i];
 }

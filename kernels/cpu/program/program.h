@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "memory.h"
+#include "winograd.h"
 
 namespace {
 
@@ -19,7 +20,7 @@ enum Role { ROLE_INPUT = 0, ROLE_CONST = 1, ROLE_TEMP = 2, ROLE_OUTPUT = 3 };
 enum StepKind {
   STEP_CONV = 1, STEP_POOL, STEP_ELTWISE, STEP_BINARY, STEP_CONCAT, STEP_MATMUL, STEP_REDUCE,
   STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE, STEP_EXTERNAL,
-  STEP_GROUPNORM, STEP_RESAMPLE
+  STEP_GROUPNORM, STEP_RESAMPLE, STEP_WINOGRAD
 };
 enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
 
@@ -48,13 +49,21 @@ struct ExternalCall {
   std::vector<int32_t> geometry;      // KH KW SH SW PT PB PL PR ACT (conv_common.h)
 };
 
-struct Action {  // one primitive execution, or one call of an external kernel
+// A convolution the runtime computes itself (winograd.h) on the program's threads; its operands
+// are value ids: src, weights, bias, residual (-1: none), dst.
+struct NativeCall {
+  std::shared_ptr<WinogradConv> conv;
+  std::vector<int> values;
+};
+
+struct Action {  // one primitive execution, or one call of an external or native kernel
   dnnl_primitive_t primitive = nullptr;
   std::vector<std::pair<int, int>> args;  // (DNNL_ARG_*, value id)
   int step = -1;
   std::string label;  // what it does for its step: the step's own work, or a "reorder"
   std::string info;   // the implementation
   std::shared_ptr<ExternalCall> external;
+  std::shared_ptr<NativeCall> native;
   double total_us = 0;  // time spent in it since the last reset (for profiles)
   int64_t calls = 0;
 };
@@ -113,6 +122,7 @@ class Program {
   }
   int add_temp(const Dims &dims, dnnl_memory_desc_t md, int step);
   int plain(int id, int step);
+  int channels_last(int id, int step);
   int strided(int id, int step);
   void define(int id, const_dnnl_memory_desc_t md);
   int packed_weight(int id, const_dnnl_memory_desc_t want);

@@ -77,6 +77,16 @@ int Program::plain(int id, int step) {
   return copy;
 }
 
+// `id` itself if it is a 4-D value in channels-last order (NHWC, dense), else such a copy made
+// at `step`.
+int Program::channels_last(int id, int step) {
+  Md want(tagged_md(value(id).dims, dnnl_acdb));
+  if (dnnl_memory_desc_equal(value(id).md.md, want.md)) return id;
+  int copy = add_temp(value(id).dims, clone(want.md), step);
+  reorder(id, copy, step);
+  return copy;
+}
+
 // `id` itself if its layout is plain up to the order of its axes (strides, no blocks: what a
 // matrix product reads directly), else a plain copy made at `step`.
 int Program::strided(int id, int step) {
@@ -445,6 +455,39 @@ void Program::build_step(int index, Step &step) {
       action.info = "external";
       action.external = call;
       for (int id : call->values) action.args.push_back({0, id});
+      actions_.push_back(std::move(action));
+      return;
+    }
+    case STEP_WINOGRAD: {  // src, weights, bias, dst, residual, m, rows, vecs, tile_block,
+                           // oc_block, tasks_per_thread, pad_top, pad_left, activation
+      need(14);
+      int src = channels_last((int)f[0], index), dst = (int)f[3];
+      const Dims &in = value(src).dims, &out = value(dst).dims;
+      if (in.size() != 4 || out.size() != 4) throw Error{"winograd: 4-D values expected"};
+      WinogradShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
+                          (int)out[2], (int)out[3], (int)f[11], (int)f[12], (int)f[5],
+                          (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[13]};
+      auto call = std::make_shared<NativeCall>();
+      call->conv = std::make_shared<WinogradConv>(shape);
+      if (value(f[1]).role != ROLE_CONST || value(f[2]).role != ROLE_CONST)
+        throw Error{"winograd: weights and bias must be constants"};
+      if (dims_size(value(f[1]).dims) != call->conv->weight_floats())
+        throw Error{"winograd: packed weights of " + std::to_string(dims_size(value(f[1]).dims)) +
+                    " floats, expected " + std::to_string(call->conv->weight_floats())};
+      int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
+      define(dst, Md(tagged_md(out, dnnl_acdb)).md);
+      call->values = {src, (int)f[1], (int)f[2], residual, dst};
+      Action action;
+      action.step = index;
+      action.label = "step";
+      action.info = "winograd_nhwc:F(" + std::to_string(shape.m) + "x" + std::to_string(shape.m) +
+                    ",3x3)";
+      action.native = call;
+      for (int id : call->values)
+        if (id >= 0) {
+          value(id).last_use = std::max(value(id).last_use, index);
+          action.args.push_back({0, id});
+        }
       actions_.push_back(std::move(action));
       return;
     }

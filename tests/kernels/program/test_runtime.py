@@ -14,13 +14,6 @@ RNG = np.random.default_rng(0)
 LAYOUTS = list(s.Layout)
 
 
-@pytest.fixture(scope="module")
-def program_library(kernel_cache):
-    result = runtime.build(kernel_cache)
-    assert result.ok, result.error
-    return result.library
-
-
 def _uid() -> int:
     return int(RNG.integers(1, 2**40))
 

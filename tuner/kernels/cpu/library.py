@@ -23,7 +23,7 @@ from tuner.kernels.cpu.packing import WeightLayout
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import verification
 from tuner.kernels.cpu.program.apply import build_programs, install
-from tuner.kernels.cpu.program.emit import HandKernel
+from tuner.kernels.cpu.program.emit import HandKernel, NativeKernel
 from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
 from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
 from tuner.kernels.cpu.program.spec import Layout
@@ -164,7 +164,8 @@ class CpuKernelLibrary(KernelLibrary):
         return install(net, plan, programs)
 
     def _choices(self, config: TuningConfig, plan: ProgramPlan):
-        """How each heavy op runs: (oneDNN implementation rank, hand-written kernel or None).
+        """How each heavy op runs: (oneDNN implementation rank, hand-written kernel, kernel of
+        the runtime with its parameters, or None for oneDNN).
         With modules excluded, the choices for workloads only they have do not apply (the
         search draws choices for all of the model's workloads); otherwise every choice must be
         for a workload of the programs."""
@@ -176,7 +177,7 @@ class CpuKernelLibrary(KernelLibrary):
             raise ValueError(f"kernels: {unknown[0]} is not a workload of this network's "
                              f"programs")
 
-        def choice_for(op: KOp, kg: KernelGraph) -> tuple[int, HandKernel | None]:
+        def choice_for(op: KOp, kg: KernelGraph) -> tuple[int, HandKernel | NativeKernel | None]:
             workload = workload_of(op, kg)
             choice = choices.get(workload.key)
             kernel = choice.kernel if choice else self.kernel_names(workload)[0]
@@ -185,6 +186,8 @@ class CpuKernelLibrary(KernelLibrary):
                 raise ValueError(f"kernels.{workload.key}: {kernel} cannot run it here")
             if kernel == ONEDNN:
                 return int(params["impl"]), None
+            if self.space(kernel).runtime_params:
+                return 0, NativeKernel(kernel, tuple(sorted(params.items())))
             library, layout = self._built(kernel, params)
             return 0, HandKernel(f"{library}:{ENTRY_POINTS[kernel]}", layout)
         return choice_for

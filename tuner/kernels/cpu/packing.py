@@ -63,3 +63,17 @@ def pack_winograd_weight(weight: np.ndarray, tile_size: int, register_rows: int)
     kernel's panel layout of U (MR consecutive output channels per channel step)."""
     return np.stack([pack_dense_weight(u[:, :, None, None], register_rows)
                      for u in winograd_weight(weight, tile_size)])
+
+
+def pack_winograd_nhwc_weight(weight: np.ndarray, tile_size: int, register_vectors: int) -> np.ndarray:
+    """(OC, C, 3, 3) -> (alpha^2, ceil(OC/P), ceil(C/16)*16, P) float32, P = 16 *
+    register_vectors: per transform point, U's output channels in panels of P (the runtime's
+    Winograd step loads a panel row per channel), channels and output channels zero-padded."""
+    u = winograd_weight(weight, tile_size)  # (X, OC, C)
+    points, out_channels, channels = u.shape
+    panel = 16 * register_vectors
+    padded = np.zeros((points, -(-out_channels // panel) * panel, -(-channels // 16) * 16),
+                      np.float32)
+    padded[:, :out_channels, :channels] = u
+    panels = padded.reshape(points, -1, panel, padded.shape[2])
+    return np.ascontiguousarray(panels.transpose(0, 1, 3, 2))

@@ -58,7 +58,7 @@ def _step_info(plan: ProgramPlan, op, kg, choice_for: ChoiceFor) -> StepInfo:
     if op.kind not in HEAVY_KINDS:
         return StepInfo(layer, describe_op(op, kg))
     _, hand = choice_for(op, kg)
-    kernel = hand.layout.kernel if hand else "onednn"
+    kernel = hand.kernel if hand else "onednn"
     return StepInfo(layer, describe_op(op, kg), kernel, workload_of(op, kg).key)
 
 

@@ -3,7 +3,8 @@
 The custom operator's parameters are ``(spec, x, constants, out)`` (tuner.kernels.cpu.program.
 spec): the region input, all its constants packed in one array, the output. ``choice_for(op, kg)``
 says how each convolution and matrix product runs: oneDNN's implementation of that rank, or a
-hand-written kernel (an ``External`` step, its weights packed for that variant).
+hand-written kernel (an ``External`` step, its weights packed for that variant), or a kernel of
+the runtime itself with its parameters (a ``NativeKernel``: the Winograd step).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from tuner.kernels.cpu.packing import WeightLayout, pack_weight
+from tuner.kernels.cpu.packing import WeightLayout, pack_weight, pack_winograd_nhwc_weight
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
@@ -29,6 +30,19 @@ class HandKernel:
 
     function: str
     layout: WeightLayout
+
+    @property
+    def kernel(self) -> str:
+        return self.layout.kernel
+
+
+@dataclass(frozen=True)
+class NativeKernel:
+    """A kernel the program runtime runs itself (``kernel``: its name in the kernel parameter
+    file), with its parameters (name -> value)."""
+
+    kernel: str
+    params: tuple[tuple[str, object], ...]
 
 
 @dataclass(frozen=True)
@@ -79,17 +93,41 @@ def _posts(values: _Values, posts: list[Post]) -> tuple[s.PostOp, ...]:
 
 def _external(values: _Values, op: KOp, hand: HandKernel) -> s.Step:
     kg = values.kg
+    weights = kg.consts[op.inputs[1].id]
+    packed = values.const(kg.new_const(pack_weight(hand.layout, weights)))
+    residual, activation, bias = _epilogue_and_bias(values, op)
+    top, left, bottom, right = op.attrs["padding"]
+    return s.External(values.act(op.inputs[0]), packed, bias, values.act(op.out), residual,
+                      values.kernel(hand.function), tuple(weights.shape[2:]),
+                      tuple(op.attrs["stride"]), (top, bottom, left, right),
+                      ACTIVATION_CODES[activation])
+
+
+def _epilogue_and_bias(values: _Values, op: KOp) -> tuple[int | None, str, int]:
+    """(residual value id or None, activation, bias value id) of a hand-epilogue convolution;
+    a missing bias becomes zeros."""
+    kg = values.kg
     residual, activation = hand_epilogue(op, kg)
     weights = kg.consts[op.inputs[1].id]
     bias = (kg.consts[op.attrs["bias"].id] if op.attrs.get("bias") is not None
             else np.zeros(weights.shape[0], np.float32))
-    top, left, bottom, right = op.attrs["padding"]
-    return s.External(values.act(op.inputs[0]), values.const(kg.new_const(pack_weight(hand.layout, weights))),
-                      values.const(kg.new_const(bias.reshape(-1))), values.act(op.out),
-                      values.ref(op.posts[0].operand) if residual else None,
-                      values.kernel(hand.function), tuple(weights.shape[2:]),
-                      tuple(op.attrs["stride"]), (top, bottom, left, right),
-                      ACTIVATION_CODES[activation])
+    return (values.ref(op.posts[0].operand) if residual else None, activation,
+            values.const(kg.new_const(bias.reshape(-1))))
+
+
+def _native(values: _Values, op: KOp, native: NativeKernel) -> s.Step:
+    if native.kernel != WINOGRAD_NHWC:
+        raise ValueError(f"no program step for the kernel {native.kernel!r}")
+    kg = values.kg
+    params = dict(native.params)
+    residual, activation, bias = _epilogue_and_bias(values, op)
+    weights = pack_winograd_nhwc_weight(kg.consts[op.inputs[1].id], params["tile_size"],
+                                        params["register_vectors"])
+    top, left, _, _ = op.attrs["padding"]
+    return s.Winograd(values.act(op.inputs[0]), values.const(kg.new_const(weights)), bias,
+                      values.act(op.out), residual, params["tile_size"], params["register_rows"],
+                      params["register_vectors"], params["tile_block"], params["oc_block"],
+                      params["tasks_per_thread"], top, left, ACTIVATION_CODES[activation])
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:
@@ -131,7 +169,8 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
     raise ValueError(f"no program step for a {op.kind!r} op")
 
 
-ChoiceFor = Callable[[KOp, KernelGraph], "tuple[int, HandKernel | None]"]
+WINOGRAD_NHWC = "conv2d_winograd_nhwc"
+ChoiceFor = Callable[[KOp, KernelGraph], "tuple[int, HandKernel | NativeKernel | None]"]
 
 
 def emit(kg: KernelGraph, layout: s.Layout, choice_for: ChoiceFor, uid_seed: str) -> EmittedProgram:
@@ -142,7 +181,10 @@ def emit(kg: KernelGraph, layout: s.Layout, choice_for: ChoiceFor, uid_seed: str
     steps = []
     for op in kg.ops:
         impl, hand = choice_for(op, kg) if op.kind in ("conv", "matmul") else (0, None)
-        steps.append(_external(values, op, hand) if hand else _step(values, op, impl))
+        if isinstance(hand, NativeKernel):
+            steps.append(_native(values, op, hand))
+        else:
+            steps.append(_external(values, op, hand) if hand else _step(values, op, impl))
     output = values.ids.get(kg.output)
     if output is None or kg.output == kg.input:
         raise ValueError("the program computes nothing")

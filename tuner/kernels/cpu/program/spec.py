@@ -449,6 +449,44 @@ class Resample(_SourceToDestination):
 
 
 @dataclass(frozen=True)
+class Winograd(Step):
+    """dst = act(conv3x3(src, weights) + bias [+ residual]), stride 1, by the runtime's own
+    Winograd F(m x m, 3 x 3) kernel (kernels/cpu/program/winograd.h) on channels-last values;
+    ``weights`` packed by ``packing.pack_winograd_nhwc_weight`` for ``tile_size`` and
+    ``register_vectors``; ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that
+    kernel's parameters (search_spaces/cpu_kernels.yaml)."""
+
+    KIND: ClassVar[int] = 16
+    src: int
+    weights: int
+    bias: int
+    dst: int
+    residual: int | None
+    tile_size: int
+    register_rows: int
+    register_vectors: int
+    tile_block: int
+    oc_block: int
+    tasks_per_thread: int
+    pad_top: int
+    pad_left: int
+    activation: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, self.bias, self.dst,
+                -1 if self.residual is None else self.residual, self.tile_size,
+                self.register_rows, self.register_vectors, self.tile_block, self.oc_block,
+                self.tasks_per_thread, self.pad_top, self.pad_left, self.activation]
+
+    def inputs(self):
+        return (self.src, self.weights, self.bias,
+                *(() if self.residual is None else (self.residual,)))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
 class ValueDecl:
     role: Role
     index: int

@@ -1,0 +1,318 @@
+// Winograd F(m x m, 3 x 3) convolution (stride 1, dilation 1, groups 1) as a program step, on
+// channels-last (NHWC) activations, run on the program's thread pool. Part of program.cpp's
+// translation unit.
+//
+// The output is cut into m x m tiles (T = N * ceil(OH/m) * ceil(OW/m), numbered image by image,
+// row by row; edge tiles are computed whole and stored clipped); a tile reads an alpha x alpha
+// input patch (alpha = m + 2, X = alpha^2 transform points):
+//   V[t][xi][c]   = (B^T d B)[xi]                     input transform
+//   M[t][xi][oc]  = sum_c V[t][xi][c] U[xi][c][oc]    X independent GEMMs (tiles x channels)
+//   out tile      = A^T M A + bias [+ residual], then ReLU / ReLU6 (the hand-written epilogue)
+// Channels are the vector lanes everywhere (NHWC: a pixel's channels are contiguous), so the
+// transforms need no transposes and a map of few tiles (7x7 at batch 1: 4 of 4x4) still fills
+// the vectors: the GEMMs' register tile is `rows` tiles x `vecs` 16-channel vectors of output
+// channels, a tile's V value broadcast, U's row loaded.
+// U = G g G^T is computed in float64 and packed by tuner/kernels/cpu/packing.py
+// (pack_winograd_nhwc_weight) as U[xi][panel][c][P], P = 16 * vecs output channels a panel,
+// channels and output channels zero-padded to multiples of 16 and P.
+//
+// Work: tasks of `tile_block` tiles x a range of output-channel blocks (`oc_block` channels); a
+// task transforms its tiles' input (all channels) into a per-thread V block, then per output
+// channel block runs the X GEMMs into a per-thread M block and the output transform with the
+// epilogue. When there are fewer tile blocks than `tasks_per_thread` per thread, the output
+// channel blocks are split between tasks too (each repeats its tile block's input transform).
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "runtime.h"
+
+namespace {
+
+enum WinogradActivation { WINO_NONE = 0, WINO_RELU = 1, WINO_RELU6 = 2 };
+
+struct WinogradShape {
+  int N, C, H, W, OC, OH, OW, pad_top, pad_left;
+  int m, rows, vecs, tile_block, oc_block, tasks_per_thread, act;
+};
+
+inline __mmask16 lanes(int remaining) {
+  return remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << std::max(remaining, 0)) - 1u);
+}
+
+// Register tile: C[r][v] += A[r][k] * B[k][v] over k < K; A rows `lda` apart, B rows of
+// 16 * NV floats, C rows `ldc` apart.
+template <int R, int NV>
+void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
+                    int64_t ldc) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int k = 0; k < k_count; k++) {
+    __m512 w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(b + (int64_t)k * NV * 16 + v * 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(x, w[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) _mm512_store_ps(c + r * ldc + v * 16, acc[r][v]);
+}
+
+using WinoGemmTile = void (*)(const float *, int64_t, const float *, int, float *, int64_t);
+
+template <int NV>
+WinoGemmTile wino_tile_for_rows(int rows) {
+  switch (rows) {
+    case 2: return wino_gemm_tile<2, NV>;
+    case 4: return wino_gemm_tile<4, NV>;
+    case 6: return wino_gemm_tile<6, NV>;
+    case 8: return wino_gemm_tile<8, NV>;
+    case 12: return NV <= 2 ? wino_gemm_tile<12, (NV <= 2 ? NV : 2)> : nullptr;
+    case 14: return NV <= 2 ? wino_gemm_tile<14, (NV <= 2 ? NV : 2)> : nullptr;
+    default: return nullptr;
+  }
+}
+
+inline WinoGemmTile wino_tile_for(int rows, int vecs) {
+  switch (vecs) {
+    case 1: return wino_tile_for_rows<1>(rows);
+    case 2: return wino_tile_for_rows<2>(rows);
+    case 3: return rows <= 8 ? wino_tile_for_rows<3>(rows) : nullptr;
+    case 4: return rows <= 6 ? wino_tile_for_rows<4>(rows) : nullptr;
+    default: return nullptr;
+  }
+}
+
+// 1-D transforms of alpha vectors (Lavin & Gray; points 0, +-1 [, +-2], infinity), the same
+// matrices as packing.py's WINOGRAD_G.
+template <int M>
+struct WinoTransform;
+
+template <>
+struct WinoTransform<4> {
+  static constexpr int kAlpha = 6;
+  static inline void input(const __m512 *x, __m512 *y) {  // y = B^T x
+    const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f);
+    const __m512 t0 = _mm512_fnmadd_ps(four, x[2], x[4]);   // x4 - 4 x2
+    const __m512 t1 = _mm512_fnmadd_ps(four, x[1], x[3]);   // x3 - 4 x1
+    const __m512 t2 = _mm512_sub_ps(x[4], x[2]);
+    const __m512 t3 = _mm512_add_ps(_mm512_sub_ps(x[3], x[1]), _mm512_sub_ps(x[3], x[1]));
+    y[0] = _mm512_fnmadd_ps(five, x[2], _mm512_fmadd_ps(four, x[0], x[4]));
+    y[1] = _mm512_add_ps(t0, t1);
+    y[2] = _mm512_sub_ps(t0, t1);
+    y[3] = _mm512_add_ps(t2, t3);
+    y[4] = _mm512_sub_ps(t2, t3);
+    y[5] = _mm512_fnmadd_ps(five, x[3], _mm512_fmadd_ps(four, x[1], x[5]));
+  }
+  static inline void output(const __m512 *x, __m512 *y) {  // y = A^T x
+    const __m512 a = _mm512_add_ps(x[1], x[2]), b = _mm512_sub_ps(x[1], x[2]);
+    const __m512 c = _mm512_add_ps(x[3], x[4]), d = _mm512_sub_ps(x[3], x[4]);
+    y[0] = _mm512_add_ps(_mm512_add_ps(x[0], a), c);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), d, b);
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.f), c, a);
+    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.f), d, b), x[5]);
+  }
+};
+
+template <>
+struct WinoTransform<2> {
+  static constexpr int kAlpha = 4;
+  static inline void input(const __m512 *x, __m512 *y) {
+    y[0] = _mm512_sub_ps(x[0], x[2]);
+    y[1] = _mm512_add_ps(x[1], x[2]);
+    y[2] = _mm512_sub_ps(x[2], x[1]);
+    y[3] = _mm512_sub_ps(x[1], x[3]);
+  }
+  static inline void output(const __m512 *x, __m512 *y) {
+    y[0] = _mm512_add_ps(_mm512_add_ps(x[0], x[1]), x[2]);
+    y[1] = _mm512_sub_ps(_mm512_sub_ps(x[1], x[2]), x[3]);
+  }
+};
+
+class WinogradConv {
+ public:
+  explicit WinogradConv(const WinogradShape &s) : s_(s) {
+    if (s.m != 2 && s.m != 4) throw Error{"winograd: tile size must be 2 or 4"};
+    gemm_ = wino_tile_for(s.rows, s.vecs);
+    if (!gemm_) throw Error{"winograd: no register tile of " + std::to_string(s.rows) + " x " +
+                            std::to_string(s.vecs) + " vectors"};
+    alpha_ = s.m + 2;
+    points_ = alpha_ * alpha_;
+    tiles_h_ = (s.OH + s.m - 1) / s.m;
+    tiles_w_ = (s.OW + s.m - 1) / s.m;
+    tiles_ = (int64_t)s.N * tiles_h_ * tiles_w_;
+    cp_ = (s.C + 15) / 16 * 16;
+    panel_ = 16 * s.vecs;
+    ocp_ = (s.OC + panel_ - 1) / panel_ * panel_;
+    oc_block_ = std::max(panel_, s.oc_block / panel_ * panel_);
+    oc_blocks_ = (int)((ocp_ + oc_block_ - 1) / oc_block_);
+  }
+
+  // The packed weights' size in floats (X * ocp * cp), as packing.py writes them.
+  int64_t weight_floats() const { return (int64_t)points_ * ocp_ * cp_; }
+
+  void run(const float *src, const float *u, const float *bias, const float *residual,
+           float *dst, SpinPool &pool) const {
+    const int threads = pool.get_num_threads();
+    int64_t tile_block = std::max<int64_t>(s_.rows, s_.tile_block / s_.rows * s_.rows);
+    int64_t blocks = (tiles_ + tile_block - 1) / tile_block;
+    if (blocks % threads != 0 && blocks < 4 * threads) {  // even out the threads' shares
+      blocks = (blocks + threads - 1) / threads * threads;
+      tile_block = ((tiles_ + blocks - 1) / blocks + s_.rows - 1) / s_.rows * s_.rows;
+      blocks = (tiles_ + tile_block - 1) / tile_block;
+    }
+    int splits = 1;
+    if (blocks < (int64_t)s_.tasks_per_thread * threads)
+      splits = (int)std::min<int64_t>(oc_blocks_, ((int64_t)s_.tasks_per_thread * threads +
+                                                   blocks - 1) / blocks);
+    const int64_t tasks = blocks * splits;
+    pool.parallel_for((int)tasks, [&](int task, int) {
+      const int64_t block = task / splits;
+      const int split = task % splits;
+      const int64_t first = block * tile_block;
+      const int count = (int)std::min<int64_t>(tile_block, tiles_ - first);
+      const int first_oc_block = (int)((int64_t)oc_blocks_ * split / splits);
+      const int end_oc_block = (int)((int64_t)oc_blocks_ * (split + 1) / splits);
+      run_task(src, u, bias, residual, dst, first, count, (int)tile_block, first_oc_block,
+               end_oc_block);
+    });
+  }
+
+ private:
+  WinogradShape s_;
+  WinoGemmTile gemm_ = nullptr;
+  int alpha_ = 0, points_ = 0, tiles_h_ = 0, tiles_w_ = 0, cp_ = 0, panel_ = 0, oc_block_ = 0;
+  int oc_blocks_ = 0;
+  int64_t tiles_ = 0, ocp_ = 0;
+
+  static float *scratch(size_t floats, int slot) {
+    static thread_local std::vector<float> buffers[2];
+    std::vector<float> &b = buffers[slot];
+    if (b.size() < floats + 16) b.resize(floats + 16);
+    return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
+  }
+
+  void tile_origin(int64_t tile, int &n, int &y0, int &x0) const {
+    n = (int)(tile / ((int64_t)tiles_h_ * tiles_w_));
+    const int rest = (int)(tile % ((int64_t)tiles_h_ * tiles_w_));
+    y0 = rest / tiles_w_ * s_.m;
+    x0 = rest % tiles_w_ * s_.m;
+  }
+
+  void run_task(const float *src, const float *u, const float *bias, const float *residual,
+                float *dst, int64_t first, int count, int tile_block, int first_oc_block,
+                int end_oc_block) const {
+    const int rounded = (count + s_.rows - 1) / s_.rows * s_.rows;
+    float *v = scratch((size_t)tile_block * points_ * cp_, 0);
+    float *m = scratch((size_t)tile_block * points_ * oc_block_, 1);
+    if (s_.m == 4)
+      transform_input<4>(src, first, count, v);
+    else
+      transform_input<2>(src, first, count, v);
+    std::fill(v + (int64_t)count * points_ * cp_, v + (int64_t)rounded * points_ * cp_, 0.f);
+    const int64_t lda = (int64_t)points_ * cp_, ldc = (int64_t)points_ * oc_block_;
+    const int panels = (int)(ocp_ / panel_);
+    for (int ob = first_oc_block; ob < end_oc_block; ob++) {
+      const int oc0 = ob * oc_block_;
+      const int width = (int)std::min<int64_t>(oc_block_, ocp_ - oc0);
+      for (int xi = 0; xi < points_; xi++)
+        for (int p = 0; p < width / panel_; p++) {
+          const float *b = u + ((int64_t)xi * panels + oc0 / panel_ + p) * cp_ * panel_;
+          for (int r = 0; r < rounded; r += s_.rows)
+            gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, cp_,
+                  m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+        }
+      if (s_.m == 4)
+        transform_output<4>(m, first, count, oc0, width, bias, residual, dst);
+      else
+        transform_output<2>(m, first, count, oc0, width, bias, residual, dst);
+    }
+  }
+
+  template <int M>
+  void transform_input(const float *src, int64_t first, int count, float *v) const {
+    constexpr int A = M + 2;
+    const int64_t row = (int64_t)s_.W * s_.C, image = (int64_t)s_.H * row;
+    __m512 patch[A][A], column[A], out[A];
+    for (int t = 0; t < count; t++) {
+      int n, y0, x0;
+      tile_origin(first + t, n, y0, x0);
+      y0 -= s_.pad_top;
+      x0 -= s_.pad_left;
+      const float *base = src + n * image;
+      float *vt = v + (int64_t)t * points_ * cp_;
+      for (int c = 0; c < cp_; c += 16) {
+        const __mmask16 mask = lanes(s_.C - c);
+        for (int i = 0; i < A; i++) {
+          const int y = y0 + i;
+          for (int j = 0; j < A; j++) {
+            const int x = x0 + j;
+            patch[i][j] = (y < 0 || y >= s_.H || x < 0 || x >= s_.W)
+                              ? _mm512_setzero_ps()
+                              : _mm512_maskz_loadu_ps(mask, base + y * row + (int64_t)x * s_.C + c);
+          }
+        }
+        for (int j = 0; j < A; j++) {  // along the rows, column by column
+          for (int i = 0; i < A; i++) column[i] = patch[i][j];
+          WinoTransform<M>::input(column, out);
+          for (int i = 0; i < A; i++) patch[i][j] = out[i];
+        }
+        for (int i = 0; i < A; i++) {  // then along the columns
+          WinoTransform<M>::input(patch[i], out);
+          for (int j = 0; j < A; j++) _mm512_store_ps(vt + (int64_t)(i * A + j) * cp_ + c, out[j]);
+        }
+      }
+    }
+  }
+
+  template <int M>
+  void transform_output(const float *m, int64_t first, int count, int oc0, int width,
+                        const float *bias, const float *residual, float *dst) const {
+    constexpr int A = M + 2;
+    const int64_t row = (int64_t)s_.OW * s_.OC, image = (int64_t)s_.OH * row;
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
+    __m512 half[M][A], column[A], out[A];
+    for (int t = 0; t < count; t++) {
+      int n, y0, x0;
+      tile_origin(first + t, n, y0, x0);
+      const float *mt = m + (int64_t)t * points_ * oc_block_;
+      for (int c = 0; c < width; c += 16) {
+        const int oc = oc0 + c;
+        if (oc >= s_.OC) break;
+        const __mmask16 mask = lanes(s_.OC - oc);
+        const __m512 b = _mm512_maskz_loadu_ps(mask, bias + oc);
+        for (int j = 0; j < A; j++) {
+          for (int i = 0; i < A; i++) column[i] = _mm512_load_ps(mt + (i * A + j) * oc_block_ + c);
+          WinoTransform<M>::output(column, out);
+          for (int i = 0; i < M; i++) half[i][j] = out[i];
+        }
+        for (int i = 0; i < M && y0 + i < s_.OH; i++) {
+          WinoTransform<M>::output(half[i], out);
+          const int64_t at = n * image + (int64_t)(y0 + i) * row + oc;
+          for (int j = 0; j < M && x0 + j < s_.OW; j++) {
+            const int64_t where = at + (int64_t)(x0 + j) * s_.OC;
+            __m512 y = _mm512_add_ps(out[j], b);
+            if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual + where));
+            if (s_.act == WINO_RELU) y = _mm512_max_ps(y, zero);
+            if (s_.act == WINO_RELU6) y = _mm512_min_ps(_mm512_max_ps(y, zero), six);
+            _mm512_mask_storeu_ps(dst + where, mask, y);
+          }
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
