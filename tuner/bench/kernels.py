@@ -119,6 +119,44 @@ def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
     return conv, reorders, output
 
 
+def _native_step(library, kernel: str, workload, weight, bias, inputs, params, quick: bool):
+    """(seconds, output) of a kernel the program runtime runs itself (the Winograd step), as a
+    one-step program on channels-last values with the workload's whole epilogue."""
+    from tuner.kernels.cpu.geometry import ACTIVATION_CODES
+    from tuner.kernels.cpu.packing import (pack_winograd_nhwc_raw_weight,
+                                           pack_winograd_nhwc_weight)
+    from tuner.kernels.cpu.program import runtime
+    from tuner.kernels.cpu.program import spec as s
+
+    built = library.build(kernel, params)
+    if not built.ok:
+        raise RuntimeError(built.error)
+    x, residual = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+    raw = params["weights"] == "raw"
+    packed_weight = (pack_winograd_nhwc_raw_weight(weight, params["register_vectors"]) if raw
+                     else pack_winograd_nhwc_weight(weight, params["tile_size"],
+                                                    params["register_vectors"]))
+    constants = [packed_weight, bias] + ([] if residual is None else [residual])
+    packed, offsets = s.pack_constants(constants)
+    values = [s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, workload.input_shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, workload.output_shape)]
+    top, _, left, _ = workload.padding
+    step = s.Winograd(0, 1, 2, len(values) - 1, None if residual is None else 3,
+                      params["tile_size"], params["register_rows"], params["register_vectors"],
+                      params["tile_block"], params["oc_block"], params["tasks_per_thread"], top,
+                      left, ACTIVATION_CODES[workload.activation], raw)
+    spec = s.ProgramSpec(int(np.random.default_rng().integers(1, 2**40)), s.Layout.NHWC,
+                         tuple(values), (step,)).encode()
+    call = runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)
+    if call() != 0:
+        raise RuntimeError(runtime.last_error(built.library) or "the program failed")
+    output = call.output.copy()
+    runtime.timings(built.library, spec, reset=True)
+    best_time(call, 3 if quick else 5, 0.2 if quick else 0.5)
+    return min_per_call(runtime.timings(built.library, spec), "step"), output
+
+
 def min_per_call(times, label: str) -> float:
     """Mean seconds per call of a program's actions with ``label`` (summed)."""
     actions = [a for a in times.actions if a.label == label and a.calls]
@@ -159,7 +197,21 @@ def bench_workload(library, model, group, variants: dict[str, list[dict]], quick
             failures.append(f"mismatch {error:.2g} onednn impl {impl}")
         elif onednn < seconds.get(ONEDNN, float("inf")):
             seconds[ONEDNN], params[ONEDNN], reorders = onednn, {"impl": impl}, reorder
-    for kernel in (k for k in group.kernels if k != ONEDNN):
+    for kernel in (k for k in group.kernels if k != ONEDNN and library.space(k).runtime_params):
+        arrays = [t.asnumpy() for t in inputs]
+        for variant in variants[kernel]:
+            try:
+                time_, output = _native_step(library, kernel, w, weight, bias, arrays, variant,
+                                             quick)
+            except RuntimeError as error:
+                failures.append(f"{kernel} {variant}: {error}")
+                continue
+            error = float(np.abs(output - reference).max()) / scale
+            if not error <= TOLERANCE:
+                failures.append(f"mismatch {error:.2g} {kernel} {variant}")
+            elif time_ < seconds.get(kernel, float("inf")):
+                seconds[kernel], params[kernel] = time_, variant
+    for kernel in (k for k in group.kernels if not library.space(k).runtime_params):
         for variant in variants[kernel]:
             try:
                 cell = library.custom_cell(w, variant, weight, bias, kernel)
@@ -191,7 +243,8 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
           "step (reorders: its layout conversions in and out, apart); others: the kernel called "
           "directly, NCHW; ms per call, the best verified variant of each")
     print(f"{'model':16} {'workload':46} {'n':>2} {'builtin':>9} {'onednn':>8} {'reord':>6} "
-          f"{'dense':>8} {'winograd':>8} {'dwise':>8}  {'best':>9} {'GF/s':>5} {'/numpy':>6}")
+          f"{'dense':>8} {'winograd':>8} {'wino_nhwc':>9} {'dwise':>8}  {'best':>15} {'GF/s':>5} "
+          f"{'/numpy':>6}")
     for r in results:
         k = r.kernel_seconds
         best = k.get(r.best_kernel)
@@ -199,9 +252,10 @@ def print_workloads(results: list[WorkloadResult], numpy_gflops: float) -> None:
         print(f"{r.model:16} {r.key:46} {r.layers:>2} {r.builtin_seconds * 1e3:>9.2f} "
               + " ".join(_fmt(k.get(n) and k[n] * 1e3, ">8.3f") for n in (ONEDNN,))
               + f" {r.reorder_seconds * 1e3:>6.3f} "
-              + " ".join(_fmt(k.get(n) and k[n] * 1e3, ">8.3f")
-                         for n in ("conv2d_dense", "conv2d_winograd", "conv2d_depthwise"))
-              + f"  {r.best_kernel.removeprefix('conv2d_'):>9} {_fmt(gf, '>5.0f')} "
+              + " ".join(_fmt(k.get(n) and k[n] * 1e3, f">{width}.3f") for n, width in
+                         (("conv2d_dense", 8), ("conv2d_winograd", 8),
+                          ("conv2d_winograd_nhwc", 9), ("conv2d_depthwise", 8)))
+              + f"  {r.best_kernel.removeprefix('conv2d_'):>15} {_fmt(gf, '>5.0f')} "
               f"{_fmt(gf and gf / numpy_gflops, '>6.2f')}")
         for failure in r.failures:
             print(f"{'':20}! {failure}")
@@ -278,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     numpy_samples = [numpy_sgemm_gflops()]
     count = 3 if args.quick else 6
     variants = {name: sweep(space, count) for name, space in library.spaces.items()
-                if not space.runtime_params}
+                if name != ONEDNN}
     results: list[WorkloadResult] = []
     winners: dict[tuple, dict] = {}
     for model in args.models:

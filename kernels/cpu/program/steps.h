@@ -459,14 +459,15 @@ void Program::build_step(int index, Step &step) {
       return;
     }
     case STEP_WINOGRAD: {  // src, weights, bias, dst, residual, m, rows, vecs, tile_block,
-                           // oc_block, tasks_per_thread, pad_top, pad_left, activation
-      need(14);
+                           // oc_block, tasks_per_thread, pad_top, pad_left, activation, raw
+      need(15);
       int src = channels_last((int)f[0], index), dst = (int)f[3];
       const Dims &in = value(src).dims, &out = value(dst).dims;
       if (in.size() != 4 || out.size() != 4) throw Error{"winograd: 4-D values expected"};
       WinogradShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
                           (int)out[2], (int)out[3], (int)f[11], (int)f[12], (int)f[5],
-                          (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[13]};
+                          (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[13],
+                          (int)f[14]};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<WinogradConv>(shape);
       if (value(f[1]).role != ROLE_CONST || value(f[2]).role != ROLE_CONST)
@@ -481,7 +482,7 @@ void Program::build_step(int index, Step &step) {
       action.step = index;
       action.label = "step";
       action.info = "winograd_nhwc:F(" + std::to_string(shape.m) + "x" + std::to_string(shape.m) +
-                    ",3x3)";
+                    ",3x3)" + (shape.raw_weights ? ":raw_weights" : "");
       action.native = call;
       for (int id : call->values)
         if (id >= 0) {

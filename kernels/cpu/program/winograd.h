@@ -12,9 +12,15 @@
 // transforms need no transposes and a map of few tiles (7x7 at batch 1: 4 of 4x4) still fills
 // the vectors: the GEMMs' register tile is `rows` tiles x `vecs` 16-channel vectors of output
 // channels, a tile's V value broadcast, U's row loaded.
-// U = G g G^T is computed in float64 and packed by tuner/kernels/cpu/packing.py
-// (pack_winograd_nhwc_weight) as U[xi][panel][c][P], P = 16 * vecs output channels a panel,
-// channels and output channels zero-padded to multiples of 16 and P.
+// The weights come in one of two forms (`raw_weights`):
+// - transformed: U = G g G^T, computed in float64 and packed by tuner/kernels/cpu/packing.py
+//   (pack_winograd_nhwc_weight) as U[xi][panel][c][P], P = 16 * vecs output channels a panel,
+//   channels and output channels zero-padded to multiples of 16 and P: X/9 times the raw
+//   weights' size (4x for m = 4), all of it read from memory at batch 1;
+// - raw: g as [panel][c][9][P] (pack_winograd_nhwc_raw_weight), transformed per call, a block
+//   of kRawChannels channels of one panel at a time into a per-thread U block that the GEMMs
+//   then read from cache (they accumulate over the channel blocks): the raw weights' traffic
+//   for the transform's work (about as many multiply-adds as 1-2 tiles' GEMMs).
 //
 // Work: tasks of `tile_block` tiles x a range of output-channel blocks (`oc_block` channels); a
 // task transforms its tiles' input (all channels) into a per-thread V block, then per output
@@ -35,23 +41,26 @@ enum WinogradActivation { WINO_NONE = 0, WINO_RELU = 1, WINO_RELU6 = 2 };
 
 struct WinogradShape {
   int N, C, H, W, OC, OH, OW, pad_top, pad_left;
-  int m, rows, vecs, tile_block, oc_block, tasks_per_thread, act;
+  int m, rows, vecs, tile_block, oc_block, tasks_per_thread, act, raw_weights;
 };
+
+constexpr int kRawChannels = 64;  // channels a raw-weight transform block covers
 
 inline __mmask16 lanes(int remaining) {
   return remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << std::max(remaining, 0)) - 1u);
 }
 
-// Register tile: C[r][v] += A[r][k] * B[k][v] over k < K; A rows `lda` apart, B rows of
-// 16 * NV floats, C rows `ldc` apart.
-template <int R, int NV>
+// Register tile: C[r][v] (+)= sum over k < K of A[r][k] * B[k][v]; A rows `lda` apart, B rows
+// of 16 * NV floats, C rows `ldc` apart; ACC: add to C instead of storing.
+template <int R, int NV, bool ACC>
 void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
                     int64_t ldc) {
   __m512 acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < NV; v++)
+      acc[r][v] = ACC ? _mm512_load_ps(c + r * ldc + v * 16) : _mm512_setzero_ps();
 #pragma GCC unroll 2
   for (int k = 0; k < k_count; k++) {
     __m512 w[NV];
@@ -72,25 +81,26 @@ void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, fl
 
 using WinoGemmTile = void (*)(const float *, int64_t, const float *, int, float *, int64_t);
 
-template <int NV>
+template <int NV, bool ACC>
 WinoGemmTile wino_tile_for_rows(int rows) {
+  constexpr int kWide = NV <= 2 ? NV : 2;  // 12 and 14 rows only with up to 2 vectors
   switch (rows) {
-    case 2: return wino_gemm_tile<2, NV>;
-    case 4: return wino_gemm_tile<4, NV>;
-    case 6: return wino_gemm_tile<6, NV>;
-    case 8: return wino_gemm_tile<8, NV>;
-    case 12: return NV <= 2 ? wino_gemm_tile<12, (NV <= 2 ? NV : 2)> : nullptr;
-    case 14: return NV <= 2 ? wino_gemm_tile<14, (NV <= 2 ? NV : 2)> : nullptr;
+    case 2: return wino_gemm_tile<2, NV, ACC>;
+    case 4: return wino_gemm_tile<4, NV, ACC>;
+    case 6: return wino_gemm_tile<6, NV, ACC>;
+    case 8: return wino_gemm_tile<8, NV, ACC>;
+    case 12: return NV <= 2 ? wino_gemm_tile<12, kWide, ACC> : nullptr;
+    case 14: return NV <= 2 ? wino_gemm_tile<14, kWide, ACC> : nullptr;
     default: return nullptr;
   }
 }
 
-inline WinoGemmTile wino_tile_for(int rows, int vecs) {
+template <bool ACC>
+WinoGemmTile wino_tile_for(int rows, int vecs) {
   switch (vecs) {
-    case 1: return wino_tile_for_rows<1>(rows);
-    case 2: return wino_tile_for_rows<2>(rows);
-    case 3: return rows <= 8 ? wino_tile_for_rows<3>(rows) : nullptr;
-    case 4: return rows <= 6 ? wino_tile_for_rows<4>(rows) : nullptr;
+    case 1: return wino_tile_for_rows<1, ACC>(rows);
+    case 2: return wino_tile_for_rows<2, ACC>(rows);
+    case 4: return rows <= 6 ? wino_tile_for_rows<4, ACC>(rows) : nullptr;
     default: return nullptr;
   }
 }
@@ -103,6 +113,19 @@ struct WinoTransform;
 template <>
 struct WinoTransform<4> {
   static constexpr int kAlpha = 6;
+  static inline void weight(const __m512 *g, __m512 *u) {  // u = G g (3 -> 6)
+    const __m512 a = _mm512_add_ps(g[0], g[2]);
+    const __m512 b = _mm512_fmadd_ps(_mm512_set1_ps(1.f / 24), g[0],
+                                     _mm512_mul_ps(_mm512_set1_ps(1.f / 6), g[2]));
+    const __m512 c = _mm512_mul_ps(_mm512_set1_ps(1.f / 12), g[1]);
+    const __m512 sixth = _mm512_set1_ps(-1.f / 6);
+    u[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), g[0]);
+    u[1] = _mm512_mul_ps(sixth, _mm512_add_ps(a, g[1]));
+    u[2] = _mm512_mul_ps(sixth, _mm512_sub_ps(a, g[1]));
+    u[3] = _mm512_add_ps(b, c);
+    u[4] = _mm512_sub_ps(b, c);
+    u[5] = g[2];
+  }
   static inline void input(const __m512 *x, __m512 *y) {  // y = B^T x
     const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f);
     const __m512 t0 = _mm512_fnmadd_ps(four, x[2], x[4]);   // x4 - 4 x2
@@ -129,6 +152,13 @@ struct WinoTransform<4> {
 template <>
 struct WinoTransform<2> {
   static constexpr int kAlpha = 4;
+  static inline void weight(const __m512 *g, __m512 *u) {  // u = G g (3 -> 4)
+    const __m512 half = _mm512_set1_ps(0.5f), a = _mm512_add_ps(g[0], g[2]);
+    u[0] = g[0];
+    u[1] = _mm512_mul_ps(half, _mm512_add_ps(a, g[1]));
+    u[2] = _mm512_mul_ps(half, _mm512_sub_ps(a, g[1]));
+    u[3] = g[2];
+  }
   static inline void input(const __m512 *x, __m512 *y) {
     y[0] = _mm512_sub_ps(x[0], x[2]);
     y[1] = _mm512_add_ps(x[1], x[2]);
@@ -145,7 +175,8 @@ class WinogradConv {
  public:
   explicit WinogradConv(const WinogradShape &s) : s_(s) {
     if (s.m != 2 && s.m != 4) throw Error{"winograd: tile size must be 2 or 4"};
-    gemm_ = wino_tile_for(s.rows, s.vecs);
+    gemm_ = wino_tile_for<false>(s.rows, s.vecs);
+    gemm_add_ = wino_tile_for<true>(s.rows, s.vecs);
     if (!gemm_) throw Error{"winograd: no register tile of " + std::to_string(s.rows) + " x " +
                             std::to_string(s.vecs) + " vectors"};
     alpha_ = s.m + 2;
@@ -158,10 +189,13 @@ class WinogradConv {
     ocp_ = (s.OC + panel_ - 1) / panel_ * panel_;
     oc_block_ = std::max(panel_, s.oc_block / panel_ * panel_);
     oc_blocks_ = (int)((ocp_ + oc_block_ - 1) / oc_block_);
+    v_stride_ = (int64_t)points_ * cp_ + kSkew;
+    m_stride_ = (int64_t)points_ * oc_block_ + kSkew;
   }
 
-  // The packed weights' size in floats (X * ocp * cp), as packing.py writes them.
-  int64_t weight_floats() const { return (int64_t)points_ * ocp_ * cp_; }
+  // The packed weights' size in floats, as packing.py writes them: X * ocp * cp transformed,
+  // 9 * ocp * cp raw.
+  int64_t weight_floats() const { return (int64_t)(s_.raw_weights ? 9 : points_) * ocp_ * cp_; }
 
   void run(const float *src, const float *u, const float *bias, const float *residual,
            float *dst, SpinPool &pool) const {
@@ -192,13 +226,18 @@ class WinogradConv {
 
  private:
   WinogradShape s_;
-  WinoGemmTile gemm_ = nullptr;
+  WinoGemmTile gemm_ = nullptr, gemm_add_ = nullptr;
   int alpha_ = 0, points_ = 0, tiles_h_ = 0, tiles_w_ = 0, cp_ = 0, panel_ = 0, oc_block_ = 0;
   int oc_blocks_ = 0;
   int64_t tiles_ = 0, ocp_ = 0;
+  // Rows of the per-thread blocks (a tile's V and M, a point's U) are kSkew floats longer than
+  // their data: at multiples of 4 KiB apart, the rows a register tile reads together would
+  // share one set of the L1 cache (V rows of 36 x 256 channels are 36 KiB apart).
+  static constexpr int kSkew = 16;
+  int64_t v_stride_ = 0, m_stride_ = 0;
 
   static float *scratch(size_t floats, int slot) {
-    static thread_local std::vector<float> buffers[2];
+    static thread_local std::vector<float> buffers[3];
     std::vector<float> &b = buffers[slot];
     if (b.size() < floats + 16) b.resize(floats + 16);
     return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
@@ -215,30 +254,81 @@ class WinogradConv {
                 float *dst, int64_t first, int count, int tile_block, int first_oc_block,
                 int end_oc_block) const {
     const int rounded = (count + s_.rows - 1) / s_.rows * s_.rows;
-    float *v = scratch((size_t)tile_block * points_ * cp_, 0);
-    float *m = scratch((size_t)tile_block * points_ * oc_block_, 1);
+    float *v = scratch((size_t)tile_block * v_stride_, 0);
+    float *m = scratch((size_t)tile_block * m_stride_, 1);
     if (s_.m == 4)
       transform_input<4>(src, first, count, v);
     else
       transform_input<2>(src, first, count, v);
-    std::fill(v + (int64_t)count * points_ * cp_, v + (int64_t)rounded * points_ * cp_, 0.f);
-    const int64_t lda = (int64_t)points_ * cp_, ldc = (int64_t)points_ * oc_block_;
+    std::fill(v + (int64_t)count * v_stride_, v + (int64_t)rounded * v_stride_, 0.f);
+    const int64_t lda = v_stride_, ldc = m_stride_;
     const int panels = (int)(ocp_ / panel_);
+    float *u_block =
+        s_.raw_weights ? scratch((size_t)points_ * (kRawChannels * panel_ + kSkew), 2) : nullptr;
     for (int ob = first_oc_block; ob < end_oc_block; ob++) {
       const int oc0 = ob * oc_block_;
       const int width = (int)std::min<int64_t>(oc_block_, ocp_ - oc0);
-      for (int xi = 0; xi < points_; xi++)
-        for (int p = 0; p < width / panel_; p++) {
-          const float *b = u + ((int64_t)xi * panels + oc0 / panel_ + p) * cp_ * panel_;
-          for (int r = 0; r < rounded; r += s_.rows)
-            gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, cp_,
-                  m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
-        }
+      if (s_.raw_weights) {
+        for (int p = 0; p < width / panel_; p++)
+          for (int c0 = 0; c0 < cp_; c0 += kRawChannels) {
+            const int depth = std::min(kRawChannels, cp_ - c0);
+            transform_weights(u + ((int64_t)(oc0 / panel_ + p) * cp_ + c0) * 9 * panel_, depth,
+                              u_block);
+            const WinoGemmTile gemm = c0 == 0 ? gemm_ : gemm_add_;
+            for (int xi = 0; xi < points_; xi++)
+              for (int r = 0; r < rounded; r += s_.rows)
+                gemm(v + r * lda + (int64_t)xi * cp_ + c0, lda,
+                     u_block + (int64_t)xi * (depth * panel_ + kSkew), depth,
+                     m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+          }
+      } else {
+        for (int xi = 0; xi < points_; xi++)
+          for (int p = 0; p < width / panel_; p++) {
+            const float *b = u + ((int64_t)xi * panels + oc0 / panel_ + p) * cp_ * panel_;
+            for (int r = 0; r < rounded; r += s_.rows)
+              gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, cp_,
+                    m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+          }
+      }
       if (s_.m == 4)
         transform_output<4>(m, first, count, oc0, width, bias, residual, dst);
       else
         transform_output<2>(m, first, count, oc0, width, bias, residual, dst);
     }
+  }
+
+  // `depth` channels of one panel's raw weights ([c][9][P]) -> U block [xi][c][P].
+  void transform_weights(const float *raw, int depth, float *u_block) const {
+    if (s_.m == 4)
+      transform_weights<4>(raw, depth, u_block);
+    else
+      transform_weights<2>(raw, depth, u_block);
+  }
+
+  template <int M>
+  void transform_weights(const float *raw, int depth, float *u_block) const {
+    constexpr int A = M + 2;
+    __m512 g[3][3], half[A][3], row[3], out[A];
+    for (int c = 0; c < depth; c++)
+      for (int v = 0; v < s_.vecs; v++) {
+        const float *gc = raw + (int64_t)c * 9 * panel_ + v * 16;
+        for (int k = 0; k < 9; k++) g[k / 3][k % 3] = _mm512_loadu_ps(gc + k * panel_);
+        for (int j = 0; j < 3; j++) {  // G g: along the kernel's rows, column by column
+          const __m512 column[3] = {g[0][j], g[1][j], g[2][j]};
+          WinoTransform<M>::weight(column, out);
+          for (int i = 0; i < A; i++) half[i][j] = out[i];
+        }
+        for (int i = 0; i < A; i++) {  // then (G g) G^T along the columns
+          row[0] = half[i][0];
+          row[1] = half[i][1];
+          row[2] = half[i][2];
+          WinoTransform<M>::weight(row, out);
+          for (int j = 0; j < A; j++)
+            _mm512_store_ps(u_block + (int64_t)(i * A + j) * (depth * panel_ + kSkew) +
+                                (int64_t)c * panel_ + v * 16,
+                            out[j]);
+        }
+      }
   }
 
   template <int M>
@@ -252,7 +342,7 @@ class WinogradConv {
       y0 -= s_.pad_top;
       x0 -= s_.pad_left;
       const float *base = src + n * image;
-      float *vt = v + (int64_t)t * points_ * cp_;
+      float *vt = v + (int64_t)t * v_stride_;
       for (int c = 0; c < cp_; c += 16) {
         const __mmask16 mask = lanes(s_.C - c);
         for (int i = 0; i < A; i++) {
@@ -287,7 +377,7 @@ class WinogradConv {
     for (int t = 0; t < count; t++) {
       int n, y0, x0;
       tile_origin(first + t, n, y0, x0);
-      const float *mt = m + (int64_t)t * points_ * oc_block_;
+      const float *mt = m + (int64_t)t * m_stride_;
       for (int c = 0; c < width; c += 16) {
         const int oc = oc0 + c;
         if (oc >= s_.OC) break;

@@ -77,3 +77,15 @@ def pack_winograd_nhwc_weight(weight: np.ndarray, tile_size: int, register_vecto
     padded[:, :out_channels, :channels] = u
     panels = padded.reshape(points, -1, panel, padded.shape[2])
     return np.ascontiguousarray(panels.transpose(0, 1, 3, 2))
+
+
+def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> np.ndarray:
+    """(OC, C, 3, 3) -> (ceil(OC/P), ceil(C/16)*16, 9, P) float32, P = 16 * register_vectors:
+    the raw 3x3 weights in panels of P output channels, for the runtime's Winograd step to
+    transform per call; channels and output channels zero-padded."""
+    out_channels, channels = weight.shape[:2]
+    panel = 16 * register_vectors
+    padded = np.zeros((-(-out_channels // panel) * panel, -(-channels // 16) * 16, 9), np.float32)
+    padded[:out_channels, :channels] = weight.reshape(out_channels, channels, 9)
+    panels = padded.reshape(-1, panel, padded.shape[1], 9)
+    return np.ascontiguousarray(panels.transpose(0, 2, 3, 1))

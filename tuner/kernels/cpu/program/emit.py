@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from tuner.kernels.cpu.packing import WeightLayout, pack_weight, pack_winograd_nhwc_weight
+from tuner.kernels.cpu.packing import (WeightLayout, pack_weight, pack_winograd_nhwc_raw_weight,
+                                       pack_winograd_nhwc_weight)
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
@@ -121,13 +122,15 @@ def _native(values: _Values, op: KOp, native: NativeKernel) -> s.Step:
     kg = values.kg
     params = dict(native.params)
     residual, activation, bias = _epilogue_and_bias(values, op)
-    weights = pack_winograd_nhwc_weight(kg.consts[op.inputs[1].id], params["tile_size"],
-                                        params["register_vectors"])
+    raw = params["weights"] == "raw"
+    weight = kg.consts[op.inputs[1].id]
+    weights = (pack_winograd_nhwc_raw_weight(weight, params["register_vectors"]) if raw else
+               pack_winograd_nhwc_weight(weight, params["tile_size"], params["register_vectors"]))
     top, left, _, _ = op.attrs["padding"]
     return s.Winograd(values.act(op.inputs[0]), values.const(kg.new_const(weights)), bias,
                       values.act(op.out), residual, params["tile_size"], params["register_rows"],
                       params["register_vectors"], params["tile_block"], params["oc_block"],
-                      params["tasks_per_thread"], top, left, ACTIVATION_CODES[activation])
+                      params["tasks_per_thread"], top, left, ACTIVATION_CODES[activation], raw)
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:

@@ -453,8 +453,9 @@ class Winograd(Step):
     """dst = act(conv3x3(src, weights) + bias [+ residual]), stride 1, by the runtime's own
     Winograd F(m x m, 3 x 3) kernel (kernels/cpu/program/winograd.h) on channels-last values;
     ``weights`` packed by ``packing.pack_winograd_nhwc_weight`` for ``tile_size`` and
-    ``register_vectors``; ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that
-    kernel's parameters (search_spaces/cpu_kernels.yaml)."""
+    ``register_vectors`` (or, ``raw_weights``, by ``pack_winograd_nhwc_raw_weight``: transformed
+    per call); ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that kernel's
+    parameters (search_spaces/cpu_kernels.yaml)."""
 
     KIND: ClassVar[int] = 16
     src: int
@@ -471,12 +472,14 @@ class Winograd(Step):
     pad_top: int
     pad_left: int
     activation: int
+    raw_weights: bool = False
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, self.bias, self.dst,
                 -1 if self.residual is None else self.residual, self.tile_size,
                 self.register_rows, self.register_vectors, self.tile_block, self.oc_block,
-                self.tasks_per_thread, self.pad_top, self.pad_left, self.activation]
+                self.tasks_per_thread, self.pad_top, self.pad_left, self.activation,
+                int(self.raw_weights)]
 
     def inputs(self):
         return (self.src, self.weights, self.bias,
