@@ -5,7 +5,7 @@ ms = pytest.importorskip("mindspore")
 
 from tests.fixtures.tiny_models import TinyNet  # noqa: E402
 from tuner.rewrites import network  # noqa: E402
-from tuner.rewrites.network import TunedNetwork  # noqa: E402
+from tuner.rewrites.network import GraphNetwork, TunedNetwork  # noqa: E402
 
 
 @pytest.fixture
@@ -20,9 +20,10 @@ def _input(shape, seed=0):
     return ms.Tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
 
 
-def test_repeated_calls_skip_cell_call_and_give_the_same_result(graph_mode, monkeypatch):
+@pytest.mark.parametrize("top", [TunedNetwork, GraphNetwork])
+def test_repeated_calls_skip_cell_call_and_give_the_same_result(graph_mode, monkeypatch, top):
     ms.set_seed(0)
-    net = TunedNetwork(TinyNet())
+    net = top(TinyNet())
     net.set_train(False)
     x = _input((2, 3, 16, 16))
     first = net(x).asnumpy()

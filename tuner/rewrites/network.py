@@ -17,21 +17,16 @@ def set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:
         setattr(parent, name, child)
 
 
-class TunedNetwork(nn.Cell):
-    """A fresh top-level cell around a rewritten network. MindSpore keys compiled graphs by the
-    top-level cell instance, so an already compiled cell would silently keep its old graph.
-
-    In graph mode, a call with one tensor of a shape and type this cell has already run goes
+class _RepeatedCallsToTheExecutor(nn.Cell):
+    """In graph mode, a call with one tensor of a shape and type this cell has already run goes
     straight to MindSpore's graph executor with the compiled graph's phase, as ``Cell.__call__``
     does in the end: ``Cell.__call__`` first checks the arguments, sets attributes and asks
     the compiler whether the graph exists, in Python, ~0.9 ms per call (MobileNetV2 at batch 1
     took 8.0 ms a call through it, 7.1 ms through the executor, Intel Xeon 2 vCPUs). Any other
-    call (first of its kind, keyword arguments, PyNative mode) takes ``Cell.__call__``.
-    """
+    call (first of its kind, keyword arguments, PyNative mode) takes ``Cell.__call__``."""
 
-    def __init__(self, network: nn.Cell):
-        super().__init__()
-        self.network = network
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         object.__setattr__(self, "_compiled_phases", {})
 
     def __call__(self, *args, **kwargs):
@@ -44,13 +39,10 @@ class TunedNetwork(nn.Cell):
             self._compiled_phases[key] = self.compile_phase
         return output
 
-    def construct(self, x):
-        return self.network(x)
-
 
 def _call_key(args: tuple, kwargs: dict):
-    """What selects a compiled graph of a TunedNetwork for this call: (mode, shape, dtype) of
-    its one tensor argument in graph mode; None for any other call."""
+    """What selects a compiled graph of a cell for this call: (mode, shape, dtype) of its one
+    tensor argument in graph mode; None for any other call."""
     if kwargs or len(args) != 1 or type(args[0]) is not Tensor:  # noqa: E721 (no subclasses)
         return None
     mode = context.get_context("mode")
@@ -59,10 +51,24 @@ def _call_key(args: tuple, kwargs: dict):
     return mode, tuple(args[0].shape), args[0].dtype
 
 
-class GraphNetwork(nn.Cell):
+class TunedNetwork(_RepeatedCallsToTheExecutor):
+    """A fresh top-level cell around a rewritten network. MindSpore keys compiled graphs by the
+    top-level cell instance, so an already compiled cell would silently keep its old graph.
+    Repeated calls skip ``Cell.__call__`` (_RepeatedCallsToTheExecutor)."""
+
+    def __init__(self, network: nn.Cell):
+        super().__init__()
+        self.network = network
+
+    def construct(self, x):
+        return self.network(x)
+
+
+class GraphNetwork(_RepeatedCallsToTheExecutor):
     """What deployment returns: the tuned network compiled as a graph (``mindspore.jit``) in
     either execution mode. Every configuration was measured as a graph, and the caller's mode
-    (MindSpore's default is PyNative) is the caller's business."""
+    (MindSpore's default is PyNative) is the caller's business. In graph mode, repeated calls
+    skip ``Cell.__call__`` (_RepeatedCallsToTheExecutor), as the measured ones did."""
 
     def __init__(self, network: nn.Cell):
         super().__init__(auto_prefix=False)

@@ -1,6 +1,9 @@
 // Memory descriptors of the programs: plain, tagged and preferred layouts, owned handles.
 // Part of program.cpp's translation unit.
 #pragma once
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <vector>
 
 #include "runtime.h"
@@ -8,6 +11,41 @@
 namespace {
 
 enum Layout { LAYOUT_ANY = 0, LAYOUT_NHWC = 1, LAYOUT_BLOCKED = 2 };  // spec.Layout
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+
+// Memory of the program's own (the arena, packed weights, the scratchpad), 64-byte aligned;
+// from 2 MiB on, aligned to 2 MiB and advised to be backed by transparent huge pages (where
+// the system has them on madvise, as these machines do): a whole network's weights, streamed
+// at every call, would otherwise cost a TLB miss per 4 KiB page. The contents are undefined.
+class Buffer {
+ public:
+  static constexpr size_t kHuge = size_t(2) << 20;
+  Buffer() = default;
+  Buffer(const Buffer &) = delete;
+  Buffer &operator=(const Buffer &) = delete;
+  Buffer(Buffer &&other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  ~Buffer() { std::free(data_); }
+
+  void resize(size_t bytes) {
+    if (bytes <= size_) return;
+    std::free(data_);
+    const size_t align = bytes >= kHuge ? kHuge : 64;
+    size_ = (bytes + align - 1) / align * align;
+    data_ = static_cast<char *>(std::aligned_alloc(align, size_));
+    if (!data_) throw Error{"out of memory: " + std::to_string(size_) + " bytes"};
+    if (align == kHuge) madvise(data_, size_, MADV_HUGEPAGE);  // advice: failure is harmless
+  }
+  char *data() const { return data_; }
+
+ private:
+  char *data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Memory descriptors

@@ -131,8 +131,7 @@ void Program::plan_memory() {
     arena = std::max(arena, offset + size);
   }
   arena_storage_.resize(arena + 64);
-  arena_ = reinterpret_cast<char *>(
-      (reinterpret_cast<uintptr_t>(arena_storage_.data()) + 63) / 64 * 64);
+  arena_ = arena_storage_.data();
   for (int i = 0; i < n; i++) {
     Value &v = values_[i];
     if (!v.md.md) continue;
@@ -147,14 +146,11 @@ void Program::plan_memory() {
       dnnl_memory_set_data_handle(v.memory, arena_ + values_[r].offset);
   }
   for (PackedWeight &p : packed_) {
-    char *aligned = reinterpret_cast<char *>(
-        (reinterpret_cast<uintptr_t>(p.storage.data()) + 63) / 64 * 64);
-    dnnl_memory_set_data_handle(values_[p.packed].memory, aligned);
+    dnnl_memory_set_data_handle(values_[p.packed].memory, p.storage.data());
   }
   if (scratchpad_size_) {
     scratchpad_storage_.resize(scratchpad_size_ + 64);
-    char *aligned = reinterpret_cast<char *>(
-        (reinterpret_cast<uintptr_t>(scratchpad_storage_.data()) + 63) / 64 * 64);
+    char *aligned = scratchpad_storage_.data();
     dnnl_dims_t dims{(int64_t)scratchpad_size_ / 4 + 1};
     dnnl_memory_desc_t md;
     check(dnnl_memory_desc_create_with_tag(&md, 1, dims, dnnl_f32, dnnl_a), "scratchpad md");

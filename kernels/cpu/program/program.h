@@ -73,7 +73,7 @@ struct PackedWeight {  // a constant reordered into the layout its primitive cho
   int packed = -1;     // value id of the packed copy (role CONST, own buffer)
   dnnl_primitive_t reorder = nullptr;
   const void *packed_from = nullptr;
-  std::vector<char> storage;
+  Buffer storage;
 };
 
 class Program {
@@ -107,9 +107,9 @@ class Program {
   std::vector<Step> steps_;
   std::vector<Action> actions_;
   std::vector<PackedWeight> packed_;
-  std::vector<char> arena_storage_;
+  Buffer arena_storage_;
   char *arena_ = nullptr;
-  std::vector<char> scratchpad_storage_;
+  Buffer scratchpad_storage_;
   dnnl_memory_t scratchpad_ = nullptr;
   size_t scratchpad_size_ = 0;
   int output_value_ = -1;
@@ -125,7 +125,7 @@ class Program {
   int channels_last(int id, int step);
   int strided(int id, int step);
   void define(int id, const_dnnl_memory_desc_t md);
-  int packed_weight(int id, const_dnnl_memory_desc_t want);
+  int packed_weight(int id, const_dnnl_memory_desc_t want, bool copy_anyway = false);
   dnnl_primitive_attr_t attributes(const std::vector<int64_t> &f, size_t at, int dst_ndims,
                                    std::vector<std::pair<int, int>> &args);
   void add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,

@@ -98,8 +98,10 @@ int Program::strided(int id, int step) {
   return plain(id, step);
 }
 
-int Program::packed_weight(int id, const_dnnl_memory_desc_t want) {
-  if (dnnl_memory_desc_equal(value(id).md.md, want)) return id;
+// A constant in the layout `want`: `id` itself when it has it (unless `copy_anyway`), else a
+// copy in the program's own memory, (re)packed when the constants' buffer changes.
+int Program::packed_weight(int id, const_dnnl_memory_desc_t want, bool copy_anyway) {
+  if (!copy_anyway && dnnl_memory_desc_equal(value(id).md.md, want)) return id;
   PackedWeight p;
   p.source = id;
   Value v;
@@ -115,7 +117,7 @@ int Program::packed_weight(int id, const_dnnl_memory_desc_t want) {
         "weight reorder");
   check(dnnl_primitive_create(&p.reorder, pd), "weight reorder primitive");
   dnnl_primitive_desc_destroy(pd);
-  p.storage.resize(dnnl_memory_desc_get_size(want) + 64);
+  p.storage.resize(dnnl_memory_desc_get_size(want));
   packed_.push_back(std::move(p));
   return packed_.back().packed;
 }
@@ -477,7 +479,9 @@ void Program::build_step(int index, Step &step) {
                     " floats, expected " + std::to_string(call->conv->weight_floats())};
       int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
       define(dst, Md(tagged_md(out, dnnl_acdb)).md);
-      call->values = {src, (int)f[1], (int)f[2], residual, dst};
+      // the weights in the program's own (huge-page) memory, as oneDNN's packed weights are
+      int weights = packed_weight((int)f[1], value(f[1]).md.md, true);
+      call->values = {src, weights, (int)f[2], residual, dst};
       Action action;
       action.step = index;
       action.label = "step";
