@@ -18,9 +18,9 @@
 //   channels and output channels zero-padded to multiples of 16 and P: X/9 times the raw
 //   weights' size (4x for m = 4), all of it read from memory at batch 1;
 // - raw: g as [panel][c][9][P] (pack_winograd_nhwc_raw_weight), transformed per call, a block
-//   of kRawChannels channels of one panel at a time into a per-thread U block that the GEMMs
-//   then read from cache (they accumulate over the channel blocks): the raw weights' traffic
-//   for the transform's work (about as many multiply-adds as 1-2 tiles' GEMMs).
+//   of kRawChannels channels of one panel at a time into a per-thread U block [c][xi][P] (one
+//   channel's transform written in one run) that the GEMMs then read from cache (they
+//   accumulate over the channel blocks): the raw weights' traffic for the transform's work.
 //
 // Work: tasks of `tile_block` tiles x a range of output-channel blocks (`oc_block` channels); a
 // task transforms its tiles' input (all channels) into a per-thread V block, then per output
@@ -51,10 +51,10 @@ inline __mmask16 lanes(int remaining) {
 }
 
 // Register tile: C[r][v] (+)= sum over k < K of A[r][k] * B[k][v]; A rows `lda` apart, B rows
-// of 16 * NV floats, C rows `ldc` apart; ACC: add to C instead of storing.
+// (16 * NV floats) `ldb` apart, C rows `ldc` apart; ACC: add to C instead of storing.
 template <int R, int NV, bool ACC>
-void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
-                    int64_t ldc) {
+void wino_gemm_tile(const float *a, int64_t lda, const float *b, int64_t ldb, int k_count,
+                    float *c, int64_t ldc) {
   __m512 acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
@@ -65,7 +65,7 @@ void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, fl
   for (int k = 0; k < k_count; k++) {
     __m512 w[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(b + (int64_t)k * NV * 16 + v * 16);
+    for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(b + k * ldb + v * 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
       const __m512 x = _mm512_set1_ps(a[r * lda + k]);
@@ -79,7 +79,8 @@ void wino_gemm_tile(const float *a, int64_t lda, const float *b, int k_count, fl
     for (int v = 0; v < NV; v++) _mm512_store_ps(c + r * ldc + v * 16, acc[r][v]);
 }
 
-using WinoGemmTile = void (*)(const float *, int64_t, const float *, int, float *, int64_t);
+using WinoGemmTile = void (*)(const float *, int64_t, const float *, int64_t, int, float *,
+                             int64_t);
 
 template <int NV, bool ACC>
 WinoGemmTile wino_tile_for_rows(int rows) {
@@ -190,6 +191,7 @@ class WinogradConv {
     oc_block_ = std::max(panel_, s.oc_block / panel_ * panel_);
     oc_blocks_ = (int)((ocp_ + oc_block_ - 1) / oc_block_);
     v_stride_ = (int64_t)points_ * cp_ + kSkew;
+    u_row_ = (int64_t)points_ * panel_ + kSkew;
     m_stride_ = (int64_t)points_ * oc_block_ + kSkew;
   }
 
@@ -234,7 +236,7 @@ class WinogradConv {
   // their data: at multiples of 4 KiB apart, the rows a register tile reads together would
   // share one set of the L1 cache (V rows of 36 x 256 channels are 36 KiB apart).
   static constexpr int kSkew = 16;
-  int64_t v_stride_ = 0, m_stride_ = 0;
+  int64_t v_stride_ = 0, m_stride_ = 0, u_row_ = 0;
 
   static float *scratch(size_t floats, int slot) {
     static thread_local std::vector<float> buffers[3];
@@ -263,8 +265,7 @@ class WinogradConv {
     std::fill(v + (int64_t)count * v_stride_, v + (int64_t)rounded * v_stride_, 0.f);
     const int64_t lda = v_stride_, ldc = m_stride_;
     const int panels = (int)(ocp_ / panel_);
-    float *u_block =
-        s_.raw_weights ? scratch((size_t)points_ * (kRawChannels * panel_ + kSkew), 2) : nullptr;
+    float *u_block = s_.raw_weights ? scratch((size_t)kRawChannels * u_row_, 2) : nullptr;
     for (int ob = first_oc_block; ob < end_oc_block; ob++) {
       const int oc0 = ob * oc_block_;
       const int width = (int)std::min<int64_t>(oc_block_, ocp_ - oc0);
@@ -277,16 +278,15 @@ class WinogradConv {
             const WinoGemmTile gemm = c0 == 0 ? gemm_ : gemm_add_;
             for (int xi = 0; xi < points_; xi++)
               for (int r = 0; r < rounded; r += s_.rows)
-                gemm(v + r * lda + (int64_t)xi * cp_ + c0, lda,
-                     u_block + (int64_t)xi * (depth * panel_ + kSkew), depth,
-                     m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+                gemm(v + r * lda + (int64_t)xi * cp_ + c0, lda, u_block + (int64_t)xi * panel_,
+                     u_row_, depth, m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
           }
       } else {
         for (int xi = 0; xi < points_; xi++)
           for (int p = 0; p < width / panel_; p++) {
             const float *b = u + ((int64_t)xi * panels + oc0 / panel_ + p) * cp_ * panel_;
             for (int r = 0; r < rounded; r += s_.rows)
-              gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, cp_,
+              gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, panel_, cp_,
                     m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
           }
       }
@@ -308,33 +308,34 @@ class WinogradConv {
   template <int M>
   void transform_weights(const float *raw, int depth, float *u_block) const {
     constexpr int A = M + 2;
-    __m512 g[3][3], half[A][3], row[3], out[A];
-    for (int c = 0; c < depth; c++)
-      for (int v = 0; v < s_.vecs; v++) {
-        const float *gc = raw + (int64_t)c * 9 * panel_ + v * 16;
-        for (int k = 0; k < 9; k++) g[k / 3][k % 3] = _mm512_loadu_ps(gc + k * panel_);
+    const int panel = panel_, vecs = s_.vecs;
+    const int64_t u_row = u_row_;
+    __m512 g[3][3], half[A][3], out[A];
+    for (int c = 0; c < depth; c++) {
+      float *uc = u_block + c * u_row;
+      for (int v = 0; v < vecs; v++) {
+        const float *gc = raw + (int64_t)c * 9 * panel + v * 16;
+        for (int k = 0; k < 9; k++) g[k / 3][k % 3] = _mm512_loadu_ps(gc + k * panel);
         for (int j = 0; j < 3; j++) {  // G g: along the kernel's rows, column by column
           const __m512 column[3] = {g[0][j], g[1][j], g[2][j]};
           WinoTransform<M>::weight(column, out);
           for (int i = 0; i < A; i++) half[i][j] = out[i];
         }
         for (int i = 0; i < A; i++) {  // then (G g) G^T along the columns
-          row[0] = half[i][0];
-          row[1] = half[i][1];
-          row[2] = half[i][2];
-          WinoTransform<M>::weight(row, out);
-          for (int j = 0; j < A; j++)
-            _mm512_store_ps(u_block + (int64_t)(i * A + j) * (depth * panel_ + kSkew) +
-                                (int64_t)c * panel_ + v * 16,
-                            out[j]);
+          WinoTransform<M>::weight(half[i], out);
+          for (int j = 0; j < A; j++) _mm512_store_ps(uc + (i * A + j) * panel + v * 16, out[j]);
         }
       }
+    }
   }
 
   template <int M>
   void transform_input(const float *src, int64_t first, int count, float *v) const {
     constexpr int A = M + 2;
-    const int64_t row = (int64_t)s_.W * s_.C, image = (int64_t)s_.H * row;
+    // members as locals: a vector store may alias them (__m512 is may_alias) and would make
+    // the compiler reload them after every store
+    const int H = s_.H, W = s_.W, C = s_.C, cp = cp_;
+    const int64_t row = (int64_t)W * C, image = (int64_t)H * row, v_stride = v_stride_;
     __m512 patch[A][A], column[A], out[A];
     for (int t = 0; t < count; t++) {
       int n, y0, x0;
@@ -342,16 +343,17 @@ class WinogradConv {
       y0 -= s_.pad_top;
       x0 -= s_.pad_left;
       const float *base = src + n * image;
-      float *vt = v + (int64_t)t * v_stride_;
-      for (int c = 0; c < cp_; c += 16) {
-        const __mmask16 mask = lanes(s_.C - c);
+      float *vt = v + (int64_t)t * v_stride;
+      const bool inside = y0 >= 0 && x0 >= 0 && y0 + A <= H && x0 + A <= W;
+      for (int c = 0; c < cp; c += 16) {
+        const __mmask16 mask = lanes(C - c);
         for (int i = 0; i < A; i++) {
           const int y = y0 + i;
           for (int j = 0; j < A; j++) {
             const int x = x0 + j;
-            patch[i][j] = (y < 0 || y >= s_.H || x < 0 || x >= s_.W)
+            patch[i][j] = (!inside && (y < 0 || y >= H || x < 0 || x >= W))
                               ? _mm512_setzero_ps()
-                              : _mm512_maskz_loadu_ps(mask, base + y * row + (int64_t)x * s_.C + c);
+                              : _mm512_maskz_loadu_ps(mask, base + y * row + (int64_t)x * C + c);
           }
         }
         for (int j = 0; j < A; j++) {  // along the rows, column by column
@@ -361,7 +363,7 @@ class WinogradConv {
         }
         for (int i = 0; i < A; i++) {  // then along the columns
           WinoTransform<M>::input(patch[i], out);
-          for (int j = 0; j < A; j++) _mm512_store_ps(vt + (int64_t)(i * A + j) * cp_ + c, out[j]);
+          for (int j = 0; j < A; j++) _mm512_store_ps(vt + (int64_t)(i * A + j) * cp + c, out[j]);
         }
       }
     }
@@ -371,32 +373,33 @@ class WinogradConv {
   void transform_output(const float *m, int64_t first, int count, int oc0, int width,
                         const float *bias, const float *residual, float *dst) const {
     constexpr int A = M + 2;
-    const int64_t row = (int64_t)s_.OW * s_.OC, image = (int64_t)s_.OH * row;
+    const int OH = s_.OH, OW = s_.OW, OC = s_.OC, act = s_.act, oc_block = oc_block_;
+    const int64_t row = (int64_t)OW * OC, image = (int64_t)OH * row, m_stride = m_stride_;
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
     __m512 half[M][A], column[A], out[A];
     for (int t = 0; t < count; t++) {
       int n, y0, x0;
       tile_origin(first + t, n, y0, x0);
-      const float *mt = m + (int64_t)t * m_stride_;
+      const float *mt = m + (int64_t)t * m_stride;
       for (int c = 0; c < width; c += 16) {
         const int oc = oc0 + c;
-        if (oc >= s_.OC) break;
-        const __mmask16 mask = lanes(s_.OC - oc);
+        if (oc >= OC) break;
+        const __mmask16 mask = lanes(OC - oc);
         const __m512 b = _mm512_maskz_loadu_ps(mask, bias + oc);
         for (int j = 0; j < A; j++) {
-          for (int i = 0; i < A; i++) column[i] = _mm512_load_ps(mt + (i * A + j) * oc_block_ + c);
+          for (int i = 0; i < A; i++) column[i] = _mm512_load_ps(mt + (i * A + j) * oc_block + c);
           WinoTransform<M>::output(column, out);
           for (int i = 0; i < M; i++) half[i][j] = out[i];
         }
-        for (int i = 0; i < M && y0 + i < s_.OH; i++) {
+        for (int i = 0; i < M && y0 + i < OH; i++) {
           WinoTransform<M>::output(half[i], out);
           const int64_t at = n * image + (int64_t)(y0 + i) * row + oc;
-          for (int j = 0; j < M && x0 + j < s_.OW; j++) {
-            const int64_t where = at + (int64_t)(x0 + j) * s_.OC;
+          for (int j = 0; j < M && x0 + j < OW; j++) {
+            const int64_t where = at + (int64_t)(x0 + j) * OC;
             __m512 y = _mm512_add_ps(out[j], b);
             if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual + where));
-            if (s_.act == WINO_RELU) y = _mm512_max_ps(y, zero);
-            if (s_.act == WINO_RELU6) y = _mm512_min_ps(_mm512_max_ps(y, zero), six);
+            if (act == WINO_RELU) y = _mm512_max_ps(y, zero);
+            if (act == WINO_RELU6) y = _mm512_min_ps(_mm512_max_ps(y, zero), six);
             _mm512_mask_storeu_ps(dst + where, mask, y);
           }
         }
