@@ -46,3 +46,16 @@ def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path):
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [f"error: {bad}: line 1: not valid JSON "
                                                    "(Expecting property name enclosed in double quotes)"]
+
+
+def test_engines_left_out_are_not_timed(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "tuner.bench", "anchors", "--models", TINY_MODEL, "--batch", "2",
+         "--image-size", "16", "--rounds", "1", "--max-seconds", "0.3", "--engines", "tuned",
+         "onnxruntime", "--runs-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+        timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "anchors.json").read_text())
+    assert set(row["images_per_second"]) == {"tuned", "onnxruntime"}
+    line = next(l for l in process.stdout.splitlines() if l.startswith(TINY_MODEL))
+    assert line.split()[2] == "-"  # no untuned figure

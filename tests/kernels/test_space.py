@@ -9,11 +9,13 @@ def spaces():
 
 
 def test_yaml_declares_the_kernels_with_valid_defaults(spaces):
-    assert list(spaces) == ["onednn", "conv2d_dense", "conv2d_depthwise", "conv2d_winograd"]
+    assert list(spaces) == ["onednn", "conv2d_dense", "conv2d_depthwise", "conv2d_winograd",
+                            "conv2d_winograd_nhwc"]
     for space in spaces.values():
         assert space.is_valid(space.defaults())
         assert (space.source.endswith(".cpp"))
     assert spaces["onednn"].runtime_params and spaces["onednn"].defines({}) == {}
+    assert spaces["conv2d_winograd_nhwc"].runtime_params  # read from the spec, no variants
     assert all(spaces[k].hand_epilogue for k in list(spaces)[1:])
 
 
@@ -24,7 +26,7 @@ def test_which_workloads_each_kernel_runs(spaces):
         return [k for k, space in spaces.items() if space.can_run(workload)]
 
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1))) == [
-        "onednn", "conv2d_dense", "conv2d_winograd"]
+        "onednn", "conv2d_dense", "conv2d_winograd", "conv2d_winograd_nhwc"]
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1))) == [
         "onednn", "conv2d_dense"]
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2))) == ["onednn"]

@@ -5,8 +5,9 @@ does) with a fixed random input and the untuned output on it. The same network w
 weights is exported to ONNX (``mindspore.export``; tuner.onnx.exportable first makes networks
 that MindSpore's converter refuses exportable, without changing what they compute) and ONNX
 Runtime's output is compared with the untuned MindSpore output: the ``ORT err`` column. Then,
-in each of ``--rounds`` rounds, the three engines are timed one after the other, each in its own
-fresh process with the trials' protocol (tuner.runner.measurement); a row gives each engine's
+in each of ``--rounds`` rounds, the three engines (or those of ``--engines``) are timed one
+after the other, each in its own fresh process with the trials' protocol
+(tuner.runner.measurement); a row gives each engine's
 median images/s over the rounds and the ratios tuned/untuned and tuned/ONNX Runtime. The tuned
 configuration is the export given by ``--config`` for that model and shape, else the search
 space's default for the model. A model that cannot be built, tuned or exported gets a row that
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="timing cap per engine and round (default 10; at least one run)")
     parser.add_argument("--trial-timeout", type=float, default=1800.0)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
+                        help="engines to time (default all three; leave out untuned at batch 16, "
+                             "where MindSpore's builtin ResNet50 takes minutes an inference)")
     parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "bench-anchors")
 
 
@@ -103,6 +107,7 @@ def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
                 "onnxruntime": TrialRequest("onnx_measure", target, str(assets), measure=settings)}
     if not exported.ok:
         del requests["onnxruntime"]
+    requests = {engine: request for engine, request in requests.items() if engine in args.engines}
     failed: set[str] = set()
     for round_index in range(args.rounds):
         for engine, request in requests.items():
