@@ -176,8 +176,12 @@ void Program::execute(void **params) {
     int r = root((int)i);
     const Value &owner = values_[r];
     if ((owner.role == ROLE_INPUT || owner.role == ROLE_CONST || owner.role == ROLE_OUTPUT) &&
-        owner.index >= 0 && v.memory)
-      check(dnnl_memory_set_data_handle(v.memory, pointer(params, owner)), "bind");
+        owner.index >= 0 && v.memory) {
+      void *handle = pointer(params, owner);
+      if (handle == v.bound) continue;  // a compiled graph passes the same buffers every call
+      check(dnnl_memory_set_data_handle(v.memory, handle), "bind");
+      v.bound = handle;
+    }
   }
   dnnl_stream_t stream = runtime().stream;
   for (PackedWeight &p : packed_) {

@@ -38,6 +38,7 @@ struct Value {
   int last_use = -1;
   int64_t offset = -1;  // in the arena (temporaries)
   dnnl_memory_t memory = nullptr;
+  void *bound = nullptr;  // the handle last bound to an input, constant or output
 };
 
 // An AOT kernel of kernels/cpu (MindSpore's calling convention) run as a step.

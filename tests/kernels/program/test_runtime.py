@@ -106,6 +106,31 @@ def test_residual_add_then_relu_as_post_ops_across_steps(program_library, layout
               steps), expected)
 
 
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_call_reads_and_writes_the_buffers_it_is_given(program_library, layout):
+    """The runtime binds the input, constants and output once and rebinds only when a call
+    passes other buffers: two callers of one program, alternating, each get their own result."""
+    step = s.Conv(0, 1, 2, 3, 1, (1, 1), (1, 1, 1, 1), posts=(s.PostOp(s.Alg.RELU),))
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, (1, 16, 6, 6)),
+              s.ValueDecl(s.Role.CONST, 0, (16, 16, 3, 3)),
+              s.ValueDecl(s.Role.CONST, 16 * 16 * 9, (16,)),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, (1, 16, 6, 6)))
+    words = s.ProgramSpec(_uid(), layout, values, (step,), ()).encode()
+    callers = []
+    for _ in range(2):
+        x = RNG.standard_normal((1, 16, 6, 6)).astype(np.float32)
+        weight = (RNG.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+        bias = RNG.standard_normal(16).astype(np.float32)
+        packed, _ = s.pack_constants([weight, bias])
+        expected = np.maximum(conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1)), 0)
+        callers.append((runtime.DirectProgram(program_library, words, [x, packed],
+                                              (1, 16, 6, 6)), expected))
+    for call, expected in callers + callers:
+        call.output[:] = np.nan
+        assert call() == 0
+        close(call.output, expected)
+
 ELTWISE = {
     s.Alg.LOGISTIC: (0.0, 0.0, lambda v: 1 / (1 + np.exp(-v))),
     s.Alg.SWISH: (1.0, 0.0, lambda v: v / (1 + np.exp(-v))),
