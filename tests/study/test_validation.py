@@ -29,6 +29,22 @@ def test_within_noise_the_simpler_configuration_wins_and_the_report_says_so():
     assert "within noise" in note and "simplest" in note
 
 
+def test_a_simpler_candidate_must_also_beat_the_default_that_the_fastest_beats():
+    """Within noise is not transitive (a study on AMD EPYC): the fastest beat the space's
+    default in every round, a simpler candidate was within noise of both; the fastest wins.
+    A simpler candidate that beats the default beyond noise still wins over the fastest."""
+    default = candidate(1, [108.0, 100.9, 120.1], (0, 0), (0.03,) * 3)
+    fastest = candidate(15, [125.0, 116.0, 136.0], (4, 4), (0.03,) * 3)
+    unproven = candidate(7, [116.0, 100.0, 131.0], (0, 1), (0.03,) * 3)
+    assert relative(fastest, default).interval[0] > 1.0
+    assert relative(unproven, fastest).interval[1] >= 1.0
+    assert relative(unproven, default).interval[0] <= 1.0
+    assert choose_winner([default, fastest, unproven]) == (15, "")
+    proven = candidate(12, [124.0, 110.0, 135.0], (0, 1), (0.03,) * 3)
+    assert relative(proven, default).interval[0] > 1.0
+    assert relative(proven, fastest).interval[1] >= 1.0
+    assert choose_winner([default, fastest, unproven, proven])[0] == 12
+
 def test_candidates_are_compared_round_by_round_not_through_the_noisy_baseline():
     """Speedup intervals that overlap widely (the baseline varied by 25 % between rounds) while
     the faster candidate was 8 % faster in every round: it wins over the simpler one."""

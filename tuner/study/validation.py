@@ -22,7 +22,10 @@ agreeing rounds do not make the interval narrower than the timings they come fro
 
 The winner is the fastest by median speedup, except that a simpler candidate (fewer kernel
 choices, then fewer knobs, other than the space's default's) within noise of the fastest is
-preferred: within noise, simpler wins. Two candidates are compared directly (``relative``):
+preferred: within noise, simpler wins. Where the fastest beats the space's default beyond noise
+(the default, complexity (0, 0), among the candidates), a simpler candidate must beat it beyond
+noise too: "within noise" is not transitive, and a candidate within noise both of the fastest
+and of the default is no evidence that the search found anything. Two candidates are compared directly (``relative``):
 per round, one's throughput over the other's (the baseline cancels out: its slow, noisy
 builtin timing widens the speedup intervals of both alike, but says nothing about which of the
 two is faster); within noise when the 95 % confidence interval of that ratio's geometric mean
@@ -225,7 +228,18 @@ def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measu
 def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     ranked = sorted(candidates, key=lambda c: -c.speedup)
     fastest = ranked[0]
-    within_noise = [c for c in ranked if c is fastest or relative(c, fastest).interval[1] >= 1.0]
+    default = next((c for c in ranked if c.complexity == (0, 0)), None)
+    fastest_beats_default = (default is not None and default is not fastest
+                             and relative(fastest, default).interval[0] > 1.0)
+
+    def stands_in_for_the_fastest(c: ValidatedCandidate) -> bool:
+        if c is fastest:
+            return True
+        if relative(c, fastest).interval[1] < 1.0:
+            return False
+        return not fastest_beats_default or relative(c, default).interval[0] > 1.0
+
+    within_noise = [c for c in ranked if stands_in_for_the_fastest(c)]
     simplest = min(within_noise, key=lambda c: (c.complexity, -c.speedup))
     if simplest is not fastest:
         return simplest.trial, (f"trials {', '.join(str(c.trial) for c in within_noise)} are "
