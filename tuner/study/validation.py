@@ -25,8 +25,8 @@ choices, then fewer knobs, other than the space's default's) within noise of the
 preferred: within noise, simpler wins. Where the fastest beats the space's default beyond noise
 (the default, complexity (0, 0), among the candidates), a simpler candidate must beat it beyond
 noise too: "within noise" is not transitive, and a candidate within noise both of the fastest
-and of the default is no evidence that the search found anything. Two candidates are compared directly (``relative``):
-per round, one's throughput over the other's (the baseline cancels out: its slow, noisy
+and of the default is no evidence that the search found anything. Two candidates are compared
+directly (``relative``): per round, one's throughput over the other's (the baseline cancels out: its slow, noisy
 builtin timing widens the speedup intervals of both alike, but says nothing about which of the
 two is faster); within noise when the 95 % confidence interval of that ratio's geometric mean
 reaches 1, its standard deviation taken as at least what the two candidates' own timings imply.
