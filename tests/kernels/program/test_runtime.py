@@ -91,6 +91,27 @@ def test_convolution_with_bias_and_relu6(program_library, layout, n, c, h, w, o,
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+def test_an_image_is_convolved_in_its_own_layout(program_library, layout):
+    """A first layer's 3-channel input is read as it is: the only layout conversion left is
+    the result's, to the plain output."""
+    x = RNG.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    weight = (RNG.standard_normal((32, 3, 7, 7)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(32).astype(np.float32)
+    expected = np.maximum(conv_reference(x, weight, bias, (2, 2), (3, 3, 3, 3)), 0)
+    packed, offsets = s.pack_constants([weight, bias])
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, [weight, bias])),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
+    step = s.Conv(0, 1, 2, 3, 1, (2, 2), (3, 3, 3, 3), posts=(s.PostOp(s.Alg.RELU),))
+    words = s.ProgramSpec(_uid(), layout, values, (step,), ()).encode()
+    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    assert call() == 0
+    close(call.output, expected)
+    times = runtime.timings(program_library, np.asarray(words))
+    assert sum(action.label == "reorder" for action in times.actions) <= 1, times.actions
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_residual_add_then_relu_as_post_ops_across_steps(program_library, layout):
     x = RNG.standard_normal((1, 16, 6, 6)).astype(np.float32)
     w1 = (RNG.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
