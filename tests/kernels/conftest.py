@@ -6,6 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from tuner.kernels.build import cpu_flags
 from tuner.kernels.cpu import CpuKernelLibrary
 
 
@@ -22,6 +23,13 @@ def kernel_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def library(kernel_cache) -> CpuKernelLibrary:
     return CpuKernelLibrary(cache_dir=kernel_cache)
+
+
+@pytest.fixture(scope="session")
+def every_kernel_library(kernel_cache) -> CpuKernelLibrary:
+    """A library on a CPU that has every flag the kernels require (whatever this one has), for
+    tests of which kernels are offered and refused; it cannot run the kernels this CPU lacks."""
+    return CpuKernelLibrary(cache_dir=kernel_cache, flags=cpu_flags() | {"avx512f"})
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

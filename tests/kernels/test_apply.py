@@ -7,8 +7,9 @@ import pytest
 from mindspore import Tensor, nn
 
 from conftest import relative_error
+from tests.conftest import needs_avx512
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
-from tuner.kernels import KernelBuildError
+from tuner.kernels import ConvWorkload, KernelBuildError
 from tuner.kernels.cpu import CpuKernelLibrary
 from tuner.kernels.cpu.program.cell import ProgramCell
 
@@ -104,6 +105,7 @@ def test_excluded_modules_stay_mindspores_own(library):
     assert "overlaps the excluded module layer2" in explained
 
 
+@needs_avx512
 def test_hand_written_kernels_run_inside_the_programs(library):
     net = _model("resnet18")
     x = _input()
@@ -122,13 +124,35 @@ def test_hand_written_kernels_run_inside_the_programs(library):
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
 
 
-def test_a_kernel_that_cannot_run_a_workload_is_refused(library):
+def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
+    library = every_kernel_library
     net = _model("resnet18")
     strided = next(g for g in library.find_workloads(net, INPUT)
                    if g.workload.op == "conv" and g.workload.stride == (2, 2))
     with pytest.raises(ValueError, match="cannot run"):
         library.apply(net, _config(kernels=[KernelChoice(strided.key, "conv2d_winograd", ())]),
                       INPUT)
+
+
+
+def test_a_cpu_without_avx512_is_offered_onednn_only(kernel_cache):
+    """AVX2-only CPUs (AMD Zen 3): the AVX-512 kernels are neither offered nor built, and a
+    configuration that names one is refused saying why."""
+    library = CpuKernelLibrary(cache_dir=kernel_cache, flags=frozenset({"sse2", "avx2", "fma"}))
+    assert library.kernel_names(ConvWorkload(1, 16, 16, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))) == (
+        "onednn",)
+    built = library.build("conv2d_dense", {})
+    assert not built.ok and built.library is None
+    assert built.error == "conv2d_dense needs the CPU flag avx512f, which this CPU lacks"
+    net = _model("resnet18")
+    groups = library.find_workloads(net, INPUT)
+    assert {kernel for g in groups for kernel in g.kernels} == {"onednn"}
+    three_by_three = next(g for g in groups if g.workload.op == "conv"
+                          and g.workload.kernel == (3, 3) and g.workload.stride == (1, 1))
+    choice = KernelChoice(three_by_three.key, "conv2d_winograd_nhwc", ())
+    with pytest.raises(ValueError, match=f"kernels.{three_by_three.key}: conv2d_winograd_nhwc "
+                                         "needs the CPU flag avx512f, which this CPU lacks"):
+        library.apply(net, _config(kernels=[choice]), INPUT)
 
 
 class _OddNet(nn.Cell):

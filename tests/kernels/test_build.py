@@ -1,8 +1,10 @@
 from pathlib import Path
 
-from tuner.kernels.build import build_variant
+from tests.conftest import needs_avx512
+from tuner.kernels.build import build_variant, cpu_flags
 
 
+@needs_avx512
 def test_second_build_is_a_cache_hit(library):
     first = library.build("conv2d_depthwise", {"ow_vectors": 1, "oh_rows": 2})
     second = library.build("conv2d_depthwise", {"ow_vectors": 1, "oh_rows": 2})
@@ -31,3 +33,8 @@ def test_cache_key_covers_included_headers(tmp_path):
     second = build_variant(source, {}, tmp_path)
     assert first.ok and second.ok and not second.cached
     assert Path(first.library) != Path(second.library)
+
+
+def test_flags_are_read_from_the_cpu():
+    flags = cpu_flags()
+    assert "sse2" in flags and all(" " not in flag for flag in flags)

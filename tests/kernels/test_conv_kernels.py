@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
+from tests.conftest import needs_avx512
 from tuner.kernels import ConvWorkload
+
+pytestmark = needs_avx512
 
 DENSE, DEPTHWISE = "conv2d_dense", "conv2d_depthwise"
 

@@ -74,3 +74,14 @@ def test_malformed_file_is_refused(tmp_path):
     path.write_text("k:\n  source: k.cpp\n  params:\n    p: {type: int, low: 3, high: 1, default: 2, define: P}\n")
     with pytest.raises(ValueError, match="low <= high"):
         load_kernel_space(path)
+    path.write_text("k:\n  source: k.cpp\n  requires: avx512f\n  params: {}\n")
+    with pytest.raises(ValueError, match="'requires' must be a list of CPU flags"):
+        load_kernel_space(path)
+
+
+def test_the_hand_written_kernels_require_avx512(spaces):
+    assert spaces["onednn"].requires == ()  # oneDNN picks its own code for the CPU it is on
+    for name in ("conv2d_dense", "conv2d_depthwise", "conv2d_winograd", "conv2d_winograd_nhwc"):
+        assert spaces[name].requires == ("avx512f",)
+        assert spaces[name].missing_flags(frozenset({"avx2", "fma"})) == ("avx512f",)
+        assert spaces[name].missing_flags(frozenset({"avx2", "avx512f"})) == ()

@@ -10,6 +10,7 @@ import pytest
 import tuner
 from conftest import relative_error
 from test_apply import _input, _model, _Wrap, programs
+from tests.conftest import needs_avx512
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
@@ -65,6 +66,7 @@ SHAPES = [  # (batch, in_ch, height, width, out_ch, padding): odd sizes, no mult
 ]
 
 
+@needs_avx512
 @pytest.mark.parametrize("tile_size", [2, 4])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: _conv(*s[:5], s[5]).key)
 def test_matches_builtin(library, shape, tile_size):
@@ -74,6 +76,7 @@ def test_matches_builtin(library, shape, tile_size):
     assert result.ok, result.message
 
 
+@needs_avx512
 @pytest.mark.parametrize("activation,residual",
                          [("none", False), ("relu", False), ("relu6", False), ("none", True)])
 def test_epilogues(library, activation, residual):
@@ -86,6 +89,7 @@ def test_epilogues(library, activation, residual):
     {"oc_register_block": 14, "tile_vectors": 2, "tile_block": 32, "oc_block": 32, "unroll": 1},
     {"oc_register_block": 4, "tile_vectors": 1, "tile_block": 48, "oc_block": 512, "tile_size": 2},
 ])
+@needs_avx512
 def test_tiling_variants_with_several_blocks(library, variant):
     # 3 x 4 x 5 = 60 tiles (m=4) over several tile blocks, 50 channels over several oc blocks
     result = library.verify(_conv(3, 70, 15, 17, 50, activation="relu", residual=True), variant,
@@ -93,7 +97,8 @@ def test_tiling_variants_with_several_blocks(library, variant):
     assert result.ok, result.message
 
 
-def test_kernel_names(library):
+def test_kernel_names(every_kernel_library):
+    library = every_kernel_library
     assert library.kernel_names(_conv(1, 4, 8, 8, 4)) == ("onednn", "conv2d_dense", WINOGRAD,
                                                           WINOGRAD_NHWC)
     strided = ConvWorkload(1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
@@ -104,6 +109,7 @@ def test_kernel_names(library):
                             np.zeros(4, np.float32), WINOGRAD)
 
 
+@needs_avx512
 def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path):
     """An exported config with winograd choices rebuilds exactly that network."""
     net = _model("resnet18")
@@ -125,6 +131,7 @@ def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path)
     assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4
 
 
+@needs_avx512
 def test_a_config_choosing_the_runtimes_winograd_loads_and_matches_untuned(library, tmp_path):
     """Every 3x3 stride-1 workload on conv2d_winograd_nhwc, F(2x2) and F(4x4) mixed: the loaded
     network runs those layers as the runtime's Winograd steps and matches the untuned one."""

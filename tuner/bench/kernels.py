@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     numpy_samples = [numpy_sgemm_gflops()]
     count = 3 if args.quick else 6
     variants = {name: sweep(space, count) for name, space in library.spaces.items()
-                if name != ONEDNN}
+                if name != ONEDNN and library.unsupported_reason(name) is None}
     results: list[WorkloadResult] = []
     winners: dict[tuple, dict] = {}
     for model in args.models:

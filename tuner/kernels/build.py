@@ -59,6 +59,13 @@ def _cpu_flags() -> str:
     return ""
 
 
+def cpu_flags() -> frozenset[str]:
+    """This CPU's instruction-set flags as ``/proc/cpuinfo`` names them (``avx2``, ``avx512f``);
+    empty where it cannot be read. ``-march=native`` compiles for the same set."""
+    _, _, flags = _cpu_flags().partition(":")
+    return frozenset(flags.split())
+
+
 def _source_texts(source: Path, seen: set[Path] | None = None) -> list[str]:
     """The source's text followed by those of the local headers it includes (recursively)."""
     seen = set() if seen is None else seen

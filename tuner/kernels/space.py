@@ -90,6 +90,8 @@ class KernelSpace:
     ``default_for`` (same variables) says where it is the space's default instead of the
     workload's first kernel. ``runtime_params``: its parameters are read by the program
     runtime from the program's spec, not compiled in (no ``define``; one build serves all).
+    ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a CPU that
+    lacks one it is not offered (``missing_flags``).
     """
 
     kernel_name: str
@@ -101,6 +103,11 @@ class KernelSpace:
     runs: str = "True"
     hand_epilogue: bool = False
     runtime_params: bool = False
+    requires: tuple[str, ...] = ()
+
+    def missing_flags(self, cpu_flags: frozenset[str]) -> tuple[str, ...]:
+        """The required CPU flags that ``cpu_flags`` lacks (none: the kernel runs there)."""
+        return tuple(flag for flag in self.requires if flag not in cpu_flags)
 
     def param(self, name: str) -> KernelParam:
         for param in self.params:
@@ -238,11 +245,14 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, Kernel
                 body.get("params"), dict):
             raise ValueError(f"{path}: kernel {kernel!r} needs 'source' and 'params' (a mapping)")
         runtime = bool(body.get("runtime_params", False))
+        requires = body.get("requires", [])
+        if not (isinstance(requires, list) and all(isinstance(f, str) for f in requires)):
+            raise ValueError(f"{path}: kernel {kernel!r}: 'requires' must be a list of CPU flags")
         params = tuple(_parse_param(kernel, n, s, runtime) for n, s in body["params"].items())
         space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),
                             str(body.get("choice", kernel)), str(body.get("default_for", "False")),
                             str(body.get("runs", "True")), bool(body.get("hand_epilogue", False)),
-                            runtime)
+                            runtime, tuple(requires))
         space.validate(space.defaults())
         spaces[kernel] = space
     return spaces

@@ -26,6 +26,7 @@ import optuna
 
 from tuner.config import KernelChoice
 from tuner.errors import shown
+from tuner.kernels.build import cpu_flags
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.focus import WorkloadFocus, guide
@@ -204,6 +205,11 @@ class KernelKnobs:
                     return (f"{where}.workload: {shown(choice.workload, 80)} is not a workload of "
                             f"this model ({len(groups)} workloads{': ' if groups else ''}{some})")
                 able = list(self.kernel_options(group).values())
+                missing = space.missing_flags(cpu_flags())
+                if choice.kernel not in able and missing:
+                    return (f"{where}.kernel: {choice.kernel} needs the CPU flag "
+                            f"{', '.join(missing)}, which this CPU lacks (kernels that can run "
+                            f"{choice.workload} here: {', '.join(able)})")
                 if choice.kernel not in able:
                     return (f"{where}.kernel: {choice.kernel} cannot run workload "
                             f"{choice.workload} (kernels that can: {', '.join(able)})")

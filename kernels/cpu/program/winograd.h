@@ -44,6 +44,7 @@ struct WinogradShape {
   int m, rows, vecs, tile_block, oc_block, tasks_per_thread, act, raw_weights;
 };
 
+#if defined(__AVX512F__)
 constexpr int kRawChannels = 64;  // channels a raw-weight transform block covers
 
 inline __mmask16 lanes(int remaining) {
@@ -407,5 +408,17 @@ class WinogradConv {
     }
   }
 };
+
+#else  // a CPU without AVX-512 (e.g. AMD Zen 3): the step is refused where it is built
+class WinogradConv {
+ public:
+  explicit WinogradConv(const WinogradShape &) {
+    throw Error{"winograd_nhwc needs AVX-512 (avx512f), which this CPU lacks"};
+  }
+  int64_t weight_floats() const { return 0; }
+  void run(const float *, const float *, const float *, const float *, float *,
+           SpinPool &) const {}
+};
+#endif
 
 }  // namespace

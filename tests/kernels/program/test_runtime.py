@@ -7,6 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
+from tests.conftest import needs_avx512
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import spec as s
 
@@ -287,6 +288,7 @@ def test_reduction_mean(program_library):
           x.astype(np.float64).mean(axis=1, keepdims=True))
 
 
+@needs_avx512
 def test_hand_written_kernel_as_an_external_step(program_library, library):
     from tuner.kernels.cpu.packing import pack_weight
     from tuner.kernels.cpu.library import ENTRY_POINTS, weight_layout

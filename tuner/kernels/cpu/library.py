@@ -17,7 +17,7 @@ from tuner.config import KernelChoice, TuningConfig
 from tuner.graph.graph import Graph
 from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
                                 VerificationError, VerifyResult)
-from tuner.kernels.build import BuildResult, build_variant
+from tuner.kernels.build import BuildResult, build_variant, cpu_flags
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
 from tuner.kernels.cpu.packing import WeightLayout
 from tuner.kernels.cpu.program import runtime
@@ -56,13 +56,17 @@ def weight_layout(kernel_name: str, library: Path) -> WeightLayout:
 class CpuKernelLibrary(KernelLibrary):
     """Programs on CPU, float32. ``cache_dir``: where kernels are built (default:
     ``$TUNER_KERNEL_CACHE`` or ``~/.cache/tuner/kernels``). A choice's missing parameters take
-    the YAML defaults; a workload without a choice runs its default kernel's defaults."""
+    the YAML defaults; a workload without a choice runs its default kernel's defaults. Kernels
+    whose required CPU flags ``flags`` lacks (default: this CPU's) are never offered, and
+    building one is a failed build naming the missing flags."""
 
     device = "CPU"
 
-    def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None):
+    def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None,
+                 flags: frozenset[str] | None = None):
         self.spaces = load_kernel_space(space_path)
         self.cache_dir = cache_dir
+        self.cpu_flags = cpu_flags() if flags is None else frozenset(flags)
         self._last_plan = None
 
     # -- building -------------------------------------------------------------------------
@@ -71,9 +75,20 @@ class CpuKernelLibrary(KernelLibrary):
             raise ValueError(f"unknown kernel {kernel_name!r}; known: {sorted(self.spaces)}")
         return self.spaces[kernel_name]
 
+    def unsupported_reason(self, kernel_name: str) -> str | None:
+        """Why this CPU cannot run a kernel (CPU flags it lacks), or None."""
+        missing = self.space(kernel_name).missing_flags(self.cpu_flags)
+        if not missing:
+            return None
+        return (f"{kernel_name} needs the CPU flag{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}, which this CPU lacks")
+
     def build(self, kernel_name: str, params: Mapping[str, Any]) -> BuildResult:
         space = self.space(kernel_name)
         space.validate(params)
+        unsupported = self.unsupported_reason(kernel_name)
+        if unsupported:
+            return BuildResult(False, None, unsupported, 0.0, False)
         if space.runtime_params:
             return runtime.build(self.cache_dir)
         return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
@@ -91,7 +106,8 @@ class CpuKernelLibrary(KernelLibrary):
     def kernel_names(self, workload: Workload, hand_epilogue_ok: bool = True) -> tuple[str, ...]:
         """The kernels that can run ``workload``, its default one first."""
         return tuple(name for name, space in self.spaces.items()
-                     if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue))
+                     if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue)
+                     and not space.missing_flags(self.cpu_flags))
 
     def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None,
              refused: dict | None = None) -> ProgramPlan:
@@ -183,7 +199,8 @@ class CpuKernelLibrary(KernelLibrary):
             kernel = choice.kernel if choice else self.kernel_names(workload)[0]
             params = self.space(kernel).complete(dict(choice.params) if choice else {})
             if kernel not in self.kernel_names(workload, hand_epilogue(op, kg) is not None):
-                raise ValueError(f"kernels.{workload.key}: {kernel} cannot run it here")
+                reason = self.unsupported_reason(kernel) or "cannot run it here"
+                raise ValueError(f"kernels.{workload.key}: {reason}")
             if kernel == ONEDNN:
                 return int(params["impl"]), None
             if self.space(kernel).runtime_params:
