@@ -113,6 +113,37 @@ def test_an_image_is_convolved_in_its_own_layout(program_library, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_binary_step_avoids_onednns_reference_implementation(program_library, layout):
+    """An image's convolution leaves its result in the layout its jit implementation writes
+    (channels in blocks of 8 on AVX2); a per-channel multiply with an add and ReLU after it (a
+    BatchNorm before the next convolution, as DenseNet has) has only oneDNN's reference
+    implementation there, 40-70x slower, and reads its operand channels-last instead."""
+    x = RNG.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    weight = (RNG.standard_normal((32, 3, 7, 7)) * 0.1).astype(np.float32)
+    bias = RNG.standard_normal(32).astype(np.float32)
+    scale = RNG.uniform(0.5, 1.5, (1, 32, 1, 1)).astype(np.float32)
+    shift = RNG.standard_normal((1, 32, 1, 1)).astype(np.float32)
+    features = conv_reference(x, weight, bias, (2, 2), (3, 3, 3, 3))
+    expected = np.maximum(features * scale + shift, 0)
+    steps = [s.Conv(0, 1, 2, 5, 1, (2, 2), (3, 3, 3, 3)),
+             s.Binary(5, 3, 6, s.Alg.MUL, posts=(s.PostOp(s.Alg.ADD, operand=4),
+                                                   s.PostOp(s.Alg.RELU)))]
+    packed, offsets = s.pack_constants([weight, bias, scale, shift])
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape)
+                for o, a in zip(offsets, [weight, bias, scale, shift])),
+              s.ValueDecl(s.Role.TEMP, -1, expected.shape),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
+    words = s.ProgramSpec(_uid(), layout, values, tuple(steps), ()).encode()
+    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    assert call() == 0
+    close(call.output, expected)
+    times = runtime.timings(program_library, np.asarray(words))
+    binary = [action for action in times.actions if action.step == 1 and action.label == "step"]
+    assert binary and not binary[0].implementation.startswith("ref"), times.actions
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_residual_add_then_relu_as_post_ops_across_steps(program_library, layout):
     x = RNG.standard_normal((1, 16, 6, 6)).astype(np.float32)
     w1 = (RNG.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
