@@ -16,10 +16,17 @@ from tuner.runner.record import TrialResult
 from tuner.runner.request import TrialRequest
 
 TINY_MODEL = "tests.fixtures.tiny_models:tiny_net"
-# The hand-written kernels (and the runtime's Winograd) are AVX-512 code: on a CPU without it
-# (AMD Zen 3, say) they are not offered, and the tests that run them cannot.
-needs_avx512 = pytest.mark.skipif("avx512f" not in cpu_flags(),
-                                  reason="AVX-512 kernels; this CPU has no avx512f")
+
+
+def needs_flags(*flags: str):
+    """Skip where the CPU lacks one of ``flags``: the kernels written for them are not offered
+    there (the hand-written ones are AVX-512 code, AMD Zen 3 has none), nor can they run."""
+    missing = [flag for flag in flags if flag not in cpu_flags()]
+    return pytest.mark.skipif(bool(missing), reason=f"this CPU has no {', '.join(missing)}")
+
+
+needs_avx512 = needs_flags("avx512f")
+needs_avx2_fma = needs_flags("avx2", "fma")  # the program runtime's own Winograd
 REPO = Path(__file__).resolve().parents[1]
 
 

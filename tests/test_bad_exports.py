@@ -333,7 +333,7 @@ def test_explain_takes_an_exports_choices_for_the_networks_workloads_only(tmp_pa
     if "avx512f" not in cpu_flags():  # the export's hand-written kernel cannot run here
         assert_refused_in_one_line(process, good, "config.kernels[0].kernel: conv2d_dense needs "
                                    "the CPU flag avx512f, which this CPU lacks (kernels that can "
-                                   f"run {DENSE} here: onednn)")
+                                   f"run {DENSE} here: onednn")
     else:
         assert process.returncode == 0, process.stderr[-2000:]
         assert f"[conv2d_dense {DENSE}]" in process.stdout and f"[onednn {MATMUL}]" in process.stdout

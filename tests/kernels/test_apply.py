@@ -135,22 +135,22 @@ def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
 
 
 
-def test_a_cpu_without_avx512_is_offered_onednn_only(kernel_cache):
+def test_a_cpu_without_avx512_is_offered_onednn_and_the_runtimes_winograd(kernel_cache):
     """AVX2-only CPUs (AMD Zen 3): the AVX-512 kernels are neither offered nor built, and a
     configuration that names one is refused saying why."""
     library = CpuKernelLibrary(cache_dir=kernel_cache, flags=frozenset({"sse2", "avx2", "fma"}))
     assert library.kernel_names(ConvWorkload(1, 16, 16, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))) == (
-        "onednn",)
+        "onednn", "conv2d_winograd_nhwc")
     built = library.build("conv2d_dense", {})
     assert not built.ok and built.library is None
     assert built.error == "conv2d_dense needs the CPU flag avx512f, which this CPU lacks"
     net = _model("resnet18")
     groups = library.find_workloads(net, INPUT)
-    assert {kernel for g in groups for kernel in g.kernels} == {"onednn"}
+    assert {kernel for g in groups for kernel in g.kernels} == {"onednn", "conv2d_winograd_nhwc"}
     three_by_three = next(g for g in groups if g.workload.op == "conv"
                           and g.workload.kernel == (3, 3) and g.workload.stride == (1, 1))
-    choice = KernelChoice(three_by_three.key, "conv2d_winograd_nhwc", ())
-    with pytest.raises(ValueError, match=f"kernels.{three_by_three.key}: conv2d_winograd_nhwc "
+    choice = KernelChoice(three_by_three.key, "conv2d_winograd", ())
+    with pytest.raises(ValueError, match=f"kernels.{three_by_three.key}: conv2d_winograd "
                                          "needs the CPU flag avx512f, which this CPU lacks"):
         library.apply(net, _config(kernels=[choice]), INPUT)
 

@@ -79,9 +79,12 @@ def test_malformed_file_is_refused(tmp_path):
         load_kernel_space(path)
 
 
-def test_the_hand_written_kernels_require_avx512(spaces):
+def test_kernels_require_the_cpu_flags_they_are_written_for(spaces):
     assert spaces["onednn"].requires == ()  # oneDNN picks its own code for the CPU it is on
-    for name in ("conv2d_dense", "conv2d_depthwise", "conv2d_winograd", "conv2d_winograd_nhwc"):
+    for name in ("conv2d_dense", "conv2d_depthwise", "conv2d_winograd"):
         assert spaces[name].requires == ("avx512f",)
         assert spaces[name].missing_flags(frozenset({"avx2", "fma"})) == ("avx512f",)
         assert spaces[name].missing_flags(frozenset({"avx2", "avx512f"})) == ()
+    # the runtime's Winograd: on AVX-512, or on AVX2 with FMA (vec16.h)
+    assert spaces["conv2d_winograd_nhwc"].missing_flags(frozenset({"avx2", "fma"})) == ()
+    assert spaces["conv2d_winograd_nhwc"].missing_flags(frozenset({"avx", "fma"})) == ("avx2",)

@@ -10,7 +10,7 @@ import pytest
 import tuner
 from conftest import relative_error
 from test_apply import _input, _model, _Wrap, programs
-from tests.conftest import needs_avx512
+from tests.conftest import needs_avx2_fma, needs_avx512
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
@@ -131,7 +131,7 @@ def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path)
     assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4
 
 
-@needs_avx512
+@needs_avx2_fma
 def test_a_config_choosing_the_runtimes_winograd_loads_and_matches_untuned(library, tmp_path):
     """Every 3x3 stride-1 workload on conv2d_winograd_nhwc, F(2x2) and F(4x4) mixed: the loaded
     network runs those layers as the runtime's Winograd steps and matches the untuned one."""

@@ -1,6 +1,7 @@
 // Winograd F(m x m, 3 x 3) convolution (stride 1, dilation 1, groups 1) as a program step, on
 // channels-last (NHWC) activations, run on the program's thread pool. Part of program.cpp's
-// translation unit.
+// translation unit. Its vectors are Vec16 (vec16.h): one AVX-512 register, or two AVX2 ones on a
+// CPU without AVX-512.
 //
 // The output is cut into m x m tiles (T = N * ceil(OH/m) * ceil(OW/m), numbered image by image,
 // row by row; edge tiles are computed whole and stored clipped); a tile reads an alpha x alpha
@@ -28,12 +29,11 @@
 // epilogue. When there are fewer tile blocks than `tasks_per_thread` per thread, the output
 // channel blocks are split between tasks too (each repeats its tile block's input transform).
 #pragma once
-#include <immintrin.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "runtime.h"
+#include "vec16.h"
 
 namespace {
 
@@ -44,40 +44,36 @@ struct WinogradShape {
   int m, rows, vecs, tile_block, oc_block, tasks_per_thread, act, raw_weights;
 };
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr int kRawChannels = 64;  // channels a raw-weight transform block covers
-
-inline __mmask16 lanes(int remaining) {
-  return remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << std::max(remaining, 0)) - 1u);
-}
 
 // Register tile: C[r][v] (+)= sum over k < K of A[r][k] * B[k][v]; A rows `lda` apart, B rows
 // (16 * NV floats) `ldb` apart, C rows `ldc` apart; ACC: add to C instead of storing.
 template <int R, int NV, bool ACC>
 void wino_gemm_tile(const float *a, int64_t lda, const float *b, int64_t ldb, int k_count,
                     float *c, int64_t ldc) {
-  __m512 acc[R][NV];
+  Vec16 acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++)
-      acc[r][v] = ACC ? _mm512_load_ps(c + r * ldc + v * 16) : _mm512_setzero_ps();
+      acc[r][v] = ACC ? v_load(c + r * ldc + v * 16) : v_zero();
 #pragma GCC unroll 2
   for (int k = 0; k < k_count; k++) {
-    __m512 w[NV];
+    Vec16 w[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_ps(b + k * ldb + v * 16);
+    for (int v = 0; v < NV; v++) w[v] = v_loadu(b + k * ldb + v * 16);
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
-      const __m512 x = _mm512_set1_ps(a[r * lda + k]);
+      const Vec16 x = v_set1(a[r * lda + k]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(x, w[v], acc[r][v]);
+      for (int v = 0; v < NV; v++) acc[r][v] = v_fmadd(x, w[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) _mm512_store_ps(c + r * ldc + v * 16, acc[r][v]);
+    for (int v = 0; v < NV; v++) v_store(c + r * ldc + v * 16, acc[r][v]);
 }
 
 using WinoGemmTile = void (*)(const float *, int64_t, const float *, int64_t, int, float *,
@@ -115,61 +111,61 @@ struct WinoTransform;
 template <>
 struct WinoTransform<4> {
   static constexpr int kAlpha = 6;
-  static inline void weight(const __m512 *g, __m512 *u) {  // u = G g (3 -> 6)
-    const __m512 a = _mm512_add_ps(g[0], g[2]);
-    const __m512 b = _mm512_fmadd_ps(_mm512_set1_ps(1.f / 24), g[0],
-                                     _mm512_mul_ps(_mm512_set1_ps(1.f / 6), g[2]));
-    const __m512 c = _mm512_mul_ps(_mm512_set1_ps(1.f / 12), g[1]);
-    const __m512 sixth = _mm512_set1_ps(-1.f / 6);
-    u[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), g[0]);
-    u[1] = _mm512_mul_ps(sixth, _mm512_add_ps(a, g[1]));
-    u[2] = _mm512_mul_ps(sixth, _mm512_sub_ps(a, g[1]));
-    u[3] = _mm512_add_ps(b, c);
-    u[4] = _mm512_sub_ps(b, c);
+  static inline void weight(const Vec16 *g, Vec16 *u) {  // u = G g (3 -> 6)
+    const Vec16 a = v_add(g[0], g[2]);
+    const Vec16 b = v_fmadd(v_set1(1.f / 24), g[0],
+                                     v_mul(v_set1(1.f / 6), g[2]));
+    const Vec16 c = v_mul(v_set1(1.f / 12), g[1]);
+    const Vec16 sixth = v_set1(-1.f / 6);
+    u[0] = v_mul(v_set1(0.25f), g[0]);
+    u[1] = v_mul(sixth, v_add(a, g[1]));
+    u[2] = v_mul(sixth, v_sub(a, g[1]));
+    u[3] = v_add(b, c);
+    u[4] = v_sub(b, c);
     u[5] = g[2];
   }
-  static inline void input(const __m512 *x, __m512 *y) {  // y = B^T x
-    const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f);
-    const __m512 t0 = _mm512_fnmadd_ps(four, x[2], x[4]);   // x4 - 4 x2
-    const __m512 t1 = _mm512_fnmadd_ps(four, x[1], x[3]);   // x3 - 4 x1
-    const __m512 t2 = _mm512_sub_ps(x[4], x[2]);
-    const __m512 t3 = _mm512_add_ps(_mm512_sub_ps(x[3], x[1]), _mm512_sub_ps(x[3], x[1]));
-    y[0] = _mm512_fnmadd_ps(five, x[2], _mm512_fmadd_ps(four, x[0], x[4]));
-    y[1] = _mm512_add_ps(t0, t1);
-    y[2] = _mm512_sub_ps(t0, t1);
-    y[3] = _mm512_add_ps(t2, t3);
-    y[4] = _mm512_sub_ps(t2, t3);
-    y[5] = _mm512_fnmadd_ps(five, x[3], _mm512_fmadd_ps(four, x[1], x[5]));
+  static inline void input(const Vec16 *x, Vec16 *y) {  // y = B^T x
+    const Vec16 four = v_set1(4.f), five = v_set1(5.f);
+    const Vec16 t0 = v_fnmadd(four, x[2], x[4]);   // x4 - 4 x2
+    const Vec16 t1 = v_fnmadd(four, x[1], x[3]);   // x3 - 4 x1
+    const Vec16 t2 = v_sub(x[4], x[2]);
+    const Vec16 t3 = v_add(v_sub(x[3], x[1]), v_sub(x[3], x[1]));
+    y[0] = v_fnmadd(five, x[2], v_fmadd(four, x[0], x[4]));
+    y[1] = v_add(t0, t1);
+    y[2] = v_sub(t0, t1);
+    y[3] = v_add(t2, t3);
+    y[4] = v_sub(t2, t3);
+    y[5] = v_fnmadd(five, x[3], v_fmadd(four, x[1], x[5]));
   }
-  static inline void output(const __m512 *x, __m512 *y) {  // y = A^T x
-    const __m512 a = _mm512_add_ps(x[1], x[2]), b = _mm512_sub_ps(x[1], x[2]);
-    const __m512 c = _mm512_add_ps(x[3], x[4]), d = _mm512_sub_ps(x[3], x[4]);
-    y[0] = _mm512_add_ps(_mm512_add_ps(x[0], a), c);
-    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), d, b);
-    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.f), c, a);
-    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.f), d, b), x[5]);
+  static inline void output(const Vec16 *x, Vec16 *y) {  // y = A^T x
+    const Vec16 a = v_add(x[1], x[2]), b = v_sub(x[1], x[2]);
+    const Vec16 c = v_add(x[3], x[4]), d = v_sub(x[3], x[4]);
+    y[0] = v_add(v_add(x[0], a), c);
+    y[1] = v_fmadd(v_set1(2.f), d, b);
+    y[2] = v_fmadd(v_set1(4.f), c, a);
+    y[3] = v_add(v_fmadd(v_set1(8.f), d, b), x[5]);
   }
 };
 
 template <>
 struct WinoTransform<2> {
   static constexpr int kAlpha = 4;
-  static inline void weight(const __m512 *g, __m512 *u) {  // u = G g (3 -> 4)
-    const __m512 half = _mm512_set1_ps(0.5f), a = _mm512_add_ps(g[0], g[2]);
+  static inline void weight(const Vec16 *g, Vec16 *u) {  // u = G g (3 -> 4)
+    const Vec16 half = v_set1(0.5f), a = v_add(g[0], g[2]);
     u[0] = g[0];
-    u[1] = _mm512_mul_ps(half, _mm512_add_ps(a, g[1]));
-    u[2] = _mm512_mul_ps(half, _mm512_sub_ps(a, g[1]));
+    u[1] = v_mul(half, v_add(a, g[1]));
+    u[2] = v_mul(half, v_sub(a, g[1]));
     u[3] = g[2];
   }
-  static inline void input(const __m512 *x, __m512 *y) {
-    y[0] = _mm512_sub_ps(x[0], x[2]);
-    y[1] = _mm512_add_ps(x[1], x[2]);
-    y[2] = _mm512_sub_ps(x[2], x[1]);
-    y[3] = _mm512_sub_ps(x[1], x[3]);
+  static inline void input(const Vec16 *x, Vec16 *y) {
+    y[0] = v_sub(x[0], x[2]);
+    y[1] = v_add(x[1], x[2]);
+    y[2] = v_sub(x[2], x[1]);
+    y[3] = v_sub(x[1], x[3]);
   }
-  static inline void output(const __m512 *x, __m512 *y) {
-    y[0] = _mm512_add_ps(_mm512_add_ps(x[0], x[1]), x[2]);
-    y[1] = _mm512_sub_ps(_mm512_sub_ps(x[1], x[2]), x[3]);
+  static inline void output(const Vec16 *x, Vec16 *y) {
+    y[0] = v_add(v_add(x[0], x[1]), x[2]);
+    y[1] = v_sub(v_sub(x[1], x[2]), x[3]);
   }
 };
 
@@ -311,20 +307,20 @@ class WinogradConv {
     constexpr int A = M + 2;
     const int panel = panel_, vecs = s_.vecs;
     const int64_t u_row = u_row_;
-    __m512 g[3][3], half[A][3], out[A];
+    Vec16 g[3][3], half[A][3], out[A];
     for (int c = 0; c < depth; c++) {
       float *uc = u_block + c * u_row;
       for (int v = 0; v < vecs; v++) {
         const float *gc = raw + (int64_t)c * 9 * panel + v * 16;
-        for (int k = 0; k < 9; k++) g[k / 3][k % 3] = _mm512_loadu_ps(gc + k * panel);
+        for (int k = 0; k < 9; k++) g[k / 3][k % 3] = v_loadu(gc + k * panel);
         for (int j = 0; j < 3; j++) {  // G g: along the kernel's rows, column by column
-          const __m512 column[3] = {g[0][j], g[1][j], g[2][j]};
+          const Vec16 column[3] = {g[0][j], g[1][j], g[2][j]};
           WinoTransform<M>::weight(column, out);
           for (int i = 0; i < A; i++) half[i][j] = out[i];
         }
         for (int i = 0; i < A; i++) {  // then (G g) G^T along the columns
           WinoTransform<M>::weight(half[i], out);
-          for (int j = 0; j < A; j++) _mm512_store_ps(uc + (i * A + j) * panel + v * 16, out[j]);
+          for (int j = 0; j < A; j++) v_store(uc + (i * A + j) * panel + v * 16, out[j]);
         }
       }
     }
@@ -333,11 +329,11 @@ class WinogradConv {
   template <int M>
   void transform_input(const float *src, int64_t first, int count, float *v) const {
     constexpr int A = M + 2;
-    // members as locals: a vector store may alias them (__m512 is may_alias) and would make
+    // members as locals: a vector store may alias them (Vec16 is may_alias) and would make
     // the compiler reload them after every store
     const int H = s_.H, W = s_.W, C = s_.C, cp = cp_;
     const int64_t row = (int64_t)W * C, image = (int64_t)H * row, v_stride = v_stride_;
-    __m512 patch[A][A], column[A], out[A];
+    Vec16 patch[A][A], column[A], out[A];
     for (int t = 0; t < count; t++) {
       int n, y0, x0;
       tile_origin(first + t, n, y0, x0);
@@ -347,14 +343,14 @@ class WinogradConv {
       float *vt = v + (int64_t)t * v_stride;
       const bool inside = y0 >= 0 && x0 >= 0 && y0 + A <= H && x0 + A <= W;
       for (int c = 0; c < cp; c += 16) {
-        const __mmask16 mask = lanes(C - c);
+        const Mask16 mask = lanes(C - c);
         for (int i = 0; i < A; i++) {
           const int y = y0 + i;
           for (int j = 0; j < A; j++) {
             const int x = x0 + j;
             patch[i][j] = (!inside && (y < 0 || y >= H || x < 0 || x >= W))
-                              ? _mm512_setzero_ps()
-                              : _mm512_maskz_loadu_ps(mask, base + y * row + (int64_t)x * C + c);
+                              ? v_zero()
+                              : v_maskz_loadu(mask, base + y * row + (int64_t)x * C + c);
           }
         }
         for (int j = 0; j < A; j++) {  // along the rows, column by column
@@ -364,7 +360,7 @@ class WinogradConv {
         }
         for (int i = 0; i < A; i++) {  // then along the columns
           WinoTransform<M>::input(patch[i], out);
-          for (int j = 0; j < A; j++) _mm512_store_ps(vt + (int64_t)(i * A + j) * cp + c, out[j]);
+          for (int j = 0; j < A; j++) v_store(vt + (int64_t)(i * A + j) * cp + c, out[j]);
         }
       }
     }
@@ -376,8 +372,8 @@ class WinogradConv {
     constexpr int A = M + 2;
     const int OH = s_.OH, OW = s_.OW, OC = s_.OC, act = s_.act, oc_block = oc_block_;
     const int64_t row = (int64_t)OW * OC, image = (int64_t)OH * row, m_stride = m_stride_;
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.f);
-    __m512 half[M][A], column[A], out[A];
+    const Vec16 zero = v_zero(), six = v_set1(6.f);
+    Vec16 half[M][A], column[A], out[A];
     for (int t = 0; t < count; t++) {
       int n, y0, x0;
       tile_origin(first + t, n, y0, x0);
@@ -385,10 +381,10 @@ class WinogradConv {
       for (int c = 0; c < width; c += 16) {
         const int oc = oc0 + c;
         if (oc >= OC) break;
-        const __mmask16 mask = lanes(OC - oc);
-        const __m512 b = _mm512_maskz_loadu_ps(mask, bias + oc);
+        const Mask16 mask = lanes(OC - oc);
+        const Vec16 b = v_maskz_loadu(mask, bias + oc);
         for (int j = 0; j < A; j++) {
-          for (int i = 0; i < A; i++) column[i] = _mm512_load_ps(mt + (i * A + j) * oc_block + c);
+          for (int i = 0; i < A; i++) column[i] = v_load(mt + (i * A + j) * oc_block + c);
           WinoTransform<M>::output(column, out);
           for (int i = 0; i < M; i++) half[i][j] = out[i];
         }
@@ -397,11 +393,11 @@ class WinogradConv {
           const int64_t at = n * image + (int64_t)(y0 + i) * row + oc;
           for (int j = 0; j < M && x0 + j < OW; j++) {
             const int64_t where = at + (int64_t)(x0 + j) * OC;
-            __m512 y = _mm512_add_ps(out[j], b);
-            if (residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, residual + where));
-            if (act == WINO_RELU) y = _mm512_max_ps(y, zero);
-            if (act == WINO_RELU6) y = _mm512_min_ps(_mm512_max_ps(y, zero), six);
-            _mm512_mask_storeu_ps(dst + where, mask, y);
+            Vec16 y = v_add(out[j], b);
+            if (residual) y = v_add(y, v_maskz_loadu(mask, residual + where));
+            if (act == WINO_RELU) y = v_max(y, zero);
+            if (act == WINO_RELU6) y = v_min(v_max(y, zero), six);
+            v_mask_storeu(dst + where, mask, y);
           }
         }
       }
@@ -409,11 +405,11 @@ class WinogradConv {
   }
 };
 
-#else  // a CPU without AVX-512 (e.g. AMD Zen 3): the step is refused where it is built
+#else  // a CPU without AVX2 and FMA: the step is refused where it is built
 class WinogradConv {
  public:
   explicit WinogradConv(const WinogradShape &) {
-    throw Error{"winograd_nhwc needs AVX-512 (avx512f), which this CPU lacks"};
+    throw Error{"winograd_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
   }
   int64_t weight_floats() const { return 0; }
   void run(const float *, const float *, const float *, const float *, float *,

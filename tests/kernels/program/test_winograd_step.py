@@ -11,7 +11,7 @@ from tuner.kernels.cpu.packing import pack_winograd_nhwc_raw_weight, pack_winogr
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import spec as s
 
-from tests.conftest import needs_avx512
+from tests.conftest import needs_avx2_fma
 from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
 from tuner.kernels.build import cpu_flags
 
@@ -39,7 +39,7 @@ def _step_and_constants(x, weight, bias, pad, params, residual=None, act=0, raw=
     return step, constants
 
 
-@needs_avx512
+@needs_avx2_fma
 @pytest.mark.parametrize("layout, raw", [(s.Layout.ANY, False), (s.Layout.NHWC, False),
                                          (s.Layout.BLOCKED, False), (s.Layout.NHWC, True)])
 @pytest.mark.parametrize("n,c,h,w,oc,pad,m,rows,vecs,tile_block,oc_block,tasks", SHAPES)
@@ -56,7 +56,7 @@ def test_matches_a_float64_convolution(program_library, layout, raw, n, c, h, w,
     close(run(program_library, layout, [x], constants, [], expected.shape, [step]), expected)
 
 
-@needs_avx512
+@needs_avx2_fma
 @pytest.mark.parametrize("act, raw", [(1, False), (2, True)])
 def test_residual_then_activation(program_library, act, raw):
     x = RNG.standard_normal((2, 24, 10, 9)).astype(np.float32)
@@ -78,9 +78,9 @@ def test_residual_then_activation(program_library, act, raw):
     ({"weights_floats": -16}, "packed weights"),
 ])
 def test_a_malformed_step_is_refused_in_words(program_library, change, message):
-    """(Without AVX-512, every Winograd step is refused, saying so.)"""
-    if "avx512f" not in cpu_flags():
-        message = "winograd_nhwc needs AVX-512 (avx512f), which this CPU lacks"
+    """(Without AVX2 and FMA, every Winograd step is refused, saying so.)"""
+    if not {"avx2", "fma"} <= cpu_flags():
+        message = "winograd_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"
     x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
     weight = RNG.standard_normal((16, 16, 3, 3)).astype(np.float32)
     packed = pack_winograd_nhwc_weight(weight, 4, 1)

@@ -1,0 +1,91 @@
+// Vec16: 16 floats as one AVX-512 register, or as two AVX2 registers on a CPU without AVX-512
+// (AMD Zen 3, many laptops), with the few operations the runtime's own kernels (winograd.h)
+// use. With AVX-512 each function is exactly the intrinsic it wraps; the AVX2 form needs FMA.
+// `load`/`store` want 64-byte aligned addresses with AVX-512 (32 with AVX2), the `u` forms none;
+// a Mask16 (lanes) selects the first lanes of a partial vector.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+
+namespace {
+
+#define VEC16_INLINE inline __attribute__((always_inline))
+
+#if defined(__AVX512F__)
+using Vec16 = __m512;
+using Mask16 = __mmask16;
+
+VEC16_INLINE Vec16 v_zero() { return _mm512_setzero_ps(); }
+VEC16_INLINE Vec16 v_set1(float x) { return _mm512_set1_ps(x); }
+VEC16_INLINE Vec16 v_load(const float *p) { return _mm512_load_ps(p); }
+VEC16_INLINE Vec16 v_loadu(const float *p) { return _mm512_loadu_ps(p); }
+VEC16_INLINE void v_store(float *p, Vec16 a) { _mm512_store_ps(p, a); }
+VEC16_INLINE Vec16 v_add(Vec16 a, Vec16 b) { return _mm512_add_ps(a, b); }
+VEC16_INLINE Vec16 v_sub(Vec16 a, Vec16 b) { return _mm512_sub_ps(a, b); }
+VEC16_INLINE Vec16 v_mul(Vec16 a, Vec16 b) { return _mm512_mul_ps(a, b); }
+VEC16_INLINE Vec16 v_max(Vec16 a, Vec16 b) { return _mm512_max_ps(a, b); }
+VEC16_INLINE Vec16 v_min(Vec16 a, Vec16 b) { return _mm512_min_ps(a, b); }
+VEC16_INLINE Vec16 v_fmadd(Vec16 a, Vec16 b, Vec16 c) { return _mm512_fmadd_ps(a, b, c); }
+VEC16_INLINE Vec16 v_fnmadd(Vec16 a, Vec16 b, Vec16 c) { return _mm512_fnmadd_ps(a, b, c); }
+
+VEC16_INLINE Mask16 lanes(int remaining) {
+  return remaining >= 16 ? (Mask16)0xFFFF : (Mask16)((1u << std::max(remaining, 0)) - 1u);
+}
+VEC16_INLINE Vec16 v_maskz_loadu(Mask16 mask, const float *p) {
+  return _mm512_maskz_loadu_ps(mask, p);
+}
+VEC16_INLINE void v_mask_storeu(float *p, Mask16 mask, Vec16 a) {
+  _mm512_mask_storeu_ps(p, mask, a);
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vec16 {
+  __m256 lo, hi;
+};
+struct Mask16 {
+  __m256i lo, hi;
+};
+
+VEC16_INLINE Vec16 v_zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+VEC16_INLINE Vec16 v_set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+VEC16_INLINE Vec16 v_load(const float *p) { return {_mm256_load_ps(p), _mm256_load_ps(p + 8)}; }
+VEC16_INLINE Vec16 v_loadu(const float *p) {
+  return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+}
+VEC16_INLINE void v_store(float *p, Vec16 a) {
+  _mm256_store_ps(p, a.lo);
+  _mm256_store_ps(p + 8, a.hi);
+}
+#define VEC16_BINARY(name, intrinsic) \
+  VEC16_INLINE Vec16 name(Vec16 a, Vec16 b) { return {intrinsic(a.lo, b.lo), intrinsic(a.hi, b.hi)}; }
+VEC16_BINARY(v_add, _mm256_add_ps)
+VEC16_BINARY(v_sub, _mm256_sub_ps)
+VEC16_BINARY(v_mul, _mm256_mul_ps)
+VEC16_BINARY(v_max, _mm256_max_ps)
+VEC16_BINARY(v_min, _mm256_min_ps)
+#undef VEC16_BINARY
+VEC16_INLINE Vec16 v_fmadd(Vec16 a, Vec16 b, Vec16 c) {
+  return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+VEC16_INLINE Vec16 v_fnmadd(Vec16 a, Vec16 b, Vec16 c) {
+  return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
+}
+
+VEC16_INLINE Mask16 lanes(int remaining) {  // lane i is on where i < remaining
+  const __m256i n = _mm256_set1_epi32(remaining);
+  return {_mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+          _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15))};
+}
+VEC16_INLINE Vec16 v_maskz_loadu(Mask16 mask, const float *p) {
+  return {_mm256_maskload_ps(p, mask.lo), _mm256_maskload_ps(p + 8, mask.hi)};
+}
+VEC16_INLINE void v_mask_storeu(float *p, Mask16 mask, Vec16 a) {
+  _mm256_maskstore_ps(p, mask.lo, a.lo);
+  _mm256_maskstore_ps(p + 8, mask.hi, a.hi);
+}
+#endif
+
+#undef VEC16_INLINE
+
+}  // namespace
