@@ -77,6 +77,25 @@ def test_malformed_file_is_refused(tmp_path):
     path.write_text("k:\n  source: k.cpp\n  requires: avx512f\n  params: {}\n")
     with pytest.raises(ValueError, match="'requires' must be a list of CPU flags"):
         load_kernel_space(path)
+    path.write_text("k:\n  source: k.cpp\n  defaults_without: [avx512f]\n  params: {}\n")
+    with pytest.raises(ValueError, match="'defaults_without' must map CPU flags to parameter"):
+        load_kernel_space(path)
+    path.write_text("k:\n  source: k.cpp\n  defaults_without: {avx512f: {p: 9}}\n  params:\n"
+                    "    p: {type: int, low: 1, high: 4, default: 2, define: P}\n")
+    with pytest.raises(ValueError, match="params.p: 9 is not in"):  # on every CPU
+        load_kernel_space(path, cpu_flags=frozenset({"avx512f"}))
+
+
+def test_defaults_depend_on_the_cpus_flags():
+    """The runtime's Winograd keeps its register tile in AVX2's 16 registers without AVX-512."""
+    avx2 = load_kernel_space(cpu_flags=frozenset({"avx2", "fma"}))["conv2d_winograd_nhwc"]
+    avx512 = load_kernel_space(cpu_flags=frozenset({"avx2", "fma", "avx512f"}))[
+        "conv2d_winograd_nhwc"]
+    assert (avx2.defaults()["register_rows"], avx2.defaults()["register_vectors"]) == (6, 1)
+    assert (avx512.defaults()["register_rows"], avx512.defaults()["register_vectors"]) == (8, 2)
+    assert avx2.complete({"register_rows": 4}) == {**avx2.defaults(), "register_rows": 4}
+    assert {k: v for k, v in avx2.defaults().items() if "register" not in k} == {
+        k: v for k, v in avx512.defaults().items() if "register" not in k}
 
 
 def test_kernels_require_the_cpu_flags_they_are_written_for(spaces):

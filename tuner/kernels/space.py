@@ -6,6 +6,7 @@ preprocessor macro each parameter is compiled as, and the restrictions between p
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from tuner.errors import shown
+from tuner.kernels.build import cpu_flags as this_cpus_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPACE_PATH = REPO_ROOT / "search_spaces" / "cpu_kernels.yaml"
@@ -91,7 +93,9 @@ class KernelSpace:
     workload's first kernel. ``runtime_params``: its parameters are read by the program
     runtime from the program's spec, not compiled in (no ``define``; one build serves all).
     ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a CPU that
-    lacks one it is not offered (``missing_flags``).
+    lacks one it is not offered (``missing_flags``). ``defaults_without``: flag -> parameter
+    values that replace the defaults on a CPU without that flag (``cpu_flags``: the CPU the
+    space is for, this one unless given).
     """
 
     kernel_name: str
@@ -104,6 +108,8 @@ class KernelSpace:
     hand_epilogue: bool = False
     runtime_params: bool = False
     requires: tuple[str, ...] = ()
+    defaults_without: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    cpu_flags: frozenset[str] = frozenset()
 
     def missing_flags(self, cpu_flags: frozenset[str]) -> tuple[str, ...]:
         """The required CPU flags that ``cpu_flags`` lacks (none: the kernel runs there)."""
@@ -116,7 +122,13 @@ class KernelSpace:
         raise KeyError(f"{self.kernel_name} has no parameter {name!r}")
 
     def defaults(self) -> dict[str, Any]:
-        return {param.name: param.default for param in self.params}
+        """Each parameter's default, those of ``defaults_without`` a flag this CPU lacks
+        applied."""
+        values = {param.name: param.default for param in self.params}
+        for flag, overrides in self.defaults_without:
+            if flag not in self.cpu_flags:
+                values.update(overrides)
+        return values
 
     def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` with the defaults filled in for the missing ones."""
@@ -234,8 +246,21 @@ def _parse_param(kernel: str, name: str, spec: Mapping[str, Any], runtime: bool)
     return param
 
 
-def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, KernelSpace]:
-    """Kernel name -> KernelSpace; raises ValueError on a malformed file."""
+def _parse_defaults_without(path, kernel: str, body: Mapping[str, Any]) -> tuple:
+    document = body.get("defaults_without", {})
+    if not (isinstance(document, dict) and all(
+            isinstance(flag, str) and isinstance(values, dict) for flag, values in document.items())):
+        raise ValueError(f"{path}: kernel {kernel!r}: 'defaults_without' must map CPU flags to "
+                         "parameter values")
+    return tuple((flag, tuple(values.items())) for flag, values in document.items())
+
+
+def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
+                      cpu_flags: frozenset[str] | None = None) -> dict[str, KernelSpace]:
+    """Kernel name -> KernelSpace for a CPU with ``cpu_flags`` (default: this one's); raises
+    ValueError on a malformed file."""
+    if cpu_flags is None:
+        cpu_flags = this_cpus_flags()
     document = yaml.safe_load(Path(path).read_text())
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a mapping of kernel names")
@@ -252,7 +277,11 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH) -> dict[str, Kernel
         space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),
                             str(body.get("choice", kernel)), str(body.get("default_for", "False")),
                             str(body.get("runs", "True")), bool(body.get("hand_epilogue", False)),
-                            runtime, tuple(requires))
+                            runtime, tuple(requires),
+                            _parse_defaults_without(path, kernel, body), frozenset(cpu_flags))
+        every_flag = frozenset(flag for flag, _ in space.defaults_without)
+        for flags in (frozenset(), every_flag):  # the defaults with and without them are valid
+            space.validate(dataclasses.replace(space, cpu_flags=flags).defaults())
         space.validate(space.defaults())
         spaces[kernel] = space
     return spaces

@@ -64,9 +64,9 @@ class CpuKernelLibrary(KernelLibrary):
 
     def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None,
                  flags: frozenset[str] | None = None):
-        self.spaces = load_kernel_space(space_path)
-        self.cache_dir = cache_dir
         self.cpu_flags = cpu_flags() if flags is None else frozenset(flags)
+        self.spaces = load_kernel_space(space_path, self.cpu_flags)
+        self.cache_dir = cache_dir
         self._last_plan = None
 
     # -- building -------------------------------------------------------------------------
