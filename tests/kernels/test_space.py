@@ -107,3 +107,17 @@ def test_kernels_require_the_cpu_flags_they_are_written_for(spaces):
     # the runtime's Winograd: on AVX-512, or on AVX2 with FMA (vec16.h)
     assert spaces["conv2d_winograd_nhwc"].missing_flags(frozenset({"avx2", "fma"})) == ()
     assert spaces["conv2d_winograd_nhwc"].missing_flags(frozenset({"avx", "fma"})) == ("avx2",)
+
+
+@pytest.mark.parametrize("flags, batch, size, default", [
+    ({"avx2", "fma"}, 1, 56, True), ({"avx2", "fma"}, 1, 14, True), ({"avx2", "fma"}, 1, 7, False),
+    ({"avx2", "fma"}, 16, 7, True), ({"avx2", "fma", "avx512f"}, 1, 56, False),
+    ({"avx2", "fma", "avx512f"}, 8, 7, True)])
+def test_a_default_rule_can_read_the_cpus_flags(flags, batch, size, default):
+    """The runtime's Winograd is the 3x3 layers' default from batch 8 on, and without AVX-512
+    also at batch 1 on maps of 14x14 and more (oneDNN's AVX2 convolutions are slower there)."""
+    from tuner.kernels.workload import ConvWorkload
+
+    space = load_kernel_space(cpu_flags=frozenset(flags))["conv2d_winograd_nhwc"]
+    workload = ConvWorkload(batch, 64, 64, size, size, (3, 3), (1, 1), (1, 1, 1, 1))
+    assert space.is_default_for(workload) is default

@@ -89,8 +89,8 @@ class KernelSpace:
     ``runs`` (a Python expression over the workload's fields, its ``op``, ``kind``,
     ``out_height``, ``out_width``) says which workloads it can run, and ``hand_epilogue`` that
     it fuses only the hand-written kernels' epilogues (a residual add, then ReLU or ReLU6);
-    ``default_for`` (same variables) says where it is the space's default instead of the
-    workload's first kernel. ``runtime_params``: its parameters are read by the program
+    ``default_for`` (same variables, and ``cpu``: the CPU's flags) says where it is the space's
+    default instead of the workload's first kernel. ``runtime_params``: its parameters are read by the program
     runtime from the program's spec, not compiled in (no ``define``; one build serves all).
     ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a CPU that
     lacks one it is not offered (``missing_flags``). ``defaults_without``: flag -> parameter
@@ -189,10 +189,10 @@ class KernelSpace:
         return {param.define: param.macro_value(full[param.name]) for param in self.params
                 if param.define}
 
-    @staticmethod
-    def _rule(rule: str, workload: Any) -> bool:
+    def _rule(self, rule: str, workload: Any) -> bool:
         names = {name: getattr(workload, name) for name in workload.__dataclass_fields__}
         names["op"] = workload.op
+        names["cpu"] = self.cpu_flags
         for derived in ("kind", "out_height", "out_width"):
             if hasattr(workload, derived):
                 names[derived] = getattr(workload, derived)
