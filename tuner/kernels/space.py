@@ -90,12 +90,12 @@ class KernelSpace:
     ``out_height``, ``out_width``) says which workloads it can run, and ``hand_epilogue`` that
     it fuses only the hand-written kernels' epilogues (a residual add, then ReLU or ReLU6);
     ``default_for`` (same variables, and ``cpu``: the CPU's flags) says where it is the space's
-    default instead of the workload's first kernel. ``runtime_params``: its parameters are read by the program
-    runtime from the program's spec, not compiled in (no ``define``; one build serves all).
-    ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a CPU that
-    lacks one it is not offered (``missing_flags``). ``defaults_without``: flag -> parameter
-    values that replace the defaults on a CPU without that flag (``cpu_flags``: the CPU the
-    space is for, this one unless given).
+    default instead of the workload's first kernel. ``runtime_params``: its parameters are read
+    by the program runtime from the program's spec, not compiled in (no ``define``; one build
+    serves all). ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a
+    CPU that lacks one it is not offered (``missing_flags``, ``unsupported_reason``).
+    ``defaults_without``: flag -> parameter values that replace the defaults on a CPU without
+    that flag (``cpu_flags``: the CPU the space is for, this one unless given).
     """
 
     kernel_name: str
@@ -111,9 +111,19 @@ class KernelSpace:
     defaults_without: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     cpu_flags: frozenset[str] = frozenset()
 
-    def missing_flags(self, cpu_flags: frozenset[str]) -> tuple[str, ...]:
-        """The required CPU flags that ``cpu_flags`` lacks (none: the kernel runs there)."""
-        return tuple(flag for flag in self.requires if flag not in cpu_flags)
+    def missing_flags(self, cpu_flags: frozenset[str] | None = None) -> tuple[str, ...]:
+        """The required CPU flags that ``cpu_flags`` (default: the space's CPU's) lacks (none:
+        the kernel runs there)."""
+        have = self.cpu_flags if cpu_flags is None else cpu_flags
+        return tuple(flag for flag in self.requires if flag not in have)
+
+    def unsupported_reason(self) -> str | None:
+        """Why the space's CPU cannot run the kernel (the flags it lacks), or None."""
+        missing = self.missing_flags()
+        if not missing:
+            return None
+        return (f"{self.kernel_name} needs the CPU flag{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}, which this CPU lacks")
 
     def param(self, name: str) -> KernelParam:
         for param in self.params:

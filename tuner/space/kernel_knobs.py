@@ -26,7 +26,6 @@ import optuna
 
 from tuner.config import KernelChoice
 from tuner.errors import shown
-from tuner.kernels.build import cpu_flags
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.focus import WorkloadFocus, guide
@@ -205,12 +204,11 @@ class KernelKnobs:
                     return (f"{where}.workload: {shown(choice.workload, 80)} is not a workload of "
                             f"this model ({len(groups)} workloads{': ' if groups else ''}{some})")
                 able = list(self.kernel_options(group).values())
-                missing = space.missing_flags(cpu_flags())
-                if choice.kernel not in able and missing:
-                    return (f"{where}.kernel: {choice.kernel} needs the CPU flag "
-                            f"{', '.join(missing)}, which this CPU lacks (kernels that can run "
-                            f"{choice.workload} here: {', '.join(able)})")
                 if choice.kernel not in able:
+                    unsupported = space.unsupported_reason()
+                    if unsupported:
+                        return (f"{where}.kernel: {unsupported} (kernels that can run "
+                                f"{choice.workload} here: {', '.join(able)})")
                     return (f"{where}.kernel: {choice.kernel} cannot run workload "
                             f"{choice.workload} (kernels that can: {', '.join(able)})")
             try:

@@ -113,8 +113,7 @@ struct WinoTransform<4> {
   static constexpr int kAlpha = 6;
   static inline void weight(const Vec16 *g, Vec16 *u) {  // u = G g (3 -> 6)
     const Vec16 a = v_add(g[0], g[2]);
-    const Vec16 b = v_fmadd(v_set1(1.f / 24), g[0],
-                                     v_mul(v_set1(1.f / 6), g[2]));
+    const Vec16 b = v_fmadd(v_set1(1.f / 24), g[0], v_mul(v_set1(1.f / 6), g[2]));
     const Vec16 c = v_mul(v_set1(1.f / 12), g[1]);
     const Vec16 sixth = v_set1(-1.f / 6);
     u[0] = v_mul(v_set1(0.25f), g[0]);

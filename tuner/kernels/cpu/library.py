@@ -77,11 +77,7 @@ class CpuKernelLibrary(KernelLibrary):
 
     def unsupported_reason(self, kernel_name: str) -> str | None:
         """Why this CPU cannot run a kernel (CPU flags it lacks), or None."""
-        missing = self.space(kernel_name).missing_flags(self.cpu_flags)
-        if not missing:
-            return None
-        return (f"{kernel_name} needs the CPU flag{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)}, which this CPU lacks")
+        return self.space(kernel_name).unsupported_reason()
 
     def build(self, kernel_name: str, params: Mapping[str, Any]) -> BuildResult:
         space = self.space(kernel_name)
@@ -107,7 +103,7 @@ class CpuKernelLibrary(KernelLibrary):
         """The kernels that can run ``workload``, its default one first."""
         return tuple(name for name, space in self.spaces.items()
                      if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue)
-                     and not space.missing_flags(self.cpu_flags))
+                     and not space.missing_flags())
 
     def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None,
              refused: dict | None = None) -> ProgramPlan:
