@@ -77,10 +77,15 @@ def test_malformed_file_is_refused(tmp_path):
     path.write_text("k:\n  source: k.cpp\n  requires: avx512f\n  params: {}\n")
     with pytest.raises(ValueError, match="'requires' must be a list of CPU flags"):
         load_kernel_space(path)
-    path.write_text("k:\n  source: k.cpp\n  defaults_without: [avx512f]\n  params: {}\n")
-    with pytest.raises(ValueError, match="'defaults_without' must map CPU flags to parameter"):
+    path.write_text("k:\n  source: k.cpp\n  defaults_when: {avx512f: {p: 9}}\n  params: {}\n")
+    with pytest.raises(ValueError, match="'defaults_when' must be a list of"):
         load_kernel_space(path)
-    path.write_text("k:\n  source: k.cpp\n  defaults_without: {avx512f: {p: 9}}\n  params:\n"
+    path.write_text("k:\n  source: k.cpp\n  defaults_when: [{when: 'batch >', set: {}}]\n"
+                    "  params: {}\n")
+    with pytest.raises(ValueError, match="rule 'batch >' is not an expression"):
+        load_kernel_space(path)
+    path.write_text("k:\n  source: k.cpp\n  defaults_when: [{when: \"'avx512f' not in cpu\", "
+                    "set: {p: 9}}]\n  params:\n"
                     "    p: {type: int, low: 1, high: 4, default: 2, define: P}\n")
     with pytest.raises(ValueError, match="params.p: 9 is not in"):  # on every CPU
         load_kernel_space(path, cpu_flags=frozenset({"avx512f"}))
@@ -109,15 +114,39 @@ def test_kernels_require_the_cpu_flags_they_are_written_for(spaces):
     assert spaces["conv2d_winograd_nhwc"].missing_flags(frozenset({"avx", "fma"})) == ("avx2",)
 
 
-@pytest.mark.parametrize("flags, batch, size, default", [
-    ({"avx2", "fma"}, 1, 56, True), ({"avx2", "fma"}, 1, 14, True), ({"avx2", "fma"}, 1, 7, False),
-    ({"avx2", "fma"}, 16, 7, True), ({"avx2", "fma", "avx512f"}, 1, 56, False),
-    ({"avx2", "fma", "avx512f"}, 8, 7, True)])
-def test_a_default_rule_can_read_the_cpus_flags(flags, batch, size, default):
-    """The runtime's Winograd is the 3x3 layers' default from batch 8 on, and without AVX-512
-    also at batch 1 on maps of 14x14 and more (oneDNN's AVX2 convolutions are slower there)."""
+def _conv3x3(batch: int, size: int, channels: int = 64):
     from tuner.kernels.workload import ConvWorkload
 
+    return ConvWorkload(batch, channels, channels, size, size, (3, 3), (1, 1), (1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("flags", [{"avx2", "fma"}, {"avx2", "fma", "avx512f"}])
+@pytest.mark.parametrize("batch, size, default", [
+    (1, 56, True), (1, 14, True), (1, 7, False), (8, 7, True), (16, 7, True)])
+def test_the_runtimes_winograd_is_the_default_where_its_tiles_fill_the_cores(
+        flags, batch, size, default):
+    """The 3x3 layers' default from batch 8 on, and at batch 1 on maps of 14x14 and more."""
     space = load_kernel_space(cpu_flags=frozenset(flags))["conv2d_winograd_nhwc"]
-    workload = ConvWorkload(batch, 64, 64, size, size, (3, 3), (1, 1), (1, 1, 1, 1))
-    assert space.is_default_for(workload) is default
+    assert space.is_default_for(_conv3x3(batch, size)) is default
+
+
+@pytest.mark.parametrize("flags, batch, size, weights", [
+    ({"avx2", "fma", "avx512f"}, 1, 14, "raw"), ({"avx2", "fma", "avx512f"}, 1, 28, "transformed"),
+    ({"avx2", "fma", "avx512f"}, 16, 14, "transformed"), ({"avx2", "fma"}, 1, 14, "transformed")])
+def test_defaults_depend_on_the_workload_and_the_cpu(flags, batch, size, weights):
+    """On AVX-512, the runtime's Winograd reads raw weights on small maps at batch 1."""
+    space = load_kernel_space(cpu_flags=frozenset(flags))["conv2d_winograd_nhwc"]
+    workload = _conv3x3(batch, size)
+    assert space.defaults(workload)["weights"] == weights
+    assert space.complete({"tile_size": 2}, workload) == {**space.defaults(workload),
+                                                          "tile_size": 2}
+    assert space.defaults()["weights"] == "transformed"  # no workload: rules about the CPU only
+
+
+def test_a_default_rule_can_read_the_cpus_flags(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text("k:\n  source: k.cpp\n  default_for: \"'avx512f' in cpu and batch > 1\"\n"
+                    "  params: {}\n")
+    workload = _conv3x3(2, 7)
+    assert load_kernel_space(path, cpu_flags=frozenset({"avx512f"}))["k"].is_default_for(workload)
+    assert not load_kernel_space(path, cpu_flags=frozenset({"avx2"}))["k"].is_default_for(workload)

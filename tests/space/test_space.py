@@ -96,7 +96,7 @@ def test_each_kernel_is_screened_on_every_workload_it_can_run(tmp_path):
     assert [[c.kernel for c in n.kernels] for n in kernel_neighbours] == [
         ["conv2d_dense", "conv2d_dense"], ["conv2d_winograd_nhwc", "onednn"]]
     winograd = kernel_neighbours[1].kernels[0]
-    assert dict(winograd.params) == space.kernels.spaces["conv2d_winograd_nhwc"].defaults()
+    assert dict(winograd.params) == space.kernels.spaces["conv2d_winograd_nhwc"].defaults(three)
     for neighbour in kernel_neighbours:
         study = optuna.create_study()
         study.enqueue_trial(space.params_for(neighbour))

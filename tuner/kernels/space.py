@@ -6,7 +6,6 @@ preprocessor macro each parameter is compiled as, and the restrictions between p
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
@@ -94,8 +93,9 @@ class KernelSpace:
     by the program runtime from the program's spec, not compiled in (no ``define``; one build
     serves all). ``requires``: the CPU flags (``/proc/cpuinfo`` names) it is written for; on a
     CPU that lacks one it is not offered (``missing_flags``, ``unsupported_reason``).
-    ``defaults_without``: flag -> parameter values that replace the defaults on a CPU without
-    that flag (``cpu_flags``: the CPU the space is for, this one unless given).
+    ``defaults_when``: (rule, parameter values) pairs, in order: where a rule holds (the
+    ``default_for`` variables: a workload's fields and ``cpu``, the flags of ``cpu_flags``, the
+    CPU the space is for, this one unless given), its values replace the defaults.
     """
 
     kernel_name: str
@@ -108,7 +108,7 @@ class KernelSpace:
     hand_epilogue: bool = False
     runtime_params: bool = False
     requires: tuple[str, ...] = ()
-    defaults_without: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    defaults_when: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     cpu_flags: frozenset[str] = frozenset()
 
     def missing_flags(self, cpu_flags: frozenset[str] | None = None) -> tuple[str, ...]:
@@ -131,18 +131,19 @@ class KernelSpace:
                 return param
         raise KeyError(f"{self.kernel_name} has no parameter {name!r}")
 
-    def defaults(self) -> dict[str, Any]:
-        """Each parameter's default, those of ``defaults_without`` a flag this CPU lacks
-        applied."""
+    def defaults(self, workload: Any = None) -> dict[str, Any]:
+        """Each parameter's default for ``workload`` on the space's CPU: the values of every
+        ``defaults_when`` rule that holds applied in order (without a workload, only rules
+        about the CPU alone can hold)."""
         values = {param.name: param.default for param in self.params}
-        for flag, overrides in self.defaults_without:
-            if flag not in self.cpu_flags:
+        for rule, overrides in self.defaults_when:
+            if self._rule(rule, workload):
                 values.update(overrides)
         return values
 
-    def complete(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``params`` with the defaults filled in for the missing ones."""
-        return {**self.defaults(), **dict(params)}
+    def complete(self, params: Mapping[str, Any], workload: Any = None) -> dict[str, Any]:
+        """``params`` with the defaults (for ``workload``) filled in for the missing ones."""
+        return {**self.defaults(workload), **dict(params)}
 
     def validate(self, params: Mapping[str, Any]) -> None:
         """Raise InvalidParams naming the offending parameter or restriction."""
@@ -200,12 +201,13 @@ class KernelSpace:
                 if param.define}
 
     def _rule(self, rule: str, workload: Any) -> bool:
-        names = {name: getattr(workload, name) for name in workload.__dataclass_fields__}
-        names["op"] = workload.op
-        names["cpu"] = self.cpu_flags
-        for derived in ("kind", "out_height", "out_width"):
-            if hasattr(workload, derived):
-                names[derived] = getattr(workload, derived)
+        names: dict[str, Any] = {"cpu": self.cpu_flags}
+        if workload is not None:
+            names.update({name: getattr(workload, name) for name in workload.__dataclass_fields__})
+            names["op"] = workload.op
+            for derived in ("kind", "out_height", "out_width"):
+                if hasattr(workload, derived):
+                    names[derived] = getattr(workload, derived)
         try:
             return bool(eval(rule, {"__builtins__": {}}, names))  # noqa: S307 (trusted YAML)
         except (NameError, TypeError, AttributeError, IndexError):
@@ -256,13 +258,33 @@ def _parse_param(kernel: str, name: str, spec: Mapping[str, Any], runtime: bool)
     return param
 
 
-def _parse_defaults_without(path, kernel: str, body: Mapping[str, Any]) -> tuple:
-    document = body.get("defaults_without", {})
-    if not (isinstance(document, dict) and all(
-            isinstance(flag, str) and isinstance(values, dict) for flag, values in document.items())):
-        raise ValueError(f"{path}: kernel {kernel!r}: 'defaults_without' must map CPU flags to "
-                         "parameter values")
-    return tuple((flag, tuple(values.items())) for flag, values in document.items())
+def _parse_defaults_when(path, kernel: str, body: Mapping[str, Any]) -> tuple:
+    document = body.get("defaults_when", [])
+    if not (isinstance(document, list) and all(
+            isinstance(entry, dict) and set(entry) == {"when", "set"}
+            and isinstance(entry["when"], str) and isinstance(entry["set"], dict)
+            for entry in document)):
+        raise ValueError(f"{path}: kernel {kernel!r}: 'defaults_when' must be a list of "
+                         "{when: <rule>, set: {<parameter>: <value>}}")
+    for entry in document:
+        try:
+            compile(entry["when"], f"{path}: {kernel}.defaults_when", "eval")
+        except SyntaxError as exc:
+            raise ValueError(f"{path}: kernel {kernel!r}: defaults_when rule {entry['when']!r} "
+                             f"is not an expression ({exc.msg})") from None
+    return tuple((entry["when"], tuple(entry["set"].items())) for entry in document)
+
+
+def _validate_defaults(space: KernelSpace) -> None:
+    """The defaults are valid with each ``defaults_when`` rule's values alone and with all of
+    them (whatever CPU and workload make the rules hold)."""
+    base = {param.name: param.default for param in space.params}
+    every: dict[str, Any] = dict(base)
+    space.validate(base)
+    for _, overrides in space.defaults_when:
+        space.validate({**base, **dict(overrides)})
+        every.update(overrides)
+    space.validate(every)
 
 
 def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
@@ -288,10 +310,7 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
                             str(body.get("choice", kernel)), str(body.get("default_for", "False")),
                             str(body.get("runs", "True")), bool(body.get("hand_epilogue", False)),
                             runtime, tuple(requires),
-                            _parse_defaults_without(path, kernel, body), frozenset(cpu_flags))
-        every_flag = frozenset(flag for flag, _ in space.defaults_without)
-        for flags in (frozenset(), every_flag):  # the defaults with and without them are valid
-            space.validate(dataclasses.replace(space, cpu_flags=flags).defaults())
-        space.validate(space.defaults())
+                            _parse_defaults_when(path, kernel, body), frozenset(cpu_flags))
+        _validate_defaults(space)
         spaces[kernel] = space
     return spaces

@@ -158,7 +158,7 @@ class KernelKnobs:
                 raise ValueError(f"kernels.{group.key}: kernel {kernel!r} cannot run it "
                                  f"(kernels: {sorted(self.kernel_options(group).values())})")
             chosen[group.key] = (kernel, self.spaces[kernel].complete(
-                dict(choice.params) if choice else {}))
+                dict(choice.params) if choice else {}, group.workload))
         per_workload = any(chosen[g.key][0] != self.default_kernel(g) for g in self.workloads)
         by_kernel: dict[str, set[str]] = {}
         for kernel, params in chosen.values():
@@ -176,7 +176,7 @@ class KernelKnobs:
 
     def default_choices(self) -> tuple[KernelChoice, ...]:
         kernels = [(g, self.default_kernel(g)) for g in self.workloads]
-        return tuple(KernelChoice(g.key, k, tuple(sorted(self.spaces[k].defaults().items())))
+        return tuple(KernelChoice(g.key, k, tuple(sorted(self.spaces[k].defaults(g.workload).items())))
                      for g, k in kernels)
 
     def invalid_reason(self, choices: tuple[KernelChoice, ...],

@@ -142,7 +142,8 @@ class SearchSpace:
         current = {c.workload: c for c in config.kernels or self.kernels.default_choices()}
         neighbours = []
         for name, kernel_space in self.kernels.spaces.items():
-            moved = {g.key: KernelChoice(g.key, name, tuple(sorted(kernel_space.defaults().items())))
+            moved = {g.key: KernelChoice(g.key, name, tuple(sorted(
+                         kernel_space.defaults(g.workload).items())))
                      for g in self.kernels.workloads
                      if name in self.kernels.kernel_options(g).values()
                      and (g.key not in current or current[g.key].kernel != name)}

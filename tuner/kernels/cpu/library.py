@@ -193,7 +193,7 @@ class CpuKernelLibrary(KernelLibrary):
             workload = workload_of(op, kg)
             choice = choices.get(workload.key)
             kernel = choice.kernel if choice else self.kernel_names(workload)[0]
-            params = self.space(kernel).complete(dict(choice.params) if choice else {})
+            params = self.space(kernel).complete(dict(choice.params) if choice else {}, workload)
             if kernel not in self.kernel_names(workload, hand_epilogue(op, kg) is not None):
                 reason = self.unsupported_reason(kernel) or "cannot run it here"
                 raise ValueError(f"kernels.{workload.key}: {reason}")
