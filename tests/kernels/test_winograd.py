@@ -15,6 +15,7 @@ from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
 from tuner.kernels.cpu.packing import pack_winograd_weight, winograd_weight
+from tuner.kernels.cpu.program.runtime import timings
 from tuner.models import TuningTarget, fingerprint
 
 WINOGRAD = "conv2d_winograd"
@@ -153,3 +154,12 @@ def test_a_config_choosing_the_runtimes_winograd_loads_and_matches_untuned(libra
     layers_of_eligible = {layer for g in eligible for layer in g.layers}
     assert winograd_layers == layers_of_eligible
     assert relative_error(loaded(_input()).asnumpy(), reference) < 1e-4
+    # the choices name only the tile size: each workload's other parameters are its defaults
+    # (on AVX-512 raw weights on these small maps, defaults_when)
+    space = library.space(WINOGRAD_NHWC)
+    raw_expected = {g.key for g in eligible if space.defaults(g.workload)["weights"] == "raw"}
+    raw_run = {cell.steps[action.step].workload for cell in programs(loaded)
+               for action in timings(cell.library, cell.spec_words).actions
+               if action.implementation.endswith(":raw_weights")}
+    assert raw_run == raw_expected
+    assert bool(raw_run) == ("avx512f" in space.cpu_flags)
