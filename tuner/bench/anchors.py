@@ -21,13 +21,13 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tuner import cpuinfo
 from tuner.config import TuningConfig
 from tuner.export_format import read_export
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
-from tuner.runner.worker import cpu_model
 
 DEFAULT_MODELS = ("resnet50", "mobilenet_v2_100", "efficientnet_b0", "densenet121",
                   "regnet_x_800mf", "convnext_tiny", "vit_b_32_224")
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exports = [read_export(path) for path in args.config]
     args.runs_dir.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {cpu_model()}; images/s, median of {args.rounds} interleaved rounds, each "
+    print(f"CPU: {cpuinfo.description()}; images/s, median of {args.rounds} interleaved rounds, each "
           f"engine in its own process; {args.image_size}x{args.image_size}")
     rows = []
     for model in args.models:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from tuner import cpuinfo
+
 COMPILER = "g++"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17",
          "-D_GLIBCXX_USE_CXX11_ABI=0")
@@ -48,22 +50,10 @@ def compiler_version() -> str:
         return f"unavailable: {error}"
 
 
-@functools.lru_cache(maxsize=None)
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return ""
-
-
 def cpu_flags() -> frozenset[str]:
-    """This CPU's instruction-set flags as ``/proc/cpuinfo`` names them (``avx2``, ``avx512f``);
-    empty where it cannot be read. ``-march=native`` compiles for the same set."""
-    _, _, flags = _cpu_flags().partition(":")
-    return frozenset(flags.split())
+    """This CPU's instruction-set flags (tuner.cpuinfo.flags): what ``-march=native`` compiles
+    for."""
+    return cpuinfo.flags()
 
 
 def _source_texts(source: Path, seen: set[Path] | None = None) -> list[str]:
@@ -90,7 +80,7 @@ def variant_key(source: Path, defines: Mapping[str, str], link: tuple[str, ...] 
         compiler_version(),
         repr(FLAGS),
         repr(link),
-        _cpu_flags(),
+        " ".join(sorted(cpu_flags())),
     ):
         digest.update(part.encode())
         digest.update(b"\0")

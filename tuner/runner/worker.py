@@ -10,7 +10,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 import traceback
@@ -19,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tuner import cpuinfo
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
@@ -64,16 +64,6 @@ def _append_progress(entry: dict) -> None:
         progress.write(json.dumps(entry) + "\n")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _setup(request: TrialRequest):
     import mindspore as ms
 
@@ -109,7 +99,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     x = rng.standard_normal(request.target.input_shape).astype(np.float32)
     np.save(assets / INPUT_FILE, x)
     info = {"stages": list(model_stages(net)), "fingerprint": fingerprint(net),
-            "mindspore_version": ms.__version__, "cpu_model": cpu_model(),
+            "mindspore_version": ms.__version__, "cpu_model": cpuinfo.model_name(),
             "parameters": int(sum(int(np.prod(p.shape)) for p in net.get_parameters())),
             **_workloads(net, request)}
     _phase(Phase.COMPILE)

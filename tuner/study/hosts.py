@@ -12,24 +12,13 @@ Rules:
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuner import cpuinfo
 from tuner.errors import UsageError
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,7 @@ def this_host() -> Host:
     machine, e.g. in tests)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     name = os.environ.get("TUNER_HOST_NAME") or socket.gethostname()
-    return Host(name, os.environ.get("TUNER_HOST_CPU") or _cpu_model(), int(cores or 1))
+    return Host(name, os.environ.get("TUNER_HOST_CPU") or cpuinfo.model_name(), int(cores or 1))
 
 
 def worker_id(host: Host) -> str:
