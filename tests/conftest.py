@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tuner.config import TuningConfig
-from tuner.kernels.build import cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings

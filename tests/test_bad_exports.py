@@ -24,7 +24,7 @@ from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.errors import ConfigError, UsageError
 from tuner.export_format import (ExportedConfig, ExportError, check_for_model, read_export,
                                  write_export)
-from tuner.kernels.build import cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.space import KernelParam, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.models import TuningTarget

@@ -6,7 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from tuner.kernels.build import cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.cpu import CpuKernelLibrary
 
 

@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from tests.conftest import needs_avx512
-from tuner.kernels.build import build_variant, cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
+from tuner.kernels.build import build_variant
 
 
 @needs_avx512

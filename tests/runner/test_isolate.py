@@ -4,7 +4,7 @@ import dataclasses
 import time
 
 from tuner.config import TuningConfig
-from tuner.kernels.build import cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import TrialProcess, _WarmupClock, run_isolated
 from tuner.runner.measurement import MeasureSettings

@@ -50,12 +50,6 @@ def compiler_version() -> str:
         return f"unavailable: {error}"
 
 
-def cpu_flags() -> frozenset[str]:
-    """This CPU's instruction-set flags (tuner.cpuinfo.flags): what ``-march=native`` compiles
-    for."""
-    return cpuinfo.flags()
-
-
 def _source_texts(source: Path, seen: set[Path] | None = None) -> list[str]:
     """The source's text followed by those of the local headers it includes (recursively)."""
     seen = set() if seen is None else seen
@@ -80,7 +74,7 @@ def variant_key(source: Path, defines: Mapping[str, str], link: tuple[str, ...] 
         compiler_version(),
         repr(FLAGS),
         repr(link),
-        " ".join(sorted(cpu_flags())),
+        " ".join(sorted(cpuinfo.flags())),
     ):
         digest.update(part.encode())
         digest.update(b"\0")

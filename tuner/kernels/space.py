@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from tuner import cpuinfo
 from tuner.errors import shown
-from tuner.kernels.build import cpu_flags as this_cpus_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SPACE_PATH = REPO_ROOT / "search_spaces" / "cpu_kernels.yaml"
@@ -292,7 +292,7 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
     """Kernel name -> KernelSpace for a CPU with ``cpu_flags`` (default: this one's); raises
     ValueError on a malformed file."""
     if cpu_flags is None:
-        cpu_flags = this_cpus_flags()
+        cpu_flags = cpuinfo.flags()
     document = yaml.safe_load(Path(path).read_text())
     if not isinstance(document, dict):
         raise ValueError(f"{path}: expected a mapping of kernel names")

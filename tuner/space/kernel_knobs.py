@@ -176,8 +176,8 @@ class KernelKnobs:
 
     def default_choices(self) -> tuple[KernelChoice, ...]:
         kernels = [(g, self.default_kernel(g)) for g in self.workloads]
-        return tuple(KernelChoice(g.key, k, tuple(sorted(self.spaces[k].defaults(g.workload).items())))
-                     for g, k in kernels)
+        return tuple(KernelChoice(g.key, k, tuple(sorted(
+                         self.spaces[k].defaults(g.workload).items()))) for g, k in kernels)
 
     def invalid_reason(self, choices: tuple[KernelChoice, ...],
                        check_workloads: bool | None = None) -> str | None:

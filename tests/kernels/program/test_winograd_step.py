@@ -13,7 +13,7 @@ from tuner.kernels.cpu.program import spec as s
 
 from tests.conftest import needs_avx2_fma
 from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
-from tuner.kernels.build import cpu_flags
+from tuner.cpuinfo import flags as cpu_flags
 
 # (n, c, h, w, oc, pad, tile_size, register_rows, register_vectors, tile_block, oc_block,
 #  tasks_per_thread)

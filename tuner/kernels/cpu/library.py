@@ -17,7 +17,7 @@ from tuner.config import KernelChoice, TuningConfig
 from tuner.graph.graph import Graph
 from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelLibrary,
                                 VerificationError, VerifyResult)
-from tuner.kernels.build import BuildResult, build_variant, cpu_flags
+from tuner.kernels.build import BuildResult, build_variant
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
 from tuner.kernels.cpu.packing import WeightLayout
 from tuner.kernels.cpu.program import runtime
@@ -64,8 +64,7 @@ class CpuKernelLibrary(KernelLibrary):
 
     def __init__(self, space_path: Path | str = DEFAULT_SPACE_PATH, cache_dir: Path | None = None,
                  flags: frozenset[str] | None = None):
-        self.cpu_flags = cpu_flags() if flags is None else frozenset(flags)
-        self.spaces = load_kernel_space(space_path, self.cpu_flags)
+        self.spaces = load_kernel_space(space_path, None if flags is None else frozenset(flags))
         self.cache_dir = cache_dir
         self._last_plan = None
 
