@@ -8,6 +8,7 @@ from mindspore import Tensor, nn
 
 from conftest import relative_error
 from tests.conftest import needs_avx512
+from tests.fixtures.tiny_models import Calling
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.kernels import ConvWorkload, KernelBuildError
 from tuner.kernels.cpu import CpuKernelLibrary
@@ -18,15 +19,6 @@ INPUT = (2, 3, 32, 32)
 
 def _input(shape=INPUT, seed=0):
     return Tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
-
-
-class _Wrap(nn.Cell):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def construct(self, x):
-        return self.net(x)
 
 
 def _randomize_batchnorms(net, seed=1):
@@ -61,13 +53,13 @@ def _config(granularity="network", layout="any", excluded=(), kernels=()):
 def test_the_whole_network_as_one_program_matches_untuned(library, model, convs):
     net = _model(model)
     x = _input()
-    reference = _Wrap(net)(x).asnumpy()
+    reference = Calling(net)(x).asnumpy()
     groups = library.find_workloads(net, INPUT)
     assert sum(len(g.layers) for g in groups if g.workload.op == "conv") == convs
     assert all(g.kernel == "onednn" for g in groups)
     tuned = library.apply(net, _config(), INPUT)
     assert isinstance(tuned, ProgramCell)
-    out = _Wrap(tuned)(x).asnumpy()
+    out = Calling(tuned)(x).asnumpy()
     assert out.shape == reference.shape
     assert relative_error(out, reference) < 1e-4
 
@@ -77,8 +69,8 @@ def test_the_whole_network_as_one_program_matches_untuned(library, model, convs)
 def test_each_granularity_matches_untuned(library, granularity, layout):
     net = _model("resnet18")
     x = _input()
-    reference = _Wrap(net)(x).asnumpy()
-    tuned = _Wrap(library.apply(net, _config(granularity, layout), INPUT))
+    reference = Calling(net)(x).asnumpy()
+    tuned = Calling(library.apply(net, _config(granularity, layout), INPUT))
     cells = programs(tuned)
     limit = ProgramConfig(granularity).limit
     explained = library.explain(_model("resnet18"), _config(granularity, layout), INPUT)
@@ -91,11 +83,11 @@ def test_each_granularity_matches_untuned(library, granularity, layout):
 def test_excluded_modules_stay_mindspores_own(library):
     net = _model("resnet18")
     x = _input()
-    reference = _Wrap(net)(x).asnumpy()
+    reference = Calling(net)(x).asnumpy()
     # as the search draws them: a choice for every workload, the excluded module's too
     everywhere = [KernelChoice(g.key, "onednn", (("impl", 0),))
                   for g in library.find_workloads(net, INPUT)]
-    tuned = _Wrap(library.apply(net, _config("network", excluded=["layer2"], kernels=everywhere),
+    tuned = Calling(library.apply(net, _config("network", excluded=["layer2"], kernels=everywhere),
                                 INPUT))
     assert all(isinstance(c, nn.Conv2d) for p, c in net.cells_and_names()
                if p.startswith("layer2.") and p.endswith(("conv1", "conv2")))
@@ -109,7 +101,7 @@ def test_excluded_modules_stay_mindspores_own(library):
 def test_hand_written_kernels_run_inside_the_programs(library):
     net = _model("resnet18")
     x = _input()
-    reference = _Wrap(net)(x).asnumpy()
+    reference = Calling(net)(x).asnumpy()
     groups = library.find_workloads(net, INPUT)
     choices = []
     for group in groups:
@@ -118,7 +110,7 @@ def test_hand_written_kernels_run_inside_the_programs(library):
         elif "conv2d_dense" in group.kernels:
             choices.append(KernelChoice(group.key, "conv2d_dense", (("oc_register_block", 4),)))
     assert {c.kernel for c in choices} == {"conv2d_winograd", "conv2d_dense"}
-    tuned = _Wrap(library.apply(net, _config("network", kernels=choices), INPUT))
+    tuned = Calling(library.apply(net, _config("network", kernels=choices), INPUT))
     (program,) = programs(tuned)
     assert "Conv2dWinograd" in bytes(program.spec_words.tobytes()).decode("latin-1")
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
@@ -178,14 +170,14 @@ def test_dilated_grouped_and_depthwise_convolutions(library):
     _randomize_batchnorms(net)
     shape = (3, 3, 15, 11)
     x = _input(shape)
-    reference = _Wrap(net)(x).asnumpy()
+    reference = Calling(net)(x).asnumpy()
     groups = library.find_workloads(net, shape)
     kinds = sorted((g.layers[0], g.workload.kind) for g in groups)
     assert kinds == [("body.0", "dense"), ("body.3", "dense"), ("body.4", "grouped"),
                      ("body.6", "depthwise"), ("body.9", "dense")]
     dilated = next(g for g in groups if g.layers == ("body.3",))
     assert dilated.kernels == ("onednn",)  # the hand-written kernels have no dilation
-    tuned = _Wrap(library.apply(net, _config("network"), shape))
+    tuned = Calling(library.apply(net, _config("network"), shape))
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
 
 
@@ -243,8 +235,8 @@ def test_a_program_the_runtime_cannot_run_is_left_to_mindspore_and_the_rest_plan
     monkeypatch.setattr(cpu, "build_programs", build_with_a_broken_network_program)
     net = _model("resnet18")
     x = _input()
-    reference = _Wrap(net)(x).asnumpy()
-    tuned = _Wrap(library.apply(net, _config("network"), INPUT))
+    reference = Calling(net)(x).asnumpy()
+    tuned = Calling(library.apply(net, _config("network"), INPUT))
     names = [c.layer_path for c in programs(tuned)]
     assert broken_once and names and "network" not in names  # the top cells chained instead
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4

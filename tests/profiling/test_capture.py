@@ -1,6 +1,7 @@
 """Mapping the profiler's scope names back to the network's layers."""
 from mindspore import nn
 
+from tests.fixtures.tiny_models import Calling
 from tuner.profiling.capture import LayerNames, _module_path
 
 
@@ -33,15 +34,6 @@ class _Net(nn.Cell):
         return self.body(x)
 
 
-class _Wrapper(nn.Cell):
-    def __init__(self, network):
-        super().__init__()
-        self.network = network
-
-    def construct(self, x):
-        return self.network(x)
-
-
 def test_module_path_from_scope():
     assert _module_path("Default/network-ResNet/layer1-SequentialCell/0-Bottleneck/conv1-Conv2d/"
                         "Conv2D-op3") == "network.layer1.0.conv1"
@@ -52,7 +44,7 @@ def test_layers_are_the_built_network_paths_and_custom_cells_their_replaced_conv
     original = list(net.cells_and_names())
     net.body.conv = _Custom()
     net.body.bn = nn.Identity()
-    names = LayerNames(original, _Wrapper(net))
+    names = LayerNames(original, Calling(net))
     assert names.layer("network.body.act") == "body.act"
     assert names.layer("network.body.conv") == "body.conv"
     assert names.custom_label("network.body.conv") == ("conv2d_dense", "dense_key")

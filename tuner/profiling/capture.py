@@ -112,7 +112,7 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
         started = time.perf_counter()
         run_once()
         unprofiled.append(time.perf_counter() - started)
-    profiled = []
+    profiled, starts = [], []
     if network is not None:
         programs.reset(network)
     raw_dir = Path(out_dir).resolve()
@@ -122,13 +122,18 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
             started = time.perf_counter()
             run_once()
             profiled.append(time.perf_counter() - started)
+            starts.append(started)
             profiler.step()
     details = sorted(raw_dir.glob(f"*/FRAMEWORK/{OP_DETAIL_FILE}"))
-    if not details:
-        raise RuntimeError(f"the profiler wrote no {OP_DETAIL_FILE} under {raw_dir}")
     traces = sorted(raw_dir.glob(f"*/ASCEND_PROFILER_OUTPUT/{TRACE_FILE}"))
-    operators = read_operators(details[-1], names)
+    operators = read_operators(details[-1], names) if details else ()
     if network is not None:
         operators = programs.expand(operators, network)
+    if not operators:  # a network that is one program called directly has no MindSpore operator
+        raise RuntimeError(f"the profiler wrote no {OP_DETAIL_FILE} under {raw_dir}")
+    trace = str(traces[-1]) if traces else ""
+    if not details and network is not None:
+        trace = programs.write_call_trace(raw_dir / "program_calls.json", network, starts,
+                                          profiled)
     return Profile(label, runs, _mean_ms(profiled), _mean_ms(unprofiled), operators,
-                   str(raw_dir), str(traces[-1]) if traces else "")
+                   str(raw_dir), trace)

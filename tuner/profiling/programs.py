@@ -1,5 +1,7 @@
 """Inside the programs: a program is one operator to MindSpore's profiler; its runtime times each
-of its primitives, and these times replace the program's row in a profile.
+of its primitives, and these times replace the program's row in a profile. A program called
+from Python without a graph (a network that is one program) is no operator to the profiler: its
+row is the runtime's own count and time of its calls.
 
 Each primitive becomes a row of the layer its step computes: ``op_type`` is the step's kind
 (``program:conv``, ``program:reorder`` for a layout conversion made for that step), ``kernel``
@@ -9,6 +11,9 @@ the implementation (``onednn:brg_conv_fwd:avx512_core`` or a hand-written kernel
 (kernel ``program``, workload the program's name: it names the program's operator in traces).
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from tuner.profiling.records import OperatorTime
 
@@ -39,8 +44,10 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
     from tuner.kernels.cpu.program.runtime import timings
 
     cells = program_cells(network)
+    seen = {operator.layer for operator in operators if operator.kernel == "program"}
+    called_directly = [_direct_calls(cell) for path, cell in cells.items() if path not in seen]
     expanded: list[OperatorTime] = []
-    for operator in operators:
+    for operator in (*operators, *filter(None, called_directly)):
         cell = cells.get(operator.layer) if operator.kernel == "program" else None
         times = timings(cell.library, cell.spec_words) if cell is not None else None
         if times is None or not times.calls:
@@ -65,6 +72,34 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
                                      operator.calls, max(operator.total_ms - spent, 0.0),
                                      "program", operator.layer))
     return tuple(expanded)
+
+
+def _direct_calls(cell) -> OperatorTime | None:
+    """The row of a program that ran without MindSpore's graph (ProgramCell.call_directly), so
+    that its profiler saw no operator: the program's own count and time of its calls."""
+    from tuner.kernels.cpu.program.runtime import timings
+
+    times = timings(cell.library, cell.spec_words)
+    if times is None or not times.calls:
+        return None
+    return OperatorTime("Custom:program", cell.layer_path, cell.layer_path, times.calls,
+                        times.total_us / 1000.0, "program", cell.layer_path)
+
+
+def write_call_trace(path: Path, network, starts: list[float], durations: list[float]) -> str:
+    """A Chrome trace of the inferences whose programs ran without MindSpore's graph (the
+    profiler traced nothing): a span a call, the inference's wall time as timed from Python
+    (``starts``, ``durations``: seconds), named after the program; ``path``, or "" if no
+    program ran so."""
+    called = [path for path, cell in program_cells(network).items() if _direct_calls(cell)]
+    if not called:
+        return ""
+    events = [{"ph": "X", "name": f"program {called[0]}", "pid": 1, "tid": 1, "ts": start * 1e6,
+               "dur": duration * 1e6, "args": {"timed": "the whole call, from Python"}}
+              for start, duration in zip(starts, durations)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"traceEvents": events}))
+    return str(path)
 
 
 def workload_times(network) -> dict[str, float]:

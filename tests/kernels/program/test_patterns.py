@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
+from tests.fixtures.tiny_models import Calling
 from tuner.config import ProgramConfig, TuningConfig
 from tuner.kernels.cpu.program.cell import ProgramCell
 
@@ -27,22 +28,13 @@ def randomized(net: nn.Cell) -> nn.Cell:
     return net
 
 
-class Wrap(nn.Cell):
-    def __init__(self, net):
-        super().__init__(auto_prefix=False)
-        self.net = net
-
-    def construct(self, x):
-        return self.net(x)
-
-
 def check(library, net, shape, config=NETWORK, tolerance=1e-4):
     """(explanation, number of program cells) after checking the tuned output."""
     net = randomized(net)
     x = Tensor(RNG.standard_normal(shape).astype(np.float32))
-    reference = Wrap(net)(x).asnumpy()
+    reference = Calling(net, auto_prefix=False)(x).asnumpy()
     explanation = library.explain(net, config, shape)
-    tuned = Wrap(library.apply(net, config, shape))
+    tuned = Calling(library.apply(net, config, shape), auto_prefix=False)
     out = tuned(x).asnumpy()
     assert out.shape == reference.shape
     error = float(np.abs(out - reference).max() / np.abs(reference).max())

@@ -9,7 +9,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from tuner.kernels.cpu.program.emit import EmittedProgram
-from tuner.kernels.cpu.program.runtime import ENTRY_POINT
+from tuner.kernels.cpu.program.runtime import ENTRY_POINT, DirectProgram, last_error
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class ProgramCell(nn.Cell):
     cell's operator in profiles, ``steps`` what each step of the program computes. The call has
     a fixed number of arguments: MindSpore drops the cell's scope from an operator called with
     a starred argument list, and profiles need it.
+
+    ``call_directly(x)`` runs the program from Python, outside any graph (what a top-level
+    network that is one program does: tuner.rewrites.network); inside a graph the cell is its
+    custom operator.
     """
 
     kernel_name = "program"
@@ -45,9 +49,32 @@ class ProgramCell(nn.Cell):
         self.constants = Parameter(Tensor(program.constants), name=f"{name}.constants",
                                    requires_grad=False)
         self.input_shape = tuple(program.input_shape)
-        output_shape = tuple(program.output_shape)
+        self.output_shape = output_shape = tuple(program.output_shape)
         self.op = ops.Custom(f"{self.library}:{ENTRY_POINT}", out_shape=lambda *_: output_shape,
                              out_dtype=lambda *_: ms.float32, func_type="aot")
+        self._direct: DirectProgram | None = None
+
+    def call_directly(self, *args) -> Tensor | None:
+        """``program(x)`` run by the runtime through ctypes, with MindSpore's calling
+        convention but none of its graph executor: a new tensor, or None when the call is not
+        one float32 tensor of the program's input shape (the caller then takes the graph).
+        MindSpore's launch of a compiled graph around the custom operator costs 0.2-0.3 ms a
+        call (README, "Around the one operator call")."""
+        if len(args) != 1:
+            return None
+        x = args[0]
+        if (type(x) is not Tensor or tuple(x.shape) != self.input_shape  # noqa: E721
+                or x.dtype != ms.float32):
+            return None
+        constants = self.constants.asnumpy()  # read each call: set_data may replace it
+        if self._direct is None:
+            self._direct = DirectProgram(self.library, self.spec_words,
+                                         [np.zeros(self.input_shape, np.float32), constants],
+                                         self.output_shape)
+        output = np.empty(self.output_shape, np.float32)
+        if self._direct.run(np.ascontiguousarray(x.asnumpy()), constants, output) != 0:
+            raise RuntimeError(f"program {self.layer_path}: {last_error(self.library)}")
+        return Tensor.from_numpy(output)
 
     def construct(self, x):
         return self.op(self.spec, x, self.constants)

@@ -100,10 +100,11 @@ def timings(library: Path, spec, reset: bool = False) -> ProgramTimes | None:
 
 
 class DirectProgram:
-    """A program called directly through ctypes with MindSpore's AOT calling convention (for
-    tests and kernel benchmarks: no graph, no framework in between). ``call()`` runs it on the
-    arrays given at construction and returns the status (0: success); ``output`` holds the
-    result."""
+    """A program called directly through ctypes with MindSpore's AOT calling convention: no
+    graph, no framework in between. ``call()`` runs it on the arrays given at construction and
+    returns the status (0: success); ``output`` holds the result. ``run(*arrays)`` runs it on
+    other arrays of the same shapes (C-contiguous float32: the input, the constants, the
+    output), as a program cell called from Python does (ProgramCell.call_directly)."""
 
     def __init__(self, library: Path, spec, arrays: list, output_shape: tuple[int, ...]):
         import numpy as np
@@ -126,4 +127,10 @@ class DirectProgram:
             None, None)
 
     def __call__(self) -> int:
+        return self.run(*self._arrays[1:])
+
+    def run(self, *arrays) -> int:
+        pointers = self._args[1]
+        for slot, array in enumerate(arrays, start=1):
+            pointers[slot] = array.ctypes.data
         return self._function(*self._args)
