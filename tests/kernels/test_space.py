@@ -10,13 +10,16 @@ def spaces():
 
 def test_yaml_declares_the_kernels_with_valid_defaults(spaces):
     assert list(spaces) == ["onednn", "conv2d_dense", "conv2d_depthwise", "conv2d_winograd",
-                            "conv2d_winograd_nhwc"]
+                            "conv2d_winograd_nhwc", "pointwise_depthwise_nhwc"]
     for space in spaces.values():
         assert space.is_valid(space.defaults())
         assert (space.source.endswith(".cpp"))
     assert spaces["onednn"].runtime_params and spaces["onednn"].defines({}) == {}
-    assert spaces["conv2d_winograd_nhwc"].runtime_params  # read from the spec, no variants
-    assert all(spaces[k].hand_epilogue for k in list(spaces)[1:])
+    for native in ("conv2d_winograd_nhwc", "pointwise_depthwise_nhwc"):
+        assert spaces[native].runtime_params  # read from the spec, no variants
+    assert all(spaces[k].hand_epilogue for k in list(spaces)[1:5])
+    # the fused step takes any depthwise layer: one it cannot fuse runs on oneDNN
+    assert not spaces["pointwise_depthwise_nhwc"].hand_epilogue
 
 
 def test_which_workloads_each_kernel_runs(spaces):
@@ -32,6 +35,10 @@ def test_which_workloads_each_kernel_runs(spaces):
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2))) == ["onednn"]
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (7, 7), (1, 1), (3, 3, 3, 3), groups=8)) == [
         "onednn", "conv2d_depthwise"]
+    assert runs(ConvWorkload(1, 32, 32, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1), groups=32)) == [
+        "onednn", "conv2d_depthwise", "pointwise_depthwise_nhwc"]
+    assert "pointwise_depthwise_nhwc" not in runs(   # channels not a multiple of 16
+        ConvWorkload(1, 24, 24, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1), groups=24))
     assert runs(ConvWorkload(1, 8, 16, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1), groups=8)) == [
         "onednn"]                                     # depthwise with a channel multiplier
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (9, 9), (1, 1), (4, 4, 4, 4), groups=8)) == ["onednn"]

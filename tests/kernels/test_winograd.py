@@ -9,8 +9,10 @@ import pytest
 
 import tuner
 from conftest import relative_error
-from test_apply import _input, _model, _Wrap, programs
+from test_apply import _input, _model, programs
+
 from tests.conftest import needs_avx2_fma, needs_avx512
+from tests.fixtures.tiny_models import Calling
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.export_format import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
@@ -114,7 +116,7 @@ def test_kernel_names(every_kernel_library):
 def test_a_config_choosing_winograd_loads_and_matches_untuned(library, tmp_path):
     """An exported config with winograd choices rebuilds exactly that network."""
     net = _model("resnet18")
-    reference = _Wrap(net)(_input()).asnumpy()
+    reference = Calling(net)(_input()).asnumpy()
     ms.save_checkpoint(net, str(tmp_path / "weights.ckpt"))
     groups = library.find_workloads(net, (2, 3, 32, 32))
     choices = [KernelChoice(g.key, WINOGRAD if WINOGRAD in g.kernels else g.kernel, ())
@@ -137,7 +139,7 @@ def test_a_config_choosing_the_runtimes_winograd_loads_and_matches_untuned(libra
     """Every 3x3 stride-1 workload on conv2d_winograd_nhwc, F(2x2) and F(4x4) mixed: the loaded
     network runs those layers as the runtime's Winograd steps and matches the untuned one."""
     net = _model("resnet18")
-    reference = _Wrap(net)(_input()).asnumpy()
+    reference = Calling(net)(_input()).asnumpy()
     ms.save_checkpoint(net, str(tmp_path / "weights.ckpt"))
     groups = library.find_workloads(net, (2, 3, 32, 32))
     eligible = [g for g in groups if WINOGRAD_NHWC in g.kernels]

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "memory.h"
+#include "pointwise_depthwise.h"
 #include "winograd.h"
 
 namespace {
@@ -20,7 +21,7 @@ enum Role { ROLE_INPUT = 0, ROLE_CONST = 1, ROLE_TEMP = 2, ROLE_OUTPUT = 3 };
 enum StepKind {
   STEP_CONV = 1, STEP_POOL, STEP_ELTWISE, STEP_BINARY, STEP_CONCAT, STEP_MATMUL, STEP_REDUCE,
   STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE, STEP_EXTERNAL,
-  STEP_GROUPNORM, STEP_RESAMPLE, STEP_WINOGRAD
+  STEP_GROUPNORM, STEP_RESAMPLE, STEP_WINOGRAD, STEP_POINTWISE_DEPTHWISE
 };
 enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
 
@@ -50,10 +51,10 @@ struct ExternalCall {
   std::vector<int32_t> geometry;      // KH KW SH SW PT PB PL PR ACT (conv_common.h)
 };
 
-// A convolution the runtime computes itself (winograd.h) on the program's threads; its operands
-// are value ids: src, weights, bias, residual (-1: none), dst.
+// A convolution the runtime computes itself (winograd.h, pointwise_depthwise.h) on the
+// program's threads; its operands are value ids: src, weights, bias, residual (-1: none), dst.
 struct NativeCall {
-  std::shared_ptr<WinogradConv> conv;
+  std::shared_ptr<NativeConv> conv;
   std::vector<int> values;
 };
 
@@ -133,6 +134,7 @@ class Program {
            const char *label = "step");
   void reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md = nullptr);
   void build_step(int index, Step &step);
+  void add_native(int index, std::shared_ptr<NativeCall> call, std::string info);
   void plan_memory();
 };
 

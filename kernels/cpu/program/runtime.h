@@ -89,6 +89,16 @@ struct Runtime {
   }
 };
 
+// A convolution the runtime computes itself on the pool's threads (winograd.h,
+// pointwise_depthwise.h): operands src, weights, bias, residual (null: none), dst.
+class NativeConv {
+ public:
+  virtual ~NativeConv() = default;
+  virtual int64_t weight_floats() const = 0;  // the packed weights' size it expects
+  virtual void run(const float *src, const float *weights, const float *bias,
+                   const float *residual, float *dst, SpinPool &pool) const = 0;
+};
+
 Runtime &runtime() {
   static Runtime instance;  // thrown errors propagate to the first caller and retry next time
   return instance;

@@ -518,28 +518,28 @@ void Program::build_step(int index, Step &step) {
                           (int)f[14]};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<WinogradConv>(shape);
-      if (value(f[1]).role != ROLE_CONST || value(f[2]).role != ROLE_CONST)
-        throw Error{"winograd: weights and bias must be constants"};
-      if (dims_size(value(f[1]).dims) != call->conv->weight_floats())
-        throw Error{"winograd: packed weights of " + std::to_string(dims_size(value(f[1]).dims)) +
-                    " floats, expected " + std::to_string(call->conv->weight_floats())};
       int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
-      define(dst, Md(tagged_md(out, dnnl_acdb)).md);
-      // the weights in the program's own (huge-page) memory, as oneDNN's packed weights are
-      int weights = packed_weight((int)f[1], value(f[1]).md.md, true);
-      call->values = {src, weights, (int)f[2], residual, dst};
-      Action action;
-      action.step = index;
-      action.label = "step";
-      action.info = "winograd_nhwc:F(" + std::to_string(shape.m) + "x" + std::to_string(shape.m) +
-                    ",3x3)" + (shape.raw_weights ? ":raw_weights" : "");
-      action.native = call;
-      for (int id : call->values)
-        if (id >= 0) {
-          value(id).last_use = std::max(value(id).last_use, index);
-          action.args.push_back({0, id});
-        }
-      actions_.push_back(std::move(action));
+      call->values = {src, (int)f[1], (int)f[2], residual, dst};
+      add_native(index, call, "winograd_nhwc:F(" + std::to_string(shape.m) + "x" +
+                                  std::to_string(shape.m) + ",3x3)" +
+                                  (shape.raw_weights ? ":raw_weights" : ""));
+      return;
+    }
+    case STEP_POINTWISE_DEPTHWISE: {  // src, weights, dst, stride, pad_top, pad_left, act1,
+                                      // act2, rows, vecs, tasks_per_thread
+      need(11);
+      int src = channels_last((int)f[0], index), dst = (int)f[2];
+      const Dims &in = value(src).dims, &out = value(dst).dims;
+      if (in.size() != 4 || out.size() != 4)
+        throw Error{"pointwise_depthwise: 4-D values expected"};
+      PointwiseDepthwiseShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3],
+                                    (int)out[1], (int)out[2], (int)out[3], (int)f[3],
+                                    (int)f[4], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
+                                    (int)f[9], (int)f[10]};
+      auto call = std::make_shared<NativeCall>();
+      call->conv = std::make_shared<PointwiseDepthwise>(shape);
+      call->values = {src, (int)f[1], -1, -1, dst};
+      add_native(index, call, "pointwise_depthwise_nhwc");
       return;
     }
     default:
@@ -547,6 +547,31 @@ void Program::build_step(int index, Step &step) {
   }
   for (auto &[arg, id] : args) value(id).last_use = std::max(value(id).last_use, index);
   add(pd, std::move(args), index);
+}
+
+// A step that a NativeCall runs: its weights (a constant of the size the kernel expects) in the
+// program's own (huge-page) memory, as oneDNN's packed weights are; its result channels-last.
+void Program::add_native(int index, std::shared_ptr<NativeCall> call, std::string info) {
+  std::vector<int> &ids = call->values;
+  const Value &weights = value(ids[1]);
+  if (weights.role != ROLE_CONST || (ids[2] >= 0 && value(ids[2]).role != ROLE_CONST))
+    throw Error{info + ": weights and bias must be constants"};
+  if (dims_size(weights.dims) != call->conv->weight_floats())
+    throw Error{info + ": packed weights of " + std::to_string(dims_size(weights.dims)) +
+                " floats, expected " + std::to_string(call->conv->weight_floats())};
+  define(ids[4], Md(tagged_md(value(ids[4]).dims, dnnl_acdb)).md);
+  ids[1] = packed_weight(ids[1], weights.md.md, true);
+  Action action;
+  action.step = index;
+  action.label = "step";
+  action.info = std::move(info);
+  action.native = call;
+  for (int id : ids)
+    if (id >= 0) {
+      value(id).last_use = std::max(value(id).last_use, index);
+      action.args.push_back({0, id});
+    }
+  actions_.push_back(std::move(action));
 }
 
 // Calls an external kernel with MindSpore's AOT arguments (inputs, then the output).

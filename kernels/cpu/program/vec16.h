@@ -21,6 +21,7 @@ VEC16_INLINE Vec16 v_set1(float x) { return _mm512_set1_ps(x); }
 VEC16_INLINE Vec16 v_load(const float *p) { return _mm512_load_ps(p); }
 VEC16_INLINE Vec16 v_loadu(const float *p) { return _mm512_loadu_ps(p); }
 VEC16_INLINE void v_store(float *p, Vec16 a) { _mm512_store_ps(p, a); }
+VEC16_INLINE void v_storeu(float *p, Vec16 a) { _mm512_storeu_ps(p, a); }
 VEC16_INLINE Vec16 v_add(Vec16 a, Vec16 b) { return _mm512_add_ps(a, b); }
 VEC16_INLINE Vec16 v_sub(Vec16 a, Vec16 b) { return _mm512_sub_ps(a, b); }
 VEC16_INLINE Vec16 v_mul(Vec16 a, Vec16 b) { return _mm512_mul_ps(a, b); }
@@ -56,6 +57,10 @@ VEC16_INLINE Vec16 v_loadu(const float *p) {
 VEC16_INLINE void v_store(float *p, Vec16 a) {
   _mm256_store_ps(p, a.lo);
   _mm256_store_ps(p + 8, a.hi);
+}
+VEC16_INLINE void v_storeu(float *p, Vec16 a) {
+  _mm256_storeu_ps(p, a.lo);
+  _mm256_storeu_ps(p + 8, a.hi);
 }
 #define VEC16_BINARY(name, intrinsic) \
   VEC16_INLINE Vec16 name(Vec16 a, Vec16 b) { return {intrinsic(a.lo, b.lo), intrinsic(a.hi, b.hi)}; }

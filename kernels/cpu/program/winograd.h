@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "register_tile.h"
 #include "runtime.h"
 #include "vec16.h"
 
@@ -46,62 +47,6 @@ struct WinogradShape {
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 constexpr int kRawChannels = 64;  // channels a raw-weight transform block covers
-
-// Register tile: C[r][v] (+)= sum over k < K of A[r][k] * B[k][v]; A rows `lda` apart, B rows
-// (16 * NV floats) `ldb` apart, C rows `ldc` apart; ACC: add to C instead of storing.
-template <int R, int NV, bool ACC>
-void wino_gemm_tile(const float *a, int64_t lda, const float *b, int64_t ldb, int k_count,
-                    float *c, int64_t ldc) {
-  Vec16 acc[R][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++)
-      acc[r][v] = ACC ? v_load(c + r * ldc + v * 16) : v_zero();
-#pragma GCC unroll 2
-  for (int k = 0; k < k_count; k++) {
-    Vec16 w[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = v_loadu(b + k * ldb + v * 16);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++) {
-      const Vec16 x = v_set1(a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = v_fmadd(x, w[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) v_store(c + r * ldc + v * 16, acc[r][v]);
-}
-
-using WinoGemmTile = void (*)(const float *, int64_t, const float *, int64_t, int, float *,
-                             int64_t);
-
-template <int NV, bool ACC>
-WinoGemmTile wino_tile_for_rows(int rows) {
-  constexpr int kWide = NV <= 2 ? NV : 2;  // 12 and 14 rows only with up to 2 vectors
-  switch (rows) {
-    case 2: return wino_gemm_tile<2, NV, ACC>;
-    case 4: return wino_gemm_tile<4, NV, ACC>;
-    case 6: return wino_gemm_tile<6, NV, ACC>;
-    case 8: return wino_gemm_tile<8, NV, ACC>;
-    case 12: return NV <= 2 ? wino_gemm_tile<12, kWide, ACC> : nullptr;
-    case 14: return NV <= 2 ? wino_gemm_tile<14, kWide, ACC> : nullptr;
-    default: return nullptr;
-  }
-}
-
-template <bool ACC>
-WinoGemmTile wino_tile_for(int rows, int vecs) {
-  switch (vecs) {
-    case 1: return wino_tile_for_rows<1, ACC>(rows);
-    case 2: return wino_tile_for_rows<2, ACC>(rows);
-    case 4: return rows <= 6 ? wino_tile_for_rows<4, ACC>(rows) : nullptr;
-    default: return nullptr;
-  }
-}
 
 // 1-D transforms of alpha vectors (Lavin & Gray; points 0, +-1 [, +-2], infinity), the same
 // matrices as packing.py's WINOGRAD_G.
@@ -168,12 +113,12 @@ struct WinoTransform<2> {
   }
 };
 
-class WinogradConv {
+class WinogradConv final : public NativeConv {
  public:
   explicit WinogradConv(const WinogradShape &s) : s_(s) {
     if (s.m != 2 && s.m != 4) throw Error{"winograd: tile size must be 2 or 4"};
-    gemm_ = wino_tile_for<false>(s.rows, s.vecs);
-    gemm_add_ = wino_tile_for<true>(s.rows, s.vecs);
+    gemm_ = register_tile_for<START_ZERO>(s.rows, s.vecs);
+    gemm_add_ = register_tile_for<START_C>(s.rows, s.vecs);
     if (!gemm_) throw Error{"winograd: no register tile of " + std::to_string(s.rows) + " x " +
                             std::to_string(s.vecs) + " vectors"};
     alpha_ = s.m + 2;
@@ -193,10 +138,12 @@ class WinogradConv {
 
   // The packed weights' size in floats, as packing.py writes them: X * ocp * cp transformed,
   // 9 * ocp * cp raw.
-  int64_t weight_floats() const { return (int64_t)(s_.raw_weights ? 9 : points_) * ocp_ * cp_; }
+  int64_t weight_floats() const override {
+    return (int64_t)(s_.raw_weights ? 9 : points_) * ocp_ * cp_;
+  }
 
   void run(const float *src, const float *u, const float *bias, const float *residual,
-           float *dst, SpinPool &pool) const {
+           float *dst, SpinPool &pool) const override {
     const int threads = pool.get_num_threads();
     int64_t tile_block = std::max<int64_t>(s_.rows, s_.tile_block / s_.rows * s_.rows);
     int64_t blocks = (tiles_ + tile_block - 1) / tile_block;
@@ -224,7 +171,7 @@ class WinogradConv {
 
  private:
   WinogradShape s_;
-  WinoGemmTile gemm_ = nullptr, gemm_add_ = nullptr;
+  RegisterTile gemm_ = nullptr, gemm_add_ = nullptr;
   int alpha_ = 0, points_ = 0, tiles_h_ = 0, tiles_w_ = 0, cp_ = 0, panel_ = 0, oc_block_ = 0;
   int oc_blocks_ = 0;
   int64_t tiles_ = 0, ocp_ = 0;
@@ -271,11 +218,12 @@ class WinogradConv {
             const int depth = std::min(kRawChannels, cp_ - c0);
             transform_weights(u + ((int64_t)(oc0 / panel_ + p) * cp_ + c0) * 9 * panel_, depth,
                               u_block);
-            const WinoGemmTile gemm = c0 == 0 ? gemm_ : gemm_add_;
+            const RegisterTile gemm = c0 == 0 ? gemm_ : gemm_add_;
             for (int xi = 0; xi < points_; xi++)
               for (int r = 0; r < rounded; r += s_.rows)
                 gemm(v + r * lda + (int64_t)xi * cp_ + c0, lda, u_block + (int64_t)xi * panel_,
-                     u_row_, depth, m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+                     u_row_, depth, m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc,
+                     nullptr, TILE_NONE);
           }
       } else {
         for (int xi = 0; xi < points_; xi++)
@@ -283,7 +231,8 @@ class WinogradConv {
             const float *b = u + ((int64_t)xi * panels + oc0 / panel_ + p) * cp_ * panel_;
             for (int r = 0; r < rounded; r += s_.rows)
               gemm_(v + r * lda + (int64_t)xi * cp_, lda, b, panel_, cp_,
-                    m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc);
+                    m + r * ldc + (int64_t)xi * oc_block_ + p * panel_, ldc, nullptr,
+                    TILE_NONE);
           }
       }
       if (s_.m == 4)
@@ -405,14 +354,14 @@ class WinogradConv {
 };
 
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
-class WinogradConv {
+class WinogradConv final : public NativeConv {
  public:
   explicit WinogradConv(const WinogradShape &) {
     throw Error{"winograd_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
   }
-  int64_t weight_floats() const { return 0; }
+  int64_t weight_floats() const override { return 0; }
   void run(const float *, const float *, const float *, const float *, float *,
-           SpinPool &) const {}
+           SpinPool &) const override {}
 };
 #endif
 

@@ -89,3 +89,15 @@ def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> 
     padded[:out_channels, :channels] = weight.reshape(out_channels, channels, 9)
     panels = padded.reshape(-1, panel, padded.shape[1], 9)
     return np.ascontiguousarray(panels.transpose(0, 2, 3, 1))
+
+
+def pack_pointwise_depthwise(pointwise: np.ndarray, pointwise_bias: np.ndarray,
+                             depthwise: np.ndarray, depthwise_bias: np.ndarray) -> np.ndarray:
+    """A 1x1 convolution (C, K, 1, 1) and the 3x3 depthwise one (C, 1, 3, 3) after it, with
+    their biases (C,), as the runtime's fused step reads them (pointwise_depthwise.h): one
+    float32 array of w1 as [K][C], b1 [C], the depthwise taps as [9][C], bd [C]."""
+    channels = pointwise.shape[0]
+    return np.concatenate([pointwise.reshape(channels, -1).T.reshape(-1),
+                           np.asarray(pointwise_bias, np.float32).reshape(-1),
+                           depthwise.reshape(channels, 9).T.reshape(-1),
+                           np.asarray(depthwise_bias, np.float32).reshape(-1)]).astype(np.float32)

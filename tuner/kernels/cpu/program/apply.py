@@ -10,6 +10,8 @@ from tuner.kernels.cpu.program.cell import ProgramCell, StepInfo
 from tuner.kernels.cpu.program.emit import ChoiceFor, emit
 from tuner.kernels.cpu.program.plan import PlannedRegion, ProgramPlan, cell_tree, describe_op
 from tuner.kernels.cpu.program.kernel_graph import HEAVY_KINDS
+from tuner.kernels.cpu.program.pointwise_depthwise import (FUSED_KIND, POINTWISE_DEPTHWISE,
+                                                           fuse_pointwise_depthwise)
 from tuner.kernels.cpu.program.spec import Layout
 from tuner.kernels.cpu.program.workloads import workload_of
 from tuner.rewrites.network import set_child
@@ -45,7 +47,7 @@ def build_programs(plan: ProgramPlan, library: Path, layout: Layout,
                    choice_for: ChoiceFor = lambda op, kg: (0, None)) -> list[BuiltProgram]:
     programs = []
     for planned in plan.regions:
-        kg, name = planned.kernel_graph, planned.region.name
+        kg, name = fuse_pointwise_depthwise(planned.kernel_graph, choice_for), planned.region.name
         program = emit(kg, layout, choice_for, name)
         cell_name = "network" if planned.region.cells == ("",) else name
         steps = tuple(_step_info(plan, op, kg, choice_for) for op in kg.ops)
@@ -55,10 +57,13 @@ def build_programs(plan: ProgramPlan, library: Path, layout: Layout,
 
 def _step_info(plan: ProgramPlan, op, kg, choice_for: ChoiceFor) -> StepInfo:
     layer = plan.graph.nodes[op.nodes[0]].path if op.nodes else ""
+    if op.kind == FUSED_KIND:
+        return StepInfo(layer, describe_op(op, kg), POINTWISE_DEPTHWISE,
+                        workload_of(op.attrs["depthwise"], kg).key)
     if op.kind not in HEAVY_KINDS:
         return StepInfo(layer, describe_op(op, kg))
     _, hand = choice_for(op, kg)
-    kernel = hand.kernel if hand else "onednn"
+    kernel = hand.kernel if hand and hand.kernel != POINTWISE_DEPTHWISE else "onednn"
     return StepInfo(layer, describe_op(op, kg), kernel, workload_of(op, kg).key)
 
 

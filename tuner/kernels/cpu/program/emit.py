@@ -4,7 +4,8 @@ The custom operator's parameters are ``(spec, x, constants, out)`` (tuner.kernel
 spec): the region input, all its constants packed in one array, the output. ``choice_for(op, kg)``
 says how each convolution and matrix product runs: oneDNN's implementation of that rank, or a
 hand-written kernel (an ``External`` step, its weights packed for that variant), or a kernel of
-the runtime itself with its parameters (a ``NativeKernel``: the Winograd step).
+the runtime itself with its parameters (a ``NativeKernel``: the Winograd step; the fused
+1x1 + depthwise step, an op of its own: pointwise_depthwise).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from tuner.kernels.cpu.packing import (WeightLayout, pack_weight, pack_winograd_nhwc_raw_weight,
-                                       pack_winograd_nhwc_weight)
+from tuner.kernels.cpu.packing import (WeightLayout, pack_pointwise_depthwise, pack_weight,
+                                       pack_winograd_nhwc_raw_weight, pack_winograd_nhwc_weight)
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
+from tuner.kernels.cpu.program.pointwise_depthwise import FUSED_KIND, POINTWISE_DEPTHWISE
 from tuner.kernels.cpu.program.workloads import hand_epilogue
 
 _INSTANCES = itertools.count(1)
@@ -133,6 +135,26 @@ def _native(values: _Values, op: KOp, native: NativeKernel) -> s.Step:
                       params["tasks_per_thread"], top, left, ACTIVATION_CODES[activation], raw)
 
 
+def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
+    kg, params = values.kg, op.attrs["params"]
+    pointwise, depthwise = op.attrs["pointwise"], op.attrs["depthwise"]
+
+    def parts(conv: KOp):
+        weights = kg.consts[conv.inputs[1].id]
+        bias = (kg.consts[conv.attrs["bias"].id] if conv.attrs.get("bias") is not None
+                else np.zeros(weights.shape[0], np.float32))
+        return weights, bias, ACTIVATION_CODES[hand_epilogue(conv, kg)[1]]
+
+    w1, b1, act1 = parts(pointwise)
+    wd, bd, act2 = parts(depthwise)
+    weights = values.const(kg.new_const(pack_pointwise_depthwise(w1, b1, wd, bd)))
+    top, left, _, _ = depthwise.attrs["padding"]
+    return s.PointwiseDepthwise(values.act(op.inputs[0]), weights, values.act(op.out),
+                                depthwise.attrs["stride"][0], top, left, act1, act2,
+                                params["register_rows"], params["register_vectors"],
+                                params["tasks_per_thread"])
+
+
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:
     a = op.attrs
     ins = [values.ref(r) for r in op.inputs]
@@ -184,7 +206,11 @@ def emit(kg: KernelGraph, layout: s.Layout, choice_for: ChoiceFor, uid_seed: str
     steps = []
     for op in kg.ops:
         impl, hand = choice_for(op, kg) if op.kind in ("conv", "matmul") else (0, None)
-        if isinstance(hand, NativeKernel):
+        if isinstance(hand, NativeKernel) and hand.kernel == POINTWISE_DEPTHWISE:
+            hand = None  # no 1x1 convolution to absorb (fuse_pointwise_depthwise): oneDNN
+        if op.kind == FUSED_KIND:
+            steps.append(_pointwise_depthwise(values, op))
+        elif isinstance(hand, NativeKernel):
             steps.append(_native(values, op, hand))
         else:
             steps.append(_external(values, op, hand) if hand else _step(values, op, impl))

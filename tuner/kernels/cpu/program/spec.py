@@ -490,6 +490,39 @@ class Winograd(Step):
 
 
 @dataclass(frozen=True)
+class PointwiseDepthwise(Step):
+    """dst = act2(depthwise3x3(act1(conv1x1(src) + b1)) + bd): a 1x1 convolution and the 3x3
+    depthwise convolution (``stride``, padding ``pad_top``/``pad_left`` of 0 or 1) that reads
+    it, fused (kernels/cpu/program/pointwise_depthwise.h) on channels-last values; ``weights``
+    packed by ``packing.pack_pointwise_depthwise``; activations 0 none, 1 ReLU, 2 ReLU6. The
+    tiling fields are that kernel's parameters (search_spaces/cpu_kernels.yaml)."""
+
+    KIND: ClassVar[int] = 17
+    src: int
+    weights: int
+    dst: int
+    stride: int
+    pad_top: int
+    pad_left: int
+    pointwise_activation: int
+    depthwise_activation: int
+    register_rows: int
+    register_vectors: int
+    tasks_per_thread: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, self.dst, self.stride, self.pad_top, self.pad_left,
+                self.pointwise_activation, self.depthwise_activation, self.register_rows,
+                self.register_vectors, self.tasks_per_thread]
+
+    def inputs(self):
+        return (self.src, self.weights)
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
 class ValueDecl:
     role: Role
     index: int

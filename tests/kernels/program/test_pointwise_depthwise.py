@@ -1,0 +1,104 @@
+"""Fusing a 1x1 convolution into the 3x3 depthwise convolution after it (an inverted residual's
+expansion and depthwise layers): where the depthwise workload's choice is the fused step, the
+pair is one step and the network still matches MindSpore; a depthwise layer without such a
+producer runs on oneDNN; the space's default fuses the pairs of large maps on AVX-512."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from tests.conftest import needs_avx2_fma
+from tests.fixtures.tiny_models import Calling
+from tests.kernels.program.test_patterns import randomized
+from tuner.config import KernelChoice, ProgramConfig, TuningConfig
+from tuner.cpuinfo import flags as cpu_flags
+from tuner.kernels.cpu.program.cell import ProgramCell
+from tuner.kernels.cpu.program.pointwise_depthwise import POINTWISE_DEPTHWISE
+from tuner.space.kernel_knobs import KernelKnobs
+
+SHAPE = (2, 16, 14, 14)
+
+
+def _conv(cin, cout, k, stride=1, groups=1, act=True):
+    layers = [nn.Conv2d(cin, cout, k, stride, pad_mode="pad", padding=k // 2, group=groups),
+              nn.BatchNorm2d(cout)]
+    return nn.SequentialCell(layers + ([nn.ReLU6()] if act else []))
+
+
+class InvertedResidual(nn.Cell):
+    def __init__(self, cin, expanded, cout, stride, first=1):
+        super().__init__()
+        self.expand = _conv(cin, expanded, first)  # first == 3: not a 1x1 producer
+        self.depthwise = _conv(expanded, expanded, 3, stride, groups=expanded)
+        self.project = _conv(expanded, cout, 1, act=False)
+        self.residual = stride == 1 and cin == cout
+
+    def construct(self, x):
+        y = self.project(self.depthwise(self.expand(x)))
+        return y + x if self.residual else y
+
+
+class TwoReaders(nn.Cell):
+    """The 1x1 convolution's result is read by the depthwise layer and by an add."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand = _conv(16, 32, 1)
+        self.depthwise = _conv(32, 32, 3, groups=32)
+
+    def construct(self, x):
+        e = self.expand(x)
+        return self.depthwise(e) + e
+
+
+def _fused_everywhere(library, net, shape):
+    choices = tuple(KernelChoice(g.workload.key, POINTWISE_DEPTHWISE, ())
+                    for g in library.find_workloads(net, shape)
+                    if POINTWISE_DEPTHWISE in library.kernel_names(g.workload))
+    assert choices
+    return TuningConfig(programs=ProgramConfig("network", "nhwc"), kernels=choices)
+
+
+def _run(library, net, config, shape=SHAPE):
+    net = randomized(net)
+    x = Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    reference = Calling(net, auto_prefix=False)(x).asnumpy()
+    program = library.apply(net, config, shape)
+    assert isinstance(program, ProgramCell)
+    out = Calling(program, auto_prefix=False)(x).asnumpy()
+    error = float(np.abs(out - reference).max() / np.abs(reference).max())
+    assert error < 1e-4
+    return program
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride):
+    net = nn.SequentialCell([InvertedResidual(16, 64, 16, stride),
+                             InvertedResidual(16, 48, 32, 1)])
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE))
+    fused = [step for step in program.steps if step.kernel == POINTWISE_DEPTHWISE]
+    assert [step.layer for step in fused] == ["0.depthwise.0", "1.depthwise.0"]
+    assert all(step.description.startswith("pointwise_depthwise") for step in fused)
+    assert not any(step.layer.endswith("expand.0") for step in program.steps)
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("net", [InvertedResidual(16, 32, 16, 1, first=3), TwoReaders()],
+                         ids=["3x3 producer", "two readers"])
+def test_a_depthwise_layer_without_a_sole_1x1_producer_runs_on_onednn(library, net):
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE))
+    depthwise = [step for step in program.steps if step.layer.startswith("depthwise")]
+    assert [step.kernel for step in depthwise] == ["onednn"]
+
+
+def test_the_default_fuses_on_maps_of_14x14_and_more_with_avx512(library):
+    net = randomized(nn.SequentialCell([InvertedResidual(16, 32, 16, 1),
+                                        InvertedResidual(16, 32, 32, 2),
+                                        InvertedResidual(32, 64, 32, 1)]))
+    knobs = KernelKnobs(library.spaces, tuple(library.find_workloads(net, SHAPE)))
+    defaults = {g.workload.height: knobs.default_kernel(g) for g in knobs.workloads
+                if g.workload.kind == "depthwise"}
+    fused = POINTWISE_DEPTHWISE if "avx512f" in cpu_flags() else "onednn"
+    assert defaults == {14: fused, 7: "onednn"}

@@ -1,0 +1,86 @@
+"""The runtime's fused 1x1 + 3x3 depthwise step (kernels/cpu/program/pointwise_depthwise.h)
+against float64 convolutions: strides, paddings, register tiles (and a row's tail pixels),
+channel blocks and the thread split, activations, every program layout; a malformed step is
+refused in words."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_avx2_fma
+from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
+from tuner.cpuinfo import flags as cpu_flags
+from tuner.kernels.cpu.packing import pack_pointwise_depthwise
+from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import spec as s
+
+# (n, k, h, w, c, stride, pad, register_rows, register_vectors, tasks_per_thread)
+SHAPES = [
+    (1, 16, 12, 14, 96, 1, 1, 14, 2, 1),   # 14 pixels a tile: one tile a row; 3 x 32 channels
+    (2, 24, 11, 9, 144, 2, 1, 4, 2, 2),    # odd sizes, stride 2, a 16-channel last panel
+    (1, 32, 7, 7, 64, 1, 1, 12, 1, 4),     # 7 pixels under a 12-pixel tile: the tail path
+    (3, 8, 8, 10, 32, 1, 0, 6, 2, 1),      # no padding, three images
+    (1, 20, 10, 10, 48, 2, 0, 8, 1, 2),    # stride 2 without padding
+]
+ACTIVATIONS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.clip(y, 0, 6)}
+
+
+def _reference(x, w1, b1, wd, bd, stride, pad, act1, act2):
+    expanded = ACTIVATIONS[act1](conv_reference(x, w1, b1, (1, 1), (0, 0, 0, 0)))
+    channels = wd.shape[0]
+    out = conv_reference(expanded, wd, bd, (stride, stride), (pad, pad, pad, pad),
+                         groups=channels)
+    return ACTIVATIONS[act2](out)
+
+
+def _problem(n, k, h, w, c):
+    x = RNG.standard_normal((n, k, h, w)).astype(np.float32)
+    w1 = (RNG.standard_normal((c, k, 1, 1)) / np.sqrt(k)).astype(np.float32)
+    b1 = RNG.standard_normal(c).astype(np.float32)
+    wd = (RNG.standard_normal((c, 1, 3, 3)) / 3).astype(np.float32)
+    bd = RNG.standard_normal(c).astype(np.float32)
+    return x, w1, b1, wd, bd
+
+
+def _output_dims(n, c, h, w, stride, pad):
+    return (n, c, (h + 2 * pad - 3) // stride + 1, (w + 2 * pad - 3) // stride + 1)
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("layout", [s.Layout.NHWC, s.Layout.ANY, s.Layout.BLOCKED])
+@pytest.mark.parametrize("n,k,h,w,c,stride,pad,rows,vecs,tasks", SHAPES)
+@pytest.mark.parametrize("act1, act2", [(2, 2), (1, 0)])
+def test_matches_float64_convolutions(program_library, layout, n, k, h, w, c, stride, pad, rows,
+                                      vecs, tasks, act1, act2):
+    x, w1, b1, wd, bd = _problem(n, k, h, w, c)
+    expected = _reference(x, w1, b1, wd, bd, stride, pad, act1, act2)
+    assert (expected == 0).any() or act2 == 0
+    step = s.PointwiseDepthwise(0, 1, 2, stride, pad, pad, act1, act2, rows, vecs, tasks)
+    packed = pack_pointwise_depthwise(w1, b1, wd, bd)
+    dims = _output_dims(n, c, h, w, stride, pad)
+    assert dims == expected.shape
+    close(run(program_library, layout, [x], [packed], [], dims, [step]), expected)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"register_rows": 5}, "no register tile"),
+    ({"channels": 40}, "multiple of 16"),
+    ({"weights_floats": -16}, "packed weights"),
+])
+def test_a_malformed_step_is_refused_in_words(program_library, change, message):
+    """(Without AVX2 and FMA, every fused step is refused, saying so.)"""
+    if not {"avx2", "fma"} <= cpu_flags():
+        message = "pointwise_depthwise needs AVX2 and FMA (avx2, fma), which this CPU lacks"
+    c = change.get("channels", 32)
+    x, w1, b1, wd, bd = _problem(1, 16, 8, 8, c)
+    packed = pack_pointwise_depthwise(w1, b1, wd, bd)
+    packed = packed[:packed.size + change.get("weights_floats", 0)]
+    step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, 2, change.get("register_rows", 8), 1, 1)
+    constants, offsets = s.pack_constants([packed])
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              s.ValueDecl(s.Role.CONST, offsets[0], packed.shape),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, (1, c, 8, 8)))
+    spec = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.NHWC, values, (step,))
+    call = runtime.DirectProgram(program_library, spec.encode(), [x, constants], (1, c, 8, 8))
+    assert call() != 0
+    assert message in runtime.last_error(program_library)
