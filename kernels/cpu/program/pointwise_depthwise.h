@@ -16,8 +16,15 @@
 // computed twice. The expansion's register tile is `rows` pixels x `vecs` 16-channel vectors
 // (a pixel's input channel broadcast, a row of w1 loaded), its epilogue bias and act1.
 //
+// With a projection (P > 0), the 1x1 convolution that reads dst joins too (the block's
+// projection):  out[n][oy][ox][p] = act3(sum_c dst[n][oy][ox][c] * wp[c][p] + bp[p]
+// [+ residual[n][oy][ox][p]]); each depthwise row is projected while in cache. A pixel's
+// projection reads all its channels, so tasks are (image, strip of output rows) instead, each
+// with its own ring (the E rows above a strip computed twice).
+//
 // The weights are one constant, packed by tuner/kernels/cpu/packing.py
-// (pack_pointwise_depthwise): w1 as [K][C], b1 [C], wd as [9][C], bd [C].
+// (pack_pointwise_depthwise): w1 as [K][C], b1 [C], wd as [9][C], bd [C] (and wp as [C][P'],
+// bp [P'], P' = P rounded up to 16).
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -31,6 +38,7 @@ namespace {
 struct PointwiseDepthwiseShape {
   int N, K, H, W, C, OH, OW, stride, pad_top, pad_left, act1, act2, rows, vecs,
       tasks_per_thread;
+  int P = 0, act3 = 0;  // the projection's output channels (0: none) and its activation
 };
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -55,11 +63,23 @@ class PointwiseDepthwise final : public NativeConv {
     tail_narrow_ = register_tile_for<START_BIAS>(tail_rows_, 1);
   }
 
-  int64_t weight_floats() const override { return (int64_t)s_.K * s_.C + 11LL * s_.C; }
+  int64_t weight_floats() const override {
+    return (int64_t)s_.K * s_.C + 11LL * s_.C + (int64_t)(s_.C + 1) * padded_projection();
+  }
 
-  void run(const float *src, const float *weights, const float *, const float *, float *dst,
-           SpinPool &pool) const override {
+  void run(const float *src, const float *weights, const float *, const float *residual,
+           float *dst, SpinPool &pool) const override {
     const int threads = pool.get_num_threads();
+    if (s_.P) {  // strips of output rows: a pixel's projection reads all its channels
+      const int wanted = std::max(1, threads * s_.tasks_per_thread);
+      const int strips = std::min(s_.OH, (wanted + s_.N - 1) / s_.N);
+      pool.parallel_for(s_.N * strips, [&](int task, int) {
+        const int n = task / strips, strip = task % strips;
+        run_strip(src, weights, residual, dst, n, s_.OH * strip / strips,
+                  s_.OH * (strip + 1) / strips);
+      });
+      return;
+    }
     const int vectors = s_.C / 16;
     const int wanted = std::max(1, threads * s_.tasks_per_thread);
     int blocks = std::min(vectors, (wanted + s_.N - 1) / s_.N);
@@ -77,29 +97,51 @@ class PointwiseDepthwise final : public NativeConv {
   RegisterTile wide_ = nullptr, narrow_ = nullptr, tail_wide_ = nullptr, tail_narrow_ = nullptr;
   int tail_rows_ = 0;  // the register tile of a row's last W % rows pixels
 
+  int padded_projection() const { return (s_.P + 15) / 16 * 16; }
+
   static float *scratch(size_t floats, int slot) {
-    static thread_local std::vector<float> buffers[3];
+    static thread_local std::vector<float> buffers[5];
     std::vector<float> &b = buffers[slot];
     if (b.size() < floats + 16) b.resize(floats + 16);
     return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
   }
 
-  // E rows [y0, y1) of image n, channels [c0, c0 + cw): row y at buffer + slot(y) *
-  // row_floats, pixel x at (x + 1) * cw. A panel of w1 (its K rows of `width` channels) is
-  // loaded for all the rows, then the next. A row's last pixels (fewer than a register tile)
-  // go through a zero-padded copy of their input, by the smallest register tile that holds
-  // them.
-  template <typename Slot>
-  void expand_rows(const float *src, const float *w1, const float *b1, int n, int y0, int y1,
-                   int c0, int cw, float *buffer, int64_t row_floats, Slot slot, float *tail_in,
-                   float *tail_out) const {
+  // The E rows of one image n and channel block [c0, c0 + cw): row y at buffer + slot(y) *
+  // row_floats (slots rows: all of E, or a ring of three), pixel x at (x + 1) * cw between
+  // zero columns; `zero` a row of zeros (the padding above and below); `next` the next row to
+  // compute.
+  struct Rows {
+    float *buffer, *zero, *tail_in, *tail_out;
+    int64_t row_floats;
+    int slots, n, c0, cw, next;
+    int64_t slot(int y) const { return y % slots; }
+  };
+
+  Rows rows_of(int n, int c0, int cw, int slots, int next) const {
+    const int64_t row_floats = (int64_t)(s_.W + 2) * cw;
+    float *buffer = scratch((slots + 1) * row_floats + 16, 0);
+    Rows e{buffer, buffer + slots * row_floats, scratch((size_t)slots * s_.rows * s_.K, 1),
+           scratch((size_t)s_.rows * 16 * s_.vecs, 2), row_floats, slots, n, c0, cw, next};
+    std::fill(e.zero, e.zero + row_floats, 0.f);
+    for (int r = 0; r < slots; r++) {  // the zero columns left and right of every E row
+      std::fill(buffer + r * row_floats, buffer + r * row_floats + cw, 0.f);
+      std::fill(buffer + r * row_floats + (int64_t)(s_.W + 1) * cw,
+                buffer + (r + 1) * row_floats, 0.f);
+    }
+    return e;
+  }
+
+  // E rows [e.next, y1). A panel of w1 (its K rows of `width` channels) is loaded for all the
+  // rows, then the next. A row's last pixels (fewer than a register tile) go through a
+  // zero-padded copy of their input, by the smallest register tile that holds them.
+  void expand_rows(const float *src, const float *w1, const float *b1, Rows &e, int y1) const {
     const int K = s_.K, W = s_.W, R = s_.rows, C = s_.C, panel = 16 * s_.vecs;
-    const int body = W / R * R, left = W - body;
-    const float *image = src + (int64_t)n * s_.H * W * K;
+    const int body = W / R * R, left = W - body, y0 = e.next, c0 = e.c0, cw = e.cw;
+    const float *image = src + (int64_t)e.n * s_.H * W * K;
     const int64_t tail_floats = (int64_t)tail_rows_ * K;
     if (left)  // every row's last pixels, once for all the panels
       for (int y = y0; y < y1; y++) {
-        float *t = tail_in + (y - y0) * tail_floats;
+        float *t = e.tail_in + (y - y0) * tail_floats;
         std::copy(image + ((int64_t)y * W + body) * K, image + ((int64_t)y + 1) * W * K, t);
         std::fill(t + (int64_t)left * K, t + tail_floats, 0.f);
       }
@@ -109,19 +151,33 @@ class PointwiseDepthwise final : public NativeConv {
       const RegisterTile tile = wide ? wide_ : narrow_;
       for (int y = y0; y < y1; y++) {
         const float *a = image + (int64_t)y * W * K;
-        float *out = buffer + slot(y) * row_floats + cw;  // past the left zero column
+        float *out = e.buffer + e.slot(y) * e.row_floats + cw;  // past the left zero column
         for (int x = 0; x < body; x += R)
           tile(a + (int64_t)x * K, K, w1 + c0 + p, C, K, out + (int64_t)x * cw + p, cw,
                b1 + c0 + p, s_.act1);
         if (left) {
-          (wide ? tail_wide_ : tail_narrow_)(tail_in + (y - y0) * tail_floats, K, w1 + c0 + p,
-                                             C, K, tail_out, width, b1 + c0 + p, s_.act1);
+          (wide ? tail_wide_ : tail_narrow_)(e.tail_in + (y - y0) * tail_floats, K,
+                                             w1 + c0 + p, C, K, e.tail_out, width,
+                                             b1 + c0 + p, s_.act1);
           for (int r = 0; r < left; r++)
-            std::copy(tail_out + r * width, tail_out + (r + 1) * width,
+            std::copy(e.tail_out + r * width, e.tail_out + (r + 1) * width,
                       out + (int64_t)(body + r) * cw + p);
         }
       }
       p += width;
+    }
+    e.next = std::max(e.next, y1);
+  }
+
+  // The three E rows output row oy reads, computed first where missing.
+  void rows_for(const float *src, const float *w1, const float *b1, Rows &e, int oy,
+                const float *rows[3]) const {
+    const int top = oy * s_.stride - s_.pad_top;
+    const int end = std::min(top + 3, s_.H);
+    if (e.next < end) expand_rows(src, w1, b1, e, end);
+    for (int i = 0; i < 3; i++) {
+      const int y = top + i;
+      rows[i] = (y < 0 || y >= s_.H) ? e.zero : e.buffer + e.slot(y) * e.row_floats;
     }
   }
 
@@ -130,41 +186,53 @@ class PointwiseDepthwise final : public NativeConv {
   // otherwise three rows at a time into a ring, each output row after the rows it reads.
   void run_task(const float *src, const float *weights, float *dst, int n, int c0,
                 int cw) const {
-    const int K = s_.K, C = s_.C, W = s_.W, H = s_.H, stride = s_.stride;
+    const int K = s_.K, C = s_.C, H = s_.H;
     const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C, *bd = wd + 9LL * C;
-    const int64_t row_floats = (int64_t)(W + 2) * cw;
-    const bool whole = H * row_floats * 4 <= kWholeBytes;
-    const int slots = whole ? H : 3;
-    float *buffer = scratch((slots + 1) * row_floats + 16, 0);  // the E rows and a zero row
-    float *zero = buffer + slots * row_floats;
-    std::fill(zero, zero + row_floats, 0.f);
-    for (int r = 0; r < slots; r++) {  // the zero columns left and right of every E row
-      std::fill(buffer + r * row_floats, buffer + r * row_floats + cw, 0.f);
-      std::fill(buffer + r * row_floats + (int64_t)(W + 1) * cw, buffer + (r + 1) * row_floats,
-                0.f);
-    }
-    float *tail_in = scratch((size_t)(whole ? H : 3) * s_.rows * K, 1);
-    float *tail_out = scratch((size_t)s_.rows * 16 * s_.vecs, 2);
-    auto slot = [whole](int y) { return (int64_t)(whole ? y : y % 3); };
-    int next = 0;  // the next E row to compute
-    if (whole) {
-      expand_rows(src, w1, b1, n, 0, H, c0, cw, buffer, row_floats, slot, tail_in, tail_out);
-      next = H;
-    }
+    const bool whole = H * (int64_t)(s_.W + 2) * cw * 4 <= kWholeBytes;
+    Rows e = rows_of(n, c0, cw, whole ? H : 3, 0);
+    if (whole) expand_rows(src, w1, b1, e, H);
     for (int oy = 0; oy < s_.OH; oy++) {
-      const int top = oy * stride - s_.pad_top;
-      const int end = std::min(top + 3, H);
-      if (next < end) {
-        expand_rows(src, w1, b1, n, next, end, c0, cw, buffer, row_floats, slot, tail_in,
-                    tail_out);
-        next = end;
-      }
       const float *rows[3];
-      for (int i = 0; i < 3; i++) {
-        const int y = top + i;
-        rows[i] = (y < 0 || y >= H) ? zero : buffer + slot(y) * row_floats;
-      }
+      rows_for(src, w1, b1, e, oy, rows);
       depthwise_row(rows, wd, bd, dst + (((int64_t)n * s_.OH + oy) * s_.OW) * C, c0, cw);
+    }
+  }
+
+  // With a projection: output rows [oy0, oy1) of image n, all channels. E three rows at a time
+  // into a ring (the rows above the strip computed again), each depthwise row into `mid`, its
+  // projection into `out` (both padded to whole register tiles of pixels), then
+  // dst = act3(out + bp [+ residual]) for the P channels.
+  void run_strip(const float *src, const float *weights, const float *residual, float *dst,
+                 int n, int oy0, int oy1) const {
+    const int K = s_.K, C = s_.C, OW = s_.OW, P = s_.P, R = s_.rows;
+    const int PP = padded_projection(), panel = 16 * s_.vecs;
+    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C, *bd = wd + 9LL * C;
+    const float *wp = bd + C, *bp = wp + (int64_t)C * PP;
+    const int pixels = (OW + R - 1) / R * R;
+    Rows e = rows_of(n, 0, C, 3, std::max(0, oy0 * s_.stride - s_.pad_top));
+    float *mid = scratch((size_t)pixels * C, 3);
+    std::fill(mid + (int64_t)OW * C, mid + (int64_t)pixels * C, 0.f);
+    float *out = scratch((size_t)pixels * PP, 4);
+    for (int oy = oy0; oy < oy1; oy++) {
+      const float *rows[3];
+      rows_for(src, w1, b1, e, oy, rows);
+      depthwise_row(rows, wd, bd, mid, 0, C);
+      for (int p = 0; p < PP;) {
+        const int width = p + panel <= PP ? panel : 16;
+        const RegisterTile tile = width == panel ? wide_ : narrow_;
+        for (int x = 0; x < pixels; x += R)
+          tile(mid + (int64_t)x * C, C, wp + p, PP, C, out + (int64_t)x * PP + p, PP, bp + p,
+               TILE_NONE);
+        p += width;
+      }
+      const int64_t at = ((int64_t)n * s_.OH + oy) * OW * P;
+      for (int x = 0; x < OW; x++)
+        for (int c = 0; c < P; c += 16) {
+          const Mask16 mask = lanes(P - c);
+          Vec16 y = v_maskz_loadu(mask, out + (int64_t)x * PP + c);
+          if (residual) y = v_add(y, v_maskz_loadu(mask, residual + at + (int64_t)x * P + c));
+          v_mask_storeu(dst + at + (int64_t)x * P + c, mask, tile_activation(y, s_.act3));
+        }
     }
   }
 

@@ -526,20 +526,26 @@ void Program::build_step(int index, Step &step) {
       return;
     }
     case STEP_POINTWISE_DEPTHWISE: {  // src, weights, dst, stride, pad_top, pad_left, act1,
-                                      // act2, rows, vecs, tasks_per_thread
-      need(11);
+                                      // act2, rows, vecs, tasks_per_thread, channels,
+                                      // projection channels (0: none), residual, act3
+      need(15);
       int src = channels_last((int)f[0], index), dst = (int)f[2];
       const Dims &in = value(src).dims, &out = value(dst).dims;
       if (in.size() != 4 || out.size() != 4)
         throw Error{"pointwise_depthwise: 4-D values expected"};
+      if (out[1] != (f[12] ? f[12] : f[11]))
+        throw Error{"pointwise_depthwise: output channels differ from the step's"};
       PointwiseDepthwiseShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3],
-                                    (int)out[1], (int)out[2], (int)out[3], (int)f[3],
+                                    (int)f[11], (int)out[2], (int)out[3], (int)f[3],
                                     (int)f[4], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
-                                    (int)f[9], (int)f[10]};
+                                    (int)f[9], (int)f[10], (int)f[12], (int)f[14]};
+      if (f[13] >= 0 && !f[12]) throw Error{"pointwise_depthwise: a residual needs a projection"};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<PointwiseDepthwise>(shape);
-      call->values = {src, (int)f[1], -1, -1, dst};
-      add_native(index, call, "pointwise_depthwise_nhwc");
+      int residual = f[13] >= 0 ? channels_last((int)f[13], index) : -1;
+      call->values = {src, (int)f[1], -1, residual, dst};
+      add_native(index, call, f[12] ? "pointwise_depthwise_nhwc:projected"
+                                    : "pointwise_depthwise_nhwc");
       return;
     }
     default:

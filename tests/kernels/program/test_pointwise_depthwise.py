@@ -1,7 +1,9 @@
 """Fusing a 1x1 convolution into the 3x3 depthwise convolution after it (an inverted residual's
 expansion and depthwise layers): where the depthwise workload's choice is the fused step, the
-pair is one step and the network still matches MindSpore; a depthwise layer without such a
-producer runs on oneDNN; the space's default fuses the pairs of large maps on AVX-512."""
+pair is one step and the network still matches MindSpore, with or without the 1x1 projection
+after it (and its residual add); a depthwise layer without such a producer runs on oneDNN, a
+projection that is not the depthwise result's only reader stays a step of its own; the space's
+default fuses the pairs of large maps on AVX-512, their projections too."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +41,20 @@ class InvertedResidual(nn.Cell):
         return y + x if self.residual else y
 
 
+class ProjectionAndAdd(nn.Cell):
+    """The depthwise result is read by the projection and by an add."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand = _conv(16, 32, 1)
+        self.depthwise = _conv(32, 32, 3, groups=32)
+        self.project = _conv(32, 32, 1, act=False)
+
+    def construct(self, x):
+        d = self.depthwise(self.expand(x))
+        return self.project(d) + d
+
+
 class TwoReaders(nn.Cell):
     """The 1x1 convolution's result is read by the depthwise layer and by an add."""
 
@@ -52,8 +68,9 @@ class TwoReaders(nn.Cell):
         return self.depthwise(e) + e
 
 
-def _fused_everywhere(library, net, shape):
-    choices = tuple(KernelChoice(g.workload.key, POINTWISE_DEPTHWISE, ())
+def _fused_everywhere(library, net, shape, projection=False):
+    choices = tuple(KernelChoice(g.workload.key, POINTWISE_DEPTHWISE,
+                                 (("projection", projection),))
                     for g in library.find_workloads(net, shape)
                     if POINTWISE_DEPTHWISE in library.kernel_names(g.workload))
     assert choices
@@ -73,15 +90,28 @@ def _run(library, net, config, shape=SHAPE):
 
 
 @needs_avx2_fma
+@pytest.mark.parametrize("projection", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride):
+def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride, projection):
+    """Block 0 with stride 1 adds its input to the projection's result; block 1 does not."""
     net = nn.SequentialCell([InvertedResidual(16, 64, 16, stride),
                              InvertedResidual(16, 48, 32, 1)])
-    program = _run(library, net, _fused_everywhere(library, net, SHAPE))
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE, projection))
     fused = [step for step in program.steps if step.kernel == POINTWISE_DEPTHWISE]
     assert [step.layer for step in fused] == ["0.depthwise.0", "1.depthwise.0"]
     assert all(step.description.startswith("pointwise_depthwise") for step in fused)
     assert not any(step.layer.endswith("expand.0") for step in program.steps)
+    projections = [step for step in program.steps if step.layer.endswith("project.0")]
+    assert len(projections) == (0 if projection else 2)
+    assert len(program.steps) == (2 if projection else 4)
+
+
+@needs_avx2_fma
+def test_a_projection_with_another_reader_of_its_input_stays_a_step(library):
+    net = ProjectionAndAdd()
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE, projection=True))
+    assert [step.kernel for step in program.steps] == [POINTWISE_DEPTHWISE, "onednn"]
+    assert program.steps[1].layer.startswith("project")
 
 
 @needs_avx2_fma
@@ -102,3 +132,4 @@ def test_the_default_fuses_on_maps_of_14x14_and_more_with_avx512(library):
                 if g.workload.kind == "depthwise"}
     fused = POINTWISE_DEPTHWISE if "avx512f" in cpu_flags() else "onednn"
     assert defaults == {14: fused, 7: "onednn"}
+    assert knobs.spaces[POINTWISE_DEPTHWISE].param("projection").default is True

@@ -1,6 +1,7 @@
 """The runtime's fused 1x1 + 3x3 depthwise step (kernels/cpu/program/pointwise_depthwise.h)
 against float64 convolutions: strides, paddings, register tiles (and a row's tail pixels),
-channel blocks and the thread split, activations, every program layout; a malformed step is
+channel blocks and the thread split, activations, every program layout; with the projection
+(output channels not a multiple of 16, a residual add, row strips); a malformed step is
 refused in words."""
 from __future__ import annotations
 
@@ -55,11 +56,36 @@ def test_matches_float64_convolutions(program_library, layout, n, k, h, w, c, st
     x, w1, b1, wd, bd = _problem(n, k, h, w, c)
     expected = _reference(x, w1, b1, wd, bd, stride, pad, act1, act2)
     assert (expected == 0).any() or act2 == 0
-    step = s.PointwiseDepthwise(0, 1, 2, stride, pad, pad, act1, act2, rows, vecs, tasks)
+    step = s.PointwiseDepthwise(0, 1, 2, stride, pad, pad, act1, act2, rows, vecs, tasks, c)
     packed = pack_pointwise_depthwise(w1, b1, wd, bd)
     dims = _output_dims(n, c, h, w, stride, pad)
     assert dims == expected.shape
     close(run(program_library, layout, [x], [packed], [], dims, [step]), expected)
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("layout", [s.Layout.NHWC, s.Layout.BLOCKED])
+@pytest.mark.parametrize("n,k,h,w,c,stride,pad,rows,vecs,tasks", SHAPES)
+@pytest.mark.parametrize("outputs, with_residual, act3", [(24, True, 0), (40, False, 2),
+                                                           (16, True, 1)])
+def test_with_the_projection(program_library, layout, n, k, h, w, c, stride, pad, rows, vecs,
+                             tasks, outputs, with_residual, act3):
+    x, w1, b1, wd, bd = _problem(n, k, h, w, c)
+    wp = (RNG.standard_normal((outputs, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+    bp = RNG.standard_normal(outputs).astype(np.float32)
+    dims = _output_dims(n, outputs, h, w, stride, pad)
+    expected = conv_reference(_reference(x, w1, b1, wd, bd, stride, pad, 2, 1), wp, bp, (1, 1),
+                              (0, 0, 0, 0))
+    packed = pack_pointwise_depthwise(w1, b1, wd, bd, wp, bp)
+    constants = [packed]
+    if with_residual:  # the residual is a constant here; in a network, the block's input
+        residual = RNG.standard_normal(dims).astype(np.float32)
+        expected = expected + residual
+        constants.append(residual)
+    expected = ACTIVATIONS[act3](expected)
+    step = s.PointwiseDepthwise(0, 1, 3 if with_residual else 2, stride, pad, pad, 2, 1, rows,
+                                vecs, tasks, c, outputs, 2 if with_residual else None, act3)
+    close(run(program_library, layout, [x], constants, [], dims, [step]), expected)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -75,7 +101,7 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     x, w1, b1, wd, bd = _problem(1, 16, 8, 8, c)
     packed = pack_pointwise_depthwise(w1, b1, wd, bd)
     packed = packed[:packed.size + change.get("weights_floats", 0)]
-    step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, 2, change.get("register_rows", 8), 1, 1)
+    step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, 2, change.get("register_rows", 8), 1, 1, c)
     constants, offsets = s.pack_constants([packed])
     values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
               s.ValueDecl(s.Role.CONST, offsets[0], packed.shape),

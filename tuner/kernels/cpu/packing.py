@@ -92,12 +92,25 @@ def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> 
 
 
 def pack_pointwise_depthwise(pointwise: np.ndarray, pointwise_bias: np.ndarray,
-                             depthwise: np.ndarray, depthwise_bias: np.ndarray) -> np.ndarray:
+                             depthwise: np.ndarray, depthwise_bias: np.ndarray,
+                             projection: np.ndarray | None = None,
+                             projection_bias: np.ndarray | None = None) -> np.ndarray:
     """A 1x1 convolution (C, K, 1, 1) and the 3x3 depthwise one (C, 1, 3, 3) after it, with
-    their biases (C,), as the runtime's fused step reads them (pointwise_depthwise.h): one
-    float32 array of w1 as [K][C], b1 [C], the depthwise taps as [9][C], bd [C]."""
+    their biases (C,), and optionally the 1x1 projection (P, C, 1, 1) after those with its bias
+    (P,), as the runtime's fused step reads them (pointwise_depthwise.h): one float32 array of
+    w1 as [K][C], b1 [C], the depthwise taps as [9][C], bd [C], then wp as [C][P'] and bp [P']
+    (P' = P rounded up to 16, zero-padded)."""
     channels = pointwise.shape[0]
-    return np.concatenate([pointwise.reshape(channels, -1).T.reshape(-1),
-                           np.asarray(pointwise_bias, np.float32).reshape(-1),
-                           depthwise.reshape(channels, 9).T.reshape(-1),
-                           np.asarray(depthwise_bias, np.float32).reshape(-1)]).astype(np.float32)
+    parts = [pointwise.reshape(channels, -1).T.reshape(-1),
+             np.asarray(pointwise_bias, np.float32).reshape(-1),
+             depthwise.reshape(channels, 9).T.reshape(-1),
+             np.asarray(depthwise_bias, np.float32).reshape(-1)]
+    if projection is not None:
+        outputs = projection.shape[0]
+        padded = -(-outputs // 16) * 16
+        weights = np.zeros((channels, padded), np.float32)
+        weights[:, :outputs] = projection.reshape(outputs, channels).T
+        bias = np.zeros(padded, np.float32)
+        bias[:outputs] = np.asarray(projection_bias, np.float32).reshape(-1)
+        parts += [weights.reshape(-1), bias]
+    return np.concatenate(parts).astype(np.float32)

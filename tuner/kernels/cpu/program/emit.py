@@ -138,21 +138,27 @@ def _native(values: _Values, op: KOp, native: NativeKernel) -> s.Step:
 def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
     kg, params = values.kg, op.attrs["params"]
     pointwise, depthwise = op.attrs["pointwise"], op.attrs["depthwise"]
+    projection = op.attrs.get("projection")
 
     def parts(conv: KOp):
         weights = kg.consts[conv.inputs[1].id]
         bias = (kg.consts[conv.attrs["bias"].id] if conv.attrs.get("bias") is not None
                 else np.zeros(weights.shape[0], np.float32))
-        return weights, bias, ACTIVATION_CODES[hand_epilogue(conv, kg)[1]]
+        return weights, bias, hand_epilogue(conv, kg)
 
-    w1, b1, act1 = parts(pointwise)
-    wd, bd, act2 = parts(depthwise)
-    weights = values.const(kg.new_const(pack_pointwise_depthwise(w1, b1, wd, bd)))
+    w1, b1, (_, act1) = parts(pointwise)
+    wd, bd, (_, act2) = parts(depthwise)
+    wp, bp, (residual, act3) = parts(projection) if projection else (None, None, (False, "none"))
+    weights = values.const(kg.new_const(pack_pointwise_depthwise(w1, b1, wd, bd, wp, bp)))
     top, left, _, _ = depthwise.attrs["padding"]
     return s.PointwiseDepthwise(values.act(op.inputs[0]), weights, values.act(op.out),
-                                depthwise.attrs["stride"][0], top, left, act1, act2,
+                                depthwise.attrs["stride"][0], top, left,
+                                ACTIVATION_CODES[act1], ACTIVATION_CODES[act2],
                                 params["register_rows"], params["register_vectors"],
-                                params["tasks_per_thread"])
+                                params["tasks_per_thread"], wd.shape[0],
+                                wp.shape[0] if projection else 0,
+                                values.act(op.inputs[1]) if residual else None,
+                                ACTIVATION_CODES[act3])
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:

@@ -6,7 +6,10 @@ The pattern is what the ops compute, never a model's classes: a depthwise 3x3 co
 (one filter a channel, channels a multiple of 16, stride 1 or 2, padding 0 or 1, then at most a
 ReLU or ReLU6) whose input is a 1x1 convolution's result (stride 1, no padding, then at most a
 ReLU or ReLU6) that nothing else reads. A depthwise layer whose choice names the fused step but
-that has no such producer runs on oneDNN.
+that has no such producer runs on oneDNN. Where the choice's ``projection`` parameter is on, the
+1x1 convolution that alone reads the depthwise result (an inverted residual's projection:
+stride 1, no padding, then at most a residual add of a value computed before the expansion and
+a ReLU or ReLU6) joins the step too.
 """
 from __future__ import annotations
 
@@ -37,12 +40,15 @@ def _is_depthwise(op: KOp, kg: KernelGraph) -> bool:
             and _activation(op, kg) is not None)
 
 
-def _is_pointwise(op: KOp, kg: KernelGraph) -> bool:
-    if op.kind != "conv" or not isinstance(op.inputs[1], Const):
-        return False
-    return (op.attrs["groups"] == 1 and tuple(kg.shape(op.inputs[1])[2:]) == (1, 1)
+def _is_1x1(op: KOp, kg: KernelGraph) -> bool:
+    return (op.kind == "conv" and isinstance(op.inputs[1], Const) and op.attrs["groups"] == 1
+            and tuple(kg.shape(op.inputs[1])[2:]) == (1, 1)
             and tuple(op.attrs["stride"]) == (1, 1) and tuple(op.attrs["padding"]) == (0,) * 4
-            and isinstance(op.inputs[0], Act) and _activation(op, kg) is not None)
+            and isinstance(op.inputs[0], Act))
+
+
+def _is_pointwise(op: KOp, kg: KernelGraph) -> bool:
+    return _is_1x1(op, kg) and _activation(op, kg) is not None
 
 
 def pointwise_producer(op: KOp, kg: KernelGraph) -> KOp | None:
@@ -57,11 +63,34 @@ def pointwise_producer(op: KOp, kg: KernelGraph) -> KOp | None:
     return producer if _is_pointwise(producer, kg) else None
 
 
+def projection_consumer(op: KOp, kg: KernelGraph, before: KOp) -> KOp | None:
+    """The 1x1 convolution that alone reads the depthwise convolution ``op``'s result and can
+    join its fused step (its residual, if any, computed before the op ``before``), or None."""
+    users = kg.consumers().get(op.out, [])
+    if len(users) != 1 or op.out == kg.output:
+        return None
+    consumer = users[0]
+    if not _is_1x1(consumer, kg) or consumer.inputs[0] != op.out:
+        return None
+    epilogue = hand_epilogue(consumer, kg)
+    if epilogue is None:
+        return None
+    if epilogue[0]:
+        residual = consumer.posts[0].operand
+        producer = kg.producer().get(residual)
+        position = {id(o): i for i, o in enumerate(kg.ops)}
+        if not isinstance(residual, Act) or (
+                producer is not None and position[id(producer)] >= position[id(before)]):
+            return None
+    return consumer
+
+
 def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
     """``kg``, or a copy of it in which each depthwise convolution whose choice is the fused
-    step (``choice_for(op, kg)[1]``, a NativeKernel) and its 1x1 producer are one op of kind
-    ``pointwise_depthwise`` (attrs: ``pointwise``, ``depthwise``: the two ops; ``params``: the
-    choice's parameters)."""
+    step (``choice_for(op, kg)[1]``, a NativeKernel) and its 1x1 producer (and, with the
+    choice's ``projection``, its 1x1 consumer) are one op of kind ``pointwise_depthwise``
+    (attrs: ``pointwise``, ``depthwise``, ``projection``: the ops, the last None or absent;
+    ``params``: the choice's parameters)."""
     fused: dict[int, KOp] = {}
     absorbed: set[int] = set()
     for op in kg.ops:
@@ -71,12 +100,20 @@ def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
         producer = pointwise_producer(op, kg)
         if producer is None:
             continue
-        fused[id(op)] = KOp(FUSED_KIND, [producer.inputs[0]], op.out,
-                            {"pointwise": producer, "depthwise": op,
-                             "params": dict(native.params)},
-                            nodes=[*op.nodes, *producer.nodes],
-                            fused=[*producer.fused, "conv1x1", *op.fused])
-        absorbed.add(id(producer))
+        params = dict(native.params)
+        projection = (projection_consumer(op, kg, producer) if params.get("projection")
+                      else None)
+        last = projection or op
+        residual = ([last.posts[0].operand] if projection is not None
+                    and hand_epilogue(projection, kg)[0] else [])
+        fused[id(last)] = KOp(FUSED_KIND, [producer.inputs[0], *residual], last.out,
+                              {"pointwise": producer, "depthwise": op, "projection": projection,
+                               "params": params},
+                              nodes=[*op.nodes, *producer.nodes,
+                                     *(projection.nodes if projection else [])],
+                              fused=[*producer.fused, "conv1x1", *op.fused,
+                                     *(["conv1x1", *projection.fused] if projection else [])])
+        absorbed.update({id(producer), *((id(op),) if projection is not None else ())})
     if not fused:
         return kg
     ops = [fused.get(id(op), op) for op in kg.ops if id(op) not in absorbed]
