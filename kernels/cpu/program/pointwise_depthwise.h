@@ -51,6 +51,9 @@ class PointwiseDepthwise final : public NativeConv {
         s.pad_left < 0 || (s.OW - 1) * s.stride + 2 - s.pad_left > s.W ||
         (s.OH - 1) * s.stride + 2 - s.pad_top > s.H)
       throw Error{"pointwise_depthwise: a 3x3 window of stride 1 or 2 and padding 0 or 1"};
+    for (int act : {s.act1, s.act2, s.act3})
+      if (act < TILE_NONE || act > TILE_SILU)
+        throw Error{"pointwise_depthwise: activation " + std::to_string(act) + " unknown"};
         wide_ = register_tile_for<START_BIAS>(s.rows, s.vecs);
     narrow_ = register_tile_for<START_BIAS>(s.rows, 1);
     if (!wide_ || !narrow_)

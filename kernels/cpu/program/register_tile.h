@@ -5,7 +5,7 @@
 //
 // R rows of A (`lda` apart; A[r][k] broadcast), NV 16-float vectors of B's rows (`ldb` apart),
 // C rows `ldc` apart. `start`: zero, C itself (accumulating over blocks of k) or `bias[v]`;
-// `act`: TILE_NONE, TILE_RELU or TILE_RELU6, applied as C is stored.
+// `act`: TILE_NONE, TILE_RELU, TILE_RELU6 or TILE_SILU (x * sigmoid(x)), applied as C is stored.
 #pragma once
 #include "vec16.h"
 
@@ -13,11 +13,13 @@ namespace {
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 enum TileStart { START_ZERO = 0, START_C = 1, START_BIAS = 2 };
-enum TileActivation { TILE_NONE = 0, TILE_RELU = 1, TILE_RELU6 = 2 };
+enum TileActivation { TILE_NONE = 0, TILE_RELU = 1, TILE_RELU6 = 2, TILE_SILU = 3 };
 
 inline Vec16 tile_activation(Vec16 y, int act) {
   if (act == TILE_RELU) return v_max(y, v_zero());
   if (act == TILE_RELU6) return v_min(v_max(y, v_zero()), v_set1(6.f));
+  if (act == TILE_SILU)
+    return v_mul(y, v_reciprocal(v_add(v_set1(1.f), v_exp(v_sub(v_zero(), y)))));
   return y;
 }
 

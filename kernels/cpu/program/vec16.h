@@ -2,7 +2,9 @@
 // (AMD Zen 3, many laptops), with the few operations the runtime's own kernels (winograd.h)
 // use. With AVX-512 each function is exactly the intrinsic it wraps; the AVX2 form needs FMA.
 // `load`/`store` want 64-byte aligned addresses with AVX-512 (32 with AVX2), the `u` forms none;
-// a Mask16 (lanes) selects the first lanes of a partial vector.
+// a Mask16 (lanes) selects the first lanes of a partial vector. v_exp: Cephes' expf polynomial
+// (relative error ~1e-7 on [-87, 88], inputs clamped there); v_reciprocal ~3e-7 (finite,
+// nonzero inputs).
 #pragma once
 #include <immintrin.h>
 
@@ -29,6 +31,11 @@ VEC16_INLINE Vec16 v_max(Vec16 a, Vec16 b) { return _mm512_max_ps(a, b); }
 VEC16_INLINE Vec16 v_min(Vec16 a, Vec16 b) { return _mm512_min_ps(a, b); }
 VEC16_INLINE Vec16 v_fmadd(Vec16 a, Vec16 b, Vec16 c) { return _mm512_fmadd_ps(a, b, c); }
 VEC16_INLINE Vec16 v_fnmadd(Vec16 a, Vec16 b, Vec16 c) { return _mm512_fnmadd_ps(a, b, c); }
+VEC16_INLINE Vec16 v_rcp_estimate(Vec16 a) { return _mm512_rcp14_ps(a); }  // 2^-14 relative
+VEC16_INLINE Vec16 v_round(Vec16 a) {
+  return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+VEC16_INLINE Vec16 v_times_pow2(Vec16 a, Vec16 n) { return _mm512_scalef_ps(a, n); }  // a * 2^n
 
 VEC16_INLINE Mask16 lanes(int remaining) {
   return remaining >= 16 ? (Mask16)0xFFFF : (Mask16)((1u << std::max(remaining, 0)) - 1u);
@@ -76,6 +83,21 @@ VEC16_INLINE Vec16 v_fmadd(Vec16 a, Vec16 b, Vec16 c) {
 VEC16_INLINE Vec16 v_fnmadd(Vec16 a, Vec16 b, Vec16 c) {
   return {_mm256_fnmadd_ps(a.lo, b.lo, c.lo), _mm256_fnmadd_ps(a.hi, b.hi, c.hi)};
 }
+VEC16_INLINE Vec16 v_rcp_estimate(Vec16 a) {  // 1.5 * 2^-12 relative
+  return {_mm256_rcp_ps(a.lo), _mm256_rcp_ps(a.hi)};
+}
+VEC16_INLINE Vec16 v_round(Vec16 a) {
+  constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  return {_mm256_round_ps(a.lo, kNearest), _mm256_round_ps(a.hi, kNearest)};
+}
+VEC16_INLINE __m256 pow2_times(__m256 a, __m256 n) {  // n integral, in [-126, 127]
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                          _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(a, _mm256_castsi256_ps(bits));
+}
+VEC16_INLINE Vec16 v_times_pow2(Vec16 a, Vec16 n) {
+  return {pow2_times(a.lo, n.lo), pow2_times(a.hi, n.hi)};
+}
 
 VEC16_INLINE Mask16 lanes(int remaining) {  // lane i is on where i < remaining
   const __m256i n = _mm256_set1_epi32(remaining);
@@ -88,6 +110,28 @@ VEC16_INLINE Vec16 v_maskz_loadu(Mask16 mask, const float *p) {
 VEC16_INLINE void v_mask_storeu(float *p, Mask16 mask, Vec16 a) {
   _mm256_maskstore_ps(p, mask.lo, a.lo);
   _mm256_maskstore_ps(p + 8, mask.hi, a.hi);
+}
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+VEC16_INLINE Vec16 v_exp(Vec16 x) {
+  x = v_max(v_min(x, v_set1(88.3762626647949f)), v_set1(-87.3365478515625f));
+  const Vec16 n = v_round(v_mul(x, v_set1(1.44269504088896341f)));
+  Vec16 r = v_fnmadd(n, v_set1(0.693359375f), x);
+  r = v_fnmadd(n, v_set1(-2.12194440e-4f), r);
+  Vec16 p = v_set1(1.9875691500e-4f);
+  p = v_fmadd(p, r, v_set1(1.3981999507e-3f));
+  p = v_fmadd(p, r, v_set1(8.3334519073e-3f));
+  p = v_fmadd(p, r, v_set1(4.1665795894e-2f));
+  p = v_fmadd(p, r, v_set1(1.6666665459e-1f));
+  p = v_fmadd(p, r, v_set1(5.0000001201e-1f));
+  p = v_fmadd(p, v_mul(r, r), v_add(r, v_set1(1.f)));
+  return v_times_pow2(p, n);
+}
+
+VEC16_INLINE Vec16 v_reciprocal(Vec16 a) {  // the estimate and a Newton step: ~2^-22 relative
+  const Vec16 r = v_rcp_estimate(a);
+  return v_mul(r, v_fnmadd(a, r, v_set1(2.f)));
 }
 #endif
 

@@ -1,14 +1,14 @@
 """Fusing a 1x1 convolution into the 3x3 depthwise convolution after it (an inverted residual's
 expansion and depthwise layers): where the depthwise workload's choice is the fused step, the
 pair is one step and the network still matches MindSpore, with or without the 1x1 projection
-after it (and its residual add); a depthwise layer without such a producer runs on oneDNN, a
+after it (and its residual add), with ReLU6 or SiLU; a depthwise layer without such a producer runs on oneDNN, a
 projection that is not the depthwise result's only reader stays a step of its own; the space's
 default fuses the pairs of large maps on AVX-512, their projections too."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from tests.conftest import needs_avx2_fma
 from tests.fixtures.tiny_models import Calling
@@ -22,18 +22,26 @@ from tuner.space.kernel_knobs import KernelKnobs
 SHAPE = (2, 16, 14, 14)
 
 
-def _conv(cin, cout, k, stride=1, groups=1, act=True):
+class Swish(nn.Cell):
+    def construct(self, x):
+        return x * ops.sigmoid(x)
+
+
+ACTIVATIONS = {"relu6": nn.ReLU6, "silu": nn.SiLU, "swish": Swish}
+
+
+def _conv(cin, cout, k, stride=1, groups=1, act="relu6"):
     layers = [nn.Conv2d(cin, cout, k, stride, pad_mode="pad", padding=k // 2, group=groups),
               nn.BatchNorm2d(cout)]
-    return nn.SequentialCell(layers + ([nn.ReLU6()] if act else []))
+    return nn.SequentialCell(layers + ([ACTIVATIONS[act]()] if act else []))
 
 
 class InvertedResidual(nn.Cell):
-    def __init__(self, cin, expanded, cout, stride, first=1):
+    def __init__(self, cin, expanded, cout, stride, first=1, act="relu6"):
         super().__init__()
-        self.expand = _conv(cin, expanded, first)  # first == 3: not a 1x1 producer
-        self.depthwise = _conv(expanded, expanded, 3, stride, groups=expanded)
-        self.project = _conv(expanded, cout, 1, act=False)
+        self.expand = _conv(cin, expanded, first, act=act)  # first == 3: not a 1x1 producer
+        self.depthwise = _conv(expanded, expanded, 3, stride, groups=expanded, act=act)
+        self.project = _conv(expanded, cout, 1, act=None)
         self.residual = stride == 1 and cin == cout
 
     def construct(self, x):
@@ -48,7 +56,7 @@ class ProjectionAndAdd(nn.Cell):
         super().__init__()
         self.expand = _conv(16, 32, 1)
         self.depthwise = _conv(32, 32, 3, groups=32)
-        self.project = _conv(32, 32, 1, act=False)
+        self.project = _conv(32, 32, 1, act=None)
 
     def construct(self, x):
         d = self.depthwise(self.expand(x))
@@ -90,12 +98,14 @@ def _run(library, net, config, shape=SHAPE):
 
 
 @needs_avx2_fma
+@pytest.mark.parametrize("act", ["relu6", "silu", "swish"])
 @pytest.mark.parametrize("projection", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride, projection):
-    """Block 0 with stride 1 adds its input to the projection's result; block 1 does not."""
-    net = nn.SequentialCell([InvertedResidual(16, 64, 16, stride),
-                             InvertedResidual(16, 48, 32, 1)])
+def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride, projection, act):
+    """Block 0 with stride 1 adds its input to the projection's result; block 1 does not.
+    SiLU comes as MindSpore's cell or as x * sigmoid(x)."""
+    net = nn.SequentialCell([InvertedResidual(16, 64, 16, stride, act=act),
+                             InvertedResidual(16, 48, 32, 1, act=act)])
     program = _run(library, net, _fused_everywhere(library, net, SHAPE, projection))
     fused = [step for step in program.steps if step.kernel == POINTWISE_DEPTHWISE]
     assert [step.layer for step in fused] == ["0.depthwise.0", "1.depthwise.0"]

@@ -23,7 +23,8 @@ SHAPES = [
     (3, 8, 8, 10, 32, 1, 0, 6, 2, 1),      # no padding, three images
     (1, 20, 10, 10, 48, 2, 0, 8, 1, 2),    # stride 2 without padding
 ]
-ACTIVATIONS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.clip(y, 0, 6)}
+ACTIVATIONS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.clip(y, 0, 6),
+               3: lambda y: y / (1 + np.exp(-y))}   # SiLU
 
 
 def _reference(x, w1, b1, wd, bd, stride, pad, act1, act2):
@@ -50,12 +51,12 @@ def _output_dims(n, c, h, w, stride, pad):
 @needs_avx2_fma
 @pytest.mark.parametrize("layout", [s.Layout.NHWC, s.Layout.ANY, s.Layout.BLOCKED])
 @pytest.mark.parametrize("n,k,h,w,c,stride,pad,rows,vecs,tasks", SHAPES)
-@pytest.mark.parametrize("act1, act2", [(2, 2), (1, 0)])
+@pytest.mark.parametrize("act1, act2", [(2, 2), (1, 0), (3, 3)])
 def test_matches_float64_convolutions(program_library, layout, n, k, h, w, c, stride, pad, rows,
                                       vecs, tasks, act1, act2):
     x, w1, b1, wd, bd = _problem(n, k, h, w, c)
     expected = _reference(x, w1, b1, wd, bd, stride, pad, act1, act2)
-    assert (expected == 0).any() or act2 == 0
+    assert (expected == 0).any() or act2 in (0, 3)
     step = s.PointwiseDepthwise(0, 1, 2, stride, pad, pad, act1, act2, rows, vecs, tasks, c)
     packed = pack_pointwise_depthwise(w1, b1, wd, bd)
     dims = _output_dims(n, c, h, w, stride, pad)
@@ -67,7 +68,7 @@ def test_matches_float64_convolutions(program_library, layout, n, k, h, w, c, st
 @pytest.mark.parametrize("layout", [s.Layout.NHWC, s.Layout.BLOCKED])
 @pytest.mark.parametrize("n,k,h,w,c,stride,pad,rows,vecs,tasks", SHAPES)
 @pytest.mark.parametrize("outputs, with_residual, act3", [(24, True, 0), (40, False, 2),
-                                                           (16, True, 1)])
+                                                           (16, True, 1), (32, True, 3)])
 def test_with_the_projection(program_library, layout, n, k, h, w, c, stride, pad, rows, vecs,
                              tasks, outputs, with_residual, act3):
     x, w1, b1, wd, bd = _problem(n, k, h, w, c)
@@ -92,6 +93,7 @@ def test_with_the_projection(program_library, layout, n, k, h, w, c, stride, pad
     ({"register_rows": 5}, "no register tile"),
     ({"channels": 40}, "multiple of 16"),
     ({"weights_floats": -16}, "packed weights"),
+    ({"activation": 4}, "activation 4 unknown"),
 ])
 def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     """(Without AVX2 and FMA, every fused step is refused, saying so.)"""
@@ -101,7 +103,8 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     x, w1, b1, wd, bd = _problem(1, 16, 8, 8, c)
     packed = pack_pointwise_depthwise(w1, b1, wd, bd)
     packed = packed[:packed.size + change.get("weights_floats", 0)]
-    step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, 2, change.get("register_rows", 8), 1, 1, c)
+    step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, change.get("activation", 2),
+                                change.get("register_rows", 8), 1, 1, c)
     constants, offsets = s.pack_constants([packed])
     values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
               s.ValueDecl(s.Role.CONST, offsets[0], packed.shape),

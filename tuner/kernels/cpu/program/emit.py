@@ -21,7 +21,8 @@ from tuner.kernels.cpu.packing import (WeightLayout, pack_pointwise_depthwise, p
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
-from tuner.kernels.cpu.program.pointwise_depthwise import FUSED_KIND, POINTWISE_DEPTHWISE
+from tuner.kernels.cpu.program.pointwise_depthwise import (FUSED_KIND, POINTWISE_DEPTHWISE,
+                                                           STEP_ACTIVATION_CODES, step_epilogue)
 from tuner.kernels.cpu.program.workloads import hand_epilogue
 
 _INSTANCES = itertools.count(1)
@@ -144,7 +145,7 @@ def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
         weights = kg.consts[conv.inputs[1].id]
         bias = (kg.consts[conv.attrs["bias"].id] if conv.attrs.get("bias") is not None
                 else np.zeros(weights.shape[0], np.float32))
-        return weights, bias, hand_epilogue(conv, kg)
+        return weights, bias, step_epilogue(conv, kg)
 
     w1, b1, (_, act1) = parts(pointwise)
     wd, bd, (_, act2) = parts(depthwise)
@@ -153,12 +154,12 @@ def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
     top, left, _, _ = depthwise.attrs["padding"]
     return s.PointwiseDepthwise(values.act(op.inputs[0]), weights, values.act(op.out),
                                 depthwise.attrs["stride"][0], top, left,
-                                ACTIVATION_CODES[act1], ACTIVATION_CODES[act2],
+                                STEP_ACTIVATION_CODES[act1], STEP_ACTIVATION_CODES[act2],
                                 params["register_rows"], params["register_vectors"],
                                 params["tasks_per_thread"], wd.shape[0],
                                 wp.shape[0] if projection else 0,
                                 values.act(op.inputs[1]) if residual else None,
-                                ACTIVATION_CODES[act3])
+                                STEP_ACTIVATION_CODES[act3])
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:

@@ -4,26 +4,47 @@ runtime's fused step (``pointwise_depthwise_nhwc``, kernels/cpu/program/pointwis
 
 The pattern is what the ops compute, never a model's classes: a depthwise 3x3 convolution
 (one filter a channel, channels a multiple of 16, stride 1 or 2, padding 0 or 1, then at most a
-ReLU or ReLU6) whose input is a 1x1 convolution's result (stride 1, no padding, then at most a
-ReLU or ReLU6) that nothing else reads. A depthwise layer whose choice names the fused step but
+ReLU, ReLU6 or SiLU) whose input is a 1x1 convolution's result (stride 1, no padding, then at
+most a ReLU, ReLU6 or SiLU) that nothing else reads. A depthwise layer whose choice names the fused step but
 that has no such producer runs on oneDNN. Where the choice's ``projection`` parameter is on, the
 1x1 convolution that alone reads the depthwise result (an inverted residual's projection:
 stride 1, no padding, then at most a residual add of a value computed before the expansion and
-a ReLU or ReLU6) joins the step too.
+a ReLU, ReLU6 or SiLU) joins the step too.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
+from tuner.kernels.cpu.geometry import ACTIVATION_CODES
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp
+from tuner.kernels.cpu.program.spec import Alg
 from tuner.kernels.cpu.program.workloads import hand_epilogue
 
 POINTWISE_DEPTHWISE = "pointwise_depthwise_nhwc"
 FUSED_KIND = "pointwise_depthwise"
+STEP_ACTIVATION_CODES = {**ACTIVATION_CODES, "silu": 3}   # TileActivation, register_tile.h
+
+
+def step_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
+    """(has_residual, activation) of a convolution in the fused step: the hand-written kernels'
+    epilogues (``hand_epilogue``), or SiLU (swish with alpha 1) after an optional residual."""
+    epilogue = hand_epilogue(op, kg)
+    if epilogue is not None:
+        return epilogue
+    posts = list(op.posts)
+    residual = bool(posts) and posts[0].operand is not None
+    if residual:
+        if posts[0].alg != Alg.ADD or kg.shape(posts[0].operand) != kg.shapes[op.out.id]:
+            return None
+        posts = posts[1:]
+    if (len(posts) == 1 and posts[0].alg == Alg.SWISH and posts[0].alpha == 1.0
+            and posts[0].operand is None):
+        return residual, "silu"
+    return None
 
 
 def _activation(op: KOp, kg: KernelGraph) -> str | None:
-    epilogue = hand_epilogue(op, kg)
+    epilogue = step_epilogue(op, kg)
     return epilogue[1] if epilogue is not None and not epilogue[0] else None
 
 
@@ -72,7 +93,7 @@ def projection_consumer(op: KOp, kg: KernelGraph, before: KOp) -> KOp | None:
     consumer = users[0]
     if not _is_1x1(consumer, kg) or consumer.inputs[0] != op.out:
         return None
-    epilogue = hand_epilogue(consumer, kg)
+    epilogue = step_epilogue(consumer, kg)
     if epilogue is None:
         return None
     if epilogue[0]:
@@ -105,7 +126,7 @@ def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
                       else None)
         last = projection or op
         residual = ([last.posts[0].operand] if projection is not None
-                    and hand_epilogue(projection, kg)[0] else [])
+                    and step_epilogue(projection, kg)[0] else [])
         fused[id(last)] = KOp(FUSED_KIND, [producer.inputs[0], *residual], last.out,
                               {"pointwise": producer, "depthwise": op, "projection": projection,
                                "params": params},
