@@ -1,14 +1,15 @@
-// A 1x1 convolution and the 3x3 depthwise convolution that reads its result, fused into one
-// program step on channels-last (NHWC) values (an inverted residual's expansion and depthwise
-// layers), run on the program's thread pool. Part of program.cpp's translation unit.
+// A 1x1 convolution and the k x k depthwise convolution (k = 3 or 5) that reads its result,
+// fused into one program step on channels-last (NHWC) values (an inverted residual's expansion
+// and depthwise layers), run on the program's thread pool. Part of program.cpp's translation
+// unit.
 //
 //   E[n][y][x][c]    = act1(sum_k src[n][y][x][k] * w1[k][c] + b1[c])           expansion
-//   dst[n][oy][ox][c] = act2(sum_{i,j < 3} wd[i*3+j][c] * E[n][oy*s-pt+i][ox*s-pl+j][c] + bd[c])
+//   dst[n][oy][ox][c] = act2(sum_{i,j < k} wd[i*k+j][c] * E[n][oy*s-pt+i][ox*s-pl+j][c] + bd[c])
 //
 // with E zero outside the image (the depthwise layer's padding). E, the largest tensor of such
 // a block (MobileNetV2's first expansion: 96 x 112 x 112 floats, 4.8 MB an image), never
-// reaches memory: a task computes E three rows at a time into a per-thread ring that stays in
-// the L2 cache, and each output row from the three rows it reads.
+// reaches memory: a task computes E k rows at a time into a per-thread ring that stays in
+// the L2 cache, and each output row from the k rows it reads.
 //
 // Work: tasks of (image, block of channels): the channel blocks are 16-channel vectors shared
 // evenly between at least threads * tasks_per_thread tasks (a block's E needs only its own
@@ -23,7 +24,7 @@
 // with its own ring (the E rows above a strip computed twice).
 //
 // The weights are one constant, packed by tuner/kernels/cpu/packing.py
-// (pack_pointwise_depthwise): w1 as [K][C], b1 [C], wd as [9][C], bd [C] (and wp as [C][P'],
+// (pack_pointwise_depthwise): w1 as [K][C], b1 [C], wd as [k*k][C], bd [C] (and wp as [C][P'],
 // bp [P'], P' = P rounded up to 16).
 #pragma once
 #include <algorithm>
@@ -39,6 +40,7 @@ struct PointwiseDepthwiseShape {
   int N, K, H, W, C, OH, OW, stride, pad_top, pad_left, act1, act2, rows, vecs,
       tasks_per_thread;
   int P = 0, act3 = 0;  // the projection's output channels (0: none) and its activation
+  int window = 3;       // the depthwise window: 3x3 or 5x5
 };
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -47,10 +49,13 @@ class PointwiseDepthwise final : public NativeConv {
  public:
   explicit PointwiseDepthwise(const PointwiseDepthwiseShape &s) : s_(s) {
     if (s.C % 16 != 0) throw Error{"pointwise_depthwise: channels must be a multiple of 16"};
-    if (s.stride < 1 || s.stride > 2 || s.pad_top > 1 || s.pad_left > 1 || s.pad_top < 0 ||
-        s.pad_left < 0 || (s.OW - 1) * s.stride + 2 - s.pad_left > s.W ||
-        (s.OH - 1) * s.stride + 2 - s.pad_top > s.H)
-      throw Error{"pointwise_depthwise: a 3x3 window of stride 1 or 2 and padding 0 or 1"};
+    const int halo = s.window / 2;  // padding up to half the window on every side
+    if ((s.window != 3 && s.window != 5) || s.stride < 1 || s.stride > 2 || s.pad_top > halo ||
+        s.pad_left > halo || s.pad_top < 0 || s.pad_left < 0 ||
+        (s.OW - 1) * s.stride + s.window - 1 - s.pad_left > s.W - 1 + halo ||
+        (s.OH - 1) * s.stride + s.window - 1 - s.pad_top > s.H - 1 + halo)
+      throw Error{"pointwise_depthwise: a 3x3 or 5x5 window of stride 1 or 2 and padding up to "
+                  "half the window"};
     for (int act : {s.act1, s.act2, s.act3})
       if (act < TILE_NONE || act > TILE_SILU)
         throw Error{"pointwise_depthwise: activation " + std::to_string(act) + " unknown"};
@@ -67,7 +72,8 @@ class PointwiseDepthwise final : public NativeConv {
   }
 
   int64_t weight_floats() const override {
-    return (int64_t)s_.K * s_.C + 11LL * s_.C + (int64_t)(s_.C + 1) * padded_projection();
+    return (int64_t)s_.K * s_.C + (2LL + s_.window * s_.window) * s_.C +
+           (int64_t)(s_.C + 1) * padded_projection();
   }
 
   void run(const float *src, const float *weights, const float *, const float *residual,
@@ -96,6 +102,7 @@ class PointwiseDepthwise final : public NativeConv {
 
  private:
   static constexpr int64_t kWholeBytes = 512 * 1024;
+  static constexpr int kMaxWindow = 5;
   PointwiseDepthwiseShape s_;
   RegisterTile wide_ = nullptr, narrow_ = nullptr, tail_wide_ = nullptr, tail_narrow_ = nullptr;
   int tail_rows_ = 0;  // the register tile of a row's last W % rows pixels
@@ -110,8 +117,8 @@ class PointwiseDepthwise final : public NativeConv {
   }
 
   // The E rows of one image n and channel block [c0, c0 + cw): row y at buffer + slot(y) *
-  // row_floats (slots rows: all of E, or a ring of three), pixel x at (x + 1) * cw between
-  // zero columns; `zero` a row of zeros (the padding above and below); `next` the next row to
+  // row_floats (slots rows: all of E, or a ring of `window`), pixel x at (x + halo) * cw
+  // between halo zero columns either side; `zero` a row of zeros (the padding above and below); `next` the next row to
   // compute.
   struct Rows {
     float *buffer, *zero, *tail_in, *tail_out;
@@ -121,14 +128,15 @@ class PointwiseDepthwise final : public NativeConv {
   };
 
   Rows rows_of(int n, int c0, int cw, int slots, int next) const {
-    const int64_t row_floats = (int64_t)(s_.W + 2) * cw;
+    const int halo = s_.window / 2;
+    const int64_t row_floats = (int64_t)(s_.W + 2 * halo) * cw;
     float *buffer = scratch((slots + 1) * row_floats + 16, 0);
     Rows e{buffer, buffer + slots * row_floats, scratch((size_t)slots * s_.rows * s_.K, 1),
            scratch((size_t)s_.rows * 16 * s_.vecs, 2), row_floats, slots, n, c0, cw, next};
     std::fill(e.zero, e.zero + row_floats, 0.f);
     for (int r = 0; r < slots; r++) {  // the zero columns left and right of every E row
-      std::fill(buffer + r * row_floats, buffer + r * row_floats + cw, 0.f);
-      std::fill(buffer + r * row_floats + (int64_t)(s_.W + 1) * cw,
+      std::fill(buffer + r * row_floats, buffer + r * row_floats + halo * cw, 0.f);
+      std::fill(buffer + r * row_floats + (int64_t)(s_.W + halo) * cw,
                 buffer + (r + 1) * row_floats, 0.f);
     }
     return e;
@@ -154,7 +162,8 @@ class PointwiseDepthwise final : public NativeConv {
       const RegisterTile tile = wide ? wide_ : narrow_;
       for (int y = y0; y < y1; y++) {
         const float *a = image + (int64_t)y * W * K;
-        float *out = e.buffer + e.slot(y) * e.row_floats + cw;  // past the left zero column
+        float *out = e.buffer + e.slot(y) * e.row_floats + (s_.window / 2) * cw;  // past the
+                                                                                 // zero columns
         for (int x = 0; x < body; x += R)
           tile(a + (int64_t)x * K, K, w1 + c0 + p, C, K, out + (int64_t)x * cw + p, cw,
                b1 + c0 + p, s_.act1);
@@ -172,13 +181,13 @@ class PointwiseDepthwise final : public NativeConv {
     e.next = std::max(e.next, y1);
   }
 
-  // The three E rows output row oy reads, computed first where missing.
+  // The `window` E rows output row oy reads, computed first where missing.
   void rows_for(const float *src, const float *w1, const float *b1, Rows &e, int oy,
-                const float *rows[3]) const {
+                const float *rows[kMaxWindow]) const {
     const int top = oy * s_.stride - s_.pad_top;
-    const int end = std::min(top + 3, s_.H);
+    const int end = std::min(top + s_.window, s_.H);
     if (e.next < end) expand_rows(src, w1, b1, e, end);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < s_.window; i++) {
       const int y = top + i;
       rows[i] = (y < 0 || y >= s_.H) ? e.zero : e.buffer + e.slot(y) * e.row_floats;
     }
@@ -186,22 +195,23 @@ class PointwiseDepthwise final : public NativeConv {
 
   // A task: E of the image's channel block [c0, c0 + cw), then its output rows. Where all of
   // E fits in kWholeBytes it is computed at once (each panel of w1 loaded once: small maps);
-  // otherwise three rows at a time into a ring, each output row after the rows it reads.
+  // otherwise k rows at a time into a ring, each output row after the rows it reads.
   void run_task(const float *src, const float *weights, float *dst, int n, int c0,
                 int cw) const {
     const int K = s_.K, C = s_.C, H = s_.H;
-    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C, *bd = wd + 9LL * C;
-    const bool whole = H * (int64_t)(s_.W + 2) * cw * 4 <= kWholeBytes;
-    Rows e = rows_of(n, c0, cw, whole ? H : 3, 0);
+    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C;
+    const float *bd = wd + (int64_t)s_.window * s_.window * C;
+    const bool whole = H * (int64_t)(s_.W + s_.window - 1) * cw * 4 <= kWholeBytes;
+    Rows e = rows_of(n, c0, cw, whole ? H : s_.window, 0);
     if (whole) expand_rows(src, w1, b1, e, H);
     for (int oy = 0; oy < s_.OH; oy++) {
-      const float *rows[3];
+      const float *rows[kMaxWindow];
       rows_for(src, w1, b1, e, oy, rows);
       depthwise_row(rows, wd, bd, dst + (((int64_t)n * s_.OH + oy) * s_.OW) * C, c0, cw);
     }
   }
 
-  // With a projection: output rows [oy0, oy1) of image n, all channels. E three rows at a time
+  // With a projection: output rows [oy0, oy1) of image n, all channels. E k rows at a time
   // into a ring (the rows above the strip computed again), each depthwise row into `mid`, its
   // projection into `out` (both padded to whole register tiles of pixels), then
   // dst = act3(out + bp [+ residual]) for the P channels.
@@ -209,15 +219,16 @@ class PointwiseDepthwise final : public NativeConv {
                  int n, int oy0, int oy1) const {
     const int K = s_.K, C = s_.C, OW = s_.OW, P = s_.P, R = s_.rows;
     const int PP = padded_projection(), panel = 16 * s_.vecs;
-    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C, *bd = wd + 9LL * C;
+    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C;
+    const float *bd = wd + (int64_t)s_.window * s_.window * C;
     const float *wp = bd + C, *bp = wp + (int64_t)C * PP;
     const int pixels = (OW + R - 1) / R * R;
-    Rows e = rows_of(n, 0, C, 3, std::max(0, oy0 * s_.stride - s_.pad_top));
+    Rows e = rows_of(n, 0, C, s_.window, std::max(0, oy0 * s_.stride - s_.pad_top));
     float *mid = scratch((size_t)pixels * C, 3);
     std::fill(mid + (int64_t)OW * C, mid + (int64_t)pixels * C, 0.f);
     float *out = scratch((size_t)pixels * PP, 4);
     for (int oy = oy0; oy < oy1; oy++) {
-      const float *rows[3];
+      const float *rows[kMaxWindow];
       rows_for(src, w1, b1, e, oy, rows);
       depthwise_row(rows, wd, bd, mid, 0, C);
       for (int p = 0; p < PP;) {
@@ -239,22 +250,31 @@ class PointwiseDepthwise final : public NativeConv {
     }
   }
 
-  void depthwise_row(const float *const rows[3], const float *wd, const float *bd, float *out,
-                     int c0, int cw) const {
+  void depthwise_row(const float *const rows[kMaxWindow], const float *wd, const float *bd,
+                     float *out, int c0, int cw) const {
+    if (s_.window == 5)
+      depthwise_row_of<5>(rows, wd, bd, out, c0, cw);
+    else
+      depthwise_row_of<3>(rows, wd, bd, out, c0, cw);
+  }
+
+  template <int KW>
+  void depthwise_row_of(const float *const rows[kMaxWindow], const float *wd, const float *bd,
+                        float *out, int c0, int cw) const {
     const int C = s_.C, OW = s_.OW, stride = s_.stride, act = s_.act2;
-    const int shift = 1 - s_.pad_left;  // E column of output column 0's first tap
+    const int shift = KW / 2 - s_.pad_left;  // E column of output column 0's first tap
     for (int v = 0; v < cw; v += 16) {
-      Vec16 w[9];
-      for (int k = 0; k < 9; k++) w[k] = v_loadu(wd + (int64_t)k * C + c0 + v);
+      Vec16 w[KW * KW];
+      for (int k = 0; k < KW * KW; k++) w[k] = v_loadu(wd + (int64_t)k * C + c0 + v);
       const Vec16 bias = v_loadu(bd + c0 + v);
       for (int ox = 0; ox < OW; ox++) {
         const int64_t at = (int64_t)(ox * stride + shift) * cw + v;
         Vec16 acc = bias;
-        for (int i = 0; i < 3; i++) {
+#pragma GCC unroll 5
+        for (int i = 0; i < KW; i++) {
           const float *e = rows[i] + at;
-          acc = v_fmadd(w[i * 3], v_loadu(e), acc);
-          acc = v_fmadd(w[i * 3 + 1], v_loadu(e + cw), acc);
-          acc = v_fmadd(w[i * 3 + 2], v_loadu(e + 2 * cw), acc);
+#pragma GCC unroll 5
+          for (int j = 0; j < KW; j++) acc = v_fmadd(w[i * KW + j], v_loadu(e + j * cw), acc);
         }
         v_storeu(out + (int64_t)ox * C + c0 + v, tile_activation(acc, act));
       }

@@ -527,8 +527,9 @@ void Program::build_step(int index, Step &step) {
     }
     case STEP_POINTWISE_DEPTHWISE: {  // src, weights, dst, stride, pad_top, pad_left, act1,
                                       // act2, rows, vecs, tasks_per_thread, channels,
-                                      // projection channels (0: none), residual, act3
-      need(15);
+                                      // projection channels (0: none), residual, act3,
+                                      // window
+      need(16);
       int src = channels_last((int)f[0], index), dst = (int)f[2];
       const Dims &in = value(src).dims, &out = value(dst).dims;
       if (in.size() != 4 || out.size() != 4)
@@ -538,7 +539,8 @@ void Program::build_step(int index, Step &step) {
       PointwiseDepthwiseShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3],
                                     (int)f[11], (int)out[2], (int)out[3], (int)f[3],
                                     (int)f[4], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
-                                    (int)f[9], (int)f[10], (int)f[12], (int)f[14]};
+                                    (int)f[9], (int)f[10], (int)f[12], (int)f[14],
+                                    (int)f[15]};
       if (f[13] >= 0 && !f[12]) throw Error{"pointwise_depthwise: a residual needs a projection"};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<PointwiseDepthwise>(shape);

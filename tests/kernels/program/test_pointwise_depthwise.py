@@ -1,9 +1,9 @@
 """Fusing a 1x1 convolution into the 3x3 depthwise convolution after it (an inverted residual's
 expansion and depthwise layers): where the depthwise workload's choice is the fused step, the
 pair is one step and the network still matches MindSpore, with or without the 1x1 projection
-after it (and its residual add), with ReLU6 or SiLU; a depthwise layer without such a producer runs on oneDNN, a
+after it (and its residual add), with ReLU6 or SiLU, a 3x3 or 5x5 window; a depthwise layer without such a producer runs on oneDNN, a
 projection that is not the depthwise result's only reader stays a step of its own; the space's
-default fuses the pairs of large maps on AVX-512, their projections too."""
+default fuses the 3x3 pairs of large maps on AVX-512, their projections too."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,10 +37,10 @@ def _conv(cin, cout, k, stride=1, groups=1, act="relu6"):
 
 
 class InvertedResidual(nn.Cell):
-    def __init__(self, cin, expanded, cout, stride, first=1, act="relu6"):
+    def __init__(self, cin, expanded, cout, stride, first=1, act="relu6", window=3):
         super().__init__()
         self.expand = _conv(cin, expanded, first, act=act)  # first == 3: not a 1x1 producer
-        self.depthwise = _conv(expanded, expanded, 3, stride, groups=expanded, act=act)
+        self.depthwise = _conv(expanded, expanded, window, stride, groups=expanded, act=act)
         self.project = _conv(expanded, cout, 1, act=None)
         self.residual = stride == 1 and cin == cout
 
@@ -125,6 +125,17 @@ def test_a_projection_with_another_reader_of_its_input_stays_a_step(library):
 
 
 @needs_avx2_fma
+@pytest.mark.parametrize("projection", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_5x5_depthwise_layer_fuses_too(library, stride, projection):
+    net = nn.SequentialCell([InvertedResidual(16, 64, 16, stride, act="silu", window=5),
+                             InvertedResidual(16, 48, 32, 1, window=5)])
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE, projection))
+    assert [step.kernel for step in program.steps].count(POINTWISE_DEPTHWISE) == 2
+    assert len(program.steps) == (2 if projection else 4)
+
+
+@needs_avx2_fma
 @pytest.mark.parametrize("net", [InvertedResidual(16, 32, 16, 1, first=3), TwoReaders()],
                          ids=["3x3 producer", "two readers"])
 def test_a_depthwise_layer_without_a_sole_1x1_producer_runs_on_onednn(library, net):
@@ -135,11 +146,12 @@ def test_a_depthwise_layer_without_a_sole_1x1_producer_runs_on_onednn(library, n
 
 def test_the_default_fuses_on_maps_of_14x14_and_more_with_avx512(library):
     net = randomized(nn.SequentialCell([InvertedResidual(16, 32, 16, 1),
+                                        InvertedResidual(16, 32, 16, 1, window=5),
                                         InvertedResidual(16, 32, 32, 2),
                                         InvertedResidual(32, 64, 32, 1)]))
     knobs = KernelKnobs(library.spaces, tuple(library.find_workloads(net, SHAPE)))
-    defaults = {g.workload.height: knobs.default_kernel(g) for g in knobs.workloads
-                if g.workload.kind == "depthwise"}
+    defaults = {(g.workload.height, g.workload.kernel[0]): knobs.default_kernel(g)
+                for g in knobs.workloads if g.workload.kind == "depthwise"}
     fused = POINTWISE_DEPTHWISE if "avx512f" in cpu_flags() else "onednn"
-    assert defaults == {14: fused, 7: "onednn"}
+    assert defaults == {(14, 3): fused, (14, 5): "onednn", (7, 3): "onednn"}
     assert knobs.spaces[POINTWISE_DEPTHWISE].param("projection").default is True

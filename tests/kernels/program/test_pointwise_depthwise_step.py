@@ -28,24 +28,27 @@ ACTIVATIONS = {0: lambda y: y, 1: lambda y: np.maximum(y, 0), 2: lambda y: np.cl
 
 
 def _reference(x, w1, b1, wd, bd, stride, pad, act1, act2):
+    """pad: one number, or (top, left, bottom, right)."""
     expanded = ACTIVATIONS[act1](conv_reference(x, w1, b1, (1, 1), (0, 0, 0, 0)))
     channels = wd.shape[0]
-    out = conv_reference(expanded, wd, bd, (stride, stride), (pad, pad, pad, pad),
-                         groups=channels)
+    pads = (pad,) * 4 if isinstance(pad, int) else pad
+    out = conv_reference(expanded, wd, bd, (stride, stride), pads, groups=channels)
     return ACTIVATIONS[act2](out)
 
 
-def _problem(n, k, h, w, c):
+def _problem(n, k, h, w, c, window=3):
     x = RNG.standard_normal((n, k, h, w)).astype(np.float32)
     w1 = (RNG.standard_normal((c, k, 1, 1)) / np.sqrt(k)).astype(np.float32)
     b1 = RNG.standard_normal(c).astype(np.float32)
-    wd = (RNG.standard_normal((c, 1, 3, 3)) / 3).astype(np.float32)
+    wd = (RNG.standard_normal((c, 1, window, window)) / window).astype(np.float32)
     bd = RNG.standard_normal(c).astype(np.float32)
     return x, w1, b1, wd, bd
 
 
-def _output_dims(n, c, h, w, stride, pad):
-    return (n, c, (h + 2 * pad - 3) // stride + 1, (w + 2 * pad - 3) // stride + 1)
+def _output_dims(n, c, h, w, stride, pad, window=3):
+    top, left, bottom, right = (pad,) * 4 if isinstance(pad, int) else pad
+    return (n, c, (h + top + bottom - window) // stride + 1,
+            (w + left + right - window) // stride + 1)
 
 
 @needs_avx2_fma
@@ -62,6 +65,33 @@ def test_matches_float64_convolutions(program_library, layout, n, k, h, w, c, st
     dims = _output_dims(n, c, h, w, stride, pad)
     assert dims == expected.shape
     close(run(program_library, layout, [x], [packed], [], dims, [step]), expected)
+
+
+# 5x5 windows: (n, k, h, w, c, stride, pad (top, left, bottom, right), rows, vecs, tasks)
+WIDE_SHAPES = [
+    (1, 16, 12, 14, 48, 1, (2, 2, 2, 2), 14, 2, 1),   # 'same' padding
+    (2, 24, 11, 9, 64, 2, (1, 2, 2, 1), 4, 2, 2),     # stride 2, uneven padding (TF 'same')
+    (1, 32, 9, 9, 32, 1, (0, 0, 0, 0), 6, 1, 4),      # no padding
+]
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("projection", [0, 24])
+@pytest.mark.parametrize("n,k,h,w,c,stride,pad,rows,vecs,tasks", WIDE_SHAPES)
+def test_a_5x5_window_matches_float64_convolutions(program_library, n, k, h, w, c, stride, pad,
+                                                   rows, vecs, tasks, projection):
+    x, w1, b1, wd, bd = _problem(n, k, h, w, c, window=5)
+    expected = _reference(x, w1, b1, wd, bd, stride, pad, 3, 3)
+    packed, dims = pack_pointwise_depthwise(w1, b1, wd, bd), expected.shape
+    if projection:
+        wp = (RNG.standard_normal((projection, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+        bp = RNG.standard_normal(projection).astype(np.float32)
+        expected = conv_reference(expected, wp, bp, (1, 1), (0, 0, 0, 0))
+        packed, dims = pack_pointwise_depthwise(w1, b1, wd, bd, wp, bp), expected.shape
+    assert dims == _output_dims(n, projection or c, h, w, stride, pad, window=5)
+    step = s.PointwiseDepthwise(0, 1, 2, stride, pad[0], pad[1], 3, 3, rows, vecs, tasks, c,
+                                projection, None, 0, 5)
+    close(run(program_library, s.Layout.NHWC, [x], [packed], [], dims, [step]), expected)
 
 
 @needs_avx2_fma
@@ -94,6 +124,7 @@ def test_with_the_projection(program_library, layout, n, k, h, w, c, stride, pad
     ({"channels": 40}, "multiple of 16"),
     ({"weights_floats": -16}, "packed weights"),
     ({"activation": 4}, "activation 4 unknown"),
+    ({"window": 7}, "a 3x3 or 5x5 window"),
 ])
 def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     """(Without AVX2 and FMA, every fused step is refused, saying so.)"""
@@ -104,7 +135,8 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     packed = pack_pointwise_depthwise(w1, b1, wd, bd)
     packed = packed[:packed.size + change.get("weights_floats", 0)]
     step = s.PointwiseDepthwise(0, 1, 2, 1, 1, 1, 2, change.get("activation", 2),
-                                change.get("register_rows", 8), 1, 1, c)
+                                change.get("register_rows", 8), 1, 1, c,
+                                window=change.get("window", 3))
     constants, offsets = s.pack_constants([packed])
     values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
               s.ValueDecl(s.Role.CONST, offsets[0], packed.shape),

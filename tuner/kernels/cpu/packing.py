@@ -95,15 +95,15 @@ def pack_pointwise_depthwise(pointwise: np.ndarray, pointwise_bias: np.ndarray,
                              depthwise: np.ndarray, depthwise_bias: np.ndarray,
                              projection: np.ndarray | None = None,
                              projection_bias: np.ndarray | None = None) -> np.ndarray:
-    """A 1x1 convolution (C, K, 1, 1) and the 3x3 depthwise one (C, 1, 3, 3) after it, with
+    """A 1x1 convolution (C, K, 1, 1) and the depthwise one (C, 1, k, k) after it, with
     their biases (C,), and optionally the 1x1 projection (P, C, 1, 1) after those with its bias
     (P,), as the runtime's fused step reads them (pointwise_depthwise.h): one float32 array of
-    w1 as [K][C], b1 [C], the depthwise taps as [9][C], bd [C], then wp as [C][P'] and bp [P']
+    w1 as [K][C], b1 [C], the depthwise taps as [k*k][C], bd [C], then wp as [C][P'] and bp [P']
     (P' = P rounded up to 16, zero-padded)."""
     channels = pointwise.shape[0]
     parts = [pointwise.reshape(channels, -1).T.reshape(-1),
              np.asarray(pointwise_bias, np.float32).reshape(-1),
-             depthwise.reshape(channels, 9).T.reshape(-1),
+             depthwise.reshape(channels, -1).T.reshape(-1),
              np.asarray(depthwise_bias, np.float32).reshape(-1)]
     if projection is not None:
         outputs = projection.shape[0]

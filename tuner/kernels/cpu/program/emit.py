@@ -159,7 +159,7 @@ def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
                                 params["tasks_per_thread"], wd.shape[0],
                                 wp.shape[0] if projection else 0,
                                 values.act(op.inputs[1]) if residual else None,
-                                STEP_ACTIVATION_CODES[act3])
+                                STEP_ACTIVATION_CODES[act3], wd.shape[-1])
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:

@@ -1,15 +1,16 @@
-"""Fusing a 1x1 convolution into the 3x3 depthwise convolution that reads it (an inverted
+"""Fusing a 1x1 convolution into the depthwise convolution that reads it (an inverted
 residual's expansion and depthwise layers), where the depthwise workload's kernel choice is the
 runtime's fused step (``pointwise_depthwise_nhwc``, kernels/cpu/program/pointwise_depthwise.h).
 
-The pattern is what the ops compute, never a model's classes: a depthwise 3x3 convolution
-(one filter a channel, channels a multiple of 16, stride 1 or 2, padding 0 or 1, then at most a
-ReLU, ReLU6 or SiLU) whose input is a 1x1 convolution's result (stride 1, no padding, then at
-most a ReLU, ReLU6 or SiLU) that nothing else reads. A depthwise layer whose choice names the fused step but
-that has no such producer runs on oneDNN. Where the choice's ``projection`` parameter is on, the
-1x1 convolution that alone reads the depthwise result (an inverted residual's projection:
-stride 1, no padding, then at most a residual add of a value computed before the expansion and
-a ReLU, ReLU6 or SiLU) joins the step too.
+The pattern is what the ops compute, never a model's classes: a depthwise 3x3 or 5x5
+convolution (one filter a channel, channels a multiple of 16, stride 1 or 2, padding up to half
+the window on each side, then at most a ReLU, ReLU6 or SiLU) whose input is a 1x1
+convolution's result (stride 1, no padding, then at most a ReLU, ReLU6 or SiLU) that nothing
+else reads. A depthwise layer whose choice names the fused step but that has no such producer
+runs on oneDNN. Where the choice's ``projection`` parameter is on, the 1x1 convolution that
+alone reads the depthwise result (an inverted residual's projection: stride 1, no padding, then
+at most a residual add of a value computed before the expansion and a ReLU, ReLU6 or SiLU)
+joins the step too.
 """
 from __future__ import annotations
 
@@ -53,11 +54,13 @@ def _is_depthwise(op: KOp, kg: KernelGraph) -> bool:
         return False
     weights = kg.shape(op.inputs[1])
     channels = kg.shape(op.inputs[0])[1]
-    top, left, _, _ = op.attrs["padding"]
+    padding = op.attrs["padding"]
     stride = tuple(op.attrs["stride"])
-    return (op.attrs["groups"] == channels == weights[0] and tuple(weights[1:]) == (1, 3, 3)
+    window = weights[2]
+    return (op.attrs["groups"] == channels == weights[0]
+            and tuple(weights[1:]) in ((1, 3, 3), (1, 5, 5))
             and channels % 16 == 0 and tuple(op.attrs["dilation"]) == (1, 1)
-            and stride in ((1, 1), (2, 2)) and top in (0, 1) and left in (0, 1)
+            and stride in ((1, 1), (2, 2)) and all(0 <= p <= window // 2 for p in padding)
             and _activation(op, kg) is not None)
 
 

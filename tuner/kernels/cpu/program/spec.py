@@ -491,13 +491,14 @@ class Winograd(Step):
 
 @dataclass(frozen=True)
 class PointwiseDepthwise(Step):
-    """dst = act2(depthwise3x3(act1(conv1x1(src) + b1)) + bd): a 1x1 convolution and the 3x3
-    depthwise convolution (``stride``, padding ``pad_top``/``pad_left`` of 0 or 1) that reads
-    it, fused (kernels/cpu/program/pointwise_depthwise.h) on channels-last values; with
-    ``projection_channels`` (0: none), the 1x1 convolution that reads the depthwise result too:
-    dst = act3(conv1x1(that) + bp [+ residual]). ``channels``: the depthwise layer's; ``weights``
-    packed by ``packing.pack_pointwise_depthwise``; activations 0 none, 1 ReLU, 2 ReLU6. The
-    tiling fields are that kernel's parameters (search_spaces/cpu_kernels.yaml)."""
+    """dst = act2(depthwise(act1(conv1x1(src) + b1)) + bd): a 1x1 convolution and the depthwise
+    convolution (a ``window`` of 3x3 or 5x5, ``stride`` 1 or 2, padding ``pad_top``/``pad_left``
+    up to half the window) that reads it, fused (kernels/cpu/program/pointwise_depthwise.h) on
+    channels-last values; with ``projection_channels`` (0: none), the 1x1 convolution that
+    reads the depthwise result too: dst = act3(conv1x1(that) + bp [+ residual]). ``channels``:
+    the depthwise layer's; ``weights`` packed by ``packing.pack_pointwise_depthwise``;
+    activations 0 none, 1 ReLU, 2 ReLU6, 3 SiLU. The tiling fields are that kernel's parameters
+    (search_spaces/cpu_kernels.yaml)."""
 
     KIND: ClassVar[int] = 17
     src: int
@@ -515,13 +516,14 @@ class PointwiseDepthwise(Step):
     projection_channels: int = 0
     residual: int | None = None
     projection_activation: int = 0
+    window: int = 3
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, self.dst, self.stride, self.pad_top, self.pad_left,
                 self.pointwise_activation, self.depthwise_activation, self.register_rows,
                 self.register_vectors, self.tasks_per_thread, self.channels,
                 self.projection_channels, -1 if self.residual is None else self.residual,
-                self.projection_activation]
+                self.projection_activation, self.window]
 
     def inputs(self):
         return (self.src, self.weights, *(() if self.residual is None else (self.residual,)))
