@@ -106,6 +106,7 @@ class Program {
   int64_t uid_ = 0;
   std::vector<AotKernel> kernels_;  // external kernels, by index
   std::vector<Value> values_;
+  std::vector<std::pair<int, int>> copies_;  // (value, its copy in another layout)
   std::vector<Step> steps_;
   std::vector<Action> actions_;
   std::vector<PackedWeight> packed_;
@@ -123,6 +124,7 @@ class Program {
     return values_[id];
   }
   int add_temp(const Dims &dims, dnnl_memory_desc_t md, int step);
+  int in_layout(int id, int step, Md want);
   int plain(int id, int step);
   int channels_last(int id, int step);
   int strided(int id, int step);

@@ -79,23 +79,24 @@ void Program::reorder(int from, int to, int step, const_dnnl_memory_desc_t from_
   add(pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, step, "reorder");
 }
 
-// `id` itself if its layout is plain row-major, else a plain copy made at `step`.
-int Program::plain(int id, int step) {
-  Md want(plain_md(value(id).dims));
+// `id` itself if its layout is `want`, else a copy in that layout: made at `step` by the first
+// step that asks, shared by the later ones (values are written once).
+int Program::in_layout(int id, int step, Md want) {
   if (dnnl_memory_desc_equal(value(id).md.md, want.md)) return id;
+  for (const auto &[source, copy] : copies_)
+    if (source == id && dnnl_memory_desc_equal(value(copy).md.md, want.md)) return copy;
   int copy = add_temp(value(id).dims, clone(want.md), step);
   reorder(id, copy, step);
+  copies_.push_back({id, copy});
   return copy;
 }
 
-// `id` itself if it is a 4-D value in channels-last order (NHWC, dense), else such a copy made
-// at `step`.
+// `id` itself if its layout is plain row-major, else a plain copy.
+int Program::plain(int id, int step) { return in_layout(id, step, Md(plain_md(value(id).dims))); }
+
+// `id` itself if it is a 4-D value in channels-last order (NHWC, dense), else such a copy.
 int Program::channels_last(int id, int step) {
-  Md want(tagged_md(value(id).dims, dnnl_acdb));
-  if (dnnl_memory_desc_equal(value(id).md.md, want.md)) return id;
-  int copy = add_temp(value(id).dims, clone(want.md), step);
-  reorder(id, copy, step);
-  return copy;
+  return in_layout(id, step, Md(tagged_md(value(id).dims, dnnl_acdb)));
 }
 
 // `id` itself if its layout is plain up to the order of its axes (strides, no blocks: what a
@@ -225,11 +226,7 @@ void Program::build_step(int index, Step &step) {
         if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
       const_dnnl_memory_desc_t want_src =
           dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_SRC);
-      if (!dnnl_memory_desc_equal(want_src, value(src).md.md)) {
-        int copy = add_temp(value(src).dims, clone(want_src), index);
-        reorder(src, copy, index);
-        src = copy;
-      }
+      src = in_layout(src, index, Md(clone(want_src)));
       define(dst, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_DST));
       int packed = packed_weight(
           weights, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_WEIGHTS));

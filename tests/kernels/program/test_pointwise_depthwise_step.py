@@ -145,3 +145,36 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
     call = runtime.DirectProgram(program_library, spec.encode(), [x, constants], (1, c, 8, 8))
     assert call() != 0
     assert message in runtime.last_error(program_library)
+
+
+@needs_avx2_fma
+def test_two_readers_of_a_value_share_its_channels_last_copy(program_library):
+    """An image's convolution leaves its result in the blocked layout its jit kernel writes; two
+    fused steps read it channels-last: one conversion, made for the first, serves both."""
+    x = RNG.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    weight = (RNG.standard_normal((32, 3, 3, 3)) / 3).astype(np.float32)
+    bias = RNG.standard_normal(32).astype(np.float32)
+    image = conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1)).astype(np.float32)
+    _, w1, b1, wd, bd = _problem(1, 32, 16, 16, 32)
+    _, v1, c1, vd, cd = _problem(1, 32, 16, 16, 32)
+    expected = (_reference(image, w1, b1, wd, bd, 1, 1, 2, 2)
+                + _reference(image, v1, c1, vd, cd, 1, 1, 1, 0))
+    constants = [weight, bias, pack_pointwise_depthwise(w1, b1, wd, bd),
+                 pack_pointwise_depthwise(v1, c1, vd, cd)]
+    packed, offsets = s.pack_constants(constants)
+    dims = (1, 32, 16, 16)
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
+              *(s.ValueDecl(s.Role.TEMP, -1, dims) for _ in range(3)),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, dims))
+    steps = (s.Conv(0, 1, 2, 5, 1, (1, 1), (1, 1, 1, 1)),
+             s.PointwiseDepthwise(5, 3, 6, 1, 1, 1, 2, 2, 8, 2, 1, 32),
+             s.PointwiseDepthwise(5, 4, 7, 1, 1, 1, 1, 0, 8, 2, 1, 32),
+             s.Binary(6, 7, 8, s.Alg.ADD))
+    words = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.ANY, values, steps).encode()
+    call = runtime.DirectProgram(program_library, words, [x, packed], dims)
+    assert call() == 0
+    close(call.output, expected)
+    times = runtime.timings(program_library, np.asarray(words))
+    conversions = [a.step for a in times.actions if a.label == "reorder"]
+    assert 1 in conversions and 2 not in conversions, times.actions
