@@ -60,6 +60,9 @@ def test_table_has_both_runs_and_the_programs_steps_named_by_workload(profiled, 
     layers = {layer for w in workloads["workloads"] for layer in w["layers"]}
     assert {o.workload for o in heavy} == keys
     assert {o.layer for o in heavy} == layers  # attributed to the layers they compute
+    flops = {w["key"]: w["flops"] for w in workloads["workloads"]}
+    assert all(o.flops == flops[o.workload] for o in heavy)  # per call: the rates' work
+    assert "tuned GFLOP/s" in stdout
     assert "program:overhead" in {o.op_type for o in tuned.operators}
     assert "Conv2D" not in {o.op_type for o in tuned.operators}
     assert all(o.calls % profile.runs == 0 for profile in (baseline, tuned)

@@ -10,6 +10,7 @@ from tuner.profiling.records import OperatorTime, Profile
 from tuner.profiling.trace import merged_trace
 
 WORKLOAD = "dense_n1_c8_h16_w16_o8_k3x3_s1_p1"
+WORKLOAD_FLOPS = 2 * 8 * 8 * 9 * 16 * 16
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def pair():
         OperatorTime("BatchNorm", "stage1.bn1", "Default/network-Net/stage1-Block/bn1-BatchNorm2d/BatchNorm-op0", 2, 2.0)))
     tuned = Profile("tuned", 2, wall_ms=2.0, unprofiled_ms=1.5, operators=(
         OperatorTime("Custom:conv2d_dense", "stage1.conv1", "Default/network-Net/stage1-Block/conv1-CustomConv2d/Custom-op0",
-                     2, 2.0, "conv2d_dense", WORKLOAD),))
+                     2, 2.0, "conv2d_dense", WORKLOAD, WORKLOAD_FLOPS),))
     return baseline, tuned
 
 
@@ -47,6 +48,24 @@ def test_rows_align_layers_and_name_custom_kernels_by_workload(pair):
     table = list(csv.DictReader(io.StringIO(render_csv(rows))))
     assert {r["section"] for r in table} == {"type", "layer", "total"}
     assert float(next(r for r in table if r["key"] == "Conv2D")["baseline_ms"]) == 8.0
+
+
+def test_rates_are_the_known_work_over_each_rows_time(pair):
+    baseline, tuned = pair
+    assert tuned.flops_per_inference("layer") == {"stage1.conv1": WORKLOAD_FLOPS}
+    assert baseline.flops_per_inference() == {}
+    rows = {(r.section, r.key): r for r in compare(*pair)}
+    per_ms = WORKLOAD_FLOPS / 1e6  # GFLOP/s of one inference's work done in 1 ms
+    assert rows["layer", "stage1.conv1"].gflops == (None, pytest.approx(per_ms / 1.0))
+    assert rows["type", "Custom:conv2d_dense"].gflops == (None, pytest.approx(per_ms / 1.0))
+    assert rows["total", "wall per inference, unprofiled"].gflops == (
+        None, pytest.approx(per_ms / 1.5))
+    assert rows["total", "framework overhead (wall - operators)"].gflops == (None, None)
+    table = list(csv.DictReader(io.StringIO(render_csv(list(rows.values())))))
+    conv = next(r for r in table if r["key"] == "stage1.conv1")
+    assert float(conv["tuned_gflops"]) == pytest.approx(per_ms) and conv["baseline_gflops"] == ""
+    text = render_text(list(rows.values()))
+    assert "tuned GFLOP/s" in text and f"{per_ms:.1f}" in text
 
 
 def test_a_profiler_slowdown_beyond_15_percent_is_stated(pair):

@@ -67,7 +67,8 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
             expanded.append(OperatorTime(
                 f"{PREFIX}{kind}", (info.layer if info else "") or operator.layer,
                 f"{operator.scope}/step{action.step}", int(round(action.calls * scale)),
-                total_ms, implementation, "" if reorder or not info else info.workload))
+                total_ms, implementation, "" if reorder or not info else info.workload,
+                0 if reorder or not info else info.flops))
         expanded.append(OperatorTime(f"{PREFIX}overhead", operator.layer, operator.scope,
                                      operator.calls, max(operator.total_ms - spent, 0.0),
                                      "program", operator.layer))

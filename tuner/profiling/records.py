@@ -21,6 +21,8 @@ class OperatorTime:
     - ``calls``: how many times it ran over all profiled inferences; ``total_ms``: its summed
       duration as the profiler recorded it.
     - ``kernel``, ``workload``: for a custom kernel, which kernel runs which workload (key).
+    - ``flops``: multiply-adds x 2 of one call where the tuner knows them (a program's heavy
+      step: its workload's), else 0.
     """
 
     op_type: str
@@ -30,6 +32,7 @@ class OperatorTime:
     total_ms: float
     kernel: str = ""
     workload: str = ""
+    flops: int = 0
 
     @property
     def name(self) -> str:
@@ -83,6 +86,16 @@ class Profile:
             entry[0] += op.calls
             entry[1] += op.total_ms
         return {k: (calls / self.runs, ms / self.runs) for k, (calls, ms) in totals.items()}
+
+    def flops_per_inference(self, key: str | None = None) -> dict[str, float]:
+        """``op_type`` or ``layer`` -> floating-point operations per inference of its operators
+        whose ``flops`` are known (only keys that have some); ``key`` None: one entry, ""."""
+        totals: dict[str, float] = {}
+        for op in self.operators:
+            if op.flops:
+                name = getattr(op, key) if key else ""
+                totals[name] = totals.get(name, 0.0) + op.flops * op.calls / self.runs
+        return totals
 
     def names_by_layer(self) -> dict[str, list[str]]:
         names: dict[str, list[str]] = {}

@@ -57,6 +57,10 @@ def _ms(value) -> str:
     return "-" if value in (None, "") else f"{float(value):.3f}"
 
 
+def _rate(value) -> str:
+    return "-" if value in (None, "") else f"{float(value):.1f}"
+
+
 def render(content: ReportContent) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(content.title)}"
              f"</title><style>{STYLE}</style></head><body>",
@@ -70,10 +74,12 @@ def render(content: ReportContent) -> str:
     if content.profile_rows:
         rows = [[r["section"], r["key"], r.get("tuned_what") or r.get("baseline_what") or "",
                  _ms(r["baseline_ms"]), _share(r["baseline_share"]), _ms(r["tuned_ms"]),
-                 _share(r["tuned_share"])] for r in content.profile_rows]
+                 _share(r["tuned_share"]), _rate(r.get("tuned_gflops"))]
+                for r in content.profile_rows]
         parts += ["<h2>Where the winner's time goes</h2>",
                   _table(["section", "operator type / layer", "what runs", "baseline ms",
-                          "baseline %", "winner ms", "winner %"], rows, "profile")]
+                          "baseline %", "winner ms", "winner %", "winner GFLOP/s"], rows,
+                         "profile")]
     parts.append("<h2>Failures</h2>")
     if content.failures:
         for status, trials in sorted(content.failures.items()):

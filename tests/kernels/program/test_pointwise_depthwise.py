@@ -114,6 +114,10 @@ def test_a_fused_pair_is_one_step_and_matches_mindspore(library, stride, project
     projections = [step for step in program.steps if step.layer.endswith("project.0")]
     assert len(projections) == (0 if projection else 2)
     assert len(program.steps) == (2 if projection else 4)
+    n, c, h, w = SHAPE
+    hw = (h // stride) * (w // stride)  # every layer after block 0's depthwise one
+    macs = h * w * c * 64 + hw * (64 * 9 + 64 * 16 + 16 * 48 + 48 * 9 + 48 * 32)
+    assert sum(step.flops for step in program.steps) == 2 * n * macs  # fused steps count all
 
 
 @needs_avx2_fma

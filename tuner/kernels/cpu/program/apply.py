@@ -58,13 +58,17 @@ def build_programs(plan: ProgramPlan, library: Path, layout: Layout,
 def _step_info(plan: ProgramPlan, op, kg, choice_for: ChoiceFor) -> StepInfo:
     layer = plan.graph.nodes[op.nodes[0]].path if op.nodes else ""
     if op.kind == FUSED_KIND:
+        convs = [op.attrs[part] for part in ("pointwise", "depthwise", "projection")
+                 if op.attrs.get(part) is not None]
         return StepInfo(layer, describe_op(op, kg), POINTWISE_DEPTHWISE,
-                        workload_of(op.attrs["depthwise"], kg).key)
+                        workload_of(op.attrs["depthwise"], kg).key,
+                        sum(workload_of(conv, kg).flops for conv in convs))
     if op.kind not in HEAVY_KINDS:
         return StepInfo(layer, describe_op(op, kg))
     _, hand = choice_for(op, kg)
     kernel = hand.kernel if hand and hand.kernel != POINTWISE_DEPTHWISE else "onednn"
-    return StepInfo(layer, describe_op(op, kg), kernel, workload_of(op, kg).key)
+    workload = workload_of(op, kg)
+    return StepInfo(layer, describe_op(op, kg), kernel, workload.key, workload.flops)
 
 
 def install(net: nn.Cell, plan: ProgramPlan, programs: list[BuiltProgram]) -> nn.Cell:

@@ -15,12 +15,15 @@ from tuner.kernels.cpu.program.runtime import ENTRY_POINT, DirectProgram, last_e
 @dataclass(frozen=True)
 class StepInfo:
     """What step k of a program computes: the network layer (module path), a description
-    (``conv(+batchnorm) -> relu [1x64x56x56]``), and for a heavy op its kernel and workload."""
+    (``conv(+batchnorm) -> relu [1x64x56x56]``), and for a heavy op its kernel, workload and
+    ``flops`` (multiply-adds x 2 of one call: of all its convolutions for a fused step; 0 for
+    steps that are not heavy)."""
 
     layer: str
     description: str
     kernel: str = ""
     workload: str = ""
+    flops: int = 0
 
 
 class ProgramCell(nn.Cell):
