@@ -23,6 +23,7 @@
 #include <dlfcn.h>
 
 #include "steps.h"
+#include "matmul_as_conv.h"
 
 #define AOT_ENTRY extern "C" __attribute__((visibility("default")))
 

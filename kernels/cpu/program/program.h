@@ -136,6 +136,8 @@ class Program {
            const char *label = "step");
   void reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md = nullptr);
   void build_step(int index, Step &step);
+  dnnl_primitive_desc_t matmul_as_conv(int index, const std::vector<int64_t> &f, int src,
+                                       std::vector<std::pair<int, int>> &args);
   void add_native(int index, std::shared_ptr<NativeCall> call, std::string info);
   void plan_memory();
 };

@@ -346,6 +346,15 @@ void Program::build_step(int index, Step &step) {
                                               attr),
             "matmul");
       dnnl_primitive_attr_destroy(attr);
+      if (implementation_of(pd).rfind("brg", 0) != 0) {  // oneDNN fell back to its gemm
+        std::vector<std::pair<int, int>> conv_args;
+        if (dnnl_primitive_desc_t conv = matmul_as_conv(index, f, src, conv_args)) {
+          dnnl_primitive_desc_destroy(pd);
+          pd = conv;
+          args = std::move(conv_args);
+          break;
+        }
+      }
       define(dst, dst_md.md);
       int w_arg = weights;
       if (constant_weights && f[5] == 0) {

@@ -291,6 +291,39 @@ def test_dense_layer_and_attention_products(program_library):
               [s.MatMul(0, 0, None, 1, transpose_weights=True)]), expected)
 
 
+@needs_avx512
+@pytest.mark.parametrize("rows, with_bias", [(50, True), (1, False), (7, True)])
+def test_dense_layers_oneDNN_gives_to_gemm_run_as_1x1_convolutions(program_library, rows,
+                                                                     with_bias):
+    """Products of a few rows (ViT's 50 tokens, a classifier's one) by constant weights: oneDNN's
+    matrix product leaves brgemm for gemm there; the rows as a channels-last image's pixels get
+    brgemm's 1x1 convolution. Two layers in a row: the input, a temporary and the output are
+    each read or written through the convolution's view of them."""
+    x = RNG.standard_normal((rows, 96)).astype(np.float32)
+    w1 = RNG.standard_normal((96, 64)).astype(np.float32)
+    w2 = RNG.standard_normal((64, 40)).astype(np.float32)
+    b1, b2 = (RNG.standard_normal((1, n)).astype(np.float32) for n in (64, 40))
+    hidden = ELTWISE[s.Alg.GELU_TANH][2](x.astype(np.float64) @ w1 + (b1 if with_bias else 0))
+    expected = hidden @ w2 + (b2 if with_bias else 0)
+    constants = [w1, w2] + ([b1, b2] if with_bias else [])
+    bias1, bias2 = (3, 4) if with_bias else (None, None)
+    temp, out = len(constants) + 1, len(constants) + 2
+    steps = [s.MatMul(0, 1, bias1, temp, posts=(s.PostOp(s.Alg.GELU_TANH),)),
+             s.MatMul(temp, 2, bias2, out)]
+    packed, offsets = s.pack_constants(constants)
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
+              s.ValueDecl(s.Role.TEMP, -1, (rows, 64)),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
+    words = s.ProgramSpec(_uid(), s.Layout.ANY, values, tuple(steps), ()).encode()
+    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    assert call() == 0
+    close(call.output, expected)
+    times = runtime.timings(program_library, np.asarray(words))
+    assert [a.implementation.split(":")[0] for a in times.actions] == ["brgconv_1x1"] * 2, \
+        times.actions
+
+
 def test_layer_norm_softmax_transpose_reshape_slice(program_library):
     x = RNG.standard_normal((2, 4, 3, 6)).astype(np.float32)
     scale = RNG.standard_normal(6).astype(np.float32)
