@@ -53,26 +53,16 @@ dnnl_primitive_desc_t Program::matmul_as_conv(int index, const std::vector<int64
     dnnl_primitive_desc_destroy(pd);
     return nullptr;
   }
-  auto view = [&](int of, Md md, int role) {  // `of`'s buffer described by `md`
-    Value v;
-    v.role = role;
-    v.index = role == ROLE_CONST ? value(of).index : -1;
-    v.alias = of;
-    v.dims = value(of).dims;
-    v.md = std::move(md);
-    v.last_use = index;
-    values_.push_back(std::move(v));
-    return (int)values_.size() - 1;
-  };
+  auto view = [&](int of, Md md) { return add_view(of, std::move(md), value(of).dims, index); };
   define(dst, Md(plain_md(value(dst).dims)).md);
   int packed = packed_weight(
-      view(weights, std::move(w_view), ROLE_CONST),
+      view(weights, std::move(w_view)),
       dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_WEIGHTS));
   args = post_args;
-  args.push_back({DNNL_ARG_SRC, view(src, std::move(src_md), ROLE_TEMP)});
+  args.push_back({DNNL_ARG_SRC, view(src, std::move(src_md))});
   args.push_back({DNNL_ARG_WEIGHTS, packed});
-  if (bias >= 0) args.push_back({DNNL_ARG_BIAS, view(bias, std::move(bias_md), ROLE_CONST)});
-  args.push_back({DNNL_ARG_DST, view(dst, std::move(dst_md), ROLE_TEMP)});
+  if (bias >= 0) args.push_back({DNNL_ARG_BIAS, view(bias, std::move(bias_md))});
+  args.push_back({DNNL_ARG_DST, view(dst, std::move(dst_md))});
   return pd;
 }
 

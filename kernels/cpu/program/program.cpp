@@ -186,7 +186,7 @@ void Program::execute(void **params) {
   }
   dnnl_stream_t stream = runtime().stream;
   for (PackedWeight &p : packed_) {
-    const void *source = pointer(params, values_[p.source]);
+    const void *source = pointer(params, values_[root(p.source)]);  // p.source may be a view
     if (source == p.packed_from) continue;  // the constants of a compiled graph keep their place
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory},
                                {DNNL_ARG_TO, values_[p.packed].memory}};

@@ -124,6 +124,7 @@ class Program {
     return values_[id];
   }
   int add_temp(const Dims &dims, dnnl_memory_desc_t md, int step);
+  int add_view(int of, Md md, const Dims &dims, int step);
   int in_layout(int id, int step, Md want);
   int plain(int id, int step);
   int channels_last(int id, int step);

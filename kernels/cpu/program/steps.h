@@ -16,6 +16,18 @@ int Program::add_temp(const Dims &dims, dnnl_memory_desc_t md, int step) {
   return (int)values_.size() - 1;
 }
 
+// A view of `of`'s buffer: a value of its own (`dims`, described by `md`) that aliases it.
+int Program::add_view(int of, Md md, const Dims &dims, int step) {
+  Value view;
+  view.role = ROLE_TEMP;
+  view.alias = of;
+  view.md = std::move(md);
+  view.dims = dims;
+  view.last_use = step;
+  values_.push_back(std::move(view));
+  return (int)values_.size() - 1;
+}
+
 void Program::define(int id, const_dnnl_memory_desc_t md) {
   Value &v = value(id);
   if (v.md.md) throw Error{"value " + std::to_string(id) + " defined twice"};
@@ -65,16 +77,8 @@ void Program::reorder(int from, int to, int step, const_dnnl_memory_desc_t from_
                                            runtime().engine, attr),
         "reorder");
   dnnl_primitive_attr_destroy(attr);
-  if (from_md) {  // a view (permuted or sliced) of `from`: a memory object of its own
-    Value view;
-    view.role = ROLE_TEMP;
-    view.alias = from;
-    view.md = Md(clone(from_md));
-    view.dims = value(to).dims;
-    view.last_use = step;
-    values_.push_back(std::move(view));
-    from = (int)values_.size() - 1;
-  }
+  if (from_md)  // a view (permuted or sliced) of `from`: a memory object of its own
+    from = add_view(from, Md(clone(from_md)), value(to).dims, step);
   value(from).last_use = std::max(value(from).last_use, step);
   add(pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}, step, "reorder");
 }
@@ -360,24 +364,10 @@ void Program::build_step(int index, Step &step) {
       if (constant_weights && f[5] == 0) {
         w_arg = packed_weight(weights, dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
                                                                     DNNL_ARG_WEIGHTS));
-      } else {
-        Value view;  // the (transposed) view of the weights operand
-        view.alias = weights;
-        view.md = std::move(w_md);
-        view.dims = value(weights).dims;
-        view.last_use = index;
-        values_.push_back(std::move(view));
-        w_arg = (int)values_.size() - 1;
+      } else {  // the (transposed) view of the weights operand
+        w_arg = add_view(weights, std::move(w_md), value(weights).dims, index);
       }
-      if (f[4] != 0) {
-        Value view;
-        view.alias = src;
-        view.md = std::move(src_md);
-        view.dims = value(src).dims;
-        view.last_use = index;
-        values_.push_back(std::move(view));
-        src = (int)values_.size() - 1;
-      }
+      if (f[4] != 0) src = add_view(src, std::move(src_md), value(src).dims, index);
       args.push_back({DNNL_ARG_SRC, src});
       args.push_back({DNNL_ARG_WEIGHTS, w_arg});
       if (bias >= 0) args.push_back({DNNL_ARG_BIAS, bias});
