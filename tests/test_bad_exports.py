@@ -327,6 +327,20 @@ def test_measure_refuses_a_workload_the_model_does_not_have(tmp_path):
                                "is not a workload of this model (")
 
 
+def test_measure_of_a_configuration_that_fails_to_compile_is_one_line_naming_why(tmp_path):
+    path = tmp_path / "best.json"
+    edit(fingerprint="", config__kernels=[], config__programs__granularity="off",
+         config__graph_kernel__enabled=True,
+         config__graph_kernel__enable_cluster_ops=["BatchNorm"])(path)
+    process = run("tuner.measure", path, "--min-runs", "2", "--min-seconds", "0")
+    assert process.returncode == 1, process.stderr[-2000:]
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: the tuned configuration: compile_error: "
+                           "AkgCompileError: graph-kernel fusion (AKG) could not compile "
+                           "Fused_BatchNorm_"), line
+    assert "(BatchNorm of stage" in line and process.stdout == ""
+
+
 def test_explain_takes_an_exports_choices_for_the_networks_workloads_only(tmp_path):
     good = write_export(valid_export(""), tmp_path / "good.json")
     process = run("tuner.explain", good)

@@ -3,6 +3,7 @@ in fresh processes and print the same metrics the search reported."""
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def main(argv: list[str]) -> int:
             results[label] = run_isolated(request, work / label, args.trial_timeout)
     for label, result in results.items():
         if not result.ok:
-            print(f"{label}: {result.status.value}: {result.error.strip()[-500:]}")
+            print(f"error: {args.config}: the {label} configuration: {result.reason()}",
+                  file=sys.stderr)
             return 1
     base, tuned = (results[k].metrics.to_dict() for k in ("baseline", "tuned"))
     print(f"{exported.target.model} {'x'.join(map(str, exported.target.input_shape))} "

@@ -1,6 +1,7 @@
 """A trial's failures come back as records: crash, hang, Python error, wrong output; a gated
 trial compiles, then waits to be released before timing."""
 import dataclasses
+import re
 import time
 
 from tuner.config import TuningConfig
@@ -52,6 +53,10 @@ def test_compile_failure_keeps_the_compiler_message(measure_tiny):
     result = measure_tiny(config)
     assert result.status is Status.COMPILE_ERROR
     assert "Traceback" in result.error and result.metrics is None
+    # MindSpore says only "Response is empty"; the reason is AKG's, in the trial's stdout
+    assert re.fullmatch(r"compile_error: AkgCompileError: graph-kernel fusion \(AKG\) could not "
+                        r"compile Fused_BatchNorm_\w+ \(BatchNorm of stage\d\.bn\d\)",
+                        result.reason()), result.reason()
 
 
 def test_output_beyond_tolerance_is_a_wrong_result(tiny_assets, tmp_path):

@@ -20,7 +20,8 @@ from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
                                    PROGRESS_FILE, REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE,
-                                   RESULT_FILE, UNDER_WAY, WARMUP_STEP, Phase, Span)
+                                   RESULT_FILE, STDERR_FILE, STDOUT_FILE, UNDER_WAY, WARMUP_STEP,
+                                   Phase, Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -85,14 +86,14 @@ class TrialProcess:
             self.process = zygote.fork_trial(self.request, workdir, env, self.timeout)
         except zygote.ZygoteHung as hung:  # loading the network, as a fresh process would have
             (workdir / PHASE_FILE).write_text(Phase.LOAD.value)
-            (workdir / "stderr.txt").write_text(
+            (workdir / STDERR_FILE).write_text(
                 f"the zygote of this trial's environment: {hung}\n")
             self.early = self._timed_out(self.started)
             return self
         if self.process is not None:
             return self
-        with (open(workdir / "stderr.txt", "wb") as stderr,
-              open(workdir / "stdout.txt", "wb") as stdout):
+        with (open(workdir / STDERR_FILE, "wb") as stderr,
+              open(workdir / STDOUT_FILE, "wb") as stdout):
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
                 env=env, stdin=subprocess.DEVNULL,
@@ -201,7 +202,7 @@ class TrialProcess:
         how = (f"killed by signal {signal.Signals(-code).name}" if code < 0
                else f"exited with code {code}")
         return TrialResult(status, error=f"trial process {how} during phase {phase}\n"
-                           + _tail(self.workdir / "stderr.txt"), wall_seconds=wall)
+                           + _tail(self.workdir / STDERR_FILE), wall_seconds=wall)
 
 
 def run_compiled_together(trials: Sequence[tuple[TrialRequest, Path, ProgressHandler | None]],

@@ -65,6 +65,8 @@ class Span(StrEnum):
 
 
 PHASE_FILE = "phase"
+STDOUT_FILE = "stdout.txt"  # the trial process's standard output and error, in its workdir
+STDERR_FILE = "stderr.txt"
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.jsonl"
 WARMUP_STEP = 0  # the progress entry (and pruning step) of the last warmup run

@@ -19,13 +19,14 @@ from typing import NamedTuple
 import numpy as np
 
 from tuner import cpuinfo
+from tuner.runner.akg_errors import AkgCompileError, akg_failure
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
                                    PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE,
                                    REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE, RESULT_FILE,
-                                   WARMUP_STEP, Phase, RequestKind, is_progress_step)
+                                   STDOUT_FILE, WARMUP_STEP, Phase, RequestKind, is_progress_step)
 
 READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
@@ -45,6 +46,19 @@ def _phase(phase: Phase) -> None:
 
 def _error_text(limit: int = 4000) -> str:
     return traceback.format_exc()[-limit:]
+
+
+def _compile_error_text() -> str:
+    """The compile's traceback and, where graph-kernel fusion's build server failed (MindSpore
+    then says only "Response is empty"), the kernel it could not compile, from this process's
+    standard output where the server printed it."""
+    text = _error_text()
+    sys.stdout.flush()
+    try:
+        cause = akg_failure(Path(STDOUT_FILE).read_text(errors="replace"))
+    except OSError:
+        cause = None
+    return f"{text}\n{AkgCompileError.__name__}: {cause}" if cause else text
 
 
 def _report_progress(durations: list[float]) -> None:
@@ -332,7 +346,7 @@ def _build(request: TrialRequest):
     except _Failed:
         raise
     except Exception:
-        raise _Failed(Status.COMPILE_ERROR, _error_text()) from None
+        raise _Failed(Status.COMPILE_ERROR, _compile_error_text()) from None
     return Built(ms, tuned, x, reference, compile_seconds, original)
 
 

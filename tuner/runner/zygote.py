@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.runner.protocol import RequestKind
+from tuner.runner.protocol import STDERR_FILE, STDOUT_FILE, RequestKind
 from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
@@ -274,7 +274,7 @@ def _child(workdir: Path) -> None:
         os.chdir(workdir)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        for fd, name in ((1, "stdout.txt"), (2, "stderr.txt")):
+        for fd, name in ((1, STDOUT_FILE), (2, STDERR_FILE)):
             handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(handle, fd)
         from tuner.runner import worker
