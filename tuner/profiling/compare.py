@@ -108,12 +108,13 @@ def _fmt(value: float | None, kind: str) -> str:
 
 
 _COLUMNS = ("calls", "ms", "share", "gflops")
+_HEADERS = [f"{side} {title}" for side in ("base", "tuned")
+            for title in ("calls", "ms", "%", "GFLOP/s")]  # a side's _COLUMNS, in order
 _TITLES = {"type": "by operator type", "layer": "by layer", "total": "totals"}
 
 
 def render_text(rows: list[Row], width: int = 58) -> str:
-    header = ["", "base calls", "base ms", "base %", "base GFLOP/s",
-              "tuned calls", "tuned ms", "tuned %", "tuned GFLOP/s"]
+    header = [""] + _HEADERS
     lines, section = [], None
     table = []
     for row in rows:
@@ -150,9 +151,8 @@ def render_markdown(rows: list[Row], baseline: Profile, tuned: Profile) -> str:
         if row.section != section:
             section = row.section
             out += ["", f"### {_TITLES[section]}", "",
-                    "| | base calls | base ms | base % | base GFLOP/s | tuned calls | tuned ms "
-                    "| tuned % | tuned GFLOP/s |",
-                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                    "| | " + " | ".join(_HEADERS) + " |",
+                    "|---|" + "---:|" * len(_HEADERS)]
         label = f"`{row.key}`" + (f" ({row.what[1]})" if row.section == "layer" and row.what[1]
                                   else "")
         cells = [_fmt(getattr(row, kind)[i], kind) for i in range(2) for kind in _COLUMNS]
