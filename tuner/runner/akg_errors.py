@@ -14,8 +14,9 @@ _MARK = "Compile error, args: "
 _END = "! build attrs:"
 
 
-class AkgCompileError(RuntimeError):
-    """A fused kernel that graph-kernel fusion (AKG) could not compile."""
+# The exception name a trial's error gives the reason under (TrialResult.reason() reads the
+# last ``SomethingError: ...`` line).
+AKG_ERROR = "AkgCompileError"
 
 
 def _module(scope: str) -> str:

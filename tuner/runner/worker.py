@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tuner import cpuinfo
-from tuner.runner.akg_errors import AkgCompileError, akg_failure
+from tuner.runner.akg_errors import AKG_ERROR, akg_failure
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
@@ -58,7 +58,7 @@ def _compile_error_text() -> str:
         cause = akg_failure(Path(STDOUT_FILE).read_text(errors="replace"))
     except OSError:
         cause = None
-    return f"{text}\n{AkgCompileError.__name__}: {cause}" if cause else text
+    return f"{text}\n{AKG_ERROR}: {cause}" if cause else text
 
 
 def _report_progress(durations: list[float]) -> None:
