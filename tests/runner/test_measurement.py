@@ -5,8 +5,9 @@ import pytest
 
 from tuner.errors import UsageError
 from tuner.runner.measurement import (BASELINE_MAX_SECONDS, MeasureSettings, latency_summary,
-                                      median_confidence_interval, output_error,
+                                      measured_result, median_confidence_interval, output_error,
                                       relative_precision, time_runs)
+from tuner.runner.record import Status
 
 
 def test_median_interval_needs_eight_samples_and_brackets_the_median():
@@ -77,6 +78,42 @@ def test_settings_are_validated():
         MeasureSettings(min_seconds=5, max_seconds=1)
     with pytest.raises(UsageError):
         MeasureSettings(rel_precision=0)
+    with pytest.raises(UsageError):
+        MeasureSettings(slots=0)
+
+
+class _RecordingGate:
+    def __init__(self, events):
+        self.events = events
+
+    def wait(self, slot):
+        self.events.append(("wait", slot))
+
+    def done(self, slot, durations):
+        self.events.append(("done", slot, len(durations)))
+
+
+def test_a_measurement_in_slots_idles_at_its_gate_between_them_and_reports_each(monkeypatch):
+    clock = itertools.count(0.0, 0.01)
+    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    events = []
+
+    def infer():
+        events.append("run")
+        return np.ones(3)
+
+    settings = MeasureSettings(warmup_runs=2, min_runs=3, min_seconds=0, max_seconds=100, slots=3)
+    result = measured_result(infer, settings, 1, np.ones(3), 0.0, 0.0, gate=_RecordingGate(events))
+    gates = [e for e in events if e != "run"]
+    assert gates == [("done", 0, 8), ("wait", 1), ("done", 1, 8), ("wait", 2), ("done", 2, 8)]
+    first_wait = events.index(("wait", 1))
+    assert events[:first_wait].count("run") == 2 + 8  # the warmup comes before the first slot only
+    assert result.status is Status.OK and result.metrics.timed_runs == 24
+
+
+def test_a_measurement_in_slots_without_a_gate_is_a_programming_error():
+    with pytest.raises(ValueError, match="SlotGate"):
+        measured_result(lambda: np.ones(1), MeasureSettings(slots=2), 1, np.ones(1), 0.0, 0.0)
 
 
 def test_the_baseline_is_timed_for_at_most_its_cap_and_never_longer_than_asked():

@@ -4,11 +4,13 @@ For each model and batch size: the model is built once with random weights (seed
 does) with a fixed random input and the untuned output on it. The same network with the same
 weights is exported to ONNX (``mindspore.export``; tuner.onnx.exportable first makes networks
 that MindSpore's converter refuses exportable, without changing what they compute) and ONNX
-Runtime's output is compared with the untuned MindSpore output: the ``ORT err`` column. Then,
-in each of ``--rounds`` rounds, the three engines (or those of ``--engines``) are timed one
-after the other, each in its own fresh process with the trials' protocol
-(tuner.runner.measurement); a row gives each engine's
-median images/s over the rounds and the ratios tuned/untuned and tuned/ONNX Runtime. The tuned
+Runtime's output is compared with the untuned MindSpore output: the ``ORT err`` column. Then
+the three engines (or those of ``--engines``), each in a process of its own that compiles once,
+are timed in alternation (tuner.runner.interleave): ``--rounds`` rounds, in each of which every
+engine times a slot of its runs (the trials' protocol, tuner.runner.measurement: a warmup run
+before the first slot, then runs for at least ``SLOT_MIN_SECONDS`` and at most
+``--max-seconds``) while the others idle. A row gives each engine's median images/s over its
+slots and the ratios tuned/untuned and tuned/ONNX Runtime. The tuned
 configuration is the export given by ``--config`` for that model and shape, else the search
 space's default for the model. A model that cannot be built, tuned or exported gets a row that
 says why. Needs ``pip install -e ".[bench]"`` (onnx, onnxruntime).
@@ -22,9 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuner import cpuinfo
+from tuner.cli import positive_float, positive_int
 from tuner.config import TuningConfig
 from tuner.export_format import read_export
 from tuner.models import TuningTarget
+from tuner.runner.interleave import run_interleaved
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
@@ -32,6 +36,7 @@ from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 DEFAULT_MODELS = ("resnet50", "mobilenet_v2_100", "efficientnet_b0", "densenet121",
                   "regnet_x_800mf", "convnext_tiny", "vit_b_32_224")
 ENGINES = ("untuned", "tuned", "onnxruntime")
+SLOT_MIN_SECONDS = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--config", type=Path, nargs="*", default=[],
                         help="exported JSONs; each is used for its own model and input shape")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--max-seconds", type=float, default=10.0,
-                        help="timing cap per engine and round (default 10; at least one run)")
-    parser.add_argument("--trial-timeout", type=float, default=1800.0)
+    parser.add_argument("--rounds", type=positive_int, default=10,
+                        help="interleaved rounds, a slot of each engine's runs in each "
+                             "(default 10)")
+    parser.add_argument("--max-seconds", type=positive_float, default=2.0,
+                        help="timing cap per engine and round (default 2; at least one run)")
+    parser.add_argument("--trial-timeout", type=positive_float, default=1800.0)
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
                         help="engines to time (default all three; leave out untuned at batch 16, "
                              "where MindSpore's builtin ResNet50 takes minutes an inference)")
@@ -99,8 +106,9 @@ def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
         row.onnx_rel_error, row.onnx_rewrites = data["max_rel_error"], data["rewrites"]
     if not exported.ok:
         row.notes.append(f"no ONNX Runtime figure: export {exported.reason()}")
-    settings = MeasureSettings(warmup_runs=1, min_runs=3, min_seconds=min(1.0, args.max_seconds),
-                               max_seconds=args.max_seconds)
+    settings = MeasureSettings(warmup_runs=1, min_runs=3,
+                               min_seconds=min(SLOT_MIN_SECONDS, args.max_seconds),
+                               max_seconds=args.max_seconds, slots=args.rounds)
     requests = {"untuned": TrialRequest("measure", target, str(assets), measure=settings),
                 "tuned": TrialRequest("measure", target, str(assets), config=config,
                                       measure=settings),
@@ -108,17 +116,14 @@ def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
     if not exported.ok:
         del requests["onnxruntime"]
     requests = {engine: request for engine, request in requests.items() if engine in args.engines}
-    failed: set[str] = set()
-    for round_index in range(args.rounds):
-        for engine, request in requests.items():
-            if engine in failed:
-                continue
-            result = run_isolated(request, work / f"{round_index}-{engine}", timeout)
-            if result.ok:
-                row.images_per_second.setdefault(engine, []).append(result.metrics.throughput_ips)
-            else:
-                failed.add(engine)
-                row.notes.append(f"{engine}: {result.reason()}")
+    timed = run_interleaved([(request, work / engine) for engine, request in requests.items()],
+                            timeout)
+    for engine, outcome in zip(requests, timed):
+        if outcome.result.ok:
+            row.images_per_second[engine] = [target.batch_size / seconds
+                                             for seconds in outcome.slot_medians_s]
+        else:
+            row.notes.append(f"{engine}: {outcome.result.reason()}")
     return row
 
 
@@ -156,8 +161,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exports = [read_export(path) for path in args.config]
     args.runs_dir.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {cpuinfo.description()}; images/s, median of {args.rounds} interleaved rounds, each "
-          f"engine in its own process; {args.image_size}x{args.image_size}")
+    print(f"CPU: {cpuinfo.description()}; images/s, median of {args.rounds} interleaved rounds "
+          f"(engines in processes of their own, timed in turn); "
+          f"{args.image_size}x{args.image_size}")
     rows = []
     for model in args.models:
         for batch in args.batch:

@@ -3,17 +3,21 @@ the same protocol and the same metrics as a MindSpore trial (tuner.runner.measur
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 
 from tuner.onnx.export import ONNX_FILE
+from tuner.runner.gate import Gate
 from tuner.runner.record import TrialResult
 from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
 
 
-def measure_onnx_runtime(request: TrialRequest) -> TrialResult:
+def measure_onnx_runtime(request: TrialRequest, gate: Gate,
+                         on_release: Callable[[], None]) -> TrialResult:
     """Default session options, CPU execution provider: what a user of ONNX Runtime gets.
-    ``compile_seconds`` is the session's creation (graph optimisation included)."""
+    ``compile_seconds`` is the session's creation (graph optimisation included). Timed once
+    ``gate`` lets it go (``on_release`` is called then), in its slots if it has them."""
     import onnxruntime
 
     from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
@@ -25,6 +29,9 @@ def measure_onnx_runtime(request: TrialRequest) -> TrialResult:
     feed = {session.get_inputs()[0].name: np.load(request.asset(INPUT_FILE))}
     compile_peak = read_hwm_mb()
     reset_hwm()
+    reference = np.load(request.asset(REFERENCE_FILE))
+    gate.release()
+    on_release()
     return measured_result(lambda: session.run(None, feed)[0], request.measure,
-                           request.target.batch_size, np.load(request.asset(REFERENCE_FILE)),
-                           compile_seconds, compile_peak, engine="ONNX Runtime")
+                           request.target.batch_size, reference, compile_seconds, compile_peak,
+                           engine="ONNX Runtime", gate=gate)

@@ -20,8 +20,8 @@ from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
                                    PROGRESS_FILE, REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE,
-                                   RESULT_FILE, STDERR_FILE, STDOUT_FILE, UNDER_WAY, WARMUP_STEP,
-                                   Phase, Span)
+                                   RESULT_FILE, SLOTS_FILE, STDERR_FILE, STDOUT_FILE, UNDER_WAY,
+                                   WARMUP_STEP, Phase, Span)
 
 STDERR_TAIL_CHARS = 4000
 QUIET_MINDSPORE = {"GLOG_v": "3", "GLOG_logtostderr": "1", "PYTHONWARNINGS": "ignore"}
@@ -76,7 +76,8 @@ class TrialProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "request.json").write_text(self.request.to_json())
         for stale in (RESULT_FILE, PHASE_FILE, PROGRESS_FILE, GO_FILE, zygote.EXIT_FILE,
-                      REFERENCES_REQUEST_FILE, REFERENCES_DONE_FILE):
+                      REFERENCES_REQUEST_FILE, REFERENCES_DONE_FILE, SLOTS_FILE,
+                      *(path.name for path in workdir.glob(f"{GO_FILE}.*"))):
             (workdir / stale).unlink(missing_ok=True)
         shutil.rmtree(workdir / GRAPHS_DIR, ignore_errors=True)
         self.started = time.perf_counter()
@@ -178,6 +179,11 @@ class TrialProcess:
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             _kill_group(self.process)
+
+    def time_out(self, since: float) -> None:
+        """Kill a trial that has had no result for ``timeout`` s since ``since`` (a
+        perf_counter time); ``finish`` then returns its ``timeout`` record."""
+        self.early = self._timed_out(since)
 
     def _wall(self) -> float:
         """Seconds the trial worked: without the time it waited at the gate."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -23,6 +23,12 @@ class MeasureSettings:
     the record then says the precision was not reached). An output whose
     max |out - ref| / max |ref| exceeds ``rel_tolerance`` is a wrong result.
 
+    With ``slots`` > 1 the timed runs come in that many slots, each under the rules above
+    (``min_runs``, ``min_seconds``, ``max_seconds``, ``rel_precision`` apply to a slot; the
+    warmup comes before the first): between two slots the process idles until it is let go
+    (a ``SlotGate``), so that a benchmark can time other engines in between
+    (tuner.runner.interleave). Metrics and the output check cover the runs of all slots.
+
     The untuned baseline is timed under ``for_baseline()``: at most ``BASELINE_MAX_SECONDS`` of
     timed work (a few of its seconds-long runs: between processes its figure varies by ~20 %
     on these machines, far more than more runs in one process would narrow).
@@ -34,8 +40,11 @@ class MeasureSettings:
     max_seconds: float = 30.0
     rel_tolerance: float = 1e-3
     rel_precision: float = 0.03
+    slots: int = 1
 
     def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise UsageError("measurement: slots must be >= 1")
         if self.warmup_runs < 0 or self.min_runs < 1:
             raise UsageError("measurement: warmup runs must be >= 0 and timed runs >= 1")
         if not 0 <= self.min_seconds <= self.max_seconds:
@@ -105,6 +114,16 @@ def time_runs(run: Callable[[], None], settings: MeasureSettings,
             return durations
 
 
+class SlotGate(Protocol):
+    """What a measurement timed in slots (``MeasureSettings.slots``) does between them."""
+
+    def wait(self, slot: int) -> None:
+        """Idle until slot ``slot`` (from 1 on) may be timed."""
+
+    def done(self, slot: int, durations: list[float]) -> None:
+        """Slot ``slot`` was timed: the seconds of each of its runs."""
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -114,19 +133,34 @@ def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, 
                     reference: np.ndarray, compile_seconds: float, compile_peak_mb: float,
                     on_run: Callable[[list[float]], None] | None = None,
                     engine: str = "the configured network",
-                    on_warmup: Callable[[float], None] | None = None) -> TrialResult:
+                    on_warmup: Callable[[float], None] | None = None,
+                    gate: SlotGate | None = None) -> TrialResult:
     """Time ``infer`` (one inference, returning its output as a host array) under ``settings``
-    and compare its last output with ``reference``: the record every engine's trial returns
-    (a ``wrong_result`` when the error is beyond ``settings.rel_tolerance``). An exception of
-    ``infer`` propagates: the caller knows which failure it is."""
+    (in slots, with ``gate`` between them, where ``settings.slots`` > 1) and compare its last
+    output with ``reference``: the record every engine's trial returns (a ``wrong_result`` when
+    the error is beyond ``settings.rel_tolerance``). An exception of ``infer`` propagates: the
+    caller knows which failure it is."""
+    if settings.slots > 1 and gate is None:
+        raise ValueError("a measurement timed in slots needs a SlotGate")
     outputs: list[np.ndarray] = []
 
     def run_once() -> None:
         outputs[:] = [infer()]
 
-    cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
-    durations = time_runs(run_once, settings, on_run=on_run, on_warmup=on_warmup)
-    cpu_utilization = (_cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    durations: list[float] = []
+    cpu_seconds = wall_seconds = 0.0
+    for slot in range(settings.slots):
+        if slot:
+            gate.wait(slot)
+        cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
+        timed = time_runs(run_once, settings if slot == 0 else replace(settings, warmup_runs=0),
+                          on_run=on_run, on_warmup=on_warmup)
+        cpu_seconds += _cpu_seconds() - cpu_before
+        wall_seconds += time.perf_counter() - wall_before
+        if gate is not None:
+            gate.done(slot, timed)
+        durations += timed
+    cpu_utilization = cpu_seconds / wall_seconds
     abs_error, rel_error = output_error(outputs[-1], reference)
     metrics = Metrics(compile_seconds=compile_seconds, **latency_summary(durations, batch_size),
                       peak_memory_mb=read_hwm_mb(), compile_peak_memory_mb=compile_peak_mb,

@@ -21,6 +21,12 @@ Rules:
   may hand its pruner an entry ``{"runs": WARMUP_STEP, "median_s": seconds since it saw the
   phase, UNDER_WAY: true}``: a lower bound of that run's length, so that a configuration far
   slower than the best is stopped without waiting for its whole warmup run.
+- A measurement timed in slots (``MeasureSettings.slots`` = n > 1; tuner.runner.interleave)
+  is gated and times slot 0 once released, then slot k once the parent creates
+  ``slot_go_file(k)``; after each slot it appends one line to ``SLOTS_FILE``
+  (``{"slot": k, "runs": r, "median_s": median of the slot's r timed runs, "ended_at": its
+  time.time()}``) and idles. Its
+  record covers the runs of all slots.
 - A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
   process timing on its machine.
 - Values are strings (``StrEnum``): they are what the files and JSON hold.
@@ -77,7 +83,14 @@ def is_progress_step(runs: int) -> bool:
     """Whether a child reports its progress after ``runs`` timed runs (or the warmup step)."""
     return runs == WARMUP_STEP or (runs > 0 and not runs & (runs - 1))
 
+
+def slot_go_file(slot: int) -> str:
+    """The file that releases slot ``slot`` of a measurement timed in slots (0: GO_FILE)."""
+    return GO_FILE if slot == 0 else f"{GO_FILE}.{slot}"
+
+
 GO_FILE = "go"
+SLOTS_FILE = "slots.jsonl"
 REFERENCES_REQUEST_FILE = "references.json"  # a TrialRequest of kind references
 REFERENCES_DONE_FILE = "references_done"
 PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)

@@ -20,18 +20,18 @@ import numpy as np
 
 from tuner import cpuinfo
 from tuner.runner.akg_errors import AKG_ERROR, akg_failure
+from tuner.runner.gate import Gate, wait_for
 from tuner.runner.record import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
-from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PHASE_FILE, PROFILE_FILE,  # noqa: F401
+from tuner.runner.protocol import (COMPILE_PHASES, PHASE_FILE, PROFILE_FILE,  # noqa: F401
                                    PARENT_PID_ENV, PROFILER_DIR, PROGRESS_FILE,
                                    REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE, RESULT_FILE,
                                    STDOUT_FILE, WARMUP_STEP, Phase, RequestKind, is_progress_step)
 
-READY_PHASE = Phase.READY
 REFERENCES_DIR = "kernel_references"  # builtin outputs for kernel verification, in the assets
 VERIFICATION_SEED = 0
-GATE_POLL_SECONDS = 0.02
+REFERENCES_POLL_SECONDS = 0.02
 
 
 class _Failed(Exception):
@@ -228,7 +228,7 @@ def _ensure_region_references(request: TrialRequest, library, net, graph) -> Non
                          seed=request.seed, kernel_space=request.kernel_space)
     Path(REFERENCES_REQUEST_FILE).write_text(child.to_json())
     _phase(Phase.REFERENCES)
-    _wait_for(REFERENCES_DONE_FILE)
+    wait_for(REFERENCES_DONE_FILE, REFERENCES_POLL_SECONDS)
     why = Path(REFERENCES_DONE_FILE).read_text().strip()
     _phase(Phase.REWRITE)
     if missing():
@@ -249,18 +249,6 @@ def _references(request: TrialRequest) -> TrialResult:
                               request.asset(REFERENCES_DIR), VERIFICATION_SEED,
                               _stored_graph(request))
     return TrialResult(Status.OK)
-
-
-def _wait_for_release() -> None:
-    """A gated trial, compiled, waits (idle) until the study lets it time its runs alone."""
-    _phase(Phase.READY)
-    _wait_for(GO_FILE)
-
-
-def _wait_for(name: str) -> None:
-    """Idle until the parent creates the file ``name`` in the trial's directory."""
-    while not Path(name).exists():
-        time.sleep(GATE_POLL_SECONDS)
 
 
 _preloaded: dict[tuple[str, str], object] = {}  # (model, device) -> network, for one trial
@@ -385,8 +373,8 @@ def _onnx_export(request: TrialRequest) -> TrialResult:
 def _onnx_measure(request: TrialRequest) -> TrialResult:
     from tuner.onnx.runtime import measure_onnx_runtime
 
-    _phase(Phase.RUN)
-    return measure_onnx_runtime(request)
+    _phase(Phase.COMPILE)
+    return measure_onnx_runtime(request, Gate(request.gated), lambda: _phase(Phase.RUN))
 
 
 def _measure(request: TrialRequest) -> TrialResult:
@@ -396,15 +384,15 @@ def _measure(request: TrialRequest) -> TrialResult:
     built = _build(request)
     compile_peak = read_hwm_mb()
     reset_hwm()
-    if request.gated:
-        _wait_for_release()
+    gate = Gate(request.gated)
+    gate.release()
     _phase(Phase.RUN)
     programs.reset(built.network)
     try:
         result = measured_result(lambda: built.network(built.x).asnumpy(), request.measure,
                                  request.target.batch_size, built.reference,
                                  built.compile_seconds, compile_peak, on_run=_report_progress,
-                                 on_warmup=_report_warmup)
+                                 on_warmup=_report_warmup, gate=gate)
     except Exception:
         raise _Failed(Status.RUNTIME_ERROR, _error_text()) from None
     return result.with_(workload_ms=programs.workload_times(built.network))

@@ -1,0 +1,42 @@
+"""Engines timed in alternation, each in its own process compiled once: a slot each in turn,
+the order reversed every slot; an engine that fails drops out, the others go on."""
+import json
+
+from tuner.config import TuningConfig
+from tuner.models import TuningTarget
+from tuner.runner.interleave import run_interleaved
+from tuner.runner.measurement import MeasureSettings
+from tuner.runner.protocol import SLOTS_FILE
+from tuner.runner.record import Status
+from tuner.runner.request import TrialRequest
+
+SLOTS = 3
+CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"
+
+
+def _request(tiny_target, tiny_assets, config=TuningConfig(), model=None):
+    target = tiny_target if model is None else TuningTarget(model, 2, 16)
+    return TrialRequest("measure", target, str(tiny_assets), config=config,
+                        measure=MeasureSettings(min_runs=3, min_seconds=0.1, max_seconds=0.3,
+                                                slots=SLOTS))
+
+
+def test_engines_take_turns_slot_by_slot_and_a_failed_one_drops_out(tiny_target, tiny_assets,
+                                                                     tmp_path):
+    crash = TuningConfig.from_knobs({"runtime.omp_num_threads": 3})  # SIGSEGV while loading
+    trials = [(_request(tiny_target, tiny_assets), tmp_path / "a"),
+              (_request(tiny_target, tiny_assets, crash, CRASHY), tmp_path / "crashy"),
+              (_request(tiny_target, tiny_assets), tmp_path / "b")]
+    a, crashy, b = run_interleaved(trials, timeout=120)
+
+    assert crashy.result.status is Status.COMPILE_ERROR and crashy.slot_medians_s == ()
+    ended = {}
+    for outcome, name in ((a, "a"), (b, "b")):
+        assert outcome.result.status is Status.OK
+        lines = [json.loads(line) for line in (tmp_path / name / SLOTS_FILE).read_text().splitlines()]
+        assert [line["slot"] for line in lines] == list(range(SLOTS))
+        assert outcome.slot_medians_s == tuple(line["median_s"] for line in lines)
+        assert outcome.result.metrics.timed_runs == sum(line["runs"] for line in lines)
+        ended.update({(name, line["slot"]): line["ended_at"] for line in lines})
+    order = sorted(ended, key=ended.get)
+    assert order == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]

@@ -1,0 +1,91 @@
+"""Several engines timed in alternation, each in a process of its own that compiles once: their
+ratios measured under the same machine conditions, slot by slot (tuner.bench anchors).
+
+On a shared machine whose speed drifts over seconds (these 2-vCPU hosts: from one minute to
+the next the same network runs 30 % faster or slower), timing one engine in a process, then
+the other in another, compares two stretches of the machine as much as two engines. Here every
+engine's process compiles first (all at once, gated), then each times a short slot in turn,
+alone on the machine while the others idle at their gates; slot after slot, the order is
+reversed every time (A B, B A, A B, ...) so that no engine always follows the same one. A
+slot's figure is the median of its runs (tuner.runner.measurement, ``MeasureSettings.slots``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tuner.runner.isolate import TrialProcess
+from tuner.runner.protocol import SLOTS_FILE, slot_go_file
+from tuner.runner.record import TrialResult
+from tuner.runner.request import TrialRequest
+
+POLL_SECONDS = 0.01
+SETTLE_SECONDS = 0.05  # between two slots: the last one's threads have gone to sleep
+
+
+@dataclass(frozen=True)
+class InterleavedResult:
+    """One engine's record (over the runs of all its slots) and the median seconds of a run in
+    each slot it timed (fewer than asked where it failed or timed out; ``result`` says why)."""
+
+    result: TrialResult
+    slot_medians_s: tuple[float, ...]
+
+
+def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
+                    timeout: float) -> list[InterleavedResult]:
+    """Each (measurement request, workdir) timed in ``request.measure.slots`` slots (the same
+    number for all), alternating as the module says. ``timeout`` applies to compiling and to
+    each slot; an engine that fails or times out drops out of the later slots."""
+    slots = {request.measure.slots for request, _ in trials}
+    if len(slots) != 1:
+        raise ValueError(f"interleaved trials must have the same number of slots, not {slots}")
+    processes = [TrialProcess(dataclasses.replace(request, gated=True), workdir, timeout)
+                 for request, workdir in trials]
+    medians: list[list[float]] = [[] for _ in processes]
+    try:
+        for process in processes:
+            process.start()
+        alive = [process.wait_ready() for process in processes]
+        for slot in range(slots.pop()):
+            order = range(len(processes)) if slot % 2 == 0 else reversed(range(len(processes)))
+            for index in order:
+                if alive[index]:
+                    median = _time_slot(processes[index], slot, timeout)
+                    alive[index] = median is not None
+                    medians[index] += [median] if median is not None else []
+                    time.sleep(SETTLE_SECONDS)
+        return [InterleavedResult(process.finish(), tuple(times))
+                for process, times in zip(processes, medians)]
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def _time_slot(process: TrialProcess, slot: int, timeout: float) -> float | None:
+    """Release slot ``slot`` of ``process`` and wait for its median; None if the process ended
+    instead (its record says why) or took longer than ``timeout`` (it is killed)."""
+    (process.workdir / slot_go_file(slot)).touch()
+    began = time.perf_counter()
+    while True:
+        lines = _slot_lines(process.workdir / SLOTS_FILE)
+        if len(lines) > slot:
+            return lines[slot]["median_s"]
+        if process.process.poll() is not None:
+            return None
+        if time.perf_counter() - began > timeout:
+            process.time_out(began)
+            return None
+        time.sleep(POLL_SECONDS)
+
+
+def _slot_lines(path: Path) -> list[dict]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line]
