@@ -17,7 +17,7 @@ enum : int { dnnl_f32 = 3 };
 
 typedef int dnnl_format_tag_t;
 enum : int { dnnl_format_tag_any = 1, dnnl_a = 2, dnnl_ab = 3, dnnl_abc = 4, dnnl_abcd = 5,
-             dnnl_abcde = 6, dnnl_acdb = 22, dnnl_aBcd16b = 78 };
+             dnnl_abcde = 6, dnnl_acdb = 22, dnnl_aBcd16b = 78, dnnl_aBcd8b = 102 };
 
 typedef int dnnl_prop_kind_t;
 enum : int { dnnl_forward_inference = 96 };

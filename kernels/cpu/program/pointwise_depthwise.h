@@ -11,6 +11,11 @@
 // reaches memory: a task computes E k rows at a time into a per-thread ring that stays in
 // the L2 cache, and each output row from the k rows it reads.
 //
+// Without the expansion (expand = 0: an inverted residual of expansion ratio 1), E is src
+// itself, its rows copied into the ring (C = K); src may then be channels-last or blocked by
+// 8 or 16 channels (nChw8c, nChw16c: src_block = 8 or 16, the layouts a oneDNN convolution
+// before it chooses with AVX2 and AVX-512), so that no conversion of it is needed.
+//
 // Work: tasks of (image, block of channels): the channel blocks are 16-channel vectors shared
 // evenly between at least threads * tasks_per_thread tasks (a block's E needs only its own
 // columns of w1), so that one image (batch 1) still keeps every thread busy and no E row is
@@ -24,8 +29,8 @@
 // with its own ring (the E rows above a strip computed twice).
 //
 // The weights are one constant, packed by tuner/kernels/cpu/packing.py
-// (pack_pointwise_depthwise): w1 as [K][C], b1 [C], wd as [k*k][C], bd [C] (and wp as [C][P'],
-// bp [P'], P' = P rounded up to 16).
+// (pack_pointwise_depthwise): w1 as [K][C], b1 [C] (with the expansion only), wd as [k*k][C],
+// bd [C] (and wp as [C][P'], bp [P'], P' = P rounded up to 16).
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -41,6 +46,8 @@ struct PointwiseDepthwiseShape {
       tasks_per_thread;
   int P = 0, act3 = 0;  // the projection's output channels (0: none) and its activation
   int window = 3;       // the depthwise window: 3x3 or 5x5
+  int expand = 1;       // 0: no 1x1 expansion, E = src (K = C)
+  int src_block = 0;    // without the expansion: src is nChw<src_block>c (8 or 16), not NHWC
 };
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -49,6 +56,11 @@ class PointwiseDepthwise final : public NativeConv {
  public:
   explicit PointwiseDepthwise(const PointwiseDepthwiseShape &s) : s_(s) {
     if (s.C % 16 != 0) throw Error{"pointwise_depthwise: channels must be a multiple of 16"};
+    if (!s.expand && s.K != s.C)
+      throw Error{"pointwise_depthwise: without an expansion, input and depthwise channels agree"};
+    if (s.src_block && (s.expand || (s.src_block != 8 && s.src_block != 16)))
+      throw Error{"pointwise_depthwise: only the step without an expansion reads a blocked "
+                  "input, blocked by 8 or 16 channels"};
     const int halo = s.window / 2;  // padding up to half the window on every side
     if ((s.window != 3 && s.window != 5) || s.stride < 1 || s.stride > 2 || s.pad_top > halo ||
         s.pad_left > halo || s.pad_top < 0 || s.pad_left < 0 ||
@@ -59,7 +71,7 @@ class PointwiseDepthwise final : public NativeConv {
     for (int act : {s.act1, s.act2, s.act3})
       if (act < TILE_NONE || act > TILE_SILU)
         throw Error{"pointwise_depthwise: activation " + std::to_string(act) + " unknown"};
-        wide_ = register_tile_for<START_BIAS>(s.rows, s.vecs);
+    wide_ = register_tile_for<START_BIAS>(s.rows, s.vecs);
     narrow_ = register_tile_for<START_BIAS>(s.rows, 1);
     if (!wide_ || !narrow_)
       throw Error{"pointwise_depthwise: no register tile of " + std::to_string(s.rows) + " x " +
@@ -72,7 +84,7 @@ class PointwiseDepthwise final : public NativeConv {
   }
 
   int64_t weight_floats() const override {
-    return (int64_t)s_.K * s_.C + (2LL + s_.window * s_.window) * s_.C +
+    return expansion_floats() + (1LL + s_.window * s_.window) * s_.C +
            (int64_t)(s_.C + 1) * padded_projection();
   }
 
@@ -108,6 +120,7 @@ class PointwiseDepthwise final : public NativeConv {
   int tail_rows_ = 0;  // the register tile of a row's last W % rows pixels
 
   int padded_projection() const { return (s_.P + 15) / 16 * 16; }
+  int64_t expansion_floats() const { return s_.expand ? (int64_t)s_.K * s_.C + s_.C : 0; }
 
   static float *scratch(size_t floats, int slot) {
     static thread_local std::vector<float> buffers[5];
@@ -181,12 +194,38 @@ class PointwiseDepthwise final : public NativeConv {
     e.next = std::max(e.next, y1);
   }
 
+  // E rows [e.next, y1) without an expansion: src's rows (channels [c0, c0 + cw)) copied.
+  void copy_rows(const float *src, Rows &e, int y1) const {
+    const int W = s_.W, H = s_.H, C = s_.C, cw = e.cw;
+    for (int y = e.next; y < y1; y++) {
+      float *out = e.buffer + e.slot(y) * e.row_floats + (s_.window / 2) * cw;
+      if (!s_.src_block) {
+        const float *row = src + ((int64_t)e.n * H + y) * W * C + e.c0;
+        for (int x = 0; x < W; x++)
+          std::copy(row + (int64_t)x * C, row + (int64_t)x * C + cw, out + (int64_t)x * cw);
+        continue;
+      }
+      const int b = s_.src_block;
+      for (int v = 0; v < cw; v += b) {  // block (c0 + v) / b of nChw<b>c
+        const float *row = src + (((int64_t)e.n * (C / b) + (e.c0 + v) / b) * H + y) * W * b;
+        for (int x = 0; x < W; x++)
+          std::copy(row + (int64_t)x * b, row + (int64_t)(x + 1) * b, out + (int64_t)x * cw + v);
+      }
+    }
+    e.next = std::max(e.next, y1);
+  }
+
   // The `window` E rows output row oy reads, computed first where missing.
   void rows_for(const float *src, const float *w1, const float *b1, Rows &e, int oy,
                 const float *rows[kMaxWindow]) const {
     const int top = oy * s_.stride - s_.pad_top;
     const int end = std::min(top + s_.window, s_.H);
-    if (e.next < end) expand_rows(src, w1, b1, e, end);
+    if (e.next < end) {
+      if (s_.expand)
+        expand_rows(src, w1, b1, e, end);
+      else
+        copy_rows(src, e, end);
+    }
     for (int i = 0; i < s_.window; i++) {
       const int y = top + i;
       rows[i] = (y < 0 || y >= s_.H) ? e.zero : e.buffer + e.slot(y) * e.row_floats;
@@ -199,11 +238,11 @@ class PointwiseDepthwise final : public NativeConv {
   void run_task(const float *src, const float *weights, float *dst, int n, int c0,
                 int cw) const {
     const int K = s_.K, C = s_.C, H = s_.H;
-    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C;
+    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = weights + expansion_floats();
     const float *bd = wd + (int64_t)s_.window * s_.window * C;
     const bool whole = H * (int64_t)(s_.W + s_.window - 1) * cw * 4 <= kWholeBytes;
     Rows e = rows_of(n, c0, cw, whole ? H : s_.window, 0);
-    if (whole) expand_rows(src, w1, b1, e, H);
+    if (whole && s_.expand) expand_rows(src, w1, b1, e, H);
     for (int oy = 0; oy < s_.OH; oy++) {
       const float *rows[kMaxWindow];
       rows_for(src, w1, b1, e, oy, rows);
@@ -219,7 +258,7 @@ class PointwiseDepthwise final : public NativeConv {
                  int n, int oy0, int oy1) const {
     const int K = s_.K, C = s_.C, OW = s_.OW, P = s_.P, R = s_.rows;
     const int PP = padded_projection(), panel = 16 * s_.vecs;
-    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = b1 + C;
+    const float *w1 = weights, *b1 = w1 + (int64_t)K * C, *wd = weights + expansion_floats();
     const float *bd = wd + (int64_t)s_.window * s_.window * C;
     const float *wp = bd + C, *bp = wp + (int64_t)C * PP;
     const int pixels = (OW + R - 1) / R * R;
@@ -258,23 +297,61 @@ class PointwiseDepthwise final : public NativeConv {
       depthwise_row_of<3>(rows, wd, bd, out, c0, cw);
   }
 
+  // One output row of channels [c0, c0 + cw). With AVX-512 a vector's k*k taps stay in
+  // registers across the row; AVX2 has 16 registers, fewer than the taps' 18 halves, so each
+  // tap is loaded once for a group of kGroup output pixels instead.
   template <int KW>
   void depthwise_row_of(const float *const rows[kMaxWindow], const float *wd, const float *bd,
                         float *out, int c0, int cw) const {
     const int C = s_.C, OW = s_.OW, stride = s_.stride, act = s_.act2;
     const int shift = KW / 2 - s_.pad_left;  // E column of output column 0's first tap
+#if defined(__AVX512F__)
+    constexpr int kGroup = 1;
+#else
+    constexpr int kGroup = 4;  // the accumulators a0..a3 below
+#endif
     for (int v = 0; v < cw; v += 16) {
-      Vec16 w[KW * KW];
-      for (int k = 0; k < KW * KW; k++) w[k] = v_loadu(wd + (int64_t)k * C + c0 + v);
+      const float *taps = wd + c0 + v;
+      Vec16 w[kGroup == 1 ? KW * KW : 1];
+      if (kGroup == 1)
+        for (int k = 0; k < KW * KW; k++) w[k] = v_loadu(taps + (int64_t)k * C);
       const Vec16 bias = v_loadu(bd + c0 + v);
-      for (int ox = 0; ox < OW; ox++) {
-        const int64_t at = (int64_t)(ox * stride + shift) * cw + v;
-        Vec16 acc = bias;
+      int ox = 0;
+      for (; ox + kGroup <= OW; ox += kGroup) {
+        // kGroup accumulators as variables of their own, not an array: GCC keeps an array of
+        // two-register vectors on the stack
+        Vec16 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+        const int64_t step = (int64_t)stride * cw;
 #pragma GCC unroll 5
         for (int i = 0; i < KW; i++) {
-          const float *e = rows[i] + at;
+          const float *e = rows[i] + (int64_t)(ox * stride + shift) * cw + v;
 #pragma GCC unroll 5
-          for (int j = 0; j < KW; j++) acc = v_fmadd(w[i * KW + j], v_loadu(e + j * cw), acc);
+          for (int j = 0; j < KW; j++) {
+            const Vec16 tap =
+                kGroup == 1 ? w[i * KW + j] : v_loadu(taps + (int64_t)(i * KW + j) * C);
+            const float *x = e + (int64_t)j * cw;
+            a0 = v_fmadd(tap, v_loadu(x), a0);
+            if (kGroup > 1) {
+              a1 = v_fmadd(tap, v_loadu(x + step), a1);
+              a2 = v_fmadd(tap, v_loadu(x + 2 * step), a2);
+              a3 = v_fmadd(tap, v_loadu(x + 3 * step), a3);
+            }
+          }
+        }
+        float *o = out + (int64_t)ox * C + c0 + v;
+        v_storeu(o, tile_activation(a0, act));
+        if (kGroup > 1) {
+          v_storeu(o + C, tile_activation(a1, act));
+          v_storeu(o + 2 * (int64_t)C, tile_activation(a2, act));
+          v_storeu(o + 3 * (int64_t)C, tile_activation(a3, act));
+        }
+      }
+      for (; ox < OW; ox++) {  // the last OW % kGroup pixels
+        Vec16 acc = bias;
+        for (int i = 0; i < KW; i++) {
+          const float *e = rows[i] + (int64_t)(ox * stride + shift) * cw + v;
+          for (int j = 0; j < KW; j++)
+            acc = v_fmadd(v_loadu(taps + (int64_t)(i * KW + j) * C), v_loadu(e + j * cw), acc);
         }
         v_storeu(out + (int64_t)ox * C + c0 + v, tile_activation(acc, act));
       }

@@ -40,6 +40,7 @@ void check_abi() {
       {dnnl_fmt_tag2str(dnnl_abcd), "abcd"},
       {dnnl_fmt_tag2str(dnnl_acdb), "acdb"},
       {dnnl_fmt_tag2str(dnnl_aBcd16b), "aBcd16b"},
+      {dnnl_fmt_tag2str(dnnl_aBcd8b), "aBcd8b"},
       {dnnl_fmt_tag2str(dnnl_format_tag_any), "any"},
       {dnnl_prop_kind2str(dnnl_forward_inference), "forward_inference"},
       {dnnl_engine_kind2str(dnnl_cpu), "cpu"},

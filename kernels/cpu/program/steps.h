@@ -524,9 +524,18 @@ void Program::build_step(int index, Step &step) {
     case STEP_POINTWISE_DEPTHWISE: {  // src, weights, dst, stride, pad_top, pad_left, act1,
                                       // act2, rows, vecs, tasks_per_thread, channels,
                                       // projection channels (0: none), residual, act3,
-                                      // window
-      need(16);
-      int src = channels_last((int)f[0], index), dst = (int)f[2];
+                                      // window, expand (0: no 1x1 expansion)
+      need(17);
+      const bool expand = f[16] != 0;
+      // without the expansion the step copies src's rows itself: a blocked src as it is
+      int src = (int)f[0], src_block = 0;
+      if (!expand && value(src).dims.size() == 4)
+        for (auto [block, tag] : {std::pair{16, dnnl_aBcd16b}, std::pair{8, dnnl_aBcd8b}})
+          if (value(src).dims[1] % block == 0 &&
+              dnnl_memory_desc_equal(value(src).md.md, Md(tagged_md(value(src).dims, tag)).md))
+            src_block = block;
+      if (!src_block) src = channels_last(src, index);
+      int dst = (int)f[2];
       const Dims &in = value(src).dims, &out = value(dst).dims;
       if (in.size() != 4 || out.size() != 4)
         throw Error{"pointwise_depthwise: 4-D values expected"};
@@ -536,14 +545,17 @@ void Program::build_step(int index, Step &step) {
                                     (int)f[11], (int)out[2], (int)out[3], (int)f[3],
                                     (int)f[4], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
                                     (int)f[9], (int)f[10], (int)f[12], (int)f[14],
-                                    (int)f[15]};
+                                    (int)f[15], expand ? 1 : 0, src_block};
       if (f[13] >= 0 && !f[12]) throw Error{"pointwise_depthwise: a residual needs a projection"};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<PointwiseDepthwise>(shape);
       int residual = f[13] >= 0 ? channels_last((int)f[13], index) : -1;
       call->values = {src, (int)f[1], -1, residual, dst};
-      add_native(index, call, f[12] ? "pointwise_depthwise_nhwc:projected"
-                                    : "pointwise_depthwise_nhwc");
+      add_native(index, call, std::string(f[12] ? "pointwise_depthwise_nhwc:projected"
+                                                : "pointwise_depthwise_nhwc") +
+                                  (expand ? "" : ":no_expansion") +
+                                  (src_block ? ":nChw" + std::to_string(src_block) + "c_input"
+                                             : ""));
       return;
     }
     default:

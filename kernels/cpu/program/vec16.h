@@ -52,7 +52,7 @@ struct Vec16 {
   __m256 lo, hi;
 };
 struct Mask16 {
-  __m256i lo, hi;
+  int count;  // the first `count` lanes (0 to 16)
 };
 
 VEC16_INLINE Vec16 v_zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
@@ -99,17 +99,31 @@ VEC16_INLINE Vec16 v_times_pow2(Vec16 a, Vec16 n) {
   return {pow2_times(a.lo, n.lo), pow2_times(a.hi, n.hi)};
 }
 
+// A Mask16 of AVX2 is the count of its first lanes: the halves it fills are plain loads and
+// stores, only a partial half is masked (AVX2's masked stores cost AMD Zen tens of cycles
+// each, so a mask of all lanes must not become one).
 VEC16_INLINE Mask16 lanes(int remaining) {  // lane i is on where i < remaining
-  const __m256i n = _mm256_set1_epi32(remaining);
-  return {_mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-          _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15))};
+  return {std::min(std::max(remaining, 0), 16)};
+}
+VEC16_INLINE __m256i half_lanes(int count) {  // lane i of an 8-lane half is on where i < count
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+VEC16_INLINE __m256 half_loadu(const float *p, int count) {
+  return count >= 8 ? _mm256_loadu_ps(p)
+                    : count > 0 ? _mm256_maskload_ps(p, half_lanes(count)) : _mm256_setzero_ps();
+}
+VEC16_INLINE void half_storeu(float *p, int count, __m256 a) {
+  if (count >= 8)
+    _mm256_storeu_ps(p, a);
+  else if (count > 0)
+    _mm256_maskstore_ps(p, half_lanes(count), a);
 }
 VEC16_INLINE Vec16 v_maskz_loadu(Mask16 mask, const float *p) {
-  return {_mm256_maskload_ps(p, mask.lo), _mm256_maskload_ps(p + 8, mask.hi)};
+  return {half_loadu(p, mask.count), half_loadu(p + 8, mask.count - 8)};
 }
 VEC16_INLINE void v_mask_storeu(float *p, Mask16 mask, Vec16 a) {
-  _mm256_maskstore_ps(p, mask.lo, a.lo);
-  _mm256_maskstore_ps(p + 8, mask.hi, a.hi);
+  half_storeu(p, mask.count, a.lo);
+  half_storeu(p + 8, mask.count - 8, a.hi);
 }
 #endif
 

@@ -1,9 +1,11 @@
 """Fusing a 1x1 convolution into the 3x3 depthwise convolution after it (an inverted residual's
 expansion and depthwise layers): where the depthwise workload's choice is the fused step, the
 pair is one step and the network still matches MindSpore, with or without the 1x1 projection
-after it (and its residual add), with ReLU6 or SiLU, a 3x3 or 5x5 window; a depthwise layer without such a producer runs on oneDNN, a
+after it (and its residual add), with ReLU6 or SiLU, a 3x3 or 5x5 window; a depthwise layer
+without such a producer fuses with its projection alone, or without one runs on oneDNN; a
 projection that is not the depthwise result's only reader stays a step of its own; the space's
-default fuses the 3x3 pairs of large maps on AVX-512, their projections too."""
+default fuses the 3x3 pairs of maps of 28x28 and more (14x14 too with AVX-512), their
+projections too."""
 from __future__ import annotations
 
 import numpy as np
@@ -147,14 +149,31 @@ def test_a_depthwise_layer_without_a_sole_1x1_producer_runs_on_onednn(library, n
     assert [step.kernel for step in depthwise] == ["onednn"]
 
 
-def test_the_default_fuses_on_maps_of_14x14_and_more_with_avx512(library):
+@needs_avx2_fma
+@pytest.mark.parametrize("stride, outputs", [(1, 16), (2, 24)], ids=["residual", "stride 2"])
+def test_without_a_1x1_producer_the_depthwise_layer_fuses_with_its_projection(library, stride,
+                                                                               outputs):
+    """An inverted residual of expansion ratio 1 (MobileNetV2's first block, after its stem)."""
+    net = InvertedResidual(16, 32, outputs, stride, first=3)
+    program = _run(library, net, _fused_everywhere(library, net, SHAPE, projection=True))
+    assert [(step.layer, step.kernel) for step in program.steps] == [
+        ("expand.0", "onednn"), ("depthwise.0", POINTWISE_DEPTHWISE)]
+    n, c, h, w = SHAPE
+    hw = (h // stride) * (w // stride)
+    assert program.steps[1].flops == 2 * n * hw * (32 * 9 + 32 * outputs)
+
+
+def test_the_default_fuses_on_maps_of_28x28_and_more_and_14x14_with_avx512(library):
     net = randomized(nn.SequentialCell([InvertedResidual(16, 32, 16, 1),
                                         InvertedResidual(16, 32, 16, 1, window=5),
                                         InvertedResidual(16, 32, 32, 2),
-                                        InvertedResidual(32, 64, 32, 1)]))
-    knobs = KernelKnobs(library.spaces, tuple(library.find_workloads(net, SHAPE)))
+                                        InvertedResidual(32, 64, 32, 1),
+                                        InvertedResidual(32, 64, 32, 2)]))
+    shape = (2, 16, 28, 28)
+    knobs = KernelKnobs(library.spaces, tuple(library.find_workloads(net, shape)))
     defaults = {(g.workload.height, g.workload.kernel[0]): knobs.default_kernel(g)
                 for g in knobs.workloads if g.workload.kind == "depthwise"}
-    fused = POINTWISE_DEPTHWISE if "avx512f" in cpu_flags() else "onednn"
-    assert defaults == {(14, 3): fused, (14, 5): "onednn", (7, 3): "onednn"}
+    fused = POINTWISE_DEPTHWISE if {"avx2", "fma"} <= cpu_flags() else "onednn"
+    fused_14x14 = POINTWISE_DEPTHWISE if "avx512f" in cpu_flags() else "onednn"
+    assert defaults == {(28, 3): fused, (28, 5): "onednn", (14, 3): fused_14x14}
     assert knobs.spaces[POINTWISE_DEPTHWISE].param("projection").default is True

@@ -119,6 +119,58 @@ def test_with_the_projection(program_library, layout, n, k, h, w, c, stride, pad
     close(run(program_library, layout, [x], constants, [], dims, [step]), expected)
 
 
+# (n, h, w, c, stride, pad, register_rows, register_vectors, tasks_per_thread, outputs)
+UNEXPANDED = [
+    (1, 14, 14, 32, 1, 1, 6, 1, 1, 16),   # MobileNetV2's first block, in miniature
+    (2, 11, 9, 48, 2, 1, 4, 2, 2, 24),    # odd sizes, stride 2, three 16-channel blocks
+    (1, 7, 7, 64, 1, 0, 12, 1, 4, 40),    # no padding, the tail path of the projection
+]
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("layout", [s.Layout.NHWC, s.Layout.BLOCKED, s.Layout.ANY])
+@pytest.mark.parametrize("n,h,w,c,stride,pad,rows,vecs,tasks,outputs", UNEXPANDED)
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_without_the_expansion_the_step_reads_its_input_rows_in_their_layout(
+        program_library, layout, n, h, w, c, stride, pad, rows, vecs, tasks, outputs,
+        with_residual):
+    """An inverted residual of expansion ratio 1: depthwise + projection (+ residual) on the
+    result of a 3x3 convolution of an image before it (a stem), read as that convolution left
+    it (nChw16c in a blocked program; with ANY, oneDNN's choice: nChw8c with AVX2, nChw16c
+    with AVX-512): no conversion between the two steps."""
+    x = RNG.standard_normal((n, 3, h, w)).astype(np.float32)  # an image: oneDNN's jit kernel
+    weight = (RNG.standard_normal((c, 3, 3, 3)) / 3).astype(np.float32)
+    bias = RNG.standard_normal(c).astype(np.float32)
+    image = conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1)).astype(np.float32)
+    _, _, _, wd, bd = _problem(n, c, h, w, c)
+    wp = (RNG.standard_normal((outputs, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+    bp = RNG.standard_normal(outputs).astype(np.float32)
+    dims = _output_dims(n, outputs, h, w, stride, pad)
+    depthwise = ACTIVATIONS[2](conv_reference(image, wd, bd, (stride, stride), (pad,) * 4,
+                                              groups=c))
+    expected = conv_reference(depthwise, wp, bp, (1, 1), (0, 0, 0, 0))
+    constants = [weight, bias, pack_pointwise_depthwise(None, None, wd, bd, wp, bp)]
+    if with_residual:
+        constants.append(RNG.standard_normal(dims).astype(np.float32))
+        expected = expected + constants[-1]
+    packed, offsets = s.pack_constants(constants)
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
+              s.ValueDecl(s.Role.TEMP, -1, image.shape),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, dims))
+    temp = len(values) - 2
+    steps = (s.Conv(0, 1, 2, temp, 1, (1, 1), (1, 1, 1, 1)),
+             s.PointwiseDepthwise(temp, 3, temp + 1, stride, pad, pad, 0, 2, rows, vecs, tasks,
+                                  c, outputs, 4 if with_residual else None, 0, expand=False))
+    words = s.ProgramSpec(int(RNG.integers(1, 2**40)), layout, values, steps).encode()
+    call = runtime.DirectProgram(program_library, words, [x, packed], dims)
+    assert call() == 0
+    close(call.output, expected)
+    times = runtime.timings(program_library, np.asarray(words))
+    conversions = [a for a in times.actions if a.label == "reorder" and a.step == 1]
+    assert len(conversions) == int(with_residual), conversions  # the residual constant's
+
+
 @pytest.mark.parametrize("change, message", [
     ({"register_rows": 5}, "no register tile"),
     ({"channels": 40}, "multiple of 16"),

@@ -91,20 +91,21 @@ def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> 
     return np.ascontiguousarray(panels.transpose(0, 2, 3, 1))
 
 
-def pack_pointwise_depthwise(pointwise: np.ndarray, pointwise_bias: np.ndarray,
+def pack_pointwise_depthwise(pointwise: np.ndarray | None, pointwise_bias: np.ndarray | None,
                              depthwise: np.ndarray, depthwise_bias: np.ndarray,
                              projection: np.ndarray | None = None,
                              projection_bias: np.ndarray | None = None) -> np.ndarray:
-    """A 1x1 convolution (C, K, 1, 1) and the depthwise one (C, 1, k, k) after it, with
-    their biases (C,), and optionally the 1x1 projection (P, C, 1, 1) after those with its bias
-    (P,), as the runtime's fused step reads them (pointwise_depthwise.h): one float32 array of
-    w1 as [K][C], b1 [C], the depthwise taps as [k*k][C], bd [C], then wp as [C][P'] and bp [P']
-    (P' = P rounded up to 16, zero-padded)."""
-    channels = pointwise.shape[0]
-    parts = [pointwise.reshape(channels, -1).T.reshape(-1),
-             np.asarray(pointwise_bias, np.float32).reshape(-1),
-             depthwise.reshape(channels, -1).T.reshape(-1),
-             np.asarray(depthwise_bias, np.float32).reshape(-1)]
+    """A 1x1 convolution (C, K, 1, 1) (or None: no expansion) and the depthwise one
+    (C, 1, k, k) after it, with their biases (C,), and optionally the 1x1 projection
+    (P, C, 1, 1) after those with its bias (P,), as the runtime's fused step reads them
+    (pointwise_depthwise.h): one float32 array of w1 as [K][C], b1 [C] (with the expansion),
+    the depthwise taps as [k*k][C], bd [C], then wp as [C][P'] and bp [P'] (P' = P rounded up
+    to 16, zero-padded)."""
+    channels = depthwise.shape[0]
+    parts = [] if pointwise is None else [pointwise.reshape(channels, -1).T.reshape(-1),
+                                          np.asarray(pointwise_bias, np.float32).reshape(-1)]
+    parts += [depthwise.reshape(channels, -1).T.reshape(-1),
+              np.asarray(depthwise_bias, np.float32).reshape(-1)]
     if projection is not None:
         outputs = projection.shape[0]
         padded = -(-outputs // 16) * 16

@@ -147,7 +147,7 @@ def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
                 else np.zeros(weights.shape[0], np.float32))
         return weights, bias, step_epilogue(conv, kg)
 
-    w1, b1, (_, act1) = parts(pointwise)
+    w1, b1, (_, act1) = parts(pointwise) if pointwise else (None, None, (False, "none"))
     wd, bd, (_, act2) = parts(depthwise)
     wp, bp, (residual, act3) = parts(projection) if projection else (None, None, (False, "none"))
     weights = values.const(kg.new_const(pack_pointwise_depthwise(w1, b1, wd, bd, wp, bp)))
@@ -159,7 +159,7 @@ def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
                                 params["tasks_per_thread"], wd.shape[0],
                                 wp.shape[0] if projection else 0,
                                 values.act(op.inputs[1]) if residual else None,
-                                STEP_ACTIVATION_CODES[act3], wd.shape[-1])
+                                STEP_ACTIVATION_CODES[act3], wd.shape[-1], pointwise is not None)
 
 
 def _step(values: _Values, op: KOp, impl: int) -> s.Step:

@@ -6,11 +6,13 @@ The pattern is what the ops compute, never a model's classes: a depthwise 3x3 or
 convolution (one filter a channel, channels a multiple of 16, stride 1 or 2, padding up to half
 the window on each side, then at most a ReLU, ReLU6 or SiLU) whose input is a 1x1
 convolution's result (stride 1, no padding, then at most a ReLU, ReLU6 or SiLU) that nothing
-else reads. A depthwise layer whose choice names the fused step but that has no such producer
-runs on oneDNN. Where the choice's ``projection`` parameter is on, the 1x1 convolution that
-alone reads the depthwise result (an inverted residual's projection: stride 1, no padding, then
-at most a residual add of a value computed before the expansion and a ReLU, ReLU6 or SiLU)
-joins the step too.
+else reads. Where the choice's ``projection`` parameter is on, the 1x1 convolution that alone
+reads the depthwise result (an inverted residual's projection: stride 1, no padding, then at
+most a residual add of a value computed before the expansion and a ReLU, ReLU6 or SiLU) joins
+the step too; with it, a depthwise layer without such a producer (an inverted residual of
+expansion ratio 1, MobileNetV2's first block) is fused with its projection alone, the step
+reading the depthwise layer's input rows as they are. A depthwise layer whose choice names the
+fused step but that has neither runs on oneDNN.
 """
 from __future__ import annotations
 
@@ -75,9 +77,13 @@ def _is_pointwise(op: KOp, kg: KernelGraph) -> bool:
     return _is_1x1(op, kg) and _activation(op, kg) is not None
 
 
+def _fusable_depthwise(op: KOp, kg: KernelGraph) -> bool:
+    return _is_depthwise(op, kg) and isinstance(op.inputs[0], Act)
+
+
 def pointwise_producer(op: KOp, kg: KernelGraph) -> KOp | None:
     """The 1x1 convolution that the depthwise convolution ``op`` can absorb, or None."""
-    if not _is_depthwise(op, kg) or not isinstance(op.inputs[0], Act):
+    if not _fusable_depthwise(op, kg):
         return None
     source = op.inputs[0]
     producer = kg.producer().get(source)
@@ -113,8 +119,8 @@ def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
     """``kg``, or a copy of it in which each depthwise convolution whose choice is the fused
     step (``choice_for(op, kg)[1]``, a NativeKernel) and its 1x1 producer (and, with the
     choice's ``projection``, its 1x1 consumer) are one op of kind ``pointwise_depthwise``
-    (attrs: ``pointwise``, ``depthwise``, ``projection``: the ops, the last None or absent;
-    ``params``: the choice's parameters)."""
+    (attrs: ``pointwise``, ``depthwise``, ``projection``: the ops, the first or the last None,
+    not both; ``params``: the choice's parameters)."""
     fused: dict[int, KOp] = {}
     absorbed: set[int] = set()
     for op in kg.ops:
@@ -122,22 +128,25 @@ def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
         if getattr(native, "kernel", None) != POINTWISE_DEPTHWISE:
             continue
         producer = pointwise_producer(op, kg)
-        if producer is None:
-            continue
         params = dict(native.params)
-        projection = (projection_consumer(op, kg, producer) if params.get("projection")
-                      else None)
+        projection = (projection_consumer(op, kg, producer or op)
+                      if params.get("projection") and _fusable_depthwise(op, kg) else None)
+        if producer is None and projection is None:
+            continue
         last = projection or op
         residual = ([last.posts[0].operand] if projection is not None
                     and step_epilogue(projection, kg)[0] else [])
-        fused[id(last)] = KOp(FUSED_KIND, [producer.inputs[0], *residual], last.out,
+        source = producer.inputs[0] if producer is not None else op.inputs[0]
+        fused[id(last)] = KOp(FUSED_KIND, [source, *residual], last.out,
                               {"pointwise": producer, "depthwise": op, "projection": projection,
                                "params": params},
-                              nodes=[*op.nodes, *producer.nodes,
+                              nodes=[*op.nodes, *(producer.nodes if producer else []),
                                      *(projection.nodes if projection else [])],
-                              fused=[*producer.fused, "conv1x1", *op.fused,
+                              fused=[*(([*producer.fused, "conv1x1"]) if producer else []),
+                                     *op.fused,
                                      *(["conv1x1", *projection.fused] if projection else [])])
-        absorbed.update({id(producer), *((id(op),) if projection is not None else ())})
+        absorbed.update({id(producer)} if producer is not None else set())
+        absorbed.update({id(op)} if projection is not None else set())
     if not fused:
         return kg
     ops = [fused.get(id(op), op) for op in kg.ops if id(op) not in absorbed]

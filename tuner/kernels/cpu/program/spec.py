@@ -495,7 +495,9 @@ class PointwiseDepthwise(Step):
     convolution (a ``window`` of 3x3 or 5x5, ``stride`` 1 or 2, padding ``pad_top``/``pad_left``
     up to half the window) that reads it, fused (kernels/cpu/program/pointwise_depthwise.h) on
     channels-last values; with ``projection_channels`` (0: none), the 1x1 convolution that
-    reads the depthwise result too: dst = act3(conv1x1(that) + bp [+ residual]). ``channels``:
+    reads the depthwise result too: dst = act3(conv1x1(that) + bp [+ residual]). Without
+    ``expand``, no 1x1 convolution comes first: dst = act2(depthwise(src) + bd) (then the
+    projection), src read as it is if blocked by 16 channels. ``channels``:
     the depthwise layer's; ``weights`` packed by ``packing.pack_pointwise_depthwise``;
     activations 0 none, 1 ReLU, 2 ReLU6, 3 SiLU. The tiling fields are that kernel's parameters
     (search_spaces/cpu_kernels.yaml)."""
@@ -517,13 +519,14 @@ class PointwiseDepthwise(Step):
     residual: int | None = None
     projection_activation: int = 0
     window: int = 3
+    expand: bool = True
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, self.dst, self.stride, self.pad_top, self.pad_left,
                 self.pointwise_activation, self.depthwise_activation, self.register_rows,
                 self.register_vectors, self.tasks_per_thread, self.channels,
                 self.projection_channels, -1 if self.residual is None else self.residual,
-                self.projection_activation, self.window]
+                self.projection_activation, self.window, int(self.expand)]
 
     def inputs(self):
         return (self.src, self.weights, *(() if self.residual is None else (self.residual,)))
