@@ -81,6 +81,26 @@ def create_model(name: str):
     return net
 
 
+def randomize_normalization(net, seed: int):
+    """``net`` with random BatchNorm statistics and affine parameters, as a trained network has
+    (moving mean and beta ~ N(0, 0.1), moving variance and gamma ~ U(0.8, 1.25), from ``seed``).
+    With the initial values (0 and 1) every bias folded from a BatchNorm would be zero, and a
+    kernel that mishandled its bias would still match the untuned reference."""
+    import numpy as np
+    from mindspore import Tensor, nn
+
+    rng = np.random.default_rng(seed)
+    for _, cell in net.cells_and_names():
+        if not isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            continue
+        for param, centred in ((cell.moving_mean, True), (cell.beta, True),
+                               (cell.moving_variance, False), (cell.gamma, False)):
+            values = (rng.normal(0.0, 0.1, param.shape) if centred
+                      else rng.uniform(0.8, 1.25, param.shape))
+            param.set_data(Tensor(values.astype(np.float32)))
+    return net
+
+
 def model_stages(net, minimum: int = 3, limit: int = 24) -> tuple[str, ...]:
     """The sub-modules at the shallowest depth holding at least ``minimum`` container cells.
 

@@ -22,7 +22,8 @@ GRAPH_FILE = "graph.json"        # the captured graph of the untuned network (tu
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """``kind`` is ``prepare`` (create the model with ``seed``, save its weights, the fixed input,
+    """``kind`` is ``prepare`` (create the model with ``seed``, its BatchNorm statistics random
+    (tuner.models.randomize_normalization), save its weights, the fixed input,
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
     ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with

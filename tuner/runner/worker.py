@@ -93,7 +93,8 @@ def _setup(request: TrialRequest):
 
 def _prepare(request: TrialRequest) -> TrialResult:
     _phase(Phase.LOAD)
-    from tuner.models import check_model_name, fingerprint, model_stages
+    from tuner.models import (check_model_name, fingerprint, model_stages,
+                              randomize_normalization)
     from tuner.errors import UsageError
 
     try:
@@ -105,7 +106,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     from tuner.config import TuningConfig
 
     ms.set_seed(request.seed)
-    net = _new_network(request.target.model, ms)
+    net = randomize_normalization(_new_network(request.target.model, ms), request.seed)
     assets = Path(request.assets_dir)
     assets.mkdir(parents=True, exist_ok=True)
     ms.save_checkpoint(net, str(assets / WEIGHTS_FILE))
