@@ -36,6 +36,8 @@ def test_engines_take_turns_slot_by_slot_and_a_failed_one_drops_out(tiny_target,
         lines = [json.loads(line) for line in (tmp_path / name / SLOTS_FILE).read_text().splitlines()]
         assert [line["slot"] for line in lines] == list(range(SLOTS))
         assert outcome.slot_medians_s == tuple(line["median_s"] for line in lines)
+        assert [(slot.runs, slot.cv) for slot in outcome.slots] == [
+            (line["runs"], line["cv"]) for line in lines] and all(s.cv >= 0 for s in outcome.slots)
         assert outcome.result.metrics.timed_runs == sum(line["runs"] for line in lines)
         ended.update({(name, line["slot"]): line["ended_at"] for line in lines})
     order = sorted(ended, key=ended.get)

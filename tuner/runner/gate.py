@@ -36,7 +36,8 @@ class Gate:
         wait_for(slot_go_file(slot))
 
     def done(self, slot: int, durations: list[float]) -> None:
-        line = {"slot": slot, "runs": len(durations), "median_s": float(np.median(durations)),
-                "ended_at": time.time()}
+        samples = np.asarray(durations)
+        line = {"slot": slot, "runs": len(durations), "median_s": float(np.median(samples)),
+                "cv": float(samples.std() / samples.mean()), "ended_at": time.time()}
         with open(SLOTS_FILE, "a") as slots:
             slots.write(json.dumps(line) + "\n")

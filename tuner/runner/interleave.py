@@ -28,12 +28,26 @@ SETTLE_SECONDS = 0.05  # between two slots: the last one's threads have gone to 
 
 
 @dataclass(frozen=True)
+class SlotTiming:
+    """One slot of an engine's runs: how many, their median seconds and coefficient of
+    variation (a line of the trial's SLOTS_FILE)."""
+
+    runs: int
+    median_s: float
+    cv: float
+
+
+@dataclass(frozen=True)
 class InterleavedResult:
-    """One engine's record (over the runs of all its slots) and the median seconds of a run in
-    each slot it timed (fewer than asked where it failed or timed out; ``result`` says why)."""
+    """One engine's record (over the runs of all its slots) and each slot it timed (fewer than
+    asked where it failed or timed out; ``result`` says why)."""
 
     result: TrialResult
-    slot_medians_s: tuple[float, ...]
+    slots: tuple[SlotTiming, ...]
+
+    @property
+    def slot_medians_s(self) -> tuple[float, ...]:
+        return tuple(slot.median_s for slot in self.slots)
 
 
 def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
@@ -46,7 +60,7 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
         raise ValueError(f"interleaved trials must have the same number of slots, not {slots}")
     processes = [TrialProcess(dataclasses.replace(request, gated=True), workdir, timeout)
                  for request, workdir in trials]
-    medians: list[list[float]] = [[] for _ in processes]
+    timed: list[list[SlotTiming]] = [[] for _ in processes]
     try:
         for process in processes:
             process.start()
@@ -55,26 +69,27 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
             order = range(len(processes)) if slot % 2 == 0 else reversed(range(len(processes)))
             for index in order:
                 if alive[index]:
-                    median = _time_slot(processes[index], slot, timeout)
-                    alive[index] = median is not None
-                    medians[index] += [median] if median is not None else []
+                    timing = _time_slot(processes[index], slot, timeout)
+                    alive[index] = timing is not None
+                    timed[index] += [timing] if timing is not None else []
                     time.sleep(SETTLE_SECONDS)
-        return [InterleavedResult(process.finish(), tuple(times))
-                for process, times in zip(processes, medians)]
+        return [InterleavedResult(process.finish(), tuple(slots))
+                for process, slots in zip(processes, timed)]
     finally:
         for process in processes:
             process.kill()
 
 
-def _time_slot(process: TrialProcess, slot: int, timeout: float) -> float | None:
-    """Release slot ``slot`` of ``process`` and wait for its median; None if the process ended
+def _time_slot(process: TrialProcess, slot: int, timeout: float) -> SlotTiming | None:
+    """Release slot ``slot`` of ``process`` and wait for its timing; None if the process ended
     instead (its record says why) or took longer than ``timeout`` (it is killed)."""
     (process.workdir / slot_go_file(slot)).touch()
     began = time.perf_counter()
     while True:
         lines = _slot_lines(process.workdir / SLOTS_FILE)
         if len(lines) > slot:
-            return lines[slot]["median_s"]
+            line = lines[slot]
+            return SlotTiming(line["runs"], line["median_s"], line["cv"])
         if process.process.poll() is not None:
             return None
         if time.perf_counter() - began > timeout:

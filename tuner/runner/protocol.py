@@ -24,8 +24,8 @@ Rules:
 - A measurement timed in slots (``MeasureSettings.slots`` = n > 1; tuner.runner.interleave)
   is gated and times slot 0 once released, then slot k once the parent creates
   ``slot_go_file(k)``; after each slot it appends one line to ``SLOTS_FILE``
-  (``{"slot": k, "runs": r, "median_s": median of the slot's r timed runs, "ended_at": its
-  time.time()}``) and idles. Its
+  (``{"slot": k, "runs": r, "median_s": median of the slot's r timed runs, "cv": their
+  coefficient of variation, "ended_at": its time.time()}``) and idles. Its
   record covers the runs of all slots.
 - A child dies with its parent (Linux ``PR_SET_PDEATHSIG``): a killed worker leaves no trial
   process timing on its machine.

@@ -1,9 +1,10 @@
 """Validated winners: the top configurations and the baseline re-measured, interleaved.
 
 A search's best trial is often just its luckiest measurement. Before a study reports or exports
-its best, the top-k distinct configurations and the untuned baseline are measured again in fresh
-processes, in rounds (A B C base, A B C base, ...), so that slow drifts of the machine hit every
-candidate alike (with ``--jobs N``, N of them compile together; each is still timed alone).
+its best, the top-k distinct configurations and the untuned baseline are measured again, each
+in a fresh process of its own that compiles once, in interleaved rounds: in each round every
+one times a slot of its runs in turn while the others idle (A B C base, base C B A, ...;
+tuner.runner.interleave), so that the machine's drifts hit every candidate alike.
 
 Each round gives a candidate one ratio: its throughput / the baseline's in the same round.
 Ratios are treated as log-normal (Student's t on their logarithms, R rounds, R - 1 degrees of
@@ -40,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tuner.config import TuningConfig
-from tuner.runner.isolate import run_compiled_together
+from tuner.runner.interleave import run_interleaved
 from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import records
 from tuner.study.attributes import StudyKey
@@ -207,22 +208,23 @@ class Measured(NamedTuple):
     rel_se: float  # relative standard error of the median it is
 
 
-def _throughputs(run, configs: list[TuningConfig], workdirs: list) -> list[Measured]:
-    """Each configuration measured in a fresh process, ``settings.jobs`` of them compiled
-    together and then timed one at a time, in order."""
-    measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0))
+def _throughputs(run, configs: list[TuningConfig], workdir, rounds: int) -> list[list[Measured]]:
+    """Each configuration's throughput in each round (nan where it failed): all in processes
+    of their own, compiled once, then timed in turns, a slot a round."""
+    measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0),
+                                  slots=rounds)
     requests = [TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
                              kernel_space=run.kernel_space,
                              measure=measure.for_baseline() if config == TuningConfig() else measure,
                              seed=run.settings.weights_seed) for config in configs]
-    values, jobs = [], max(1, run.settings.jobs)
-    for first in range(0, len(requests), jobs):
-        chunk = [(r, w, None) for r, w in zip(requests[first:first + jobs], workdirs[first:first + jobs])]
-        values += [Measured(result.metrics.throughput_ips,
-                            median_rel_se(result.metrics.latency_cv, result.metrics.timed_runs))
-                   if result.ok else Measured(float("nan"), float("nan"))
-                   for result in run_compiled_together(chunk, run.settings.trial_timeout)]
-    return values
+    outcomes = run_interleaved([(request, workdir / str(index))
+                                for index, request in enumerate(requests)],
+                               run.settings.trial_timeout)
+    failed = Measured(float("nan"), float("nan"))
+    batch = run.target.batch_size
+    return [[Measured(batch / slot.median_s, median_rel_se(slot.cv, slot.runs))
+             for slot in outcome.slots] + [failed] * (rounds - len(outcome.slots))
+            if outcome.result.ok else [failed] * rounds for outcome in outcomes]
 
 
 def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
@@ -274,16 +276,9 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
         return None
     top = with_the_default(run, top)
     configs = {t.number: records.trial_config(t) for t in top}
-    baseline: list[Measured] = []
-    measured_by: dict[int, list[Measured]] = {n: [] for n in configs}
-    workdir = run.directory / "validation"
-    for round_index in range(rounds):
-        order = [*configs, "baseline"]
-        measured = _throughputs(run, [*configs.values(), TuningConfig()],
-                                [workdir / f"{round_index}-{name}" for name in order])
-        for number, value in zip(configs, measured):
-            measured_by[number].append(value)
-        baseline.append(measured[-1])
+    *rows, baseline = _throughputs(run, [*configs.values(), TuningConfig()],
+                                   run.directory / "validation", rounds)
+    measured_by = dict(zip(configs, rows))
     space_default = run.space.default_config()
     candidates = [ValidatedCandidate(
         number, tuple(v.images_per_second for v in values),
