@@ -1,4 +1,5 @@
 """The study survives crashing and hanging trials and keeps every completed one."""
+import json
 from pathlib import Path
 
 import optuna
@@ -9,7 +10,7 @@ from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import WARMUP_STEP
+from tuner.runner.protocol import SLOTS_FILE, WARMUP_STEP
 from tuner.space import load_space
 from tuner.study import records, validation
 from tuner.study.audit import audit
@@ -153,16 +154,21 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
                for (_, end), (next_start, _) in zip(measuring, measuring[1:]))
 
 
-def test_validation_rounds_compile_together_too(make_run, tmp_path):
+def test_validation_compiles_every_candidate_once_then_times_them_in_turns(make_run, tmp_path):
     folded = {"rewrites.fold_batchnorm": "all", "runtime.omp_num_threads": None}
     run = make_run("tiny_net", jobs=2, validate_top=1, validation_rounds=2, enqueue=[folded])
     run_trials(run, 2)
     report = validation.current_report(run.study)
     assert report.winner == 1 and report.candidate(1).speedup > 0
+    assert len(report.candidate(1).speedups) == 2 and all(s > 0 for s in report.candidate(1).speedups)
     rounds = tmp_path / "study" / "validation"
-    candidate, baseline = rounds / "0-1", rounds / "0-baseline"
+    candidate, baseline = rounds / "0", rounds / "1"  # trial 1, then the baseline
     assert (baseline / "request.json").stat().st_mtime < (candidate / "go").stat().st_mtime
-    assert (candidate / "result.json").stat().st_mtime <= (baseline / "go").stat().st_mtime
+    ended = {(name, line["slot"]): line["ended_at"] for name, where in
+             (("candidate", candidate), ("baseline", baseline))
+             for line in map(json.loads, (where / SLOTS_FILE).read_text().splitlines())}
+    assert sorted(ended, key=ended.get) == [("candidate", 0), ("baseline", 0), ("baseline", 1),
+                                            ("candidate", 1)]
 
 
 def test_jobs_must_be_positive():
