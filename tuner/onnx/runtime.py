@@ -3,7 +3,6 @@ the same protocol and the same metrics as a MindSpore trial (tuner.runner.measur
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 
@@ -13,11 +12,10 @@ from tuner.runner.record import TrialResult
 from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
 
 
-def measure_onnx_runtime(request: TrialRequest, gate: Gate,
-                         on_release: Callable[[], None]) -> TrialResult:
+def measure_onnx_runtime(request: TrialRequest, gate: Gate) -> TrialResult:
     """Default session options, CPU execution provider: what a user of ONNX Runtime gets.
     ``compile_seconds`` is the session's creation (graph optimisation included). Timed once
-    ``gate`` lets it go (``on_release`` is called then), in its slots if it has them."""
+    ``gate`` lets it go, in its slots if it has them."""
     import onnxruntime
 
     from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
@@ -31,7 +29,6 @@ def measure_onnx_runtime(request: TrialRequest, gate: Gate,
     reset_hwm()
     reference = np.load(request.asset(REFERENCE_FILE))
     gate.release()
-    on_release()
     return measured_result(lambda: session.run(None, feed)[0], request.measure,
                            request.target.batch_size, reference, compile_seconds, compile_peak,
                            engine="ONNX Runtime", gate=gate)

@@ -27,10 +27,11 @@ class Gate:
 
     def release(self) -> None:
         """A gated trial, compiled, waits here (phase ``ready``) until ``GO_FILE`` exists; an
-        ungated one goes on at once."""
+        ungated one goes on at once. Either then enters phase ``run``."""
         if self.gated:
             Path(PHASE_FILE).write_text(Phase.READY.value)
             wait_for(GO_FILE)
+        Path(PHASE_FILE).write_text(Phase.RUN.value)
 
     def wait(self, slot: int) -> None:
         wait_for(slot_go_file(slot))

@@ -12,13 +12,12 @@ slot's figure is the median of its runs (tuner.runner.measurement, ``MeasureSett
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tuner.runner.isolate import TrialProcess
+from tuner.runner.isolate import JsonLinesReader, TrialProcess
 from tuner.runner.protocol import SLOTS_FILE, slot_go_file
 from tuner.runner.record import TrialResult
 from tuner.runner.request import TrialRequest
@@ -60,6 +59,7 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
         raise ValueError(f"interleaved trials must have the same number of slots, not {slots}")
     processes = [TrialProcess(dataclasses.replace(request, gated=True), workdir, timeout)
                  for request, workdir in trials]
+    readers = [JsonLinesReader(workdir / SLOTS_FILE) for _, workdir in trials]
     timed: list[list[SlotTiming]] = [[] for _ in processes]
     try:
         for process in processes:
@@ -69,7 +69,7 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
             order = range(len(processes)) if slot % 2 == 0 else reversed(range(len(processes)))
             for index in order:
                 if alive[index]:
-                    timing = _time_slot(processes[index], slot, timeout)
+                    timing = _time_slot(processes[index], readers[index], slot, timeout)
                     alive[index] = timing is not None
                     timed[index] += [timing] if timing is not None else []
                     time.sleep(SETTLE_SECONDS)
@@ -80,15 +80,17 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
             process.kill()
 
 
-def _time_slot(process: TrialProcess, slot: int, timeout: float) -> SlotTiming | None:
-    """Release slot ``slot`` of ``process`` and wait for its timing; None if the process ended
-    instead (its record says why) or took longer than ``timeout`` (it is killed)."""
+def _time_slot(process: TrialProcess, reader: JsonLinesReader, slot: int,
+               timeout: float) -> SlotTiming | None:
+    """Release slot ``slot`` of ``process`` and wait for its line (from ``reader``); None if
+    the process ended instead (its record says why) or took longer than ``timeout`` (it is
+    killed)."""
     (process.workdir / slot_go_file(slot)).touch()
     began = time.perf_counter()
     while True:
-        lines = _slot_lines(process.workdir / SLOTS_FILE)
-        if len(lines) > slot:
-            line = lines[slot]
+        lines = reader.new_entries()
+        if lines:
+            (line,) = lines  # one slot at a time
             return SlotTiming(line["runs"], line["median_s"], line["cv"])
         if process.process.poll() is not None:
             return None
@@ -96,11 +98,3 @@ def _time_slot(process: TrialProcess, slot: int, timeout: float) -> SlotTiming |
             process.time_out(began)
             return None
         time.sleep(POLL_SECONDS)
-
-
-def _slot_lines(path: Path) -> list[dict]:
-    try:
-        text = path.read_text()
-    except OSError:
-        return []
-    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line]

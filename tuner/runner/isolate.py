@@ -142,7 +142,7 @@ class TrialProcess:
         self.epoch["released"] = time.time()
         (self.workdir / GO_FILE).touch()
         clock = self.released if self.request.gated else self.started
-        progress = _ProgressReader(self.workdir / PROGRESS_FILE)
+        progress = JsonLinesReader(self.workdir / PROGRESS_FILE)
         warmup = _WarmupClock(self.workdir / PHASE_FILE)
         try:
             while self.process.poll() is None:
@@ -274,8 +274,9 @@ class _WarmupClock:
                  UNDER_WAY: True}]
 
 
-class _ProgressReader:
-    """Reads the lines a trial appends to its progress file, each once."""
+class JsonLinesReader:
+    """Reads the JSON lines a trial appends to one of its files (progress, slots), each once
+    and only when complete."""
 
     def __init__(self, path: Path):
         self.path = path

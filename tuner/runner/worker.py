@@ -375,7 +375,7 @@ def _onnx_measure(request: TrialRequest) -> TrialResult:
     from tuner.onnx.runtime import measure_onnx_runtime
 
     _phase(Phase.COMPILE)
-    return measure_onnx_runtime(request, Gate(request.gated), lambda: _phase(Phase.RUN))
+    return measure_onnx_runtime(request, Gate(request.gated))
 
 
 def _measure(request: TrialRequest) -> TrialResult:
@@ -387,7 +387,6 @@ def _measure(request: TrialRequest) -> TrialResult:
     reset_hwm()
     gate = Gate(request.gated)
     gate.release()
-    _phase(Phase.RUN)
     programs.reset(built.network)
     try:
         result = measured_result(lambda: built.network(built.x).asnumpy(), request.measure,

@@ -298,55 +298,57 @@ class PointwiseDepthwise final : public NativeConv {
   }
 
   // One output row of channels [c0, c0 + cw). With AVX-512 a vector's k*k taps stay in
-  // registers across the row; AVX2 has 16 registers, fewer than the taps' 18 halves, so each
-  // tap is loaded once for a group of kGroup output pixels instead.
+  // registers across the row; AVX2 has 16 registers, fewer than the taps' 18 halves, so there
+  // each tap is loaded once for a group of 4 output pixels instead.
   template <int KW>
   void depthwise_row_of(const float *const rows[kMaxWindow], const float *wd, const float *bd,
                         float *out, int c0, int cw) const {
     const int C = s_.C, OW = s_.OW, stride = s_.stride, act = s_.act2;
     const int shift = KW / 2 - s_.pad_left;  // E column of output column 0's first tap
-#if defined(__AVX512F__)
-    constexpr int kGroup = 1;
-#else
-    constexpr int kGroup = 4;  // the accumulators a0..a3 below
-#endif
     for (int v = 0; v < cw; v += 16) {
       const float *taps = wd + c0 + v;
-      Vec16 w[kGroup == 1 ? KW * KW : 1];
-      if (kGroup == 1)
-        for (int k = 0; k < KW * KW; k++) w[k] = v_loadu(taps + (int64_t)k * C);
       const Vec16 bias = v_loadu(bd + c0 + v);
       int ox = 0;
-      for (; ox + kGroup <= OW; ox += kGroup) {
-        // kGroup accumulators as variables of their own, not an array: GCC keeps an array of
+#if defined(__AVX512F__)
+      Vec16 w[KW * KW];
+      for (int k = 0; k < KW * KW; k++) w[k] = v_loadu(taps + (int64_t)k * C);
+      for (; ox < OW; ox++) {
+        const int64_t at = (int64_t)(ox * stride + shift) * cw + v;
+        Vec16 acc = bias;
+#pragma GCC unroll 5
+        for (int i = 0; i < KW; i++) {
+          const float *e = rows[i] + at;
+#pragma GCC unroll 5
+          for (int j = 0; j < KW; j++) acc = v_fmadd(w[i * KW + j], v_loadu(e + j * cw), acc);
+        }
+        v_storeu(out + (int64_t)ox * C + c0 + v, tile_activation(acc, act));
+      }
+#else
+      const int64_t step = (int64_t)stride * cw;  // from one output pixel's taps to the next's
+      for (; ox + 4 <= OW; ox += 4) {
+        // four accumulators as variables of their own, not an array: GCC keeps an array of
         // two-register vectors on the stack
         Vec16 a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-        const int64_t step = (int64_t)stride * cw;
 #pragma GCC unroll 5
         for (int i = 0; i < KW; i++) {
           const float *e = rows[i] + (int64_t)(ox * stride + shift) * cw + v;
 #pragma GCC unroll 5
           for (int j = 0; j < KW; j++) {
-            const Vec16 tap =
-                kGroup == 1 ? w[i * KW + j] : v_loadu(taps + (int64_t)(i * KW + j) * C);
+            const Vec16 tap = v_loadu(taps + (int64_t)(i * KW + j) * C);
             const float *x = e + (int64_t)j * cw;
             a0 = v_fmadd(tap, v_loadu(x), a0);
-            if (kGroup > 1) {
-              a1 = v_fmadd(tap, v_loadu(x + step), a1);
-              a2 = v_fmadd(tap, v_loadu(x + 2 * step), a2);
-              a3 = v_fmadd(tap, v_loadu(x + 3 * step), a3);
-            }
+            a1 = v_fmadd(tap, v_loadu(x + step), a1);
+            a2 = v_fmadd(tap, v_loadu(x + 2 * step), a2);
+            a3 = v_fmadd(tap, v_loadu(x + 3 * step), a3);
           }
         }
         float *o = out + (int64_t)ox * C + c0 + v;
         v_storeu(o, tile_activation(a0, act));
-        if (kGroup > 1) {
-          v_storeu(o + C, tile_activation(a1, act));
-          v_storeu(o + 2 * (int64_t)C, tile_activation(a2, act));
-          v_storeu(o + 3 * (int64_t)C, tile_activation(a3, act));
-        }
+        v_storeu(o + C, tile_activation(a1, act));
+        v_storeu(o + 2 * (int64_t)C, tile_activation(a2, act));
+        v_storeu(o + 3 * (int64_t)C, tile_activation(a3, act));
       }
-      for (; ox < OW; ox++) {  // the last OW % kGroup pixels
+      for (; ox < OW; ox++) {  // the last OW % 4 pixels
         Vec16 acc = bias;
         for (int i = 0; i < KW; i++) {
           const float *e = rows[i] + (int64_t)(ox * stride + shift) * cw + v;
@@ -355,6 +357,7 @@ class PointwiseDepthwise final : public NativeConv {
         }
         v_storeu(out + (int64_t)ox * C + c0 + v, tile_activation(acc, act));
       }
+#endif
     }
   }
 };

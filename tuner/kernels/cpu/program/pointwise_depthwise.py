@@ -142,7 +142,7 @@ def fuse_pointwise_depthwise(kg: KernelGraph, choice_for) -> KernelGraph:
                                "params": params},
                               nodes=[*op.nodes, *(producer.nodes if producer else []),
                                      *(projection.nodes if projection else [])],
-                              fused=[*(([*producer.fused, "conv1x1"]) if producer else []),
+                              fused=[*([*producer.fused, "conv1x1"] if producer else []),
                                      *op.fused,
                                      *(["conv1x1", *projection.fused] if projection else [])])
         absorbed.update({id(producer)} if producer is not None else set())

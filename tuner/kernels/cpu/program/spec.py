@@ -497,7 +497,7 @@ class PointwiseDepthwise(Step):
     channels-last values; with ``projection_channels`` (0: none), the 1x1 convolution that
     reads the depthwise result too: dst = act3(conv1x1(that) + bp [+ residual]). Without
     ``expand``, no 1x1 convolution comes first: dst = act2(depthwise(src) + bd) (then the
-    projection), src read as it is if blocked by 16 channels. ``channels``:
+    projection), src read as it is if blocked by 8 or 16 channels. ``channels``:
     the depthwise layer's; ``weights`` packed by ``packing.pack_pointwise_depthwise``;
     activations 0 none, 1 ReLU, 2 ReLU6, 3 SiLU. The tiling fields are that kernel's parameters
     (search_spaces/cpu_kernels.yaml)."""
