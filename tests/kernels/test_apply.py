@@ -127,9 +127,9 @@ def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
 
 
 
-def test_a_cpu_without_avx512_is_offered_onednn_and_the_runtimes_winograd(kernel_cache):
+def test_a_cpu_without_avx512_is_offered_onednn_and_the_runtimes_kernels(kernel_cache):
     """AVX2-only CPUs (AMD Zen 3): the AVX-512 kernels are neither offered nor built, and a
-    configuration that names one is refused saying why."""
+    configuration that names one is refused saying why; the runtime's own (Winograd, 1x1) are."""
     library = CpuKernelLibrary(cache_dir=kernel_cache, flags=frozenset({"sse2", "avx2", "fma"}))
     assert library.kernel_names(ConvWorkload(1, 16, 16, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))) == (
         "onednn", "conv2d_winograd_nhwc")
@@ -138,7 +138,8 @@ def test_a_cpu_without_avx512_is_offered_onednn_and_the_runtimes_winograd(kernel
     assert built.error == "conv2d_dense needs the CPU flag avx512f, which this CPU lacks"
     net = _model("resnet18")
     groups = library.find_workloads(net, INPUT)
-    assert {kernel for g in groups for kernel in g.kernels} == {"onednn", "conv2d_winograd_nhwc"}
+    assert {kernel for g in groups for kernel in g.kernels} == {
+        "onednn", "conv2d_winograd_nhwc", "conv2d_pointwise_nhwc"}
     three_by_three = next(g for g in groups if g.workload.op == "conv"
                           and g.workload.kernel == (3, 3) and g.workload.stride == (1, 1))
     choice = KernelChoice(three_by_three.key, "conv2d_winograd", ())

@@ -120,32 +120,26 @@ def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
 
 
 def _native_step(library, kernel: str, workload, weight, bias, inputs, params, quick: bool):
-    """(seconds, output) of a kernel the program runtime runs itself (the Winograd step), as a
-    one-step program on channels-last values with the workload's whole epilogue."""
-    from tuner.kernels.cpu.geometry import ACTIVATION_CODES
-    from tuner.kernels.cpu.packing import (pack_winograd_nhwc_raw_weight,
-                                           pack_winograd_nhwc_weight)
+    """(seconds, output) of a kernel the program runtime runs itself (the Winograd step, the 1x1
+    step), as a one-step program on channels-last values with the workload's whole epilogue."""
     from tuner.kernels.cpu.program import runtime
     from tuner.kernels.cpu.program import spec as s
+    from tuner.kernels.cpu.program.emit import native_step, packed_native_weights
 
     built = library.build(kernel, params)
     if not built.ok:
         raise RuntimeError(built.error)
     x, residual = inputs[0], (inputs[1] if len(inputs) > 1 else None)
-    raw = params["weights"] == "raw"
-    packed_weight = (pack_winograd_nhwc_raw_weight(weight, params["register_vectors"]) if raw
-                     else pack_winograd_nhwc_weight(weight, params["tile_size"],
-                                                    params["register_vectors"]))
-    constants = [packed_weight, bias] + ([] if residual is None else [residual])
+    constants = ([packed_native_weights(kernel, params, weight), bias]
+                 + ([] if residual is None else [residual]))
     packed, offsets = s.pack_constants(constants)
     values = [s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, workload.input_shape),
               *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, workload.output_shape)]
     top, _, left, _ = workload.padding
-    step = s.Winograd(0, 1, 2, len(values) - 1, None if residual is None else 3,
-                      params["tile_size"], params["register_rows"], params["register_vectors"],
-                      params["tile_block"], params["oc_block"], params["tasks_per_thread"], top,
-                      left, ACTIVATION_CODES[workload.activation], raw)
+    step = native_step(kernel, params, 0, 1, 2, len(values) - 1,
+                       None if residual is None else 3, workload.stride, (top, left),
+                       workload.activation)
     spec = s.ProgramSpec(int(np.random.default_rng().integers(1, 2**40)), s.Layout.NHWC,
                          tuple(values), (step,)).encode()
     call = runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)

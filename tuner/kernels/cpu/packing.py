@@ -91,6 +91,17 @@ def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> 
     return np.ascontiguousarray(panels.transpose(0, 2, 3, 1))
 
 
+def pack_pointwise_nhwc_weight(weight: np.ndarray, register_vectors: int) -> np.ndarray:
+    """(OC, C, 1, 1) -> (ceil(OC/P), C, P) float32, P = 16 * register_vectors: the runtime's 1x1
+    step (pointwise.h) walks a panel of P output channels row by row, a row per input channel;
+    output channels zero-padded to whole panels."""
+    out_channels, channels = weight.shape[:2]
+    panel = 16 * register_vectors
+    padded = np.zeros((-(-out_channels // panel) * panel, channels), np.float32)
+    padded[:out_channels] = weight.reshape(out_channels, channels)
+    return np.ascontiguousarray(padded.reshape(-1, panel, channels).transpose(0, 2, 1))
+
+
 def pack_pointwise_depthwise(pointwise: np.ndarray | None, pointwise_bias: np.ndarray | None,
                              depthwise: np.ndarray, depthwise_bias: np.ndarray,
                              projection: np.ndarray | None = None,

@@ -490,6 +490,40 @@ class Winograd(Step):
 
 
 @dataclass(frozen=True)
+class Pointwise(Step):
+    """dst = act(conv1x1(src, weights) + bias [+ residual]), no padding, ``stride`` 1 or 2, by
+    the runtime's own 1x1 kernel (kernels/cpu/program/pointwise.h) on channels-last values;
+    ``weights`` packed by ``packing.pack_pointwise_nhwc_weight`` for ``register_vectors``;
+    ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that kernel's parameters
+    (search_spaces/cpu_kernels.yaml)."""
+
+    KIND: ClassVar[int] = 18
+    src: int
+    weights: int
+    bias: int
+    dst: int
+    residual: int | None
+    stride: int
+    register_rows: int
+    register_vectors: int
+    tasks_per_thread: int
+    activation: int
+
+    def fields(self) -> list[int]:
+        return [self.src, self.weights, self.bias, self.dst,
+                -1 if self.residual is None else self.residual, self.stride,
+                self.register_rows, self.register_vectors, self.tasks_per_thread,
+                self.activation]
+
+    def inputs(self):
+        return (self.src, self.weights, self.bias,
+                *(() if self.residual is None else (self.residual,)))
+
+    def output(self):
+        return self.dst
+
+
+@dataclass(frozen=True)
 class PointwiseDepthwise(Step):
     """dst = act2(depthwise(act1(conv1x1(src) + b1)) + bd): a 1x1 convolution and the depthwise
     convolution (a ``window`` of 3x3 or 5x5, ``stride`` 1 or 2, padding ``pad_top``/``pad_left``
