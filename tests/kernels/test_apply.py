@@ -7,11 +7,12 @@ import pytest
 from mindspore import Tensor, nn
 
 from conftest import relative_error
-from tests.conftest import needs_avx512
+from tests.conftest import needs_avx2_fma, needs_avx512
 from tests.fixtures.tiny_models import Calling
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.kernels import ConvWorkload, KernelBuildError
 from tuner.kernels.cpu import CpuKernelLibrary
+from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program.cell import ProgramCell
 
 INPUT = (2, 3, 32, 32)
@@ -116,6 +117,27 @@ def test_hand_written_kernels_run_inside_the_programs(library):
     assert relative_error(tuned(x).asnumpy(), reference) < 1e-4
 
 
+@needs_avx2_fma
+@pytest.mark.parametrize("layout", ["nhwc", "blocked"])
+def test_the_runtimes_gemm_convolution_runs_every_dense_layer(library, layout):
+    """ResNet18's 20 convolutions (7x7 stem, 3x3 of strides 1 and 2, strided 1x1 shortcuts,
+    residual adds) as GEMM steps with varied register tiles, in either program layout."""
+    net = _model("resnet18")
+    x = _input()
+    reference = Calling(net)(x).asnumpy()
+    tiles = [(14, 2), (7, 4), (6, 1), (9, 2)]
+    choices = [KernelChoice(g.key, "conv2d_gemm_nhwc",
+                            (("register_rows", tiles[i % 4][0]),
+                             ("register_vectors", tiles[i % 4][1])))
+               for i, g in enumerate(library.find_workloads(net, INPUT))
+               if "conv2d_gemm_nhwc" in g.kernels]
+    tuned = library.apply(net, _config("network", layout, kernels=choices), INPUT)
+    assert len([step for step in tuned.steps if step.kernel == "conv2d_gemm_nhwc"]) == 20
+    assert relative_error(Calling(tuned)(x).asnumpy(), reference) < 1e-4
+    ran = runtime.timings(tuned.library, tuned.spec_words)
+    assert len([a for a in ran.actions if a.implementation.startswith("gemm_conv_nhwc")]) == 20
+
+
 def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
     library = every_kernel_library
     net = _model("resnet18")
@@ -129,17 +151,17 @@ def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
 
 def test_a_cpu_without_avx512_is_offered_onednn_and_the_runtimes_kernels(kernel_cache):
     """AVX2-only CPUs (AMD Zen 3): the AVX-512 kernels are neither offered nor built, and a
-    configuration that names one is refused saying why; the runtime's own (Winograd, 1x1) are."""
+    configuration that names one is refused saying why; the runtime's own (Winograd, GEMM) are."""
     library = CpuKernelLibrary(cache_dir=kernel_cache, flags=frozenset({"sse2", "avx2", "fma"}))
     assert library.kernel_names(ConvWorkload(1, 16, 16, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1))) == (
-        "onednn", "conv2d_winograd_nhwc")
+        "onednn", "conv2d_winograd_nhwc", "conv2d_gemm_nhwc")
     built = library.build("conv2d_dense", {})
     assert not built.ok and built.library is None
     assert built.error == "conv2d_dense needs the CPU flag avx512f, which this CPU lacks"
     net = _model("resnet18")
     groups = library.find_workloads(net, INPUT)
     assert {kernel for g in groups for kernel in g.kernels} == {
-        "onednn", "conv2d_winograd_nhwc", "conv2d_pointwise_nhwc"}
+        "onednn", "conv2d_winograd_nhwc", "conv2d_gemm_nhwc"}
     three_by_three = next(g for g in groups if g.workload.op == "conv"
                           and g.workload.kernel == (3, 3) and g.workload.stride == (1, 1))
     choice = KernelChoice(three_by_three.key, "conv2d_winograd", ())

@@ -10,13 +10,13 @@ def spaces():
 
 def test_yaml_declares_the_kernels_with_valid_defaults(spaces):
     assert list(spaces) == ["onednn", "conv2d_dense", "conv2d_depthwise", "conv2d_winograd",
-                            "conv2d_winograd_nhwc", "conv2d_pointwise_nhwc",
+                            "conv2d_winograd_nhwc", "conv2d_gemm_nhwc",
                             "pointwise_depthwise_nhwc"]
     for space in spaces.values():
         assert space.is_valid(space.defaults())
         assert (space.source.endswith(".cpp"))
     assert spaces["onednn"].runtime_params and spaces["onednn"].defines({}) == {}
-    for native in ("conv2d_winograd_nhwc", "conv2d_pointwise_nhwc", "pointwise_depthwise_nhwc"):
+    for native in ("conv2d_winograd_nhwc", "conv2d_gemm_nhwc", "pointwise_depthwise_nhwc"):
         assert spaces[native].runtime_params  # read from the spec, no variants
     assert all(spaces[k].hand_epilogue for k in list(spaces)[1:6])
     # the fused step takes any depthwise layer: one it cannot fuse runs on oneDNN
@@ -30,16 +30,16 @@ def test_which_workloads_each_kernel_runs(spaces):
         return [k for k, space in spaces.items() if space.can_run(workload)]
 
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (1, 1, 1, 1))) == [
-        "onednn", "conv2d_dense", "conv2d_winograd", "conv2d_winograd_nhwc"]
+        "onednn", "conv2d_dense", "conv2d_winograd", "conv2d_winograd_nhwc", "conv2d_gemm_nhwc"]
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1))) == [
-        "onednn", "conv2d_dense"]
+        "onednn", "conv2d_dense", "conv2d_gemm_nhwc"]
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2))) == ["onednn"]
     assert runs(ConvWorkload(1, 8, 24, 9, 9, (1, 1), (2, 2), (0, 0, 0, 0))) == [
-        "onednn", "conv2d_dense", "conv2d_pointwise_nhwc"]
-    assert runs(ConvWorkload(1, 8, 24, 9, 9, (1, 1), (1, 1), (1, 1, 1, 1))) == [  # padded
-        "onednn", "conv2d_dense"]
-    assert runs(ConvWorkload(1, 8, 24, 9, 9, (1, 1), (3, 3), (0, 0, 0, 0))) == [
-        "onednn", "conv2d_dense"]
+        "onednn", "conv2d_dense", "conv2d_gemm_nhwc"]
+    assert runs(ConvWorkload(1, 8, 24, 9, 9, (1, 1), (1, 1), (1, 1, 1, 1))) == [  # padding
+        "onednn", "conv2d_dense"]                        # as wide as the window
+    assert runs(ConvWorkload(1, 8, 24, 9, 9, (3, 3), (2, 1), (1, 1, 1, 1))) == [
+        "onednn", "conv2d_dense"]                        # strides unlike
     assert runs(ConvWorkload(1, 8, 8, 9, 9, (7, 7), (1, 1), (3, 3, 3, 3), groups=8)) == [
         "onednn", "conv2d_depthwise"]
     assert runs(ConvWorkload(1, 32, 32, 9, 9, (3, 3), (2, 2), (1, 1, 1, 1), groups=32)) == [

@@ -103,9 +103,9 @@ def test_tiling_variants_with_several_blocks(library, variant):
 def test_kernel_names(every_kernel_library):
     library = every_kernel_library
     assert library.kernel_names(_conv(1, 4, 8, 8, 4)) == ("onednn", "conv2d_dense", WINOGRAD,
-                                                          WINOGRAD_NHWC)
+                                                          WINOGRAD_NHWC, "conv2d_gemm_nhwc")
     strided = ConvWorkload(1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
-    assert library.kernel_names(strided) == ("onednn", "conv2d_dense")
+    assert library.kernel_names(strided) == ("onednn", "conv2d_dense", "conv2d_gemm_nhwc")
     assert library.kernel_names(_conv(1, 4, 8, 8, 4), hand_epilogue_ok=False) == ("onednn",)
     with pytest.raises(ValueError, match="cannot run"):
         library.custom_cell(strided, {}, np.zeros((4, 4, 3, 3), np.float32),

@@ -59,15 +59,16 @@ def test_params_round_trip_for_enqueueing():
 
 WINOGRAD = _dense(0, (3, 3), size=56, batch=16)             # 3x3/1: oneDNN, dense, winograd
 SMALL = _dense(1, (3, 3), size=7)                           # the same kernels
-STRIDED = _dense(2, (3, 3), stride=(2, 2), size=56)         # stride 2: no winograd choice
+STRIDED = _dense(2, (3, 3), stride=(2, 2), size=56)         # stride 2: no winograd choice, GEMM
 MATMUL = MatMulWorkload((), 1, 512, 1000)                   # oneDNN only
 MIXED = tuple(_group(w) for w in (WINOGRAD, SMALL, STRIDED, MATMUL))
 
 
 def test_each_workload_offers_the_kernels_that_can_run_it():
     knobs = KernelKnobs(SPACES, MIXED)
-    assert list(knobs.kernel_options(MIXED[0])) == ["onednn", "dense", "winograd", "winograd_nhwc"]
-    assert list(knobs.kernel_options(MIXED[2])) == ["onednn", "dense"]
+    assert list(knobs.kernel_options(MIXED[0])) == ["onednn", "dense", "winograd", "winograd_nhwc",
+                                                    "gemm_nhwc"]
+    assert list(knobs.kernel_options(MIXED[2])) == ["onednn", "dense", "gemm_nhwc"]
     assert list(knobs.kernel_options(MIXED[3])) == ["onednn"]
     defaults = {c.workload: c.kernel for c in knobs.default_choices()}
     # the runtime's Winograd is the default of 3x3 stride-1 convolutions from batch 8 on
@@ -161,3 +162,22 @@ def test_shared_tilings_need_one_variant_per_kernel():
         if not trial.params[TILE_PER_WORKLOAD]:
             assert len(variants) == len({c.kernel for c in choices})
         study.tell(trial, 0.0)
+
+
+def test_the_gemm_step_is_the_default_of_small_1x1_layers_with_avx512():
+    """Up to 196 output pixels (ResNet50 b1's 14x14 and 7x7 1x1 layers), and only 1x1 ones;
+    AVX2-only CPUs keep oneDNN (unmeasured there)."""
+    def default(workload, flags):
+        spaces = load_kernel_space(cpu_flags=frozenset(flags))
+        group = _group(workload, tuple(k for k, s in spaces.items() if s.can_run(workload)))
+        return KernelKnobs(spaces, (group,)).default_choices()[0].kernel
+
+    avx512 = {"avx2", "fma", "avx512f"}
+    late = ConvWorkload(1, 512, 2048, 7, 7, (1, 1), (1, 1), (0, 0, 0, 0))
+    shortcut = ConvWorkload(1, 512, 1024, 28, 28, (1, 1), (2, 2), (0, 0, 0, 0))  # 14x14 out
+    assert default(late, avx512) == default(shortcut, avx512) == "conv2d_gemm_nhwc"
+    assert default(ConvWorkload(1, 256, 64, 56, 56, (1, 1), (1, 1), (0, 0, 0, 0)),
+                   avx512) == "onednn"
+    assert default(ConvWorkload(1, 512, 512, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1)),
+                   avx512) == "onednn"
+    assert default(late, {"avx2", "fma"}) == "onednn"

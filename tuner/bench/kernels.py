@@ -120,7 +120,7 @@ def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
 
 
 def _native_step(library, kernel: str, workload, weight, bias, inputs, params, quick: bool):
-    """(seconds, output) of a kernel the program runtime runs itself (the Winograd step, the 1x1
+    """(seconds, output) of a kernel the program runtime runs itself (the Winograd step, the GEMM
     step), as a one-step program on channels-last values with the workload's whole epilogue."""
     from tuner.kernels.cpu.program import runtime
     from tuner.kernels.cpu.program import spec as s
@@ -138,8 +138,8 @@ def _native_step(library, kernel: str, workload, weight, bias, inputs, params, q
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, workload.output_shape)]
     top, _, left, _ = workload.padding
     step = native_step(kernel, params, 0, 1, 2, len(values) - 1,
-                       None if residual is None else 3, workload.stride, (top, left),
-                       workload.activation)
+                       None if residual is None else 3, workload.kernel, workload.stride,
+                       (top, left), workload.activation)
     spec = s.ProgramSpec(int(np.random.default_rng().integers(1, 2**40)), s.Layout.NHWC,
                          tuple(values), (step,)).encode()
     call = runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "memory.h"
-#include "pointwise.h"
+#include "gemm_conv.h"
 #include "pointwise_depthwise.h"
 #include "winograd.h"
 
@@ -22,7 +22,7 @@ enum Role { ROLE_INPUT = 0, ROLE_CONST = 1, ROLE_TEMP = 2, ROLE_OUTPUT = 3 };
 enum StepKind {
   STEP_CONV = 1, STEP_POOL, STEP_ELTWISE, STEP_BINARY, STEP_CONCAT, STEP_MATMUL, STEP_REDUCE,
   STEP_LAYERNORM, STEP_SOFTMAX, STEP_TRANSPOSE, STEP_RESHAPE, STEP_SLICE, STEP_EXTERNAL,
-  STEP_GROUPNORM, STEP_RESAMPLE, STEP_WINOGRAD, STEP_POINTWISE_DEPTHWISE, STEP_POINTWISE
+  STEP_GROUPNORM, STEP_RESAMPLE, STEP_WINOGRAD, STEP_POINTWISE_DEPTHWISE, STEP_GEMM_CONV
 };
 enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
 
@@ -52,7 +52,7 @@ struct ExternalCall {
   std::vector<int32_t> geometry;      // KH KW SH SW PT PB PL PR ACT (conv_common.h)
 };
 
-// A convolution the runtime computes itself (winograd.h, pointwise_depthwise.h, pointwise.h) on the
+// A convolution the runtime computes itself (winograd.h, pointwise_depthwise.h, gemm_conv.h) on the
 // program's threads; its operands are value ids: src, weights, bias, residual (-1: none), dst.
 struct NativeCall {
   std::shared_ptr<NativeConv> conv;

@@ -558,21 +558,21 @@ void Program::build_step(int index, Step &step) {
                                              : ""));
       return;
     }
-    case STEP_POINTWISE: {  // src, weights, bias, dst, residual, stride, rows, vecs,
-                            // tasks_per_thread, activation
-      need(10);
+    case STEP_GEMM_CONV: {  // src, weights, bias, dst, residual, kh, kw, stride, pad_top,
+                            // pad_left, rows, vecs, tasks_per_thread, activation
+      need(14);
       int src = channels_last((int)f[0], index), dst = (int)f[3];
       const Dims &in = value(src).dims, &out = value(dst).dims;
-      if (in.size() != 4 || out.size() != 4) throw Error{"pointwise: 4-D values expected"};
-      if (in[0] != out[0]) throw Error{"pointwise: input and output batches differ"};
-      PointwiseShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
-                           (int)out[2], (int)out[3], (int)f[5], (int)f[6], (int)f[7],
-                           (int)f[8], (int)f[9]};
+      if (in.size() != 4 || out.size() != 4) throw Error{"gemm_conv: 4-D values expected"};
+      if (in[0] != out[0]) throw Error{"gemm_conv: input and output batches differ"};
+      GemmConvShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
+                          (int)out[2], (int)out[3], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
+                          (int)f[9], (int)f[10], (int)f[11], (int)f[12], (int)f[13]};
       auto call = std::make_shared<NativeCall>();
-      call->conv = std::make_shared<PointwiseConv>(shape);
+      call->conv = std::make_shared<GemmConv>(shape);
       int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
       call->values = {src, (int)f[1], (int)f[2], residual, dst};
-      add_native(index, call, "pointwise_nhwc:" + std::to_string(shape.rows) + "x" +
+      add_native(index, call, "gemm_conv_nhwc:" + std::to_string(shape.rows) + "x" +
                                   std::to_string(shape.vecs));
       return;
     }

@@ -91,15 +91,17 @@ def pack_winograd_nhwc_raw_weight(weight: np.ndarray, register_vectors: int) -> 
     return np.ascontiguousarray(panels.transpose(0, 2, 3, 1))
 
 
-def pack_pointwise_nhwc_weight(weight: np.ndarray, register_vectors: int) -> np.ndarray:
-    """(OC, C, 1, 1) -> (ceil(OC/P), C, P) float32, P = 16 * register_vectors: the runtime's 1x1
-    step (pointwise.h) walks a panel of P output channels row by row, a row per input channel;
+def pack_gemm_conv_weight(weight: np.ndarray, register_vectors: int) -> np.ndarray:
+    """(OC, C, kh, kw) -> (ceil(OC/P), kh*kw*C, P) float32, P = 16 * register_vectors: the
+    runtime's GEMM convolution step (gemm_conv.h) walks a panel of P output channels row by row,
+    a row per (window row, window column, input channel) as its gathered inputs are ordered;
     output channels zero-padded to whole panels."""
-    out_channels, channels = weight.shape[:2]
+    out_channels = weight.shape[0]
+    rows = weight.transpose(0, 2, 3, 1).reshape(out_channels, -1)
     panel = 16 * register_vectors
-    padded = np.zeros((-(-out_channels // panel) * panel, channels), np.float32)
-    padded[:out_channels] = weight.reshape(out_channels, channels)
-    return np.ascontiguousarray(padded.reshape(-1, panel, channels).transpose(0, 2, 1))
+    padded = np.zeros((-(-out_channels // panel) * panel, rows.shape[1]), np.float32)
+    padded[:out_channels] = rows
+    return np.ascontiguousarray(padded.reshape(-1, panel, rows.shape[1]).transpose(0, 2, 1))
 
 
 def pack_pointwise_depthwise(pointwise: np.ndarray | None, pointwise_bias: np.ndarray | None,

@@ -4,7 +4,7 @@ The custom operator's parameters are ``(spec, x, constants, out)`` (tuner.kernel
 spec): the region input, all its constants packed in one array, the output. ``choice_for(op, kg)``
 says how each convolution and matrix product runs: oneDNN's implementation of that rank, or a
 hand-written kernel (an ``External`` step, its weights packed for that variant), or a kernel of
-the runtime itself with its parameters (a ``NativeKernel``: the Winograd step, the 1x1 step;
+the runtime itself with its parameters (a ``NativeKernel``: the Winograd step, the GEMM step;
 the fused 1x1 + depthwise step, an op of its own: pointwise_depthwise).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from tuner.kernels.cpu.packing import (WeightLayout, pack_pointwise_depthwise,
-                                       pack_pointwise_nhwc_weight, pack_weight,
+                                       pack_gemm_conv_weight, pack_weight,
                                        pack_winograd_nhwc_raw_weight, pack_winograd_nhwc_weight)
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
@@ -126,14 +126,14 @@ def packed_native_weights(kernel: str, params: dict, weight: np.ndarray) -> np.n
         if params["weights"] == "raw":
             return pack_winograd_nhwc_raw_weight(weight, params["register_vectors"])
         return pack_winograd_nhwc_weight(weight, params["tile_size"], params["register_vectors"])
-    if kernel == POINTWISE_NHWC:
-        return pack_pointwise_nhwc_weight(weight, params["register_vectors"])
+    if kernel == GEMM_CONV_NHWC:
+        return pack_gemm_conv_weight(weight, params["register_vectors"])
     raise ValueError(f"no program step for the kernel {kernel!r}")
 
 
 def native_step(kernel: str, params: dict, src: int, weights: int, bias: int, dst: int,
-                residual: int | None, stride: tuple[int, int], pad_top_left: tuple[int, int],
-                activation: str) -> s.Step:
+                residual: int | None, kernel_size: tuple[int, int], stride: tuple[int, int],
+                pad_top_left: tuple[int, int], activation: str) -> s.Step:
     """The step of the runtime's own ``kernel`` (value ids; ``weights`` packed by
     ``packed_native_weights``) for a convolution with the hand-written epilogue."""
     code = ACTIVATION_CODES[activation]
@@ -142,9 +142,10 @@ def native_step(kernel: str, params: dict, src: int, weights: int, bias: int, ds
                           params["register_rows"], params["register_vectors"],
                           params["tile_block"], params["oc_block"], params["tasks_per_thread"],
                           *pad_top_left, code, params["weights"] == "raw")
-    if kernel == POINTWISE_NHWC:
-        return s.Pointwise(src, weights, bias, dst, residual, stride[0], params["register_rows"],
-                           params["register_vectors"], params["tasks_per_thread"], code)
+    if kernel == GEMM_CONV_NHWC:
+        return s.GemmConv(src, weights, bias, dst, residual, tuple(kernel_size), stride[0],
+                          *pad_top_left, params["register_rows"], params["register_vectors"],
+                          params["tasks_per_thread"], code)
     raise ValueError(f"no program step for the kernel {kernel!r}")
 
 
@@ -152,11 +153,12 @@ def _native(values: _Values, op: KOp, native: NativeKernel) -> s.Step:
     kg = values.kg
     params = dict(native.params)
     residual, activation, bias = _epilogue_and_bias(values, op)
-    weights = packed_native_weights(native.kernel, params, kg.consts[op.inputs[1].id])
+    weight = kg.consts[op.inputs[1].id]
+    weights = packed_native_weights(native.kernel, params, weight)
     top, left, _, _ = op.attrs["padding"]
     return native_step(native.kernel, params, values.act(op.inputs[0]),
                        values.const(kg.new_const(weights)), bias, values.act(op.out), residual,
-                       tuple(op.attrs["stride"]), (top, left), activation)
+                       weight.shape[2:], tuple(op.attrs["stride"]), (top, left), activation)
 
 
 def _pointwise_depthwise(values: _Values, op: KOp) -> s.Step:
@@ -225,7 +227,7 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
 
 
 WINOGRAD_NHWC = "conv2d_winograd_nhwc"
-POINTWISE_NHWC = "conv2d_pointwise_nhwc"
+GEMM_CONV_NHWC = "conv2d_gemm_nhwc"
 ChoiceFor = Callable[[KOp, KernelGraph], "tuple[int, HandKernel | NativeKernel | None]"]
 
 

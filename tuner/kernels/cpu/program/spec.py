@@ -490,12 +490,13 @@ class Winograd(Step):
 
 
 @dataclass(frozen=True)
-class Pointwise(Step):
-    """dst = act(conv1x1(src, weights) + bias [+ residual]), no padding, ``stride`` 1 or 2, by
-    the runtime's own 1x1 kernel (kernels/cpu/program/pointwise.h) on channels-last values;
-    ``weights`` packed by ``packing.pack_pointwise_nhwc_weight`` for ``register_vectors``;
-    ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that kernel's parameters
-    (search_spaces/cpu_kernels.yaml)."""
+class GemmConv(Step):
+    """dst = act(conv(src, weights) + bias [+ residual]) for a ``kernel_size`` window (groups 1,
+    dilation 1, square ``stride``, padding ``pad_top``/``pad_left`` before and what dst's size
+    implies after), as one GEMM by the runtime's own kernel (kernels/cpu/program/gemm_conv.h) on
+    channels-last values; ``weights`` packed by ``packing.pack_gemm_conv_weight`` for
+    ``register_vectors``; ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that
+    kernel's parameters (search_spaces/cpu_kernels.yaml)."""
 
     KIND: ClassVar[int] = 18
     src: int
@@ -503,7 +504,10 @@ class Pointwise(Step):
     bias: int
     dst: int
     residual: int | None
+    kernel_size: tuple[int, int]
     stride: int
+    pad_top: int
+    pad_left: int
     register_rows: int
     register_vectors: int
     tasks_per_thread: int
@@ -511,9 +515,9 @@ class Pointwise(Step):
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, self.bias, self.dst,
-                -1 if self.residual is None else self.residual, self.stride,
-                self.register_rows, self.register_vectors, self.tasks_per_thread,
-                self.activation]
+                -1 if self.residual is None else self.residual, *self.kernel_size, self.stride,
+                self.pad_top, self.pad_left, self.register_rows, self.register_vectors,
+                self.tasks_per_thread, self.activation]
 
     def inputs(self):
         return (self.src, self.weights, self.bias,

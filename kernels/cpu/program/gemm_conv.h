@@ -1,22 +1,25 @@
-// A 1x1 convolution (groups 1, no padding, stride 1 or 2) as a program step on channels-last
-// (NHWC) values, run on the program's thread pool. Part of program.cpp's translation unit.
+// A convolution (groups 1, dilation 1) as one GEMM, a program step on channels-last (NHWC)
+// values run on the program's thread pool. Part of program.cpp's translation unit.
 //
-//   dst[n][oy][ox][c] = act(sum_k src[n][oy*s][ox*s][k] * w[k][c] + bias[c] [+ residual])
+//   dst[n][oy][ox][c] = act(sum_{i,j,k} src[n][oy*s-pt+i][ox*s-pl+j][k] * w[i][j][k][c]
+//                           + bias[c] [+ residual])       (src zero outside the image)
 //
-// A GEMM of the output pixels (rows of A: a pixel's K input channels, `lda` apart) by the
-// weights, packed by tuner/kernels/cpu/packing.py (pack_pointwise_nhwc_weight) in panels of
-// P = 16 * vecs output channels, [panel][K][P] (output channels zero-padded to whole panels):
-// the register tile, `rows` pixels x `vecs` vectors, walks a panel's K rows contiguously. The
-// batch's output pixels are one row of tiles (NHWC pixels are contiguous; with stride 2 the
-// pixels read are gathered first), the last ones taking the tile of exactly that many rows.
+// The rows of A are the output pixels, each the kh*kw*K input values its window reads: a 1x1
+// convolution of stride 1 reads src as it is (NHWC pixels are contiguous); any other gathers
+// them first (im2col: its windows, or with stride 2 every second pixel), which is why the
+// space offers it for small maps. The weights, packed by tuner/kernels/cpu/packing.py
+// (pack_gemm_conv_weight) in panels of P = 16 * vecs output channels, [panel][kh*kw*K][P]
+// (output channels zero-padded to whole panels): the register tile, `rows` pixels x `vecs`
+// vectors, walks a panel's rows contiguously; the last pixels take the tile of exactly that
+// many rows.
 //
-// Work, on batch 1's small late maps the weights outweigh the activations (ResNet50's 7x7
-// layers: 4 MB of weights for 49 pixels), so there the threads split the panels, each reading
-// its own share of the weights once, and a thread fetches its next panel into L2 while its
-// current panel's tiles run: each panel's first tile otherwise waits for memory (ResNet50's
-// 100 MB of weights do not stay in cache from one inference to the next). Elsewhere (more output pixels than output channels) the threads
-// split the tiles, and a task runs every panel over a block of its tiles (inputs of at most
-// kBlockBytes, kept in cache) before the next block.
+// Work: on batch 1's small late maps the weights outweigh the activations (ResNet50's 7x7 1x1
+// layers: 4 MB of weights for 49 pixels), so where output channels outnumber output pixels the
+// threads split the panels, each reading its own share of the weights once, and a thread
+// fetches its next panel into L2 while its current panel's tiles run: each panel's first tile
+// otherwise waits for memory (ResNet50's 100 MB of weights do not stay in cache from one
+// inference to the next). Elsewhere the threads split the tiles, and a task runs every panel
+// over a block of its tiles (rows of A of at most kBlockBytes, kept in cache) before the next.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -29,8 +32,9 @@
 
 namespace {
 
-struct PointwiseShape {
-  int N, K, H, W, C, OH, OW, stride, rows, vecs, tasks_per_thread, act;
+struct GemmConvShape {
+  int N, K, H, W, C, OH, OW, KH, KW, stride, pad_top, pad_left, rows, vecs, tasks_per_thread,
+      act;
 };
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -38,7 +42,7 @@ struct PointwiseShape {
 // C[r][v] = act(bias[v] + sum_k A[r][k] * B[k][v] [+ residual[r][v]]), B a panel of K rows of
 // NV vectors; with `prefetch`, one 64-byte line from there on per k fetched into L2.
 template <int R, int NV>
-void pointwise_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
+void gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
                     int64_t ldc, const float *bias, const float *residual, int act,
                     const char *prefetch) {
   Vec16 acc[R][NV];
@@ -72,22 +76,22 @@ void pointwise_tile(const float *a, int64_t lda, const float *b, int k_count, fl
     }
 }
 
-using PointwiseTile = void (*)(const float *, int64_t, const float *, int, float *, int64_t,
+using GemmTile = void (*)(const float *, int64_t, const float *, int, float *, int64_t,
                                const float *, const float *, int, const char *);
 
-constexpr int kPointwiseMaxRows = 14;
+constexpr int kGemmMaxRows = 14;
 
 template <int NV, int... R>
-constexpr std::array<PointwiseTile, sizeof...(R)> pointwise_tiles(
+constexpr std::array<GemmTile, sizeof...(R)> gemm_tiles(
     std::integer_sequence<int, R...>) {
-  return {&pointwise_tile<R + 1, NV>...};
+  return {&gemm_tile<R + 1, NV>...};
 }
 
 // The tile of `rows` pixels x `vecs` vectors: rows 1-14 with 1 or 2 vectors, 1-7 with 4; or null.
-PointwiseTile pointwise_tile_for(int rows, int vecs) {
-  static constexpr auto one = pointwise_tiles<1>(std::make_integer_sequence<int, 14>{});
-  static constexpr auto two = pointwise_tiles<2>(std::make_integer_sequence<int, 14>{});
-  static constexpr auto four = pointwise_tiles<4>(std::make_integer_sequence<int, 7>{});
+GemmTile gemm_tile_for(int rows, int vecs) {
+  static constexpr auto one = gemm_tiles<1>(std::make_integer_sequence<int, 14>{});
+  static constexpr auto two = gemm_tiles<2>(std::make_integer_sequence<int, 14>{});
+  static constexpr auto four = gemm_tiles<4>(std::make_integer_sequence<int, 7>{});
   if (rows < 1) return nullptr;
   if (vecs == 1 && rows <= 14) return one[rows - 1];
   if (vecs == 2 && rows <= 14) return two[rows - 1];
@@ -95,27 +99,27 @@ PointwiseTile pointwise_tile_for(int rows, int vecs) {
   return nullptr;
 }
 
-class PointwiseConv final : public NativeConv {
+class GemmConv final : public NativeConv {
  public:
-  explicit PointwiseConv(const PointwiseShape &s) : s_(s) {
-    if (s.stride < 1 || s.stride > 2 || s.OH != (s.H - 1) / s.stride + 1 ||
-        s.OW != (s.W - 1) / s.stride + 1)
-      throw Error{"pointwise: stride 1 or 2 without padding, output " + std::to_string(s.OH) +
-                  "x" + std::to_string(s.OW) + " does not follow from the input"};
+  explicit GemmConv(const GemmConvShape &s) : s_(s) {
+    if (s.stride < 1 || s.KH < 1 || s.KW < 1 || s.pad_top < 0 || s.pad_left < 0 ||
+        s.pad_top >= s.KH || s.pad_left >= s.KW || s.OH < 1 || s.OW < 1)
+      throw Error{"gemm_conv: a window of at least 1x1, a positive stride and padding smaller "
+                  "than the window"};
     if (s.act < TILE_NONE || s.act > TILE_SILU)
-      throw Error{"pointwise: activation " + std::to_string(s.act) + " unknown"};
+      throw Error{"gemm_conv: activation " + std::to_string(s.act) + " unknown"};
     for (int rows = 1; rows <= s.rows; rows++)
-      if (!pointwise_tile_for(rows, s.vecs))
-        throw Error{"pointwise: no register tile of " + std::to_string(s.rows) + " x " +
+      if (!gemm_tile_for(rows, s.vecs))
+        throw Error{"gemm_conv: no register tile of " + std::to_string(s.rows) + " x " +
                     std::to_string(s.vecs) + " vectors"};
   }
 
-  int64_t weight_floats() const override { return (int64_t)panels() * s_.K * panel(); }
+  int64_t weight_floats() const override { return (int64_t)panels() * depth() * panel(); }
 
   void run(const float *src, const float *weights, const float *bias, const float *residual,
            float *dst, SpinPool &pool) const override {
     const int threads = std::max(1, pool.get_num_threads() * s_.tasks_per_thread);
-    if (s_.stride != 1) src = subsampled(src, pool);
+    if (!direct()) src = gathered(src, pool);
     const int64_t tiles = (pixels() + s_.rows - 1) / s_.rows;
     if (s_.C >= pixels()) {  // weights outweigh activations: split the panels
       const int tasks = std::min(panels(), threads);
@@ -127,7 +131,7 @@ class PointwiseConv final : public NativeConv {
     }
     const int tasks = (int)std::min<int64_t>(tiles, threads);
     const int64_t block =
-        std::max<int64_t>(1, kBlockBytes / ((int64_t)s_.rows * s_.K * (int64_t)sizeof(float)));
+        std::max<int64_t>(1, kBlockBytes / ((int64_t)s_.rows * depth() * (int64_t)sizeof(float)));
     pool.parallel_for(tasks, [&](int task, int) {
       const int64_t first = tiles * task / tasks, end = tiles * (task + 1) / tasks;
       for (int64_t t = first; t < end; t += block)
@@ -138,11 +142,16 @@ class PointwiseConv final : public NativeConv {
 
  private:
   static constexpr int64_t kBlockBytes = 128 * 1024;
-  PointwiseShape s_;
+  GemmConvShape s_;
 
   int panel() const { return 16 * s_.vecs; }
   int panels() const { return (s_.C + panel() - 1) / panel(); }
   int64_t pixels() const { return (int64_t)s_.N * s_.OH * s_.OW; }
+  int depth() const { return s_.KH * s_.KW * s_.K; }  // a row of A: a window's inputs
+  bool direct() const {
+    return s_.KH == 1 && s_.KW == 1 && s_.stride == 1 && s_.pad_top == 0 && s_.pad_left == 0 &&
+           s_.OH == s_.H && s_.OW == s_.W;
+  }
 
   static float *scratch(size_t floats) {
     static thread_local std::vector<float> buffer;
@@ -150,32 +159,41 @@ class PointwiseConv final : public NativeConv {
     return buffer.data();
   }
 
-  // With stride 2, the pixels the convolution reads, gathered contiguous (a buffer of the
-  // calling thread that the pool's threads read): then every tile's rows are K floats apart.
-  const float *subsampled(const float *src, SpinPool &pool) const {
-    static thread_local std::vector<float> gathered;
-    const int K = s_.K, OW = s_.OW, rows = s_.N * s_.OH;
-    gathered.resize((size_t)pixels() * K);
-    float *out = gathered.data();
-    const int tasks = std::min(rows, pool.get_num_threads());
+  // The rows of A gathered (a buffer of the calling thread that the pool's threads read): per
+  // output pixel its window's kh x kw input pixels in order, zeros outside the image.
+  const float *gathered(const float *src, SpinPool &pool) const {
+    static thread_local std::vector<float> rows;
+    const int K = s_.K, OW = s_.OW, lines = s_.N * s_.OH;
+    rows.resize((size_t)pixels() * depth());
+    float *out = rows.data();
+    const int tasks = std::min(lines, pool.get_num_threads());
     pool.parallel_for(tasks, [&](int task, int) {
-      for (int line = rows * task / tasks; line < rows * (task + 1) / tasks; line++) {
-        const int64_t n = line / s_.OH, iy = (int64_t)(line % s_.OH) * s_.stride;
-        const float *row = src + (n * s_.H + iy) * s_.W * K;
-        for (int x = 0; x < OW; x++)
-          std::copy(row + (int64_t)x * s_.stride * K, row + ((int64_t)x * s_.stride + 1) * K,
-                    out + ((int64_t)line * OW + x) * K);
+      for (int line = lines * task / tasks; line < lines * (task + 1) / tasks; line++) {
+        const int64_t n = line / s_.OH, oy = line % s_.OH;
+        for (int ox = 0; ox < OW; ox++) {
+          float *row = out + ((int64_t)line * OW + ox) * depth();
+          for (int i = 0; i < s_.KH; i++) {
+            const int64_t y = oy * s_.stride - s_.pad_top + i;
+            for (int j = 0; j < s_.KW; j++, row += K) {
+              const int64_t x = (int64_t)ox * s_.stride - s_.pad_left + j;
+              if (y < 0 || y >= s_.H || x < 0 || x >= s_.W)
+                std::fill(row, row + K, 0.f);
+              else
+                std::copy_n(src + ((n * s_.H + y) * s_.W + x) * K, K, row);
+            }
+          }
+        }
       }
     });
     return out;
   }
 
-  // Panels [p0, p1) over tiles [t0, t1) of R pixels (src: pixels K floats apart); with
+  // Panels [p0, p1) over tiles [t0, t1) of R pixels (src: rows of A, depth() floats apart); with
   // `prefetching`, each panel's first tiles fetch the next panel's weights, K lines a tile.
   void run_panels(const float *src, const float *weights, const float *bias,
                   const float *residual, float *dst, int p0, int p1, int64_t t0, int64_t t1,
                   bool prefetching) const {
-    const int K = s_.K, C = s_.C, P = panel(), R = s_.rows;
+    const int K = depth(), C = s_.C, P = panel(), R = s_.rows;
     const int64_t panel_floats = (int64_t)K * P, panel_lines = panel_floats * 4 / 64;
     for (int p = p0; p < p1; p++) {
       const float *b = weights + p * panel_floats;
@@ -189,7 +207,7 @@ class PointwiseConv final : public NativeConv {
         const int64_t out = x0 * C + p * P;
         const int64_t done = (t - t0) * K;  // lines of the next panel fetched before
         const char *fetch = prefetching && next && done < panel_lines ? next + done * 64 : nullptr;
-        const PointwiseTile tile = pointwise_tile_for(rows, s_.vecs);
+        const GemmTile tile = gemm_tile_for(rows, s_.vecs);
         if (width == P) {
           tile(a, K, b, K, dst + out, C, bias + p * P, residual ? residual + out : nullptr,
                s_.act, fetch);
@@ -219,10 +237,10 @@ class PointwiseConv final : public NativeConv {
 };
 
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
-class PointwiseConv final : public NativeConv {
+class GemmConv final : public NativeConv {
  public:
-  explicit PointwiseConv(const PointwiseShape &) {
-    throw Error{"pointwise_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
+  explicit GemmConv(const GemmConvShape &) {
+    throw Error{"gemm_conv_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
   }
   int64_t weight_floats() const override { return 0; }
   void run(const float *, const float *, const float *, const float *, float *,
