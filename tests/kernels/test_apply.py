@@ -138,6 +138,38 @@ def test_the_runtimes_gemm_convolution_runs_every_dense_layer(library, layout):
     assert len([a for a in ran.actions if a.implementation.startswith("gemm_conv_nhwc")]) == 20
 
 
+@needs_avx2_fma
+def test_the_gemm_convolution_fuses_silu(library):
+    """SiLU, as MindSpore's cell or as x * sigmoid(x), is the GEMM step's epilogue (EfficientNet's
+    1x1 layers); the hand-written AOT kernels do not take it."""
+    class SiluNet(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.expand = nn.SequentialCell([nn.Conv2d(16, 64, 1), nn.BatchNorm2d(64), nn.SiLU()])
+            self.conv = nn.Conv2d(64, 32, 3, pad_mode="pad", padding=1, has_bias=True)
+            self.sigmoid = nn.Sigmoid()
+
+        def construct(self, x):
+            y = self.conv(self.expand(x))
+            return y * self.sigmoid(y)
+
+    net = SiluNet()
+    net.set_train(False)
+    _randomize_batchnorms(net)
+    shape = (1, 16, 7, 7)
+    x = _input(shape)
+    reference = Calling(net)(x).asnumpy()
+    groups = library.find_workloads(net, shape)
+    assert all("conv2d_gemm_nhwc" in g.kernels and "conv2d_dense" not in g.kernels
+               for g in groups)
+    choices = [KernelChoice(g.key, "conv2d_gemm_nhwc", ()) for g in groups]
+    tuned = library.apply(net, _config("network", "nhwc", kernels=choices), shape)
+    assert relative_error(Calling(tuned)(x).asnumpy(), reference) < 1e-4
+    steps = [a for a in runtime.timings(tuned.library, tuned.spec_words).actions
+             if a.label == "step"]  # (the others: the program's input and output conversions)
+    assert [a.implementation.split(":")[0] for a in steps] == ["gemm_conv_nhwc"] * 2
+
+
 def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):
     library = every_kernel_library
     net = _model("resnet18")

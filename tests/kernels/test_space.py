@@ -103,6 +103,11 @@ def test_malformed_file_is_refused(tmp_path):
                     "    p: {type: int, low: 1, high: 4, default: 2, define: P}\n")
     with pytest.raises(ValueError, match="params.p: 9 is not in"):  # on every CPU
         load_kernel_space(path, cpu_flags=frozenset({"avx512f"}))
+    path.write_text("k:\n  source: k.cpp\n  hand_epilogue: true\n  activations: [gelu]\n"
+                    "  params: {}\n")
+    with pytest.raises(ValueError, match="'activations' must be a list of none, relu, relu6, "
+                                         "silu"):
+        load_kernel_space(path)
 
 
 def test_defaults_depend_on_the_cpus_flags():

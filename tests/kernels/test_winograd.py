@@ -106,7 +106,9 @@ def test_kernel_names(every_kernel_library):
                                                           WINOGRAD_NHWC, "conv2d_gemm_nhwc")
     strided = ConvWorkload(1, 4, 4, 8, 8, (3, 3), (2, 2), (1, 1, 1, 1))
     assert library.kernel_names(strided) == ("onednn", "conv2d_dense", "conv2d_gemm_nhwc")
-    assert library.kernel_names(_conv(1, 4, 8, 8, 4), hand_epilogue_ok=False) == ("onednn",)
+    assert library.kernel_names(_conv(1, 4, 8, 8, 4), epilogue=None) == ("onednn",)
+    assert library.kernel_names(_conv(1, 4, 8, 8, 4), epilogue=(True, "silu")) == (
+        "onednn", "conv2d_gemm_nhwc")  # the GEMM step fuses SiLU too
     with pytest.raises(ValueError, match="cannot run"):
         library.custom_cell(strided, {}, np.zeros((4, 4, 3, 3), np.float32),
                             np.zeros(4, np.float32), WINOGRAD)

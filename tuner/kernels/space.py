@@ -80,6 +80,9 @@ class KernelParam:
         return str(mapped)
 
 
+EPILOGUE_ACTIVATIONS = ("none", "relu", "relu6", "silu")  # a hand epilogue's, at most
+
+
 @dataclass(frozen=True)
 class KernelSpace:
     """The parameter space of one kernel (``source`` is relative to ``kernels/cpu``).
@@ -87,7 +90,8 @@ class KernelSpace:
     ``choice`` is the kernel's value of a workload's kernel knob (``kernels.<workload>``);
     ``runs`` (a Python expression over the workload's fields, its ``op``, ``kind``,
     ``out_height``, ``out_width``) says which workloads it can run, and ``hand_epilogue`` that
-    it fuses only the hand-written kernels' epilogues (a residual add, then ReLU or ReLU6);
+    it fuses only the hand-written kernels' epilogues (a residual add, then one of
+    ``activations``: ReLU or ReLU6 unless the file says more, e.g. SiLU);
     ``default_for`` (same variables, and ``cpu``: the CPU's flags) says where it is the space's
     default instead of the workload's first kernel. ``runtime_params``: its parameters are read
     by the program runtime from the program's spec, not compiled in (no ``define``; one build
@@ -110,6 +114,12 @@ class KernelSpace:
     requires: tuple[str, ...] = ()
     defaults_when: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     cpu_flags: frozenset[str] = frozenset()
+    activations: tuple[str, ...] = ("none", "relu", "relu6")
+
+    def takes_epilogue(self, epilogue: tuple[bool, str] | None) -> bool:
+        """Whether it can fuse a layer's epilogue, (has_residual, activation) or None for one
+        no kernel of the hand-epilogue kind fuses."""
+        return not self.hand_epilogue or (epilogue is not None and epilogue[1] in self.activations)
 
     def missing_flags(self, cpu_flags: frozenset[str] | None = None) -> tuple[str, ...]:
         """The required CPU flags that ``cpu_flags`` (default: the space's CPU's) lacks (none:
@@ -306,11 +316,16 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
         if not (isinstance(requires, list) and all(isinstance(f, str) for f in requires)):
             raise ValueError(f"{path}: kernel {kernel!r}: 'requires' must be a list of CPU flags")
         params = tuple(_parse_param(kernel, n, s, runtime) for n, s in body["params"].items())
+        activations = body.get("activations", ["none", "relu", "relu6"])
+        if not (isinstance(activations, list) and set(activations) <= set(EPILOGUE_ACTIVATIONS)):
+            raise ValueError(f"{path}: kernel {kernel!r}: 'activations' must be a list of "
+                             f"{', '.join(EPILOGUE_ACTIVATIONS)}")
         space = KernelSpace(kernel, str(body["source"]), params, tuple(body.get("restrictions", ())),
                             str(body.get("choice", kernel)), str(body.get("default_for", "False")),
                             str(body.get("runs", "True")), bool(body.get("hand_epilogue", False)),
                             runtime, tuple(requires),
-                            _parse_defaults_when(path, kernel, body), frozenset(cpu_flags))
+                            _parse_defaults_when(path, kernel, body), frozenset(cpu_flags),
+                            tuple(activations))
         _validate_defaults(space)
         spaces[kernel] = space
     return spaces

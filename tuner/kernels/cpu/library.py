@@ -27,7 +27,7 @@ from tuner.kernels.cpu.program.emit import HandKernel, NativeKernel
 from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
 from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
 from tuner.kernels.cpu.program.spec import Layout
-from tuner.kernels.cpu.program.workloads import hand_epilogue, workload_of
+from tuner.kernels.cpu.program.workloads import step_epilogue, workload_of
 from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, Workload, WorkloadGroup
 
@@ -98,10 +98,12 @@ class CpuKernelLibrary(KernelLibrary):
         return runtime.unavailable_reason(self.cache_dir)
 
     # -- workloads ------------------------------------------------------------------------
-    def kernel_names(self, workload: Workload, hand_epilogue_ok: bool = True) -> tuple[str, ...]:
-        """The kernels that can run ``workload``, its default one first."""
+    def kernel_names(self, workload: Workload,
+                     epilogue: tuple[bool, str] | None = (False, "none")) -> tuple[str, ...]:
+        """The kernels that can run ``workload`` with a layer's ``epilogue`` (has_residual,
+        activation; None: one that only oneDNN's post-ops fuse), its default one first."""
         return tuple(name for name, space in self.spaces.items()
-                     if space.can_run(workload) and (hand_epilogue_ok or not space.hand_epilogue)
+                     if space.can_run(workload) and space.takes_epilogue(epilogue)
                      and not space.missing_flags())
 
     def plan(self, net: nn.Cell, input_shape: tuple[int, ...], programs, graph: Graph | None = None,
@@ -130,7 +132,7 @@ class CpuKernelLibrary(KernelLibrary):
                 kg = planned.kernel_graph
                 for op in kg.heavy_ops():
                     workload = workload_of(op, kg)
-                    kernels = set(self.kernel_names(workload, hand_epilogue(op, kg) is not None))
+                    kernels = set(self.kernel_names(workload, step_epilogue(op, kg)))
                     layer = _layer_of(op, plan)
                     key = workload.key
                     if key not in found:
@@ -193,7 +195,7 @@ class CpuKernelLibrary(KernelLibrary):
             choice = choices.get(workload.key)
             kernel = choice.kernel if choice else self.kernel_names(workload)[0]
             params = self.space(kernel).complete(dict(choice.params) if choice else {}, workload)
-            if kernel not in self.kernel_names(workload, hand_epilogue(op, kg) is not None):
+            if kernel not in self.kernel_names(workload, step_epilogue(op, kg)):
                 reason = self.unsupported_reason(kernel) or "cannot run it here"
                 raise ValueError(f"kernels.{workload.key}: {reason}")
             if kernel == ONEDNN:

@@ -22,9 +22,8 @@ from tuner.kernels.cpu.packing import (WeightLayout, pack_pointwise_depthwise,
 from tuner.kernels.cpu.program import spec as s
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post
 from tuner.kernels.cpu.geometry import ACTIVATION_CODES
-from tuner.kernels.cpu.program.pointwise_depthwise import (FUSED_KIND, POINTWISE_DEPTHWISE,
-                                                           STEP_ACTIVATION_CODES, step_epilogue)
-from tuner.kernels.cpu.program.workloads import hand_epilogue
+from tuner.kernels.cpu.program.pointwise_depthwise import FUSED_KIND, POINTWISE_DEPTHWISE
+from tuner.kernels.cpu.program.workloads import STEP_ACTIVATION_CODES, step_epilogue
 
 _INSTANCES = itertools.count(1)
 
@@ -112,7 +111,7 @@ def _epilogue_and_bias(values: _Values, op: KOp) -> tuple[int | None, str, int]:
     """(residual value id or None, activation, bias value id) of a hand-epilogue convolution;
     a missing bias becomes zeros."""
     kg = values.kg
-    residual, activation = hand_epilogue(op, kg)
+    residual, activation = step_epilogue(op, kg)
     weights = kg.consts[op.inputs[1].id]
     bias = (kg.consts[op.attrs["bias"].id] if op.attrs.get("bias") is not None
             else np.zeros(weights.shape[0], np.float32))
@@ -136,7 +135,7 @@ def native_step(kernel: str, params: dict, src: int, weights: int, bias: int, ds
                 pad_top_left: tuple[int, int], activation: str) -> s.Step:
     """The step of the runtime's own ``kernel`` (value ids; ``weights`` packed by
     ``packed_native_weights``) for a convolution with the hand-written epilogue."""
-    code = ACTIVATION_CODES[activation]
+    code = STEP_ACTIVATION_CODES[activation]
     if kernel == WINOGRAD_NHWC:
         return s.Winograd(src, weights, bias, dst, residual, params["tile_size"],
                           params["register_rows"], params["register_vectors"],

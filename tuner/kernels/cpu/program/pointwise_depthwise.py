@@ -18,34 +18,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tuner.kernels.cpu.geometry import ACTIVATION_CODES
 from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp
-from tuner.kernels.cpu.program.spec import Alg
-from tuner.kernels.cpu.program.workloads import hand_epilogue
+from tuner.kernels.cpu.program.workloads import step_epilogue
 
 POINTWISE_DEPTHWISE = "pointwise_depthwise_nhwc"
 FUSED_KIND = "pointwise_depthwise"
-STEP_ACTIVATION_CODES = {**ACTIVATION_CODES, "silu": 3}   # TileActivation, register_tile.h
-
-
-def step_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
-    """(has_residual, activation) of a convolution in the fused step: the hand-written kernels'
-    epilogues (``hand_epilogue``), or SiLU (swish with alpha 1) after an optional residual."""
-    epilogue = hand_epilogue(op, kg)
-    if epilogue is not None:
-        return epilogue
-    posts = list(op.posts)
-    residual = bool(posts) and posts[0].operand is not None
-    if residual:
-        if posts[0].alg != Alg.ADD or kg.shape(posts[0].operand) != kg.shapes[op.out.id]:
-            return None
-        posts = posts[1:]
-    if (len(posts) == 1 and posts[0].alg == Alg.SWISH and posts[0].alpha == 1.0
-            and posts[0].operand is None):
-        return residual, "silu"
-    return None
-
-
 def _activation(op: KOp, kg: KernelGraph) -> str | None:
     epilogue = step_epilogue(op, kg)
     return epilogue[1] if epilogue is not None and not epilogue[0] else None

@@ -1,6 +1,7 @@
-"""The workloads of a kernel graph's heavy ops, and the epilogues hand-written kernels take."""
+"""The workloads of a kernel graph's heavy ops, and the epilogues the kernels take."""
 from __future__ import annotations
 
+from tuner.kernels.cpu.geometry import ACTIVATION_CODES
 from tuner.kernels.cpu.program.kernel_graph import Const, KernelGraph, KOp
 from tuner.kernels.cpu.program.spec import Alg
 from tuner.kernels.workload import ConvWorkload, MatMulWorkload, Workload
@@ -44,4 +45,26 @@ def hand_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
         return residual, "relu"
     if post.alg == Alg.CLIP and (post.alpha, post.beta) == (0.0, 6.0):
         return residual, "relu6"
+    return None
+
+
+STEP_ACTIVATION_CODES = {**ACTIVATION_CODES, "silu": 3}   # TileActivation, register_tile.h
+
+
+def step_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
+    """(has_residual, activation) of a convolution in the runtime's own steps (the fused step,
+    the GEMM step): the hand-written kernels' epilogues (``hand_epilogue``), or SiLU (swish with
+    alpha 1) after an optional residual."""
+    epilogue = hand_epilogue(op, kg)
+    if epilogue is not None:
+        return epilogue
+    posts = list(op.posts)
+    residual = bool(posts) and posts[0].operand is not None
+    if residual:
+        if posts[0].alg != Alg.ADD or kg.shape(posts[0].operand) != kg.shapes[op.out.id]:
+            return None
+        posts = posts[1:]
+    if (len(posts) == 1 and posts[0].alg == Alg.SWISH and posts[0].alpha == 1.0
+            and posts[0].operand is None):
+        return residual, "silu"
     return None
