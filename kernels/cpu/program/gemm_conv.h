@@ -35,12 +35,14 @@ namespace {
 struct GemmConvShape {
   int N, K, H, W, C, OH, OW, KH, KW, stride, pad_top, pad_left, rows, vecs, tasks_per_thread,
       act;
+  int depth_block = 0;  // rows of a panel a tile's pass covers (0: all; see run_panels)
 };
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 
 // C[r][v] = act(bias[v] + sum_k A[r][k] * B[k][v] [+ residual[r][v]]), B a panel of K rows of
-// NV vectors; with `prefetch`, one 64-byte line from there on per k fetched into L2.
+// NV vectors; without `bias` the sum starts from C (a pass over a later block of k); with
+// `prefetch`, one 64-byte line from there on per k fetched into L2.
 template <int R, int NV>
 void gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *c,
                     int64_t ldc, const float *bias, const float *residual, int act,
@@ -49,7 +51,7 @@ void gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[r][v] = v_loadu(bias + v * 16);
+    for (int v = 0; v < NV; v++) acc[r][v] = v_loadu(bias ? bias + v * 16 : c + r * ldc + v * 16);
   // without a line to fetch, the loop fetches its own panel's first line again (in L1)
   const char *fetch = prefetch ? prefetch : reinterpret_cast<const char *>(b);
   const int64_t fetch_step = prefetch ? 64 : 0;
@@ -188,42 +190,62 @@ class GemmConv final : public NativeConv {
     return out;
   }
 
-  // Panels [p0, p1) over tiles [t0, t1) of R pixels (src: rows of A, depth() floats apart); with
-  // `prefetching`, each panel's first tiles fetch the next panel's weights, K lines a tile.
+  // Panels [p0, p1) over tiles [t0, t1) of R pixels (src: rows of A, depth() floats apart).
+  // A panel's rows are taken depth_block at a time, each block by all the tiles (it stays in
+  // L1 while they run; the tiles accumulate in dst), the bias first, the epilogue last. With
+  // `prefetching`, a panel's first tile passes fetch the next panel's weights, a line per row.
   void run_panels(const float *src, const float *weights, const float *bias,
                   const float *residual, float *dst, int p0, int p1, int64_t t0, int64_t t1,
                   bool prefetching) const {
     const int K = depth(), C = s_.C, P = panel(), R = s_.rows;
+    const int block = s_.depth_block > 0 ? std::min(s_.depth_block, K) : K;
     const int64_t panel_floats = (int64_t)K * P, panel_lines = panel_floats * 4 / 64;
     for (int p = p0; p < p1; p++) {
       const float *b = weights + p * panel_floats;
       const int width = std::min(P, C - p * P);  // a last panel may be partial
       const char *next = p + 1 < p1 ? reinterpret_cast<const char *>(b + panel_floats) : nullptr;
-      const float *partial_bias = width < P ? bias_panel(bias, p) : nullptr;
-      for (int64_t t = t0; t < t1; t++) {
-        const int64_t x0 = t * R;
-        const int rows = (int)std::min<int64_t>(R, pixels() - x0);
-        const float *a = src + x0 * K;
-        const int64_t out = x0 * C + p * P;
-        const int64_t done = (t - t0) * K;  // lines of the next panel fetched before
-        const char *fetch = prefetching && next && done < panel_lines ? next + done * 64 : nullptr;
-        const GemmTile tile = gemm_tile_for(rows, s_.vecs);
-        if (width == P) {
-          tile(a, K, b, K, dst + out, C, bias + p * P, residual ? residual + out : nullptr,
-               s_.act, fetch);
-          continue;
-        }
-        float *c = scratch((size_t)R * P);  // the partial panel: epilogue on its channels
-        tile(a, K, b, K, c, P, partial_bias, nullptr, TILE_NONE, fetch);
-        for (int r = 0; r < rows; r++)
-          for (int v = 0; v < width; v += 16) {
-            const Mask16 mask = lanes(width - v);
-            Vec16 y = v_maskz_loadu(mask, c + r * P + v);
-            if (residual) y = v_add(y, v_maskz_loadu(mask, residual + out + r * C + v));
-            v_mask_storeu(dst + out + r * C + v, mask, tile_activation(y, s_.act));
+      const float *panel_bias = width < P ? bias_panel(bias, p) : bias + p * P;
+      // the partial panel's tiles go to a buffer first (its epilogue on its channels)
+      float *partial = width < P ? scratch((size_t)(t1 - t0) * R * P) : nullptr;
+      int64_t fetched = 0;  // lines of the next panel
+      for (int k0 = 0; k0 < K; k0 += block) {
+        const int rows_k = std::min(block, K - k0);
+        const bool first = k0 == 0, last = k0 + rows_k == K;
+        for (int64_t t = t0; t < t1; t++) {
+          const int64_t x0 = t * R;
+          const int rows = (int)std::min<int64_t>(R, pixels() - x0);
+          const int64_t out = x0 * C + p * P;
+          const char *fetch = nullptr;
+          if (prefetching && next && fetched < panel_lines) {
+            fetch = next + fetched * 64;
+            fetched += rows_k;
           }
+          const GemmTile tile = gemm_tile_for(rows, s_.vecs);
+          if (partial) {
+            tile(src + x0 * K + k0, K, b + (int64_t)k0 * P, rows_k, partial + (t - t0) * R * P,
+                 P, first ? panel_bias : nullptr, nullptr, TILE_NONE, fetch);
+            if (last) finish_partial(partial + (t - t0) * R * P, rows, width, residual, dst, out);
+            continue;
+          }
+          tile(src + x0 * K + k0, K, b + (int64_t)k0 * P, rows_k, dst + out, C,
+               first ? panel_bias : nullptr, last && residual ? residual + out : nullptr,
+               last ? s_.act : TILE_NONE, fetch);
+        }
       }
     }
+  }
+
+  // dst = act(c [+ residual]) for the `width` channels of a partial panel's tile.
+  void finish_partial(const float *c, int rows, int width, const float *residual, float *dst,
+                      int64_t out) const {
+    const int P = panel(), C = s_.C;
+    for (int r = 0; r < rows; r++)
+      for (int v = 0; v < width; v += 16) {
+        const Mask16 mask = lanes(width - v);
+        Vec16 y = v_maskz_loadu(mask, c + r * P + v);
+        if (residual) y = v_add(y, v_maskz_loadu(mask, residual + out + r * C + v));
+        v_mask_storeu(dst + out + r * C + v, mask, tile_activation(y, s_.act));
+      }
   }
 
   // The bias of a partial last panel, zero-padded to the panel's width.

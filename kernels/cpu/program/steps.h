@@ -559,15 +559,16 @@ void Program::build_step(int index, Step &step) {
       return;
     }
     case STEP_GEMM_CONV: {  // src, weights, bias, dst, residual, kh, kw, stride, pad_top,
-                            // pad_left, rows, vecs, tasks_per_thread, activation
-      need(14);
+                            // pad_left, rows, vecs, tasks_per_thread, activation, depth_block
+      need(15);
       int src = channels_last((int)f[0], index), dst = (int)f[3];
       const Dims &in = value(src).dims, &out = value(dst).dims;
       if (in.size() != 4 || out.size() != 4) throw Error{"gemm_conv: 4-D values expected"};
       if (in[0] != out[0]) throw Error{"gemm_conv: input and output batches differ"};
       GemmConvShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
                           (int)out[2], (int)out[3], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
-                          (int)f[9], (int)f[10], (int)f[11], (int)f[12], (int)f[13]};
+                          (int)f[9], (int)f[10], (int)f[11], (int)f[12], (int)f[13],
+                          (int)f[14]};
       auto call = std::make_shared<NativeCall>();
       call->conv = std::make_shared<GemmConv>(shape);
       int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;

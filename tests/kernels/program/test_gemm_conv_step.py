@@ -34,13 +34,14 @@ SHAPES = [
 ]
 
 
-def _step_and_constants(weight, bias, stride, padding, params, residual=None, act=0):
+def _step_and_constants(weight, bias, stride, padding, params, residual=None, act=0,
+                        depth_block=0):
     rows, vecs, tasks = params
     packed = pack_gemm_conv_weight(weight, vecs)
     # value ids (tests.kernels.program.test_runtime.run): input, constants, then the output
     dst, residual_id = (3, None) if residual is None else (4, 3)
     step = s.GemmConv(0, 1, 2, dst, residual_id, weight.shape[2:], stride, padding[0],
-                      padding[1], rows, vecs, tasks, act)
+                      padding[1], rows, vecs, tasks, act, depth_block)
     constants = [packed, bias] + ([] if residual is None else [residual])
     return step, constants
 
@@ -75,6 +76,24 @@ def test_residual_then_activation(program_library, act, oc):
     expected = conv_reference(x, weight, bias, (1, 1), (0, 0, 0, 0)) + residual
     expected = np.maximum(expected, 0) if act == 1 else np.clip(expected, 0, 6)
     assert (expected == 0).any() and (act == 1 or (expected == 6).any())
+    close(run(program_library, s.Layout.NHWC, [x], constants, [], expected.shape, [step]),
+          expected)
+
+
+@needs_avx2_fma
+@pytest.mark.parametrize("oc, depth_block, residual", [(64, 40, False), (200, 24, True),
+                                                       (40, 288, True)])
+def test_depth_blocks_accumulate_and_the_epilogue_comes_last(program_library, oc, depth_block,
+                                                             residual):
+    """A 3x3 layer of 32 channels (288 rows a panel) in passes of 40 and 24 rows (the last one
+    shorter), or in one (288): the bias first, the residual and ReLU once, after the last pass;
+    whole and partial panels (200 = 3 x 64 + 8 with 4 vectors, 40 with 2)."""
+    x, weight, bias = _problem(1, 32, 7, 7, oc, (3, 3))
+    extra = (3 * RNG.standard_normal((1, oc, 7, 7))).astype(np.float32) if residual else None
+    step, constants = _step_and_constants(weight, bias, 1, (1, 1, 1, 1),
+                                          (7, 4 if oc == 200 else 2, 1), extra, 1, depth_block)
+    expected = conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1))
+    expected = np.maximum(expected + (0 if extra is None else extra), 0)
     close(run(program_library, s.Layout.NHWC, [x], constants, [], expected.shape, [step]),
           expected)
 

@@ -144,7 +144,7 @@ def native_step(kernel: str, params: dict, src: int, weights: int, bias: int, ds
     if kernel == GEMM_CONV_NHWC:
         return s.GemmConv(src, weights, bias, dst, residual, tuple(kernel_size), stride[0],
                           *pad_top_left, params["register_rows"], params["register_vectors"],
-                          params["tasks_per_thread"], code)
+                          params["tasks_per_thread"], code, params["depth_block"])
     raise ValueError(f"no program step for the kernel {kernel!r}")
 
 

@@ -512,12 +512,13 @@ class GemmConv(Step):
     register_vectors: int
     tasks_per_thread: int
     activation: int
+    depth_block: int = 0
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, self.bias, self.dst,
                 -1 if self.residual is None else self.residual, *self.kernel_size, self.stride,
                 self.pad_top, self.pad_left, self.register_rows, self.register_vectors,
-                self.tasks_per_thread, self.activation]
+                self.tasks_per_thread, self.activation, self.depth_block]
 
     def inputs(self):
         return (self.src, self.weights, self.bias,
