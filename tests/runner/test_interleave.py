@@ -2,6 +2,8 @@
 the order reversed every slot; an engine that fails drops out, the others go on."""
 import json
 
+import pytest
+
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.interleave import run_interleaved
@@ -42,3 +44,33 @@ def test_engines_take_turns_slot_by_slot_and_a_failed_one_drops_out(tiny_target,
         ended.update({(name, line["slot"]): line["ended_at"] for line in lines})
     order = sorted(ended, key=ended.get)
     assert order == [("a", 0), ("b", 0), ("b", 1), ("a", 1), ("a", 2), ("b", 2)]
+
+
+def test_compile_jobs_bound_how_many_compile_at_once(tiny_target, tiny_assets, tmp_path,
+                                                     monkeypatch):
+    """With one compile job, each process starts when the one before it is ready; all are
+    ready before the first slot."""
+    from tuner.runner.isolate import TrialProcess
+
+    events = []
+    start, wait_ready = TrialProcess.start, TrialProcess.wait_ready
+
+    def recording_start(self):
+        events.append(("start", self.workdir.name))
+        return start(self)
+
+    def recording_wait_ready(self):
+        ready = wait_ready(self)
+        events.append(("ready", self.workdir.name))
+        return ready
+
+    monkeypatch.setattr(TrialProcess, "start", recording_start)
+    monkeypatch.setattr(TrialProcess, "wait_ready", recording_wait_ready)
+    trials = [(_request(tiny_target, tiny_assets), tmp_path / name) for name in "abc"]
+    outcomes = run_interleaved(trials, timeout=120, compile_jobs=1)
+    assert all(outcome.result.status is Status.OK and len(outcome.slots) == SLOTS
+               for outcome in outcomes)
+    assert events == [("start", "a"), ("ready", "a"), ("start", "b"), ("ready", "b"),
+                      ("start", "c"), ("ready", "c")]
+    with pytest.raises(ValueError, match="compile_jobs must be at least 1"):
+        run_interleaved(trials, timeout=120, compile_jobs=0)

@@ -4,7 +4,8 @@ ratios measured under the same machine conditions, slot by slot (tuner.bench anc
 On a shared machine whose speed drifts over seconds (these 2-vCPU hosts: from one minute to
 the next the same network runs 30 % faster or slower), timing one engine in a process, then
 the other in another, compares two stretches of the machine as much as two engines. Here every
-engine's process compiles first (all at once, gated), then each times a short slot in turn,
+engine's process compiles first (``compile_jobs`` at a time, then waits at its gate), then
+each times a short slot in turn,
 alone on the machine while the others idle at their gates; slot after slot, the order is
 reversed every time (A B, B A, A B, ...) so that no engine always follows the same one. A
 slot's figure is the median of its runs (tuner.runner.measurement, ``MeasureSettings.slots``).
@@ -49,11 +50,16 @@ class InterleavedResult:
         return tuple(slot.median_s for slot in self.slots)
 
 
-def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
-                    timeout: float) -> list[InterleavedResult]:
+def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]], timeout: float,
+                    compile_jobs: int | None = None) -> list[InterleavedResult]:
     """Each (measurement request, workdir) timed in ``request.measure.slots`` slots (the same
-    number for all), alternating as the module says. ``timeout`` applies to compiling and to
-    each slot; an engine that fails or times out drops out of the later slots."""
+    number for all), alternating as the module says. At most ``compile_jobs`` processes compile
+    at once (None: all), a process starting when the one that many places before it is ready
+    (compiled networks and their memory add up either way; the peaks of compiling do not).
+    ``timeout`` applies to compiling and to each slot; an engine that fails or times out drops
+    out of the later slots."""
+    if compile_jobs is not None and compile_jobs < 1:
+        raise ValueError(f"compile_jobs must be at least 1, not {compile_jobs}")
     slots = {request.measure.slots for request, _ in trials}
     if len(slots) != 1:
         raise ValueError(f"interleaved trials must have the same number of slots, not {slots}")
@@ -62,9 +68,13 @@ def run_interleaved(trials: Sequence[tuple[TrialRequest, Path]],
     readers = [JsonLinesReader(workdir / SLOTS_FILE) for _, workdir in trials]
     timed: list[list[SlotTiming]] = [[] for _ in processes]
     try:
-        for process in processes:
+        window = compile_jobs or len(processes)
+        alive: list[bool] = []
+        for index, process in enumerate(processes):
+            if index >= window:
+                alive.append(processes[index - window].wait_ready())
             process.start()
-        alive = [process.wait_ready() for process in processes]
+        alive += [process.wait_ready() for process in processes[len(alive):]]
         for slot in range(slots.pop()):
             order = range(len(processes)) if slot % 2 == 0 else reversed(range(len(processes)))
             for index in order:

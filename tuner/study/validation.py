@@ -210,7 +210,7 @@ class Measured(NamedTuple):
 
 def _throughputs(run, configs: list[TuningConfig], workdir, rounds: int) -> list[list[Measured]]:
     """Each configuration's throughput in each round (nan where it failed): all in processes
-    of their own, compiled once, then timed in turns, a slot a round."""
+    of their own, compiled once (``--jobs`` at a time), then timed in turns, a slot a round."""
     measure = dataclasses.replace(run.measure, max_seconds=min(run.measure.max_seconds, 15.0),
                                   slots=rounds)
     requests = [TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
@@ -219,7 +219,7 @@ def _throughputs(run, configs: list[TuningConfig], workdir, rounds: int) -> list
                              seed=run.settings.weights_seed) for config in configs]
     outcomes = run_interleaved([(request, workdir / str(index))
                                 for index, request in enumerate(requests)],
-                               run.settings.trial_timeout)
+                               run.settings.trial_timeout, compile_jobs=run.settings.jobs)
     failed = Measured(float("nan"), float("nan"))
     batch = run.target.batch_size
     return [[Measured(batch / slot.median_s, median_rel_se(slot.cv, slot.runs))
