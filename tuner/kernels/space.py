@@ -81,6 +81,7 @@ class KernelParam:
 
 
 EPILOGUE_ACTIVATIONS = ("none", "relu", "relu6", "silu")  # a hand epilogue's, at most
+HAND_ACTIVATIONS = ("none", "relu", "relu6")  # unless a kernel lists its own
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class KernelSpace:
     requires: tuple[str, ...] = ()
     defaults_when: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     cpu_flags: frozenset[str] = frozenset()
-    activations: tuple[str, ...] = ("none", "relu", "relu6")
+    activations: tuple[str, ...] = HAND_ACTIVATIONS
 
     def takes_epilogue(self, epilogue: tuple[bool, str] | None) -> bool:
         """Whether it can fuse a layer's epilogue, (has_residual, activation) or None for one
@@ -316,7 +317,7 @@ def load_kernel_space(path: Path | str = DEFAULT_SPACE_PATH,
         if not (isinstance(requires, list) and all(isinstance(f, str) for f in requires)):
             raise ValueError(f"{path}: kernel {kernel!r}: 'requires' must be a list of CPU flags")
         params = tuple(_parse_param(kernel, n, s, runtime) for n, s in body["params"].items())
-        activations = body.get("activations", ["none", "relu", "relu6"])
+        activations = body.get("activations", list(HAND_ACTIVATIONS))
         if not (isinstance(activations, list) and set(activations) <= set(EPILOGUE_ACTIVATIONS)):
             raise ValueError(f"{path}: kernel {kernel!r}: 'activations' must be a list of "
                              f"{', '.join(EPILOGUE_ACTIVATIONS)}")

@@ -4,10 +4,10 @@ ratios measured under the same machine conditions, slot by slot (tuner.bench anc
 On a shared machine whose speed drifts over seconds (these 2-vCPU hosts: from one minute to
 the next the same network runs 30 % faster or slower), timing one engine in a process, then
 the other in another, compares two stretches of the machine as much as two engines. Here every
-engine's process compiles first (``compile_jobs`` at a time, then waits at its gate), then
-each times a short slot in turn,
-alone on the machine while the others idle at their gates; slot after slot, the order is
-reversed every time (A B, B A, A B, ...) so that no engine always follows the same one. A
+engine's process compiles first (``compile_jobs`` at a time, then waits at its gate), then each
+times a short slot in turn, alone on the machine while the others idle at their gates; slot
+after slot, the order is reversed every time (A B, B A, A B, ...) so that no engine always
+follows the same one. A
 slot's figure is the median of its runs (tuner.runner.measurement, ``MeasureSettings.slots``).
 """
 from __future__ import annotations

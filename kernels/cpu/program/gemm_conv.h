@@ -6,8 +6,8 @@
 //
 // The rows of A are the output pixels, each the kh*kw*K input values its window reads: a 1x1
 // convolution of stride 1 reads src as it is (NHWC pixels are contiguous); any other gathers
-// them first (im2col: its windows, or with stride 2 every second pixel), which is why the
-// space offers it for small maps. The weights, packed by tuner/kernels/cpu/packing.py
+// them first (im2col: its windows, or with stride 2 every second pixel), a copy that only small
+// maps afford. The weights, packed by tuner/kernels/cpu/packing.py
 // (pack_gemm_conv_weight) in panels of P = 16 * vecs output channels, [panel][kh*kw*K][P]
 // (output channels zero-padded to whole panels): the register tile, `rows` pixels x `vecs`
 // vectors, walks a panel's rows contiguously; the last pixels take the tile of exactly that
