@@ -45,6 +45,13 @@ def programs(net):
     return [c for _, c in net.cells_and_names() if isinstance(c, ProgramCell)]
 
 
+def _step_implementations(program):
+    """What ran each step of a program cell that has run (its input and output conversions
+    left out), as the runtime reports it."""
+    return [a.implementation for a in runtime.timings(program.library, program.spec_words).actions
+            if a.label == "step"]
+
+
 def _config(granularity="network", layout="any", excluded=(), kernels=()):
     return TuningConfig(programs=ProgramConfig(granularity, layout, tuple(excluded)),
                         kernels=tuple(kernels))
@@ -134,8 +141,7 @@ def test_the_runtimes_gemm_convolution_runs_every_dense_layer(library, layout):
     tuned = library.apply(net, _config("network", layout, kernels=choices), INPUT)
     assert len([step for step in tuned.steps if step.kernel == "conv2d_gemm_nhwc"]) == 20
     assert relative_error(Calling(tuned)(x).asnumpy(), reference) < 1e-4
-    ran = runtime.timings(tuned.library, tuned.spec_words)
-    assert len([a for a in ran.actions if a.implementation.startswith("gemm_conv_nhwc")]) == 20
+    assert len([i for i in _step_implementations(tuned) if i.startswith("gemm_conv_nhwc")]) == 20
 
 
 @needs_avx2_fma
@@ -165,9 +171,7 @@ def test_the_gemm_convolution_fuses_silu(library):
     choices = [KernelChoice(g.key, "conv2d_gemm_nhwc", ()) for g in groups]
     tuned = library.apply(net, _config("network", "nhwc", kernels=choices), shape)
     assert relative_error(Calling(tuned)(x).asnumpy(), reference) < 1e-4
-    steps = [a for a in runtime.timings(tuned.library, tuned.spec_words).actions
-             if a.label == "step"]  # (the others: the program's input and output conversions)
-    assert [a.implementation.split(":")[0] for a in steps] == ["gemm_conv_nhwc"] * 2
+    assert [i.split(":")[0] for i in _step_implementations(tuned)] == ["gemm_conv_nhwc"] * 2
 
 
 def test_a_kernel_that_cannot_run_a_workload_is_refused(every_kernel_library):

@@ -23,6 +23,8 @@ from tuner.kernels.cpu.program.workloads import step_epilogue
 
 POINTWISE_DEPTHWISE = "pointwise_depthwise_nhwc"
 FUSED_KIND = "pointwise_depthwise"
+
+
 def _activation(op: KOp, kg: KernelGraph) -> str | None:
     epilogue = step_epilogue(op, kg)
     return epilogue[1] if epilogue is not None and not epilogue[0] else None

@@ -25,10 +25,10 @@ def workload_of(op: KOp, kg: KernelGraph) -> Workload | None:
     return None
 
 
-def hand_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
-    """(has_residual, activation) when a convolution's post-ops are what the hand-written
-    kernels fuse: an optional residual add of a full tensor, then an optional ReLU or ReLU6;
-    None otherwise."""
+def step_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
+    """(has_residual, activation) of a convolution whose post-ops the runtime's own steps (the
+    fused step, the GEMM step) take: an optional residual add of a full tensor, then an optional
+    ReLU, ReLU6 or SiLU (swish with alpha 1); None otherwise."""
     posts = list(op.posts)
     residual = False
     if posts and posts[0].operand is not None:
@@ -45,26 +45,16 @@ def hand_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
         return residual, "relu"
     if post.alg == Alg.CLIP and (post.alpha, post.beta) == (0.0, 6.0):
         return residual, "relu6"
+    if post.alg == Alg.SWISH and post.alpha == 1.0:
+        return residual, "silu"
     return None
+
+
+def hand_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
+    """(has_residual, activation) when a convolution's post-ops are what the hand-written
+    kernels fuse: ``step_epilogue``'s but SiLU; None otherwise."""
+    epilogue = step_epilogue(op, kg)
+    return None if epilogue is None or epilogue[1] == "silu" else epilogue
 
 
 STEP_ACTIVATION_CODES = {**ACTIVATION_CODES, "silu": 3}   # TileActivation, register_tile.h
-
-
-def step_epilogue(op: KOp, kg: KernelGraph) -> tuple[bool, str] | None:
-    """(has_residual, activation) of a convolution in the runtime's own steps (the fused step,
-    the GEMM step): the hand-written kernels' epilogues (``hand_epilogue``), or SiLU (swish with
-    alpha 1) after an optional residual."""
-    epilogue = hand_epilogue(op, kg)
-    if epilogue is not None:
-        return epilogue
-    posts = list(op.posts)
-    residual = bool(posts) and posts[0].operand is not None
-    if residual:
-        if posts[0].alg != Alg.ADD or kg.shape(posts[0].operand) != kg.shapes[op.out.id]:
-            return None
-        posts = posts[1:]
-    if (len(posts) == 1 and posts[0].alg == Alg.SWISH and posts[0].alpha == 1.0
-            and posts[0].operand is None):
-        return residual, "silu"
-    return None
