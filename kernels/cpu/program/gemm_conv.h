@@ -155,19 +155,18 @@ class GemmConv final : public NativeConv {
            s_.OH == s_.H && s_.OW == s_.W;
   }
 
-  static float *scratch(size_t floats) {
-    static thread_local std::vector<float> buffer;
-    if (buffer.size() < floats) buffer.resize(floats);
-    return buffer.data();
+  // the calling thread's buffers (thread_scratch): a partial panel's tiles, the gathered rows
+  // of A, a partial panel's bias
+  enum Slot { PARTIAL = 0, GATHERED = 1, PARTIAL_BIAS = 2 };
+  static float *scratch(size_t floats, Slot slot) {
+    return thread_scratch<GemmConv, 3>(floats, slot);
   }
 
   // The rows of A gathered (a buffer of the calling thread that the pool's threads read): per
   // output pixel its window's kh x kw input pixels in order, zeros outside the image.
   const float *gathered(const float *src, SpinPool &pool) const {
-    static thread_local std::vector<float> rows;
     const int K = s_.K, OW = s_.OW, lines = s_.N * s_.OH;
-    rows.resize((size_t)pixels() * depth());
-    float *out = rows.data();
+    float *out = scratch((size_t)pixels() * depth(), GATHERED);
     const int tasks = std::min(lines, pool.get_num_threads());
     pool.parallel_for(tasks, [&](int task, int) {
       for (int line = lines * task / tasks; line < lines * (task + 1) / tasks; line++) {
@@ -206,7 +205,7 @@ class GemmConv final : public NativeConv {
       const char *next = p + 1 < p1 ? reinterpret_cast<const char *>(b + panel_floats) : nullptr;
       const float *panel_bias = width < P ? bias_panel(bias, p) : bias + p * P;
       // the partial panel's tiles go to a buffer first (its epilogue on its channels)
-      float *partial = width < P ? scratch((size_t)(t1 - t0) * R * P) : nullptr;
+      float *partial = width < P ? scratch((size_t)(t1 - t0) * R * P, PARTIAL) : nullptr;
       int64_t fetched = 0;  // lines of the next panel
       for (int k0 = 0; k0 < K; k0 += block) {
         const int rows_k = std::min(block, K - k0);
@@ -250,11 +249,11 @@ class GemmConv final : public NativeConv {
 
   // The bias of a partial last panel, zero-padded to the panel's width.
   const float *bias_panel(const float *bias, int p) const {
-    static thread_local std::vector<float> padded;
     const int P = panel(), width = s_.C - p * P;
-    padded.assign(P, 0.f);
-    std::copy(bias + p * P, bias + p * P + width, padded.begin());
-    return padded.data();
+    float *padded = scratch(P, PARTIAL_BIAS);
+    std::fill(padded + width, padded + P, 0.f);
+    std::copy(bias + p * P, bias + p * P + width, padded);
+    return padded;
   }
 };
 

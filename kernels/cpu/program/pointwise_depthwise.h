@@ -123,10 +123,7 @@ class PointwiseDepthwise final : public NativeConv {
   int64_t expansion_floats() const { return s_.expand ? (int64_t)s_.K * s_.C + s_.C : 0; }
 
   static float *scratch(size_t floats, int slot) {
-    static thread_local std::vector<float> buffers[5];
-    std::vector<float> &b = buffers[slot];
-    if (b.size() < floats + 16) b.resize(floats + 16);
-    return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
+    return thread_scratch<PointwiseDepthwise, 5>(floats, slot);
   }
 
   // The E rows of one image n and channel block [c0, c0 + cw): row y at buffer + slot(y) *

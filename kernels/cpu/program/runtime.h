@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "dnnl_abi.h"
 #include "thread_pool.h"
@@ -99,6 +100,17 @@ class NativeConv {
   virtual void run(const float *src, const float *weights, const float *bias,
                    const float *residual, float *dst, SpinPool &pool) const = 0;
 };
+
+// A buffer of at least `floats` floats, 64-byte aligned, of the calling thread: slot `slot` of
+// `Slots` kept for the kernel class `Owner` (each class its own, so their buffers never meet),
+// grown as needed and kept for the thread's next call.
+template <class Owner, int Slots>
+float *thread_scratch(size_t floats, int slot) {
+  static thread_local std::vector<float> buffers[Slots];
+  std::vector<float> &b = buffers[slot];
+  if (b.size() < floats + 16) b.resize(floats + 16);
+  return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
+}
 
 Runtime &runtime() {
   static Runtime instance;  // thrown errors propagate to the first caller and retry next time

@@ -182,10 +182,7 @@ class WinogradConv final : public NativeConv {
   int64_t v_stride_ = 0, m_stride_ = 0, u_row_ = 0;
 
   static float *scratch(size_t floats, int slot) {
-    static thread_local std::vector<float> buffers[3];
-    std::vector<float> &b = buffers[slot];
-    if (b.size() < floats + 16) b.resize(floats + 16);
-    return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(b.data()) + 63) / 64 * 64);
+    return thread_scratch<WinogradConv, 3>(floats, slot);
   }
 
   void tile_origin(int64_t tile, int &n, int &y0, int &x0) const {
