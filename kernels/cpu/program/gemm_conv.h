@@ -124,10 +124,17 @@ class GemmConv final : public NativeConv {
     if (!direct()) src = gathered(src, pool);
     const int64_t tiles = (pixels() + s_.rows - 1) / s_.rows;
     if (s_.C >= pixels()) {  // weights outweigh activations: split the panels
-      const int tasks = std::min(panels(), threads);
+      // in equal shares of (panel, tile) pairs, panel by panel: where the threads do not
+      // divide the panels, one panel's tiles are shared
+      const int64_t units = panels() * tiles;
+      const int tasks = (int)std::min<int64_t>(units, threads);
       pool.parallel_for(tasks, [&](int task, int) {
-        run_panels(src, weights, bias, residual, dst, panels() * task / tasks,
-                   panels() * (task + 1) / tasks, 0, tiles, true);
+        const int64_t first = units * task / tasks, end = units * (task + 1) / tasks;
+        const int last_panel = (int)((end - 1) / tiles);
+        for (int p = (int)(first / tiles); p <= last_panel; p++)
+          run_panels(src, weights, bias, residual, dst, p, p + 1,
+                     std::max<int64_t>(first - p * tiles, 0),
+                     std::min<int64_t>(end - p * tiles, tiles), last_panel + 1);
       });
       return;
     }
@@ -138,7 +145,7 @@ class GemmConv final : public NativeConv {
       const int64_t first = tiles * task / tasks, end = tiles * (task + 1) / tasks;
       for (int64_t t = first; t < end; t += block)
         run_panels(src, weights, bias, residual, dst, 0, panels(), t, std::min(end, t + block),
-                   false);
+                   0);
     });
   }
 
@@ -191,18 +198,20 @@ class GemmConv final : public NativeConv {
 
   // Panels [p0, p1) over tiles [t0, t1) of R pixels (src: rows of A, depth() floats apart).
   // A panel's rows are taken depth_block at a time, each block by all the tiles (it stays in
-  // L1 while they run; the tiles accumulate in dst), the bias first, the epilogue last. With
-  // `prefetching`, a panel's first tile passes fetch the next panel's weights, a line per row.
+  // L1 while they run; the tiles accumulate in dst), the bias first, the epilogue last. A
+  // panel's first tile passes fetch the next panel's weights, a line per row, while that panel
+  // is before `fetch_end`.
   void run_panels(const float *src, const float *weights, const float *bias,
                   const float *residual, float *dst, int p0, int p1, int64_t t0, int64_t t1,
-                  bool prefetching) const {
+                  int fetch_end) const {
     const int K = depth(), C = s_.C, P = panel(), R = s_.rows;
     const int block = s_.depth_block > 0 ? std::min(s_.depth_block, K) : K;
     const int64_t panel_floats = (int64_t)K * P, panel_lines = panel_floats * 4 / 64;
     for (int p = p0; p < p1; p++) {
       const float *b = weights + p * panel_floats;
       const int width = std::min(P, C - p * P);  // a last panel may be partial
-      const char *next = p + 1 < p1 ? reinterpret_cast<const char *>(b + panel_floats) : nullptr;
+      const char *next =
+          p + 1 < fetch_end ? reinterpret_cast<const char *>(b + panel_floats) : nullptr;
       const float *panel_bias = width < P ? bias_panel(bias, p) : bias + p * P;
       // the partial panel's tiles go to a buffer first (its epilogue on its channels)
       float *partial = width < P ? scratch((size_t)(t1 - t0) * R * P, PARTIAL) : nullptr;
@@ -215,7 +224,7 @@ class GemmConv final : public NativeConv {
           const int rows = (int)std::min<int64_t>(R, pixels() - x0);
           const int64_t out = x0 * C + p * P;
           const char *fetch = nullptr;
-          if (prefetching && next && fetched < panel_lines) {
+          if (next && fetched < panel_lines) {
             fetch = next + fetched * 64;
             fetched += rows_k;
           }

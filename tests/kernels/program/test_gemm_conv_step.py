@@ -22,6 +22,8 @@ from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
 SHAPES = [
     (1, 64, 7, 7, 256, (1, 1), 1, (0, 0, 0, 0), 14, 2, 1),  # panels split, 49 = 3 x 14 + 7
     (1, 48, 7, 7, 200, (1, 1), 1, (0, 0, 0, 0), 7, 4, 2),   # partial last panel (3 x 64 + 8)
+    (1, 40, 7, 7, 96, (1, 1), 1, (0, 0, 0, 0), 14, 2, 1),   # 3 panels: one's tiles shared
+    (1, 16, 4, 4, 24, (1, 1), 1, (0, 0, 0, 0), 6, 2, 2),    # one partial panel, tiles shared
     (1, 32, 14, 14, 64, (1, 1), 1, (0, 0, 0, 0), 6, 2, 1),  # tiles split (196 pixels > 64)
     (2, 24, 9, 11, 40, (1, 1), 1, (0, 0, 0, 0), 8, 1, 2),   # two images, oc tail of 8
     (1, 64, 14, 14, 128, (1, 1), 2, (0, 0, 0, 0), 14, 2, 1),  # stride 2, gathered
