@@ -8,6 +8,7 @@ from tuner.space.kernel_knobs import PER_WORKLOAD, REPAIRED_ATTR, TILE_PER_WORKL
 
 SPACES = load_kernel_space()
 HAND = ("onednn", "conv2d_dense")  # the kernels of a dense convolution that is not 3x3/1
+AVX512 = frozenset({"avx2", "fma", "avx512f"})
 
 
 def _group(workload, kernels=None):
@@ -172,7 +173,7 @@ def test_the_gemm_step_is_the_default_of_small_1x1_layers_with_avx512():
         group = _group(workload, tuple(k for k, s in spaces.items() if s.can_run(workload)))
         return KernelKnobs(spaces, (group,)).default_choices()[0].kernel
 
-    avx512 = {"avx2", "fma", "avx512f"}
+    avx512 = AVX512
     late = ConvWorkload(1, 512, 2048, 7, 7, (1, 1), (1, 1), (0, 0, 0, 0))
     shortcut = ConvWorkload(1, 512, 1024, 28, 28, (1, 1), (2, 2), (0, 0, 0, 0))  # 14x14 out
     assert default(late, avx512) == default(shortcut, avx512) == "conv2d_gemm_nhwc"
@@ -181,3 +182,17 @@ def test_the_gemm_step_is_the_default_of_small_1x1_layers_with_avx512():
     assert default(ConvWorkload(1, 512, 512, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1)),
                    avx512) == "onednn"
     assert default(late, {"avx2", "fma"}) == "onednn"
+
+
+@pytest.mark.parametrize("workload, flags, tile", [
+    # ResNet50 b1's 14x14 1x1 layer of 1024 inputs: 2**25.6 multiply-adds
+    (ConvWorkload(1, 1024, 256, 14, 14, (1, 1), (1, 1), (0, 0, 0, 0)), AVX512, (7, 4)),
+    # EfficientNet-B0's 7x7 projection: 2**23.4
+    (ConvWorkload(1, 1152, 192, 7, 7, (1, 1), (1, 1), (0, 0, 0, 0)), AVX512, (14, 2)),
+    (ConvWorkload(1, 1024, 256, 14, 14, (1, 1), (1, 1), (0, 0, 0, 0)), {"avx2", "fma"}, (6, 1)),
+])
+def test_the_gemm_steps_default_tile_follows_the_layers_size(workload, flags, tile):
+    """Panels of 64 channels (7 x 4) from 2**25 multiply-adds with AVX-512, 14 x 2 below;
+    6 x 1 with AVX2."""
+    defaults = load_kernel_space(cpu_flags=frozenset(flags))["conv2d_gemm_nhwc"].defaults(workload)
+    assert (defaults["register_rows"], defaults["register_vectors"]) == tile
