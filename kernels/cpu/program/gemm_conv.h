@@ -55,19 +55,7 @@ void gemm_tile(const float *a, int64_t lda, const float *b, int k_count, float *
   // without a line to fetch, the loop fetches its own panel's first line again (in L1)
   const char *fetch = prefetch ? prefetch : reinterpret_cast<const char *>(b);
   const int64_t fetch_step = prefetch ? 64 : 0;
-#pragma GCC unroll 2
-  for (int k = 0; k < k_count; k++) {
-    _mm_prefetch(fetch + k * fetch_step, _MM_HINT_T1);
-    Vec16 w[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = v_loadu(b + (int64_t)k * 16 * NV + v * 16);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++) {
-      const Vec16 x = v_set1(a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = v_fmadd(x, w[v], acc[r][v]);
-    }
-  }
+  tile_accumulate<R, NV, true>(acc, a, lda, b, 16 * NV, k_count, fetch, fetch_step);
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4

@@ -23,6 +23,28 @@ inline Vec16 tile_activation(Vec16 y, int act) {
   return y;
 }
 
+// acc[r][v] += sum over k < k_count of A[r][k] * B[k][v]: the k-loop of every register tile.
+// With FETCH, one 64-byte line per k from `fetch` on is brought into L2 (gemm_conv.h: the next
+// panel's weights); without, no prefetch is compiled in.
+template <int R, int NV, bool FETCH = false>
+inline void tile_accumulate(Vec16 (&acc)[R][NV], const float *a, int64_t lda, const float *b,
+                            int64_t ldb, int k_count, const char *fetch = nullptr,
+                            int64_t fetch_step = 0) {
+#pragma GCC unroll 2
+  for (int k = 0; k < k_count; k++) {
+    if (FETCH) _mm_prefetch(fetch + k * fetch_step, _MM_HINT_T1);
+    Vec16 w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) w[v] = v_loadu(b + k * ldb + v * 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+      const Vec16 x = v_set1(a[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = v_fmadd(x, w[v], acc[r][v]);
+    }
+  }
+}
+
 template <int R, int NV, int START>
 void register_tile(const float *a, int64_t lda, const float *b, int64_t ldb, int k_count,
                    float *c, int64_t ldc, const float *bias, int act) {
@@ -34,18 +56,7 @@ void register_tile(const float *a, int64_t lda, const float *b, int64_t ldb, int
       acc[r][v] = START == START_C      ? v_loadu(c + r * ldc + v * 16)
                   : START == START_BIAS ? v_loadu(bias + v * 16)
                                         : v_zero();
-#pragma GCC unroll 2
-  for (int k = 0; k < k_count; k++) {
-    Vec16 w[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) w[v] = v_loadu(b + k * ldb + v * 16);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++) {
-      const Vec16 x = v_set1(a[r * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = v_fmadd(x, w[v], acc[r][v]);
-    }
-  }
+  tile_accumulate<R, NV>(acc, a, lda, b, ldb, k_count);
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
