@@ -140,6 +140,9 @@ class Program {
   void build_step(int index, Step &step);
   dnnl_primitive_desc_t matmul_as_conv(int index, const std::vector<int64_t> &f, int src,
                                        std::vector<std::pair<int, int>> &args);
+  int native_src(const std::vector<int64_t> &f, int index, const char *kind);
+  void add_native_conv(int index, const std::vector<int64_t> &f, int src,
+                       std::shared_ptr<NativeConv> conv, std::string info);
   void add_native(int index, std::shared_ptr<NativeCall> call, std::string info);
   void plan_memory();
 };

@@ -505,20 +505,16 @@ void Program::build_step(int index, Step &step) {
     case STEP_WINOGRAD: {  // src, weights, bias, dst, residual, m, rows, vecs, tile_block,
                            // oc_block, tasks_per_thread, pad_top, pad_left, activation, raw
       need(15);
-      int src = channels_last((int)f[0], index), dst = (int)f[3];
-      const Dims &in = value(src).dims, &out = value(dst).dims;
-      if (in.size() != 4 || out.size() != 4) throw Error{"winograd: 4-D values expected"};
+      const int src = native_src(f, index, "winograd");
+      const Dims &in = value(src).dims, &out = value(f[3]).dims;
       WinogradShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
                           (int)out[2], (int)out[3], (int)f[11], (int)f[12], (int)f[5],
                           (int)f[6], (int)f[7], (int)f[8], (int)f[9], (int)f[10], (int)f[13],
                           (int)f[14]};
-      auto call = std::make_shared<NativeCall>();
-      call->conv = std::make_shared<WinogradConv>(shape);
-      int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
-      call->values = {src, (int)f[1], (int)f[2], residual, dst};
-      add_native(index, call, "winograd_nhwc:F(" + std::to_string(shape.m) + "x" +
-                                  std::to_string(shape.m) + ",3x3)" +
-                                  (shape.raw_weights ? ":raw_weights" : ""));
+      add_native_conv(index, f, src, std::make_shared<WinogradConv>(shape),
+                      "winograd_nhwc:F(" + std::to_string(shape.m) + "x" +
+                          std::to_string(shape.m) + ",3x3)" +
+                          (shape.raw_weights ? ":raw_weights" : ""));
       return;
     }
     case STEP_POINTWISE_DEPTHWISE: {  // src, weights, dst, stride, pad_top, pad_left, act1,
@@ -561,20 +557,16 @@ void Program::build_step(int index, Step &step) {
     case STEP_GEMM_CONV: {  // src, weights, bias, dst, residual, kh, kw, stride, pad_top,
                             // pad_left, rows, vecs, tasks_per_thread, activation, depth_block
       need(15);
-      int src = channels_last((int)f[0], index), dst = (int)f[3];
-      const Dims &in = value(src).dims, &out = value(dst).dims;
-      if (in.size() != 4 || out.size() != 4) throw Error{"gemm_conv: 4-D values expected"};
+      const int src = native_src(f, index, "gemm_conv");
+      const Dims &in = value(src).dims, &out = value(f[3]).dims;
       if (in[0] != out[0]) throw Error{"gemm_conv: input and output batches differ"};
       GemmConvShape shape{(int)in[0], (int)in[1], (int)in[2], (int)in[3], (int)out[1],
                           (int)out[2], (int)out[3], (int)f[5], (int)f[6], (int)f[7], (int)f[8],
                           (int)f[9], (int)f[10], (int)f[11], (int)f[12], (int)f[13],
                           (int)f[14]};
-      auto call = std::make_shared<NativeCall>();
-      call->conv = std::make_shared<GemmConv>(shape);
-      int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
-      call->values = {src, (int)f[1], (int)f[2], residual, dst};
-      add_native(index, call, "gemm_conv_nhwc:" + std::to_string(shape.rows) + "x" +
-                                  std::to_string(shape.vecs));
+      add_native_conv(index, f, src, std::make_shared<GemmConv>(shape),
+                      "gemm_conv_nhwc:" + std::to_string(shape.rows) + "x" +
+                          std::to_string(shape.vecs));
       return;
     }
     default:
@@ -582,6 +574,26 @@ void Program::build_step(int index, Step &step) {
   }
   for (auto &[arg, id] : args) value(id).last_use = std::max(value(id).last_use, index);
   add(pd, std::move(args), index);
+}
+
+// The src of a native convolution step whose fields start (src, weights, bias, dst,
+// residual): channels-last (a conversion added before the step where it is not), src and dst
+// 4-D.
+int Program::native_src(const std::vector<int64_t> &f, int index, const char *kind) {
+  const int src = channels_last((int)f[0], index);
+  if (value(src).dims.size() != 4 || value(f[3]).dims.size() != 4)
+    throw Error{std::string(kind) + ": 4-D values expected"};
+  return src;
+}
+
+// Such a step run by `conv`: its residual channels-last too, then add_native.
+void Program::add_native_conv(int index, const std::vector<int64_t> &f, int src,
+                              std::shared_ptr<NativeConv> conv, std::string info) {
+  auto call = std::make_shared<NativeCall>();
+  call->conv = std::move(conv);
+  const int residual = f[4] >= 0 ? channels_last((int)f[4], index) : -1;
+  call->values = {src, (int)f[1], (int)f[2], residual, (int)f[3]};
+  add_native(index, call, std::move(info));
 }
 
 // A step that a NativeCall runs: its weights (a constant of the size the kernel expects) in the
