@@ -255,14 +255,9 @@ class GemmConv final : public NativeConv {
 };
 
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
-class GemmConv final : public NativeConv {
+class GemmConv final : public RefusedConv {
  public:
-  explicit GemmConv(const GemmConvShape &) {
-    throw Error{"gemm_conv_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
-  }
-  int64_t weight_floats() const override { return 0; }
-  void run(const float *, const float *, const float *, const float *, float *,
-           SpinPool &) const override {}
+  explicit GemmConv(const GemmConvShape &) : RefusedConv("gemm_conv_nhwc") {}
 };
 #endif
 

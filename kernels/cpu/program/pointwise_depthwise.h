@@ -360,14 +360,9 @@ class PointwiseDepthwise final : public NativeConv {
 };
 
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
-class PointwiseDepthwise final : public NativeConv {
+class PointwiseDepthwise final : public RefusedConv {
  public:
-  explicit PointwiseDepthwise(const PointwiseDepthwiseShape &) {
-    throw Error{"pointwise_depthwise needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
-  }
-  int64_t weight_floats() const override { return 0; }
-  void run(const float *, const float *, const float *, const float *, float *,
-           SpinPool &) const override {}
+  explicit PointwiseDepthwise(const PointwiseDepthwiseShape &) : RefusedConv("pointwise_depthwise") {}
 };
 #endif
 

@@ -101,6 +101,18 @@ class NativeConv {
                    const float *residual, float *dst, SpinPool &pool) const = 0;
 };
 
+// The kernel class of a step on a CPU without AVX2 and FMA: refused where the step is built,
+// naming the kernel.
+class RefusedConv : public NativeConv {
+ public:
+  explicit RefusedConv(const std::string &kernel) {
+    throw Error{kernel + " needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
+  }
+  int64_t weight_floats() const override { return 0; }
+  void run(const float *, const float *, const float *, const float *, float *,
+           SpinPool &) const override {}
+};
+
 // A buffer of at least `floats` floats, 64-byte aligned, of the calling thread: slot `slot` of
 // `Slots` kept for the kernel class `Owner` (each class its own, so their buffers never meet),
 // grown as needed and kept for the thread's next call.

@@ -351,14 +351,9 @@ class WinogradConv final : public NativeConv {
 };
 
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
-class WinogradConv final : public NativeConv {
+class WinogradConv final : public RefusedConv {
  public:
-  explicit WinogradConv(const WinogradShape &) {
-    throw Error{"winograd_nhwc needs AVX2 and FMA (avx2, fma), which this CPU lacks"};
-  }
-  int64_t weight_floats() const override { return 0; }
-  void run(const float *, const float *, const float *, const float *, float *,
-           SpinPool &) const override {}
+  explicit WinogradConv(const WinogradShape &) : RefusedConv("winograd_nhwc") {}
 };
 #endif
 
