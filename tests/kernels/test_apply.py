@@ -34,11 +34,15 @@ def _randomize_batchnorms(net, seed=1):
             cell.moving_variance.set_data(Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
 
 
-def _model(name):
-    net = mindcv.create_model(name)
+def _for_inference(net):
+    """``net`` in inference mode with non-trivial BatchNorm statistics."""
     net.set_train(False)
     _randomize_batchnorms(net)
     return net
+
+
+def _model(name):
+    return _for_inference(mindcv.create_model(name))
 
 
 def programs(net):
@@ -159,9 +163,7 @@ def test_the_gemm_convolution_fuses_silu(library):
             y = self.conv(self.expand(x))
             return y * self.sigmoid(y)
 
-    net = SiluNet()
-    net.set_train(False)
-    _randomize_batchnorms(net)
+    net = _for_inference(SiluNet())
     shape = (1, 16, 7, 7)
     x = _input(shape)
     reference = Calling(net)(x).asnumpy()
@@ -224,9 +226,7 @@ class _OddNet(nn.Cell):
 
 
 def test_dilated_grouped_and_depthwise_convolutions(library):
-    net = _OddNet()
-    net.set_train(False)
-    _randomize_batchnorms(net)
+    net = _for_inference(_OddNet())
     shape = (3, 3, 15, 11)
     x = _input(shape)
     reference = Calling(net)(x).asnumpy()

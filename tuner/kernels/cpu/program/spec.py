@@ -495,8 +495,8 @@ class GemmConv(Step):
     dilation 1, square ``stride``, padding ``pad_top``/``pad_left`` before and what dst's size
     implies after), as one GEMM by the runtime's own kernel (kernels/cpu/program/gemm_conv.h) on
     channels-last values; ``weights`` packed by ``packing.pack_gemm_conv_weight`` for
-    ``register_vectors``; ``activation``: 0 none, 1 ReLU, 2 ReLU6. The tiling fields are that
-    kernel's parameters (search_spaces/cpu_kernels.yaml)."""
+    ``register_vectors``; ``activation``: 0 none, 1 ReLU, 2 ReLU6, 3 SiLU. The tiling fields are
+    that kernel's parameters (search_spaces/cpu_kernels.yaml)."""
 
     KIND: ClassVar[int] = 18
     src: int
