@@ -184,6 +184,8 @@ const_dnnl_memory_desc_t dnnl_primitive_desc_query_md(const_dnnl_primitive_desc_
                                                       int index);
 dnnl_status_t dnnl_primitive_desc_destroy(dnnl_primitive_desc_t);
 dnnl_status_t dnnl_primitive_create(dnnl_primitive_t *, const_dnnl_primitive_desc_t);
+dnnl_status_t dnnl_get_primitive_cache_capacity(int *);
+dnnl_status_t dnnl_set_primitive_cache_capacity(int);
 dnnl_status_t dnnl_primitive_execute(const_dnnl_primitive_t, dnnl_stream_t, int nargs,
                                      const dnnl_exec_arg_t *args);
 dnnl_status_t dnnl_primitive_destroy(dnnl_primitive_t);

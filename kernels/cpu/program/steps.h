@@ -34,13 +34,37 @@ void Program::define(int id, const_dnnl_memory_desc_t md) {
   v.md = Md(clone(md));
 }
 
+// The name of the implementation oneDNN chose for a primitive ("jit:avx2", "ref:any", ...).
+std::string implementation_of(const_dnnl_primitive_desc_t pd) {
+  const char *impl = nullptr;
+  dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+  return std::string(impl ? impl : "");
+}
+
+// oneDNN's primitive cache off while it lives. With it on, a problem whose primitive the cache
+// holds (any program's, earlier in the process) starts oneDNN's list of implementations with the
+// cached one, so that the `impl`-th implementation of a convolution step would depend on what
+// the process built before it (ResNet50's and RegNetX's convolutions: impl 2 ran brgemm after a
+// program of impl 0 and jit:sse41 in a fresh process). Turning it off empties the cache.
+class PrimitiveCacheOff {
+ public:
+  PrimitiveCacheOff() {
+    dnnl_get_primitive_cache_capacity(&capacity_);
+    dnnl_set_primitive_cache_capacity(0);
+  }
+  ~PrimitiveCacheOff() { dnnl_set_primitive_cache_capacity(capacity_); }
+  PrimitiveCacheOff(const PrimitiveCacheOff &) = delete;
+  PrimitiveCacheOff &operator=(const PrimitiveCacheOff &) = delete;
+
+ private:
+  int capacity_ = 0;
+};
+
 void Program::add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
                   const char *label) {
   Action action;
   action.label = label;
-  const char *info = nullptr;
-  dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info);
-  action.info = info ? info : "";
+  action.info = implementation_of(pd);
   const_dnnl_memory_desc_t scratch = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
                                                                   DNNL_ARG_SCRATCHPAD);
   if (scratch) scratchpad_size_ = std::max(scratchpad_size_, dnnl_memory_desc_get_size(scratch));
@@ -49,13 +73,6 @@ void Program::add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> arg
   action.args = std::move(args);
   action.step = step;
   actions_.push_back(std::move(action));
-}
-
-// The name of the implementation oneDNN chose for a primitive ("jit:avx2", "ref:any", ...).
-std::string implementation_of(const_dnnl_primitive_desc_t pd) {
-  const char *impl = nullptr;
-  dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-  return std::string(impl ? impl : "");
 }
 
 bool is_reference(const_dnnl_primitive_desc_t pd) {
@@ -176,9 +193,11 @@ void Program::build_step(int index, Step &step) {
   dnnl_engine_t engine = runtime().engine;
   dnnl_primitive_desc_t pd = nullptr;
   std::vector<std::pair<int, int>> args;
+  std::unique_ptr<PrimitiveCacheOff> cache_off;  // until the step's primitive is made
   switch (step.kind) {
     case STEP_CONV: {  // src, weights, bias, dst, groups, sh, sw, pt, pl, pb, pr, dh, dw, impl, posts
       need(15);
+      if (f[13] != 0) cache_off = std::make_unique<PrimitiveCacheOff>();
       int src = (int)f[0], weights = (int)f[1], bias = (int)f[2], dst = (int)f[3];
       int64_t groups = f[4];
       const Dims &w = value(weights).dims;  // (O, I/groups, KH, KW)

@@ -91,6 +91,41 @@ def test_convolution_with_bias_and_relu6(program_library, layout, n, c, h, w, o,
     close(run(program_library, layout, [x], [weight, bias], [], expected.shape, [step]), expected)
 
 
+def _conv_implementation(library, x, weight, bias, impl):
+    """The implementation that runs a program of one grouped 3x3 convolution taking oneDNN's
+    ``impl``-th offer, and the program's output."""
+    shape = (1, weight.shape[0], x.shape[2] // 2, x.shape[3] // 2)
+    packed, offsets = s.pack_constants([weight, bias])
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, [weight, bias])),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
+    step = s.Conv(0, 1, 2, 3, 4, (2, 2), (1, 1, 1, 1), impl=impl)
+    words = s.ProgramSpec(_uid(), s.Layout.NHWC, values, (step,), ()).encode()
+    call = runtime.DirectProgram(library, words, [x, packed], shape)
+    assert call() == 0
+    (conv,) = [a for a in runtime.timings(library, np.asarray(words)).actions
+               if a.label == "step"]
+    return conv.implementation, call.output
+
+
+def test_a_steps_impl_does_not_depend_on_what_the_process_built_before(program_library):
+    """oneDNN's primitive cache puts an implementation it holds first in its offers: the
+    impl-th of a convolution built after a program of the same one took would otherwise be
+    another than in a fresh process (RegNetX's grouped layer: brgemm for impl 2, and jit:sse41
+    in a fresh process)."""
+    x = RNG.standard_normal((1, 64, 24, 24)).astype(np.float32)
+    weight = (RNG.standard_normal((64, 16, 3, 3)) / 12).astype(np.float32)
+    bias = RNG.standard_normal(64).astype(np.float32)
+    expected = conv_reference(x, weight, bias, (2, 2), (1, 1, 1, 1), groups=4)
+    forwards = [_conv_implementation(program_library, x, weight, bias, i) for i in (0, 1, 2)]
+    backwards = [_conv_implementation(program_library, x, weight, bias, i) for i in (2, 1, 0)]
+    for _, output in forwards + backwards:
+        close(output, expected)
+    names = [name for name, _ in forwards]
+    assert names == [name for name, _ in reversed(backwards)]
+    assert names[0] != names[1], names
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_an_image_is_convolved_in_its_own_layout(program_library, layout):
     """A first layer's 3-channel input is read as it is: the only layout conversion left is
