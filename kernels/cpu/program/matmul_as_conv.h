@@ -21,9 +21,9 @@ dnnl_primitive_desc_t Program::matmul_as_conv(int index, const std::vector<int64
       a.size() < 2 || a.back() != w[0] || (bias >= 0 && value(bias).role != ROLE_CONST) ||
       !dnnl_memory_desc_equal(value(src).md.md, Md(plain_md(a)).md))
     return nullptr;
-  int64_t posts = f[6];
+  int64_t posts = f[7];
   for (int64_t i = 0; i < posts; i++)
-    if (f[7 + 4 * i] != POST_ELTWISE) return nullptr;  // a binary operand has the product's rank
+    if (f[8 + 4 * i] != POST_ELTWISE) return nullptr;  // a binary operand has the product's rank
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < a.size(); i++) rows *= a[i];
   const int64_t k = w[0], n = w[1];
@@ -41,7 +41,7 @@ dnnl_primitive_desc_t Program::matmul_as_conv(int index, const std::vector<int64
   Md w_view(w_view_md), w_any(tagged_md({n, k, 1, 1}, dnnl_format_tag_any));
   Md bias_md(plain_md({n}));
   std::vector<std::pair<int, int>> post_args;
-  dnnl_primitive_attr_t attr = attributes(f, 6, 4, post_args);
+  dnnl_primitive_attr_t attr = attributes(f, 7, 4, post_args);
   dnnl_dims_t ones{1, 1}, zeros{0, 0};
   dnnl_primitive_desc_t pd = nullptr;
   dnnl_status_t status = dnnl_convolution_forward_primitive_desc_create(

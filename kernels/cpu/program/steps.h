@@ -43,8 +43,8 @@ std::string implementation_of(const_dnnl_primitive_desc_t pd) {
 
 // oneDNN's primitive cache off while it lives. With it on, a problem whose primitive the cache
 // holds (any program's, earlier in the process) starts oneDNN's list of implementations with the
-// cached one, so that the `impl`-th implementation of a convolution step would depend on what
-// the process built before it (ResNet50's and RegNetX's convolutions: impl 2 ran brgemm after a
+// cached one, so that the `impl`-th implementation of a convolution or matrix product step
+// would depend on what the process built before it (ResNet50's and RegNetX's convolutions: impl 2 ran brgemm after a
 // program of impl 0 and jit:sse41 in a fresh process). Turning it off empties the cache.
 class PrimitiveCacheOff {
  public:
@@ -343,8 +343,10 @@ void Program::build_step(int index, Step &step) {
       args.push_back({DNNL_ARG_DST, dst});
       break;
     }
-    case STEP_MATMUL: {  // src, weights, bias, dst, transpose_src, transpose_weights, posts
-      need(7);
+    case STEP_MATMUL: {  // src, weights, bias, dst, transpose_src, transpose_weights, impl,
+                         // posts
+      need(8);
+      if (f[6] != 0) cache_off = std::make_unique<PrimitiveCacheOff>();
       int src = strided((int)f[0], index), weights = (int)f[1], bias = (int)f[2],
           dst = (int)f[3];
       bool constant_weights = value(weights).role == ROLE_CONST;
@@ -363,13 +365,15 @@ void Program::build_step(int index, Step &step) {
                     ? Md(tagged_md(value(weights).dims, dnnl_format_tag_any))
                     : transposed(weights, f[5] != 0);
       Md dst_md(plain_md(value(dst).dims));
-      dnnl_primitive_attr_t attr = attributes(f, 6, (int)value(dst).dims.size(), args);
+      dnnl_primitive_attr_t attr = attributes(f, 7, (int)value(dst).dims.size(), args);
       check(dnnl_matmul_primitive_desc_create(&pd, engine, src_md.md, w_md.md,
                                               bias >= 0 ? value(bias).md.md : nullptr, dst_md.md,
                                               attr),
             "matmul");
       dnnl_primitive_attr_destroy(attr);
-      if (implementation_of(pd).rfind("brg", 0) != 0) {  // oneDNN fell back to its gemm
+      for (int64_t k = 1; k < f[6]; k++)
+        if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
+      if (f[6] == 0 && implementation_of(pd).rfind("brg", 0) != 0) {  // fell back to its gemm
         std::vector<std::pair<int, int>> conv_args;
         if (dnnl_primitive_desc_t conv = matmul_as_conv(index, f, src, conv_args)) {
           dnnl_primitive_desc_destroy(pd);

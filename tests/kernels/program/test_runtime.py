@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from tests.conftest import needs_avx512
+from tests.conftest import needs_avx2_fma, needs_avx512
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import spec as s
 
@@ -324,6 +324,41 @@ def test_dense_layer_and_attention_products(program_library):
     expected = q.astype(np.float64) @ np.swapaxes(q, -1, -2)
     close(run(program_library, s.Layout.ANY, [q], [], [], (2, 3, 5, 5),
               [s.MatMul(0, 0, None, 1, transpose_weights=True)]), expected)
+
+
+def _dense_layer_implementation(library, x, weight, bias, impl):
+    """The implementation that runs a program of one product by constant weights (+ bias, then
+    GELU) taking ``impl``, and the program's output."""
+    constants = [weight, bias]
+    packed, offsets = s.pack_constants(constants)
+    shape = (x.shape[0], weight.shape[1])
+    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
+              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
+    step = s.MatMul(0, 1, 2, 3, impl=impl, posts=(s.PostOp(s.Alg.GELU_TANH),))
+    words = s.ProgramSpec(_uid(), s.Layout.ANY, values, (step,), ()).encode()
+    call = runtime.DirectProgram(library, words, [x, packed], shape)
+    assert call() == 0
+    (product,) = runtime.timings(library, np.asarray(words)).actions
+    return product.implementation, call.output
+
+
+@needs_avx2_fma
+def test_a_products_impl_takes_onednns_matrix_product(program_library):
+    """impl 0: a dense layer's product as brgemm's 1x1 convolution (where oneDNN's matrix product
+    leaves brgemm); impl 1: oneDNN's matrix product itself, the same whatever the process built
+    before (the knob the search turns on every product)."""
+    x = RNG.standard_normal((50, 96)).astype(np.float32)
+    weight = RNG.standard_normal((96, 64)).astype(np.float32)
+    bias = RNG.standard_normal((1, 64)).astype(np.float32)
+    expected = ELTWISE[s.Alg.GELU_TANH][2](x.astype(np.float64) @ weight + bias)
+    forwards = [_dense_layer_implementation(program_library, x, weight, bias, i) for i in (0, 1)]
+    backwards = [_dense_layer_implementation(program_library, x, weight, bias, i) for i in (1, 0)]
+    for _, output in forwards + backwards:
+        close(output, expected)
+    names = [name for name, _ in forwards]
+    assert names == [name for name, _ in reversed(backwards)]
+    assert names[0].startswith("brgconv") and not names[1].startswith("brgconv"), names
 
 
 @needs_avx512

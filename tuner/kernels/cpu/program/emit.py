@@ -196,7 +196,8 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
         return s.Conv(ins[0], ins[1], bias, out, a["groups"], tuple(a["stride"]),
                       tuple(a["padding"]), tuple(a["dilation"]), impl, posts)
     if op.kind == "matmul":
-        return s.MatMul(ins[0], ins[1], bias, out, a["transpose_a"], a["transpose_b"], posts)
+        return s.MatMul(ins[0], ins[1], bias, out, a["transpose_a"], a["transpose_b"], impl,
+                        posts)
     if op.kind == "pool":
         return s.Pool(ins[0], out, a["alg"], tuple(a["kernel"]), tuple(a["stride"]),
                       tuple(a["padding"]), posts)

@@ -244,7 +244,10 @@ class Concat(Step):
 @dataclass(frozen=True)
 class MatMul(Step):
     """dst = posts(op(src) @ op(weights) + bias), op transposing the last two axes where asked;
-    ranks equal (dimensions of 1 broadcast); constant weights are packed once."""
+    ranks equal (dimensions of 1 broadcast); constant weights are packed once. ``impl`` 0: the
+    runtime's choice (a dense layer's product as oneDNN's brgemm 1x1 convolution where oneDNN's
+    matrix product would leave brgemm); k > 0: oneDNN's matrix product, its k-th offer (1: its
+    own first choice)."""
 
     KIND: ClassVar[int] = 6
     src: int
@@ -253,11 +256,13 @@ class MatMul(Step):
     dst: int
     transpose_src: bool = False
     transpose_weights: bool = False
+    impl: int = 0
     posts: tuple[PostOp, ...] = ()
 
     def fields(self) -> list[int]:
         return [self.src, self.weights, -1 if self.bias is None else self.bias, self.dst,
-                int(self.transpose_src), int(self.transpose_weights), *_post_fields(self.posts)]
+                int(self.transpose_src), int(self.transpose_weights), self.impl,
+                *_post_fields(self.posts)]
 
     def inputs(self):
         return (self.src, self.weights, *(() if self.bias is None else (self.bias,)),
