@@ -79,6 +79,22 @@ bool is_reference(const_dnnl_primitive_desc_t pd) {
   return implementation_of(pd).rfind("ref", 0) == 0;
 }
 
+// `pd` advanced by `count` of oneDNN's offers (dnnl_primitive_desc_next_impl), or to its last
+// offer before the reference implementation (ref:any, tens to hundreds of times slower: the
+// second offer for depthwise convolutions and the third for matrix products on AVX2 CPUs) or
+// the end of the list; `first` makes `pd`'s first offer again.
+template <class First>
+dnnl_primitive_desc_t later_offer(dnnl_primitive_desc_t pd, int64_t count, First first) {
+  int64_t taken = 0;
+  for (; taken < count; taken++)
+    if (dnnl_primitive_desc_next_impl(pd) != dnnl_success || is_reference(pd)) break;
+  if (taken == count || !is_reference(pd)) return pd;
+  dnnl_primitive_desc_destroy(pd);
+  pd = first();
+  for (int64_t k = 0; k < taken; k++) dnnl_primitive_desc_next_impl(pd);
+  return pd;
+}
+
 dnnl_primitive_attr_t scratchpad_attr() {
   dnnl_primitive_attr_t attr;
   check(dnnl_primitive_attr_create(&attr), "attributes");
@@ -236,17 +252,21 @@ void Program::build_step(int index, Step &step) {
           pd = nullptr;
         }
       }
-      if (!pd) {
+      int dst_layout = layout_;
+      auto create_any = [&] {  // src in the layout oneDNN wants
         Md src_any(tagged_md(value(src).dims, dnnl_format_tag_any));
-        pd = create(src_any.md, layout_);
+        return create(src_any.md, dst_layout);
+      };
+      if (!pd) {
+        pd = create_any();
         if (pd && layout_ != LAYOUT_ANY && is_reference(pd)) {
           dnnl_primitive_desc_destroy(pd);
-          pd = create(src_any.md, LAYOUT_ANY);
+          dst_layout = LAYOUT_ANY;
+          pd = create_any();
         }
         if (!pd) throw Error{"convolution: oneDNN has no implementation"};
+        pd = later_offer(pd, f[13], create_any);
       }
-      for (int64_t k = 0; k < f[13]; k++)
-        if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
       const_dnnl_memory_desc_t want_src =
           dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_SRC);
       src = in_layout(src, index, Md(clone(want_src)));
@@ -365,14 +385,21 @@ void Program::build_step(int index, Step &step) {
                     ? Md(tagged_md(value(weights).dims, dnnl_format_tag_any))
                     : transposed(weights, f[5] != 0);
       Md dst_md(plain_md(value(dst).dims));
-      dnnl_primitive_attr_t attr = attributes(f, 7, (int)value(dst).dims.size(), args);
-      check(dnnl_matmul_primitive_desc_create(&pd, engine, src_md.md, w_md.md,
-                                              bias >= 0 ? value(bias).md.md : nullptr, dst_md.md,
-                                              attr),
-            "matmul");
-      dnnl_primitive_attr_destroy(attr);
-      for (int64_t k = 1; k < f[6]; k++)
-        if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
+      auto create = [&](std::vector<std::pair<int, int>> &post_args) {
+        dnnl_primitive_desc_t made = nullptr;
+        dnnl_primitive_attr_t attr = attributes(f, 7, (int)value(dst).dims.size(), post_args);
+        dnnl_status_t status = dnnl_matmul_primitive_desc_create(
+            &made, engine, src_md.md, w_md.md, bias >= 0 ? value(bias).md.md : nullptr,
+            dst_md.md, attr);
+        dnnl_primitive_attr_destroy(attr);
+        check(status, "matmul");
+        return made;
+      };
+      pd = create(args);
+      if (f[6] > 1) {
+        std::vector<std::pair<int, int>> again;  // the same post-op arguments
+        pd = later_offer(pd, f[6] - 1, [&] { return create(again); });
+      }
       if (f[6] == 0 && implementation_of(pd).rfind("brg", 0) != 0) {  // fell back to its gemm
         std::vector<std::pair<int, int>> conv_args;
         if (dnnl_primitive_desc_t conv = matmul_as_conv(index, f, src, conv_args)) {

@@ -92,14 +92,14 @@ def test_convolution_with_bias_and_relu6(program_library, layout, n, c, h, w, o,
 
 
 def _conv_implementation(library, x, weight, bias, impl):
-    """The implementation that runs a program of one grouped 3x3 convolution taking oneDNN's
-    ``impl``-th offer, and the program's output."""
+    """The implementation that runs a program of one 3x3 convolution of stride 2 (grouped as
+    ``weight`` says) taking oneDNN's ``impl``-th offer, and the program's output."""
     shape = (1, weight.shape[0], x.shape[2] // 2, x.shape[3] // 2)
     packed, offsets = s.pack_constants([weight, bias])
     values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
               *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, [weight, bias])),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
-    step = s.Conv(0, 1, 2, 3, 4, (2, 2), (1, 1, 1, 1), impl=impl)
+    step = s.Conv(0, 1, 2, 3, x.shape[1] // weight.shape[1], (2, 2), (1, 1, 1, 1), impl=impl)
     words = s.ProgramSpec(_uid(), s.Layout.NHWC, values, (step,), ()).encode()
     call = runtime.DirectProgram(library, words, [x, packed], shape)
     assert call() == 0
@@ -124,6 +124,19 @@ def test_a_steps_impl_does_not_depend_on_what_the_process_built_before(program_l
     names = [name for name, _ in forwards]
     assert names == [name for name, _ in reversed(backwards)]
     assert names[0] != names[1], names
+
+
+def test_a_steps_later_impl_is_never_onednns_reference_one(program_library):
+    """A depthwise convolution's second and third offers on AVX2 CPUs are oneDNN's reference
+    implementation (ref:any, a hundred times slower): the last offer before it is taken."""
+    x = RNG.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    weight = (RNG.standard_normal((32, 1, 3, 3)) / 3).astype(np.float32)
+    bias = RNG.standard_normal(32).astype(np.float32)
+    expected = conv_reference(x, weight, bias, (2, 2), (1, 1, 1, 1), groups=32)
+    for impl in (1, 2):
+        name, output = _conv_implementation(program_library, x, weight, bias, impl)
+        assert not name.startswith("ref"), name
+        close(output, expected)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -347,7 +360,8 @@ def _dense_layer_implementation(library, x, weight, bias, impl):
 def test_a_products_impl_takes_onednns_matrix_product(program_library):
     """impl 0: a dense layer's product as brgemm's 1x1 convolution (where oneDNN's matrix product
     leaves brgemm); impl 1: oneDNN's matrix product itself, the same whatever the process built
-    before (the knob the search turns on every product)."""
+    before (the knob the search turns on every product); later ones never its reference
+    implementation (on AVX2 its third offer)."""
     x = RNG.standard_normal((50, 96)).astype(np.float32)
     weight = RNG.standard_normal((96, 64)).astype(np.float32)
     bias = RNG.standard_normal((1, 64)).astype(np.float32)
@@ -359,6 +373,8 @@ def test_a_products_impl_takes_onednns_matrix_product(program_library):
     names = [name for name, _ in forwards]
     assert names == [name for name, _ in reversed(backwards)]
     assert names[0].startswith("brgconv") and not names[1].startswith("brgconv"), names
+    later = [_dense_layer_implementation(program_library, x, weight, bias, i)[0] for i in (2, 3)]
+    assert not any(name.startswith("ref") for name in later), later
 
 
 @needs_avx512
