@@ -362,7 +362,8 @@ class PointwiseDepthwise final : public NativeConv {
 #else  // a CPU without AVX2 and FMA: the step is refused where it is built
 class PointwiseDepthwise final : public RefusedConv {
  public:
-  explicit PointwiseDepthwise(const PointwiseDepthwiseShape &) : RefusedConv("pointwise_depthwise") {}
+  explicit PointwiseDepthwise(const PointwiseDepthwiseShape &)
+      : RefusedConv("pointwise_depthwise") {}
 };
 #endif
 

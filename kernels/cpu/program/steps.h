@@ -44,8 +44,9 @@ std::string implementation_of(const_dnnl_primitive_desc_t pd) {
 // oneDNN's primitive cache off while it lives. With it on, a problem whose primitive the cache
 // holds (any program's, earlier in the process) starts oneDNN's list of implementations with the
 // cached one, so that the `impl`-th implementation of a convolution or matrix product step
-// would depend on what the process built before it (ResNet50's and RegNetX's convolutions: impl 2 ran brgemm after a
-// program of impl 0 and jit:sse41 in a fresh process). Turning it off empties the cache.
+// would depend on what the process built before it (RegNetX's first grouped convolution: impl 2
+// ran brgemm after a program of impl 0, jit:sse41 in a fresh process). Turning it off empties
+// the cache.
 class PrimitiveCacheOff {
  public:
   PrimitiveCacheOff() {

@@ -91,23 +91,30 @@ def test_convolution_with_bias_and_relu6(program_library, layout, n, c, h, w, o,
     close(run(program_library, layout, [x], [weight, bias], [], expected.shape, [step]), expected)
 
 
-def _conv_implementation(library, x, weight, bias, impl):
-    """The implementation that runs a program of one 3x3 convolution of stride 2 (grouped as
-    ``weight`` says) taking oneDNN's ``impl``-th offer, and the program's output."""
-    shape = (1, weight.shape[0], x.shape[2] // 2, x.shape[3] // 2)
-    packed, offsets = s.pack_constants([weight, bias])
+def _one_step_implementation(library, layout, x, constants, shape, step):
+    """The implementation that runs ``step`` (values: the input, ``constants``, the output of
+    ``shape``) as a program of its own, and the program's output."""
+    packed, offsets = s.pack_constants(constants)
     values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
-              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, [weight, bias])),
+              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
-    step = s.Conv(0, 1, 2, 3, x.shape[1] // weight.shape[1], (2, 2), (1, 1, 1, 1), impl=impl)
-    words = s.ProgramSpec(_uid(), s.Layout.NHWC, values, (step,), ()).encode()
+    words = s.ProgramSpec(_uid(), layout, values, (step,), ()).encode()
     call = runtime.DirectProgram(library, words, [x, packed], shape)
     assert call() == 0
-    (conv,) = [a for a in runtime.timings(library, np.asarray(words)).actions
-               if a.label == "step"]
-    return conv.implementation, call.output
+    (action,) = [a for a in runtime.timings(library, np.asarray(words)).actions
+                 if a.label == "step"]
+    return action.implementation, call.output
 
 
+def _conv_implementation(library, x, weight, bias, impl):
+    """A 3x3 convolution of stride 2 (grouped as ``weight`` says) taking oneDNN's ``impl``-th
+    offer: _one_step_implementation."""
+    shape = (1, weight.shape[0], x.shape[2] // 2, x.shape[3] // 2)
+    step = s.Conv(0, 1, 2, 3, x.shape[1] // weight.shape[1], (2, 2), (1, 1, 1, 1), impl=impl)
+    return _one_step_implementation(library, s.Layout.NHWC, x, [weight, bias], shape, step)
+
+
+@needs_avx2_fma
 def test_a_steps_impl_does_not_depend_on_what_the_process_built_before(program_library):
     """oneDNN's primitive cache puts an implementation it holds first in its offers: the
     impl-th of a convolution built after a program of the same one took would otherwise be
@@ -340,20 +347,11 @@ def test_dense_layer_and_attention_products(program_library):
 
 
 def _dense_layer_implementation(library, x, weight, bias, impl):
-    """The implementation that runs a program of one product by constant weights (+ bias, then
-    GELU) taking ``impl``, and the program's output."""
-    constants = [weight, bias]
-    packed, offsets = s.pack_constants(constants)
-    shape = (x.shape[0], weight.shape[1])
-    values = (s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape),
-              *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
-              s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
+    """A product by constant weights (+ bias, then GELU) taking ``impl``:
+    _one_step_implementation."""
     step = s.MatMul(0, 1, 2, 3, impl=impl, posts=(s.PostOp(s.Alg.GELU_TANH),))
-    words = s.ProgramSpec(_uid(), s.Layout.ANY, values, (step,), ()).encode()
-    call = runtime.DirectProgram(library, words, [x, packed], shape)
-    assert call() == 0
-    (product,) = runtime.timings(library, np.asarray(words)).actions
-    return product.implementation, call.output
+    return _one_step_implementation(library, s.Layout.ANY, x, [weight, bias],
+                                    (x.shape[0], weight.shape[1]), step)
 
 
 @needs_avx2_fma
