@@ -67,6 +67,9 @@ def build_parser() -> OneLineParser:
                         help="after the baseline, let the sampler pick every configuration (do not "
                         "try the space's default, the tuning records and the default's one-knob "
                         "neighbours first)")
+    parser.add_argument("--no-workload-screening", action="store_true",
+                        help="do not move the best trial's heaviest workloads one step at a time "
+                        "(tuner.study.workload_screening); only the sampler draws them")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="compile N trials at once (their timed runs still happen one at a "
                         "time, on an otherwise idle machine; default 1)")
@@ -119,6 +122,7 @@ def main(argv: list[str]) -> int:
                              max_memory_mb=args.max_memory_mb,
                              warm_start=not args.no_warm_start, jobs=args.jobs,
                              start_from_default=not args.no_default_trial,
+                             screen_workloads=not args.no_workload_screening,
                              study_trials=args.study_trials,
                              allow_heterogeneous=args.allow_heterogeneous)
     storage = open_storage(args.storage, args.runs_dir, args.heartbeat)

@@ -69,6 +69,7 @@ def test_same_figures_pairs_configurations_by_hash():
 @pytest.mark.slow
 def test_interleaved_studies_take_turns_with_their_own_kernel_caches(tmp_path):
     specs = [studies.StudySpec(name, 0, ("--sampler", "random", "--no-default-trial",
+                                         "--no-workload-screening",
                                          "--validate-top", "0", "--no-warm-start"),
                                TINY, 2, 16, jobs=jobs, own_kernel_cache=True)
              for name, jobs in (("two", 2), ("one", 1))]

@@ -196,3 +196,40 @@ def test_the_gemm_steps_default_tile_follows_the_layers_size(workload, flags, ti
     6 x 1 with AVX2."""
     defaults = load_kernel_space(cpu_flags=frozenset(flags))["conv2d_gemm_nhwc"].defaults(workload)
     assert (defaults["register_rows"], defaults["register_vectors"]) == tile
+
+
+@pytest.mark.parametrize("kernel, name, value, adjacent", [
+    ("conv2d_winograd_nhwc", "register_rows", 8, (6, 12)),     # categorical, declared order
+    ("conv2d_winograd_nhwc", "register_rows", 2, (4,)),        # first: one side
+    ("conv2d_winograd_nhwc", "weights", "raw", ("transformed",)),
+    ("conv2d_gemm_nhwc", "register_rows", 14, (13,)),          # int range, its end
+    ("conv2d_gemm_nhwc", "register_rows", 99, tuple(range(4, 15))),  # not a value: all
+])
+def test_adjacent_values_are_the_neighbours_in_declared_order(kernel, name, value, adjacent):
+    assert SPACES[kernel].param(name).adjacent(value) == adjacent
+
+
+def test_a_workloads_neighbours_move_one_parameter_or_its_kernel():
+    spaces = load_kernel_space(cpu_flags=AVX512)  # the defaults (8 x 2 tiles) of AVX-512
+    three = _group(ConvWorkload(1, 32, 32, 14, 14, (3, 3), (1, 1), (1, 1, 1, 1)))
+    knobs = KernelKnobs(spaces, WORKLOADS[:2] + (three,))
+    choices = knobs.default_choices()
+    current = choices[2]
+    neighbours = knobs.workload_neighbours(choices, three.key)
+    assert all(n[:2] == choices[:2] and len(n) == 3 for n in neighbours)
+    moved = [n[2] for n in neighbours]
+    assert len(set(moved)) == len(moved) and current not in moved
+    same_kernel = [dict(c.params) for c in moved if c.kernel == current.kernel]
+    before = dict(current.params)
+    space = spaces[current.kernel]
+    expected = sum(len(p.adjacent(before[p.name])) for p in space.params)
+    assert current.kernel == "conv2d_winograd_nhwc" and len(same_kernel) == expected == 11
+    assert all(space.is_valid(p) for p in same_kernel)
+    # each moves one parameter, but 4 vectors with 8 rows breaks rows * vectors <= 28 and is
+    # repaired to the nearest valid combination (6 rows)
+    assert [sum(p[k] != before[k] for k in before) for p in same_kernel].count(1) == expected - 1
+    assert {"register_rows": 6, "register_vectors": 4}.items() <= next(
+        p for p in same_kernel if p["register_vectors"] == 4).items()
+    others = [c for c in moved if c.kernel != current.kernel]
+    assert {c.kernel for c in others} == set(three.kernels) - {current.kernel}
+    assert all(dict(c.params) == spaces[c.kernel].defaults(three.workload) for c in others)

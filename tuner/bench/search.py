@@ -3,8 +3,10 @@
 Every study is a real ``python -m tuner.search`` run with its own study name in the benchmark's
 storage under ``--runs-dir`` (see tuner.bench.studies), so what is compared is what users run:
 
-* ``default``: TPE, starting from the space's default configuration after the baseline;
-* ``random``: Optuna's RandomSampler over the same space, the baseline only enqueued.
+* ``default``: TPE, starting from the space's default configuration after the baseline, with
+  workload screening (tuner.study.workload_screening);
+* ``random``: Optuna's RandomSampler over the same space, the baseline only enqueued, no
+  screening (its trials depend on the seed alone).
 
 1. Strategies. For each seed and strategy: the best throughput among the first 10, 25 and 50
    trials (the baseline is trial 0) and how many trials it took to reach 95 % of the default
@@ -35,7 +37,7 @@ from tuner.bench.studies import (SearchOutcome, StudySpec, run_interleaved, run_
                                  warm_started)
 
 STRATEGIES = {"default": ("--sampler", "tpe"),
-              "random": ("--sampler", "random", "--no-default-trial")}
+              "random": ("--sampler", "random", "--no-default-trial", "--no-workload-screening")}
 NO_VALIDATION = ("--validate-top", "0", "--no-warm-start")
 REACH_FRACTION = 0.95
 # Without pruning both searches do the same work and every configuration that runs has a full

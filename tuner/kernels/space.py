@@ -53,6 +53,15 @@ class KernelParam:
             return (False, True)
         return tuple(range(self.low, self.high + 1, self.step))
 
+    def adjacent(self, value: Any) -> tuple:
+        """The values next to ``value`` in declared order, the smaller first (Kernel Tuner's
+        "adjacent" neighbourhood); every value when ``value`` is not one of them."""
+        values = self.values()
+        at = next((i for i, v in enumerate(values) if type(v) is type(value) and v == value), None)
+        if at is None:
+            return values
+        return tuple(values[i] for i in (at - 1, at + 1) if 0 <= i < len(values))
+
     def check(self, value: Any) -> str | None:
         """Why ``value`` is not one of this parameter's values (its type included: ``true`` is
         not 1, ``8.0`` not 8), or None."""

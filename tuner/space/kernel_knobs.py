@@ -174,6 +174,36 @@ class KernelKnobs:
             params.update({prefix + k: v for k, v in full.items()})
         return params
 
+    def workload_neighbours(self, choices: tuple[KernelChoice, ...],
+                            key: str) -> list[tuple[KernelChoice, ...]]:
+        """``choices`` with workload ``key``'s choice moved one step: each parameter of its
+        kernel set to each adjacent value on its own (KernelParam.adjacent; a combination that
+        breaks a restriction is repaired to the nearest valid one), then each other kernel that
+        can run the workload, with its defaults for it. Without duplicates or ``choices``
+        itself; every other workload's choice unchanged."""
+        group = next(g for g in self.workloads if g.key == key)
+        by_key = {c.workload: c for c in choices}
+        current = by_key.get(key) or next(c for c in self.default_choices() if c.workload == key)
+        space = self.spaces[current.kernel]
+        params = space.complete(dict(current.params), group.workload)
+        moved = []
+        for param in space.params:
+            for value in param.adjacent(params[param.name]):
+                moved.append((current.kernel, space.nearest_valid({**params, param.name: value})))
+        for kernel in self.kernel_options(group).values():
+            if kernel != current.kernel:
+                moved.append((kernel, self.spaces[kernel].defaults(group.workload)))
+        seen = {(current.kernel, tuple(sorted(params.items())))}
+        neighbours = []
+        for kernel, values in moved:
+            choice = KernelChoice(key, kernel, tuple(sorted(values.items())))
+            if (kernel, choice.params) in seen:
+                continue
+            seen.add((kernel, choice.params))
+            neighbours.append(tuple(choice if g.key == key else by_key[g.key]
+                                    for g in self.workloads if g.key == key or g.key in by_key))
+        return neighbours
+
     def default_choices(self) -> tuple[KernelChoice, ...]:
         kernels = [(g, self.default_kernel(g)) for g in self.workloads]
         return tuple(KernelChoice(g.key, k, tuple(sorted(

@@ -35,6 +35,7 @@ class StudyKey(StrEnum):
     STUDY_TRIALS = "study_trials"       # --study-trials: the study ends at this many trials
     ENDED_BY = "ended_by"               # the worker that validated and exported, and when
     JOINS = "workers_joined"            # how many worker invocations joined the study so far
+    SCREENED = "screened_workloads"     # [[workload, choice], ...] whose neighbours were enqueued
 
 
 class TrialKey(StrEnum):
@@ -45,7 +46,8 @@ class TrialKey(StrEnum):
     BASELINE = "baseline"               # True for a host's untuned baseline
     CONFIG_HASH = "config_hash"         # TuningConfig.canonical_hash()
     REUSED_FROM = "reused_from"         # the earlier trial whose record this one reuses
-    ORIGIN = "origin"                   # why it was enqueued: default, tuning_records, screening
+    ORIGIN = "origin"                   # why it was enqueued: default, tuning_records,
+                                        # screening, workload_screening
     SPEEDUP = "speedup"                 # throughput / the measuring host's baseline throughput
     WARM_START = "warm_start_from"      # workload -> "study#trial" of the tuning record used
     REPAIRED = "repaired_kernels"       # kernel parameters the space repaired (tuner.space)

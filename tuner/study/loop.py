@@ -28,6 +28,7 @@ from tuner.study.run import StudyRun, open_run
 from tuner.study.settings import StudySettings
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
                                          enqueue_starting_points)
+from tuner.study.workload_screening import enqueue_workload_screening
 
 BASELINE_POLL_SECONDS = 1.0
 
@@ -75,11 +76,14 @@ def _baseline_first(run: StudyRun, claimed: optuna.Trial | None,
     return 1
 
 
-def _ask(run: StudyRun, wanted: int) -> list[optuna.Trial]:
+def _ask(run: StudyRun, wanted: int, remaining: int = 0) -> list[optuna.Trial]:
     """Up to ``wanted`` trials, within what the study still needs (``--study-trials``: counted
-    over finished and running trials, under the lock so that workers never overshoot)."""
+    over finished and running trials, under the lock so that workers never overshoot); when no
+    trial waits, half of this worker's ``remaining`` trials at most go to workload screening."""
     fail_stale(run.study)
     with run.lock("ask"):
+        if run.settings.screen_workloads:
+            enqueue_workload_screening(run.study, run.space, remaining // 2)
         if run.study_trials:
             taken = len(run.study.get_trials(deepcopy=False,
                                              states=(*FINISHED, TrialState.RUNNING)))
@@ -131,7 +135,7 @@ def run_trials(run: StudyRun, n_trials: int, callbacks: Sequence[StudyCallback] 
         while done < n_trials:
             if run.settings.search_timeout and time.monotonic() - started > run.settings.search_timeout:
                 break
-            batch = _ask(run, min(run.settings.jobs, n_trials - done))
+            batch = _ask(run, min(run.settings.jobs, n_trials - done), n_trials - done)
             if not batch:
                 break
             done += len(batch)

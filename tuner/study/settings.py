@@ -20,6 +20,9 @@ class StudySettings:
     tuning records, and the default's one-knob neighbours (``SearchSpace.one_knob_neighbours``:
     each top-level knob flipped on its own, in place of the random trials a sampler such as TPE
     starts with); without it only the baseline is measured and the sampler picks the rest.
+    With ``screen_workloads``, whenever no trial waits, up to half of a worker's remaining
+    trials go to the best trial's heaviest workload, its choice moved one step at a time
+    (tuner.study.workload_screening).
 
     Several workers: with ``study_trials`` the study ends once it holds that many finished
     trials (every worker stops asking; the one that finishes the last validates and exports);
@@ -37,6 +40,7 @@ class StudySettings:
     warm_start: bool = True
     jobs: int = 1
     start_from_default: bool = True
+    screen_workloads: bool = True
     study_trials: int | None = None
     allow_heterogeneous: bool = False
 

@@ -1,0 +1,96 @@
+"""Workload screening: the guiding trial's heaviest workload moved one step at a time."""
+import dataclasses
+
+import optuna
+import pytest
+
+from tuner.kernels.space import REPO_ROOT
+from tuner.kernels.workload import ConvWorkload, WorkloadGroup
+from tuner.runner.record import Status, TrialResult
+from tuner.space import load_space
+from tuner.study import attributes as attrs
+from tuner.study import records
+from tuner.study.attributes import StudyKey
+from tuner.study.workload_screening import ORIGIN, enqueue_workload_screening
+from tests.fixtures.records import metrics
+
+KERNELS = ("onednn", "conv2d_dense", "conv2d_winograd_nhwc")
+GROUPS = tuple(WorkloadGroup(w, (w.key,), KERNELS) for w in (
+    ConvWorkload(1, 16 + i, 32, 14, 14, (3, 3), (1, 1), (1, 1, 1, 1)) for i in range(3)))
+KEYS = [g.key for g in GROUPS]
+TIMES = dict(zip(KEYS, (6.0, 3.0, 1.0)))  # focus (coverage 0.8): the first two
+
+
+@pytest.fixture
+def space():
+    return load_space(REPO_ROOT / "search_spaces" / "cpu.yaml").with_model((), GROUPS)
+
+
+def _add_measured(study, config, value, times=TIMES):
+    result = TrialResult(Status.OK, metrics(value), workload_ms=times)
+    study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
+        records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict(),
+        records.CONFIG_HASH_ATTR: config.canonical_hash()}))
+
+
+def _waiting_configs(study, space):
+    configs = []
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        trial = study.ask()
+        assert trial.user_attrs[records.ORIGIN_ATTR] == ORIGIN
+        configs.append(space.suggest(trial))
+        study.tell(trial, 1.0)  # slower than every guide below
+    return configs
+
+
+def _changed(config, guide):
+    return [c.workload for c, g in zip(config.kernels, guide.kernels) if c != g]
+
+
+def test_the_heaviest_workload_is_moved_one_step_at_a_time(space):
+    study = optuna.create_study(direction="maximize")
+    guide = space.default_config()
+    _add_measured(study, guide, 10.0)
+    enqueued = enqueue_workload_screening(study, space, limit=100)
+    configs = _waiting_configs(study, space)
+    assert enqueued == len(configs) == len(space.kernels.workload_neighbours(guide.kernels,
+                                                                             KEYS[0]))
+    assert all(_changed(c, guide) == [KEYS[0]] for c in configs)
+    assert all(dataclasses.replace(c, kernels=guide.kernels) == guide for c in configs)
+    kernels = {c.kernels[0].kernel for c in configs}
+    assert kernels == set(KERNELS)  # its parameters' neighbours, then the other kernels
+    # the next call, with nothing waiting, screens the next workload of the focus, then none
+    assert enqueue_workload_screening(study, space, limit=100) > 0
+    assert all(_changed(c, guide) == [KEYS[1]] for c in _waiting_configs(study, space))
+    assert enqueue_workload_screening(study, space, limit=100) == 0  # KEYS[2]: not in focus
+    assert attrs.get(study, StudyKey.SCREENED)[0][0] == KEYS[0]
+
+
+def test_nothing_is_enqueued_while_trials_wait_or_beyond_the_limit(space):
+    study = optuna.create_study(direction="maximize")
+    _add_measured(study, space.default_config(), 10.0)
+    assert enqueue_workload_screening(study, space, limit=0) == 0
+    assert enqueue_workload_screening(study, space, limit=3) == 3
+    assert enqueue_workload_screening(study, space, limit=3) == 0  # three wait
+    assert len(_waiting_configs(study, space)) == 3
+
+
+def test_without_a_guide_nothing_is_enqueued(space):
+    study = optuna.create_study(direction="maximize")
+    assert enqueue_workload_screening(study, space, limit=10) == 0
+
+
+def test_a_better_neighbour_is_screened_in_turn(space):
+    """Coordinate descent: the winning neighbour is the next guide, its new choice of the same
+    workload is screened (the old one is not screened again)."""
+    study = optuna.create_study(direction="maximize")
+    guide = space.default_config()
+    _add_measured(study, guide, 10.0)
+    enqueue_workload_screening(study, space, limit=2)
+    better = _waiting_configs(study, space)[0]
+    _add_measured(study, better, 12.0)
+    assert enqueue_workload_screening(study, space, limit=100) > 0
+    configs = _waiting_configs(study, space)
+    assert all(_changed(c, better) == [KEYS[0]] for c in configs)
+    assert guide not in configs  # measured already: the step back is left out
+    assert [pair[0] for pair in attrs.get(study, StudyKey.SCREENED)] == [KEYS[0], KEYS[0]]
