@@ -68,7 +68,7 @@ def build_parser() -> OneLineParser:
                         "try the space's default, the tuning records and the default's one-knob "
                         "neighbours first)")
     parser.add_argument("--no-workload-screening", action="store_true",
-                        help="do not move the best trial's heaviest workloads one step at a time "
+                        help="do not move the incumbent's heaviest workloads one step at a time "
                         "(tuner.study.workload_screening); only the sampler draws them")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                         help="compile N trials at once (their timed runs still happen one at a "

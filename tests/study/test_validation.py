@@ -151,3 +151,35 @@ def test_simplicity_is_counted_from_the_space_default_which_is_simplest():
     assert complexity(other_layout, space_default) == (0, 1)
     assert complexity(TuningConfig(), space_default) == (0, 2)  # programs off: two knobs differ
     assert complexity(other_kernel, space_default) == (1, 0)
+
+
+def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
+    import types
+
+    import optuna
+
+    from tuner.config import KernelChoice
+    from tuner.runner.record import Status, TrialResult
+    from tuner.study import attributes as attrs
+    from tuner.study import records
+    from tuner.study.attributes import StudyKey
+    from tuner.study.validation import distinct_top, with_references
+    from tests.fixtures.records import metrics
+
+    study = optuna.create_study(direction="maximize")
+    for value, origin, impl in ((9.0, "default", None), (12.0, "sampler", 0),
+                                (11.0, "sampler", 1), (8.0, "workload_screening", 2)):
+        config = TuningConfig(programs=ProgramConfig("network", "nhwc"), kernels=(
+            KernelChoice("w", "onednn", (("impl", impl),)),) if impl is not None else ())
+        result = TrialResult(Status.OK, metrics(value))
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
+            records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict(),
+            records.ORIGIN_ATTR: origin}))
+    run = types.SimpleNamespace(study=study)
+    top = distinct_top(run, 1)
+    assert [t.number for t in with_references(run, top)] == [1, 0]
+    attrs.put(study, StudyKey.INCUMBENT, 3)  # screening's result, timed in a slow window
+    assert [t.number for t in with_references(run, top)] == [1, 0, 3]
+    assert [t.number for t in with_references(run, distinct_top(run, 4))] == [1, 2, 0, 3]
+    attrs.put(study, StudyKey.INCUMBENT, 0)  # the default itself: not twice
+    assert [t.number for t in with_references(run, top)] == [1, 0]

@@ -11,7 +11,8 @@ from tuner.space import load_space
 from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import StudyKey
-from tuner.study.workload_screening import ORIGIN, enqueue_workload_screening
+from tuner.study.workload_screening import (ORIGIN, drift_corrected_ms,
+                                             enqueue_workload_screening)
 from tests.fixtures.records import metrics
 
 KERNELS = ("onednn", "conv2d_dense", "conv2d_winograd_nhwc")
@@ -80,17 +81,55 @@ def test_without_a_guide_nothing_is_enqueued(space):
     assert enqueue_workload_screening(study, space, limit=10) == 0
 
 
-def test_a_better_neighbour_is_screened_in_turn(space):
-    """Coordinate descent: the winning neighbour is the next guide, its new choice of the same
-    workload is screened (the old one is not screened again)."""
+def _screened_neighbour(study, space, value, times):
+    """Ask the first waiting screening trial and tell it as measured: ``value``, ``times``."""
+    trial = study.ask()
+    config = space.suggest(trial)
+    result = TrialResult(Status.OK, metrics(value), workload_ms=times)
+    for key, data in ((records.RESULT_ATTR, result.to_dict()),
+                      (records.CONFIG_ATTR, config.to_dict()),
+                      (records.CONFIG_HASH_ATTR, config.canonical_hash())):
+        trial.set_user_attr(key, data)
+    study.tell(trial, value)
+    return config
+
+
+def test_a_neighbour_with_less_workload_time_is_the_next_incumbent(space):
+    """Coordinate descent: a neighbour whose heaviest workload took less time wins even though
+    its throughput, timed in a window 20 % slower, was lower; its own choice of that workload
+    is screened next, never the step back."""
     study = optuna.create_study(direction="maximize")
     guide = space.default_config()
     _add_measured(study, guide, 10.0)
     enqueue_workload_screening(study, space, limit=2)
-    better = _waiting_configs(study, space)[0]
-    _add_measured(study, better, 12.0)
+    slow_window = {k: ms * 1.2 for k, ms in TIMES.items()}
+    better = _screened_neighbour(study, space, 9.0, {**slow_window, KEYS[0]: 4.0 * 1.2})
+    _screened_neighbour(study, space, 11.0, {k: ms * 0.9 for k, ms in TIMES.items()})
     assert enqueue_workload_screening(study, space, limit=100) > 0
+    assert attrs.get(study, StudyKey.INCUMBENT) == 1
     configs = _waiting_configs(study, space)
     assert all(_changed(c, better) == [KEYS[0]] for c in configs)
     assert guide not in configs  # measured already: the step back is left out
     assert [pair[0] for pair in attrs.get(study, StudyKey.SCREENED)] == [KEYS[0], KEYS[0]]
+
+
+def test_a_neighbour_faster_only_by_its_window_does_not_win(space):
+    study = optuna.create_study(direction="maximize")
+    _add_measured(study, space.default_config(), 10.0)
+    enqueue_workload_screening(study, space, limit=1)
+    _screened_neighbour(study, space, 12.0, {k: ms * 0.8 for k, ms in TIMES.items()})
+    enqueue_workload_screening(study, space, limit=100)
+    assert attrs.get(study, StudyKey.INCUMBENT) == 0
+    assert [pair[0] for pair in attrs.get(study, StudyKey.SCREENED)] == [KEYS[0], KEYS[1]]
+
+
+@pytest.mark.parametrize("times, expected", [
+    ({"a": 1.0, "b": 2.0, "c": 3.0}, 6.0),              # same window, same times
+    ({"a": 2.0, "b": 4.0, "c": 6.0}, 6.0),              # twice as slow a window: scaled back
+    ({"a": 0.5, "b": 2.0, "c": 3.0}, 5.5),              # the moved workload alone faster
+    ({"a": 0.5, "b": 2.0, "c": 6.0, "d": 9.0}, 13.125),  # median of b's 1 and c's 0.5 scales
+])
+def test_drift_corrected_time(times, expected):
+    assert drift_corrected_ms({"a": 1.0, "b": 2.0, "c": 3.0}, times, "a") == \
+        pytest.approx(expected)
+    assert drift_corrected_ms({"a": 1.0}, times, "a") is None  # nothing else in common

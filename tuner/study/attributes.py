@@ -36,6 +36,7 @@ class StudyKey(StrEnum):
     ENDED_BY = "ended_by"               # the worker that validated and exported, and when
     JOINS = "workers_joined"            # how many worker invocations joined the study so far
     SCREENED = "screened_workloads"     # [[workload, choice], ...] whose neighbours were enqueued
+    INCUMBENT = "screening_incumbent"   # the trial whose neighbours workload screening enqueues
 
 
 class TrialKey(StrEnum):
@@ -54,6 +55,7 @@ class TrialKey(StrEnum):
     HOST = "host"                       # Host.to_dict() of the machine that measured it
     WORKER = "worker"                   # "host:pid:start" of the process that ran it
     FOCUS = "workload_focus"            # {guide: trial number, workloads: [keys drawn]}
+    SCREENED_FROM = "screened_from"     # {incumbent: trial number, workload: key} it moved
 
 
 def get(study: optuna.Study, key: StudyKey, default: Any = None) -> Any:

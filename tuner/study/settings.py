@@ -21,8 +21,8 @@ class StudySettings:
     each top-level knob flipped on its own, in place of the random trials a sampler such as TPE
     starts with); without it only the baseline is measured and the sampler picks the rest.
     With ``screen_workloads``, whenever no trial waits, up to half of a worker's remaining
-    trials go to the best trial's heaviest workload, its choice moved one step at a time
-    (tuner.study.workload_screening).
+    trials go to the incumbent's heaviest workload not screened yet, its choice moved one
+    step at a time (tuner.study.workload_screening).
 
     Several workers: with ``study_trials`` the study ends once it holds that many finished
     trials (every worker stops asking; the one that finishes the last validates and exports);

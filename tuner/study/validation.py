@@ -45,6 +45,7 @@ from tuner.runner.interleave import run_interleaved
 from tuner.runner.request import RequestKind, TrialRequest
 from tuner.study import records
 from tuner.study.attributes import StudyKey
+from tuner.study.workload_screening import incumbent_trial
 
 VALIDATION_ATTR = StudyKey.VALIDATION.value
 MIN_ROUNDS = 2
@@ -254,27 +255,35 @@ def choose_winner(candidates: list[ValidatedCandidate]) -> tuple[int, str]:
     return fastest.trial, ""
 
 
-def with_the_default(run, top: list) -> list:
-    """``top`` and the space's default configuration's trial (when it measured and is not among
-    them): the winner is then also compared with the default in the same rounds."""
-    digests = {records.trial_config(t).canonical_hash() for t in top}
-    for trial in run.study.get_trials(deepcopy=False):
-        result = records.trial_result(trial)
-        if records.origin(trial) == "default" and result is not None and result.ok \
-                and records.trial_config(trial).canonical_hash() not in digests:
-            return [*top, trial]
-    return top
+def with_references(run, top: list) -> list:
+    """``top``, the space's default configuration's trial and workload screening's incumbent
+    (each when it measured and is not among them): the winner is then also compared with the
+    default in the same rounds, and the screening's result is re-measured even where its one
+    timing in a slow window ranked it below the top (tuner.study.workload_screening)."""
+    def measured(trial) -> bool:
+        result = None if trial is None else records.trial_result(trial)
+        return result is not None and result.ok
+
+    trials = run.study.get_trials(deepcopy=False)
+    default = next((t for t in trials if records.origin(t) == "default" and measured(t)), None)
+    chosen = list(top)
+    digests = {records.trial_config(t).canonical_hash() for t in chosen}
+    for trial in (default, incumbent_trial(run.study)):
+        if measured(trial) and records.trial_config(trial).canonical_hash() not in digests:
+            chosen.append(trial)
+            digests.add(records.trial_config(trial).canonical_hash())
+    return chosen
 
 
 def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | None:
-    """Re-measure the top-k configurations, the space's default and the baseline in
-    interleaved rounds (see module)."""
+    """Re-measure the top-k configurations, the space's default, workload screening's
+    incumbent and the baseline in interleaved rounds (see module)."""
     if k < 1 or rounds < 1:
         return None
     top = distinct_top(run, k)
     if not top:
         return None
-    top = with_the_default(run, top)
+    top = with_references(run, top)
     configs = {t.number: records.trial_config(t) for t in top}
     *rows, baseline = _throughputs(run, [*configs.values(), TuningConfig()],
                                    run.directory / "validation", rounds)

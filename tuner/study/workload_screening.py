@@ -1,69 +1,125 @@
-"""Workload screening: the best trial's heaviest workload, its choice moved one step at a time.
+"""Workload screening: the incumbent's heaviest workload, its choice moved one step at a time.
 
 The sampler draws every parameter of the focus's workloads at once (tuner.space.focus), and a
 draw that changes one workload for the better usually changes another for the worse. Screening
-is the search's local step, as Kernel Tuner's greedy strategies take one: the guiding trial
-(``tuner.space.focus.guide``, the best ranked trial that recorded workload times), with the
-choice of one workload moved to each neighbour in turn (``KernelKnobs.workload_neighbours``:
+is the search's local step, as Kernel Tuner's greedy strategies take one: the incumbent, with
+the choice of one workload moved to each neighbour in turn (``KernelKnobs.workload_neighbours``:
 each kernel parameter to an adjacent value, then each other kernel that can run it), all else
-unchanged. Where a neighbour wins it becomes the guide and its own heaviest workload is screened
-next: a coordinate descent over the workloads where the time is.
+unchanged. A neighbour that beats the incumbent becomes the incumbent, and its own heaviest
+workload is screened next: a coordinate descent over the workloads where the time is.
+
+Trials a few minutes apart run on a machine whose speed drifts (10 % here), more than one
+workload's choice changes the whole; so neighbours are judged on their workload times (the
+program runtime's counters, ``TrialResult.workload_ms``), not on their throughput: a neighbour's
+kernel time scaled by the median, over the other workloads, of the incumbent's time over its
+own (the machine's speed in its window against the incumbent's), against the incumbent's kernel
+time. It wins when that is at least ``MARGIN`` shorter.
 
 Rules:
 
 - It runs under the study's ask lock (tuner.study.loop), only when no trial is waiting: the
   starting points and the previous screening are asked first.
-- The workload screened is the first of the guide's focus, heaviest first, whose choice in the
-  guide has not been screened before (``StudyKey.SCREENED`` holds the (workload, choice) pairs:
-  no pair is screened twice, by any worker). None left: nothing is enqueued, the sampler goes on.
-- Neighbours the study has measured already (the step back to the previous guide) are left
-  out; at most ``limit`` trials are enqueued (the caller's share of its remaining trials),
-  marked ``origin`` ``workload_screening``.
+- The first incumbent is the guiding trial (``tuner.space.focus.guide``, the best ranked trial
+  that recorded workload times); then the best neighbour that beat it, if any, among the
+  finished trials screened from it (``StudyKey.INCUMBENT`` holds its number; validation
+  re-measures it with the top trials, tuner.study.validation).
+- The workload screened is the first of the incumbent's focus, heaviest first, whose choice has
+  not been screened before (``StudyKey.SCREENED`` holds the (workload, choice) pairs: no pair is
+  screened twice, by any worker). None left: nothing is enqueued, the sampler goes on.
+- Neighbours the study has measured already (the step back) are left out; at most ``limit``
+  trials are enqueued (the caller's share of its remaining trials), marked ``origin``
+  ``workload_screening`` and ``screened_from`` (the incumbent's number and the workload).
 """
 from __future__ import annotations
 
 import dataclasses
+import statistics
+from typing import Mapping
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import KernelChoice
 from tuner.space.focus import guide
 from tuner.space.space import SearchSpace
 from tuner.study import attributes as attrs
 from tuner.study import records
-from tuner.study.attributes import StudyKey
+from tuner.study.attributes import StudyKey, TrialKey
 
 ORIGIN = "workload_screening"
+MARGIN = 0.015
+"""How much shorter (share of the incumbent's kernel time) a neighbour's must be to win."""
 
 
 def _pair(choice: KernelChoice) -> list[str]:
     return [choice.workload, f"{choice.kernel} {dict(choice.params)}"]
 
 
+def _workload_ms(trial: FrozenTrial) -> dict[str, float]:
+    result = records.trial_result(trial)
+    return dict(result.workload_ms) if result is not None and result.ok else {}
+
+
+def drift_corrected_ms(reference: Mapping[str, float], other: Mapping[str, float],
+                       workload: str) -> float | None:
+    """``other``'s kernel time as if measured in ``reference``'s window: its sum scaled by the
+    median, over the workloads both timed except ``workload``, of reference / other (None
+    without such a workload)."""
+    ratios = [ms / other[key] for key, ms in reference.items()
+              if key != workload and ms > 0 and other.get(key, 0) > 0]
+    return statistics.median(ratios) * sum(other.values()) if ratios else None
+
+
+def incumbent_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The screening's incumbent (see module), None before the first screening."""
+    number = attrs.get(study, StudyKey.INCUMBENT)
+    return None if number is None else study.get_trials(deepcopy=False)[number]
+
+
+def _advanced(study: optuna.Study, incumbent: FrozenTrial) -> FrozenTrial:
+    """The finished neighbour screened from ``incumbent`` that beats it most, else itself."""
+    mine = _workload_ms(incumbent)
+    best, best_ms = incumbent, sum(mine.values()) * (1 - MARGIN)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        origin = attrs.trial_get(trial, TrialKey.SCREENED_FROM) or {}
+        if origin.get("incumbent") != incumbent.number:
+            continue
+        corrected = drift_corrected_ms(mine, _workload_ms(trial), origin.get("workload"))
+        if corrected is not None and corrected < best_ms:
+            best, best_ms = trial, corrected
+    return best
+
+
 def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: int) -> int:
-    """Enqueue the next workload's neighbours of the guiding trial (see module); how many."""
+    """Enqueue the next workload's neighbours of the incumbent (see module); how many."""
     if limit <= 0 or space.kernels is None or not space.kernels.workloads:
         return 0
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         return 0
-    found = guide(study)
-    if found is None:
-        return 0
+    incumbent = incumbent_trial(study)
+    if incumbent is None:
+        found = guide(study)
+        if found is None:
+            return 0
+        incumbent = study.get_trials(deepcopy=False)[found.number]
+    incumbent = _advanced(study, incumbent)
+    attrs.put(study, StudyKey.INCUMBENT, incumbent.number)
+    config = records.trial_config(incumbent)
+    choices = {c.workload: c for c in config.kernels}
     screened = attrs.get(study, StudyKey.SCREENED, [])
-    focus = space.kernels.focus.select(found.workload_ms, (g.key for g in space.kernels.workloads))
+    focus = space.kernels.focus.select(_workload_ms(incumbent),
+                                       (g.key for g in space.kernels.workloads))
     for key in focus:
-        choice = found.choices.get(key)
-        if choice is None or _pair(choice) in screened:
+        if key not in choices or _pair(choices[key]) in screened:
             continue
-        attrs.put(study, StudyKey.SCREENED, [*screened, _pair(choice)])
+        attrs.put(study, StudyKey.SCREENED, [*screened, _pair(choices[key])])
         trials = study.get_trials(deepcopy=False)
-        config = records.trial_config(trials[found.number])
         neighbours = [dataclasses.replace(config, kernels=kernels)
                       for kernels in space.kernels.workload_neighbours(config.kernels, key)]
         neighbours = [n for n in neighbours if records.measured_before(trials, n) is None][:limit]
         for neighbour in neighbours:
-            study.enqueue_trial(space.params_for(neighbour),
-                                user_attrs={records.ORIGIN_ATTR: ORIGIN})
+            study.enqueue_trial(space.params_for(neighbour), user_attrs={
+                records.ORIGIN_ATTR: ORIGIN,
+                TrialKey.SCREENED_FROM.value: {"incumbent": incumbent.number, "workload": key}})
         return len(neighbours)
     return 0
