@@ -183,3 +183,50 @@ def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
     assert [t.number for t in with_references(run, distinct_top(run, 4))] == [1, 2, 0, 3]
     attrs.put(study, StudyKey.INCUMBENT, 0)  # the default itself: not twice
     assert [t.number for t in with_references(run, top)] == [1, 0]
+
+
+@pytest.mark.parametrize("again, expected_winner, words", [
+    ([[53.0, 44.0, 45.0], [52.5, 44.5, 44.8]], 1, "but not in 3 more rounds"),  # equal: default
+    ([[53.0, 44.0, 45.0], [46.0, 39.0, 40.0]], 6, "confirmed over the space's default"),
+])
+def test_a_winner_over_the_default_is_confirmed_in_fresh_processes(monkeypatch, tmp_path, again,
+                                                                   expected_winner, words):
+    """The validation on a 2-vCPU AMD Zen 5 host that claimed 1.131x CI [1.016, 1.237] over the
+    default for a configuration that ran at 0.998x of it paired in one process: its figures."""
+    import types
+
+    from tuner.study import validation
+
+    default = ValidatedCandidate(1, (46.6, 39.0, 41.5), (166.7, 147.8, 156.0), (0, 0),
+                                 rel_se=(0.013,) * 3)
+    winner = ValidatedCandidate(6, (53.9, 44.1, 44.6), (192.9, 167.2, 167.9), (0, 1),
+                                rel_se=(0.013,) * 3)
+    assert choose_winner([default, winner])[0] == 6
+    assert relative(winner, default).interval[0] > 1.0
+    calls = []
+
+    def measured(run, configs, workdir, rounds):
+        calls.append((list(configs), workdir.name, rounds))
+        return [ValidatedCandidate(n, tuple(t), tuple(t), (0, 0), rel_se=(0.013,) * 3)
+                for n, t in zip(configs, again)], []
+
+    monkeypatch.setattr(validation, "_measured", measured)
+    run = types.SimpleNamespace(directory=tmp_path)
+    configs = {1: TuningConfig(), 6: TuningConfig(programs=ProgramConfig("network", "any"))}
+    chosen, note = validation._confirmed(run, [default, winner], configs, 6, "", 3)
+    assert calls == [([6, 1], "confirmation", 3)]
+    assert chosen == expected_winner and words in note and "\n" not in note
+
+
+def test_no_confirmation_where_the_default_wins_or_is_within_noise(monkeypatch, tmp_path):
+    import types
+
+    from tuner.study import validation
+
+    monkeypatch.setattr(validation, "_measured", lambda *args: pytest.fail("measured again"))
+    run = types.SimpleNamespace(directory=tmp_path)
+    default = candidate(1, [100.0, 104.0, 98.0], (0, 0), (0.02,) * 3)
+    close = candidate(2, [101.0, 103.0, 99.0], (1, 0), (0.02,) * 3)
+    assert validation._confirmed(run, [default, close], {}, 1, "n", 3) == (1, "n")
+    assert validation._confirmed(run, [default, close], {}, 2, "n", 3) == (2, "n")
+    assert validation._confirmed(run, [close], {}, 2, "", 3) == (2, "")  # no default validated
