@@ -64,7 +64,7 @@ def test_the_heaviest_workload_is_moved_one_step_at_a_time(space):
     assert enqueue_workload_screening(study, space, limit=100) > 0
     assert all(_changed(c, guide) == [KEYS[1]] for c in _waiting_configs(study, space))
     assert enqueue_workload_screening(study, space, limit=100) == 0  # KEYS[2]: not in focus
-    assert attrs.get(study, StudyKey.SCREENED)[0][0] == KEYS[0]
+    assert attrs.get(study, StudyKey.SCREENED)[0]["workload"] == KEYS[0]
 
 
 def test_nothing_is_enqueued_while_trials_wait_or_beyond_the_limit(space):
@@ -110,7 +110,8 @@ def test_a_neighbour_with_less_workload_time_is_the_next_incumbent(space):
     configs = _waiting_configs(study, space)
     assert all(_changed(c, better) == [KEYS[0]] for c in configs)
     assert guide not in configs  # measured already: the step back is left out
-    assert [pair[0] for pair in attrs.get(study, StudyKey.SCREENED)] == [KEYS[0], KEYS[0]]
+    screened = attrs.get(study, StudyKey.SCREENED)
+    assert [choice["workload"] for choice in screened] == [KEYS[0], KEYS[0]]
 
 
 def test_a_neighbour_faster_only_by_its_window_does_not_win(space):
@@ -120,7 +121,8 @@ def test_a_neighbour_faster_only_by_its_window_does_not_win(space):
     _screened_neighbour(study, space, 12.0, {k: ms * 0.8 for k, ms in TIMES.items()})
     enqueue_workload_screening(study, space, limit=100)
     assert attrs.get(study, StudyKey.INCUMBENT) == 0
-    assert [pair[0] for pair in attrs.get(study, StudyKey.SCREENED)] == [KEYS[0], KEYS[1]]
+    screened = attrs.get(study, StudyKey.SCREENED)
+    assert [choice["workload"] for choice in screened] == [KEYS[0], KEYS[1]]
 
 
 @pytest.mark.parametrize("times, expected", [

@@ -35,7 +35,8 @@ class StudyKey(StrEnum):
     STUDY_TRIALS = "study_trials"       # --study-trials: the study ends at this many trials
     ENDED_BY = "ended_by"               # the worker that validated and exported, and when
     JOINS = "workers_joined"            # how many worker invocations joined the study so far
-    SCREENED = "screened_workloads"     # [[workload, choice], ...] whose neighbours were enqueued
+    SCREENED = "screened_workloads"     # [KernelChoice.to_dict(), ...] whose neighbours were
+                                        # enqueued
     INCUMBENT = "screening_incumbent"   # the trial whose neighbours workload screening enqueues
 
 

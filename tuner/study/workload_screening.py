@@ -24,8 +24,9 @@ Rules:
   finished trials screened from it (``StudyKey.INCUMBENT`` holds its number; validation
   re-measures it with the top trials, tuner.study.validation).
 - The workload screened is the first of the incumbent's focus, heaviest first, whose choice has
-  not been screened before (``StudyKey.SCREENED`` holds the (workload, choice) pairs: no pair is
-  screened twice, by any worker). None left: nothing is enqueued, the sampler goes on.
+  not been screened before (``StudyKey.SCREENED`` holds the screened choices as
+  ``KernelChoice.to_dict()``: no workload's choice is screened twice, by any worker). None
+  left: nothing is enqueued, the sampler goes on.
 - Neighbours the study has measured already (the step back) are left out; at most ``limit``
   trials are enqueued (the caller's share of its remaining trials), marked ``origin``
   ``workload_screening`` and ``screened_from`` (the incumbent's number and the workload).
@@ -39,7 +40,6 @@ from typing import Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.config import KernelChoice
 from tuner.space.focus import guide
 from tuner.space.space import SearchSpace
 from tuner.study import attributes as attrs
@@ -49,10 +49,6 @@ from tuner.study.attributes import StudyKey, TrialKey
 ORIGIN = "workload_screening"
 MARGIN = 0.015
 """How much shorter (share of the incumbent's kernel time) a neighbour's must be to win."""
-
-
-def _pair(choice: KernelChoice) -> list[str]:
-    return [choice.workload, f"{choice.kernel} {dict(choice.params)}"]
 
 
 def _workload_ms(trial: FrozenTrial) -> dict[str, float]:
@@ -76,13 +72,13 @@ def incumbent_trial(study: optuna.Study) -> FrozenTrial | None:
     return None if number is None else study.get_trials(deepcopy=False)[number]
 
 
-def _advanced(study: optuna.Study, incumbent: FrozenTrial) -> FrozenTrial:
+def _advanced(trials: list[FrozenTrial], incumbent: FrozenTrial) -> FrozenTrial:
     """The finished neighbour screened from ``incumbent`` that beats it most, else itself."""
     mine = _workload_ms(incumbent)
     best, best_ms = incumbent, sum(mine.values()) * (1 - MARGIN)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in trials:
         origin = attrs.trial_get(trial, TrialKey.SCREENED_FROM) or {}
-        if origin.get("incumbent") != incumbent.number:
+        if trial.state != TrialState.COMPLETE or origin.get("incumbent") != incumbent.number:
             continue
         corrected = drift_corrected_ms(mine, _workload_ms(trial), origin.get("workload"))
         if corrected is not None and corrected < best_ms:
@@ -94,26 +90,27 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
     """Enqueue the next workload's neighbours of the incumbent (see module); how many."""
     if limit <= 0 or space.kernels is None or not space.kernels.workloads:
         return 0
-    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
         return 0
-    incumbent = incumbent_trial(study)
-    if incumbent is None:
+    number = attrs.get(study, StudyKey.INCUMBENT)
+    if number is None:
         found = guide(study)
         if found is None:
             return 0
-        incumbent = study.get_trials(deepcopy=False)[found.number]
-    incumbent = _advanced(study, incumbent)
-    attrs.put(study, StudyKey.INCUMBENT, incumbent.number)
+        number = found.number
+    incumbent = _advanced(trials, trials[number])
+    if incumbent.number != attrs.get(study, StudyKey.INCUMBENT):
+        attrs.put(study, StudyKey.INCUMBENT, incumbent.number)
     config = records.trial_config(incumbent)
-    choices = {c.workload: c for c in config.kernels}
+    choices = {c.workload: c.to_dict() for c in config.kernels}
     screened = attrs.get(study, StudyKey.SCREENED, [])
     focus = space.kernels.focus.select(_workload_ms(incumbent),
                                        (g.key for g in space.kernels.workloads))
     for key in focus:
-        if key not in choices or _pair(choices[key]) in screened:
+        if key not in choices or choices[key] in screened:
             continue
-        attrs.put(study, StudyKey.SCREENED, [*screened, _pair(choices[key])])
-        trials = study.get_trials(deepcopy=False)
+        attrs.put(study, StudyKey.SCREENED, [*screened, choices[key]])
         neighbours = [dataclasses.replace(config, kernels=kernels)
                       for kernels in space.kernels.workload_neighbours(config.kernels, key)]
         neighbours = [n for n in neighbours if records.measured_before(trials, n) is None][:limit]
