@@ -135,3 +135,21 @@ def test_drift_corrected_time(times, expected):
     assert drift_corrected_ms({"a": 1.0, "b": 2.0, "c": 3.0}, times, "a") == \
         pytest.approx(expected)
     assert drift_corrected_ms({"a": 1.0}, times, "a") is None  # nothing else in common
+
+
+def test_an_incumbent_this_space_cannot_express_is_skipped_not_raised(space):
+    """A study resumed with another space: its incumbent's kernel or knob values are not this
+    space's; screening enqueues nothing for them instead of failing the search."""
+    study = optuna.create_study(direction="maximize")
+    default = space.default_config()
+    unknown = dataclasses.replace(default, kernels=tuple(
+        dataclasses.replace(c, kernel="conv2d_depthwise") if c.workload == KEYS[0] else c
+        for c in default.kernels))
+    _add_measured(study, unknown, 10.0)
+    assert enqueue_workload_screening(study, space, limit=100) == 0
+    assert not _waiting_configs(study, space)
+    outside = dataclasses.replace(default, runtime=dataclasses.replace(default.runtime,
+                                                                       omp_num_threads=7))
+    study = optuna.create_study(direction="maximize")
+    _add_measured(study, outside, 10.0)
+    assert enqueue_workload_screening(study, space, limit=100) == 0

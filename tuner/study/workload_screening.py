@@ -27,7 +27,9 @@ Rules:
   not been screened before (``StudyKey.SCREENED`` holds the screened choices as
   ``KernelChoice.to_dict()``: no workload's choice is screened twice, by any worker). None
   left: nothing is enqueued, the sampler goes on.
-- Neighbours the study has measured already (the step back) are left out; at most ``limit``
+- Neighbours the study has measured already (the step back), and those this space cannot
+  express (an incumbent of a study resumed with another space: its kernel unknown here, a knob
+  value outside), are left out; at most ``limit``
   trials are enqueued (the caller's share of its remaining trials), marked ``origin``
   ``workload_screening`` and ``screened_from`` (the incumbent's number and the workload).
 """
@@ -103,7 +105,9 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
     if incumbent.number != attrs.get(study, StudyKey.INCUMBENT):
         attrs.put(study, StudyKey.INCUMBENT, incumbent.number)
     config = records.trial_config(incumbent)
-    choices = {c.workload: c.to_dict() for c in config.kernels}
+    groups = {g.key: g for g in space.kernels.workloads}
+    choices = {c.workload: c.to_dict() for c in config.kernels if c.workload in groups
+               and c.kernel in space.kernels.kernel_options(groups[c.workload]).values()}
     screened = attrs.get(study, StudyKey.SCREENED, [])
     focus = space.kernels.focus.select(_workload_ms(incumbent),
                                        (g.key for g in space.kernels.workloads))
@@ -113,10 +117,18 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
         attrs.put(study, StudyKey.SCREENED, [*screened, choices[key]])
         neighbours = [dataclasses.replace(config, kernels=kernels)
                       for kernels in space.kernels.workload_neighbours(config.kernels, key)]
-        neighbours = [n for n in neighbours if records.measured_before(trials, n) is None][:limit]
+        neighbours = [n for n in neighbours if records.measured_before(trials, n) is None]
+        enqueued = 0
         for neighbour in neighbours:
-            study.enqueue_trial(space.params_for(neighbour), user_attrs={
+            try:
+                params = space.params_for(neighbour)
+            except ValueError:  # an incumbent of a study resumed with another space
+                continue
+            study.enqueue_trial(params, user_attrs={
                 records.ORIGIN_ATTR: ORIGIN,
                 TrialKey.SCREENED_FROM.value: {"incumbent": incumbent.number, "workload": key}})
-        return len(neighbours)
+            enqueued += 1
+            if enqueued == limit:
+                break
+        return enqueued
     return 0
