@@ -141,3 +141,76 @@ def test_bad_export_files_are_one_line_usage_errors(tmp_path, content, message):
     with pytest.raises(UsageError, match=message) as error:
         read_export(path)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+SERVING = r"""
+import json, os, sys, threading
+import numpy as np
+import mindspore as ms
+import tuner
+from tuner.config import ProgramConfig, TuningConfig
+from tuner.errors import UsageError
+from tuner.export_format import ExportedConfig, write_export
+from tuner.models import TuningTarget, fingerprint
+from tests.fixtures.tiny_models import randomize_batchnorm, tiny_net
+
+work, granularity = sys.argv[1], sys.argv[2]
+ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
+trained = randomize_batchnorm(tiny_net())
+untuned = randomize_batchnorm(tiny_net())
+ms.load_param_into_net(untuned, trained.parameters_dict())
+config = TuningConfig(programs=ProgramConfig(granularity))
+write_export(ExportedConfig(TuningTarget("tests.fixtures.tiny_models:tiny_net", 4, 16), config,
+                            fingerprint(trained), ms.__version__), f"{work}/best.json")
+tuned = tuner.apply(trained, f"{work}/best.json")
+rng = np.random.default_rng(0)
+out = {"errors": {}, "refused": {}}
+for batch in (1, 4, 7, 8):
+    x = rng.standard_normal((batch, 3, 16, 16)).astype(np.float32)
+    y, reference = tuned(ms.Tensor(x)).asnumpy(), untuned(ms.Tensor(x)).asnumpy()
+    assert y.shape == reference.shape, (y.shape, reference.shape)
+    out["errors"][batch] = float(np.abs(y - reference).max() / np.abs(reference).max())
+for name, x in {"image 8": np.zeros((4, 3, 8, 8), np.float32),
+                "image 32": np.zeros((1, 3, 32, 32), np.float32),
+                "float64": np.zeros((4, 3, 16, 16), np.float64),
+                "rank 3": np.zeros((3, 16, 16), np.float32)}.items():
+    try:
+        tuned(ms.Tensor(x))
+        out["refused"][name] = None
+    except UsageError as exc:
+        out["refused"][name] = str(exc)
+inputs = [rng.standard_normal((4, 3, 16, 16)).astype(np.float32) for _ in range(8)]
+expected = [untuned(ms.Tensor(x)).asnumpy() for x in inputs]
+wrong = []
+def serve(k):
+    for _ in range(20):
+        y = tuned(ms.Tensor(inputs[k])).asnumpy()
+        if np.abs(y - expected[k]).max() > 1e-4 * np.abs(expected[k]).max():
+            wrong.append(k)
+threads = [threading.Thread(target=serve, args=(k,)) for k in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+out["threads_wrong"] = len(wrong)
+print(json.dumps(out))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("granularity", ["network", "layer"])
+def test_a_tuned_network_serves_any_batch_refuses_other_shapes_and_serves_threads(
+        tmp_path, granularity):
+    subprocess_out = subprocess.run(
+        [sys.executable, "-c", SERVING, str(tmp_path), granularity], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "GLOG_v": "3", "PYTHONPATH": str(REPO)})
+    assert subprocess_out.returncode == 0, subprocess_out.stderr[-3000:]
+    out = json.loads(subprocess_out.stdout.strip().splitlines()[-1])
+    assert set(out["errors"]) == {"1", "4", "7", "8"}
+    assert all(error < 1e-4 for error in out["errors"].values()), out["errors"]
+    for name, message in out["refused"].items():
+        assert message and "\n" not in message, (name, message)
+        assert "tuned at 4x3x16x16" in message, message
+    assert out["threads_wrong"] == 0

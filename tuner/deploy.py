@@ -19,6 +19,7 @@ from tuner.export_format import ExportedConfig, check_config, check_model, read_
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion
+from tuner.rewrites.input_contract import InputContract
 from tuner.rewrites.network import GraphNetwork, TunedNetwork
 
 
@@ -95,8 +96,11 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         device = exported.target.device
     net.set_train(False)
     apply_process_settings(config)
+    contract = None
+    if input_shape is not None and (config.programs.enabled or config.kernels):
+        contract = InputContract(tuple(input_shape))  # programs fix the input's shape
     try:
-        return GraphNetwork(rewrite_network(net, config, input_shape, device))
+        return GraphNetwork(rewrite_network(net, config, input_shape, device), contract)
     except ValueError as exc:  # choices this network has no place for (another version?)
         where = exported.source if exported is not None else "config"
         raise UsageError(f"{where}: {exc}") from None

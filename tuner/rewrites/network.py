@@ -1,6 +1,12 @@
 """The top-level cell that every rewrite returns, and replacing a sub-cell in place."""
+from __future__ import annotations
+
+import threading
+
 from mindspore import Tensor, context, jit, nn
 from mindspore.graph.api import _cell_graph_executor
+
+from tuner.rewrites.input_contract import InputContract
 
 
 def set_child(parent: nn.Cell, name: str, child: nn.Cell) -> None:
@@ -80,11 +86,26 @@ class GraphNetwork(_RepeatedCallsToTheExecutor):
     """What deployment returns: the tuned network compiled as a graph (``mindspore.jit``) in
     either execution mode. Every configuration was measured as a graph, and the caller's mode
     (MindSpore's default is PyNative) is the caller's business. In graph mode, repeated calls
-    skip ``Cell.__call__`` (_RepeatedCallsToTheExecutor), as the measured ones did."""
+    skip ``Cell.__call__`` (_RepeatedCallsToTheExecutor), as the measured ones did.
 
-    def __init__(self, network: nn.Cell):
+    With a ``contract`` (a network that programs fixed to one input shape), every call is
+    checked against it and another batch size is served in chunks of the tuned one
+    (InputContract). Calls from several threads run one at a time: the network's buffers are
+    shared, and a call already uses every core."""
+
+    def __init__(self, network: nn.Cell, contract: InputContract | None = None):
         super().__init__(auto_prefix=False)
         self.network = network
+        object.__setattr__(self, "contract", contract)
+        object.__setattr__(self, "_calls", threading.Lock())
+
+    def __call__(self, *args, **kwargs):
+        with self._calls:
+            if self.contract is None or kwargs or len(args) != 1:
+                return super().__call__(*args, **kwargs)
+            if self.contract.check(args[0]) == self.contract.batch:
+                return super().__call__(*args)
+            return self.contract.serve(args[0], super().__call__)
 
     @jit
     def construct(self, x):

@@ -51,7 +51,8 @@ def build_programs(plan: ProgramPlan, library: Path, layout: Layout,
         program = emit(kg, layout, choice_for, name)
         cell_name = "network" if planned.region.cells == ("",) else name
         steps = tuple(_step_info(plan, op, kg, choice_for) for op in kg.ops)
-        programs.append(BuiltProgram(planned, ProgramCell(library, program, cell_name, steps)))
+        programs.append(BuiltProgram(planned, ProgramCell(library, program.image(), cell_name,
+                                                          steps)))
     return programs
 
 
@@ -81,8 +82,10 @@ def install(net: nn.Cell, plan: ProgramPlan, programs: list[BuiltProgram]) -> nn
         region = program.planned.region
         if region.cells == ("",):
             top = program.cell
+            program.cell.replaces = ("",)
             continue
         replaced = replaced_cells(region.cells, cells, plan)
+        program.cell.replaces = tuple(replaced)
         parent, child = _parent(replaced[0])
         set_child(cells[parent], child, program.cell)
         for other in replaced[1:]:

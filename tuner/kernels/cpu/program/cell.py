@@ -1,6 +1,7 @@
 """The MindSpore cell that runs one program: ``ops.Custom(func_type="aot")`` on RunProgram."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from tuner.kernels.cpu.program.emit import EmittedProgram
+from tuner.kernels.cpu.program.spec import ProgramImage
 from tuner.kernels.cpu.program.runtime import ENTRY_POINT, DirectProgram, last_error
 
 
@@ -42,12 +43,13 @@ class ProgramCell(nn.Cell):
 
     kernel_name = "program"
 
-    def __init__(self, library: Path, program: EmittedProgram, name: str,
-                 steps: tuple[StepInfo, ...] = ()):
+    def __init__(self, library: Path, program: ProgramImage, name: str,
+                 steps: tuple[StepInfo, ...] = (), replaces: tuple[str, ...] = ()):
         super().__init__()
         self.layer_path, self.workload_key, self.steps = name, name, tuple(steps)
+        self.replaces = tuple(replaces)  # the cells it stands for ("" alone: the network)
         self.library = Path(library).resolve()
-        self.spec_words = program.spec.encode()
+        self.spec_words = np.asarray(program.words, dtype=np.int64)
         self.spec = Tensor(self.spec_words)
         self.constants = Parameter(Tensor(program.constants), name=f"{name}.constants",
                                    requires_grad=False)
@@ -56,6 +58,7 @@ class ProgramCell(nn.Cell):
         self.op = ops.Custom(f"{self.library}:{ENTRY_POINT}", out_shape=lambda *_: output_shape,
                              out_dtype=lambda *_: ms.float32, func_type="aot")
         self._direct: DirectProgram | None = None
+        self._direct_calls = threading.Lock()  # a DirectProgram's argument block is shared
 
     def call_directly(self, *args) -> Tensor | None:
         """``program(x)`` run by the runtime through ctypes, with MindSpore's calling
@@ -70,12 +73,14 @@ class ProgramCell(nn.Cell):
                 or x.dtype != ms.float32):
             return None
         constants = self.constants.asnumpy()  # read each call: set_data may replace it
-        if self._direct is None:
-            self._direct = DirectProgram(self.library, self.spec_words,
-                                         [np.zeros(self.input_shape, np.float32), constants],
-                                         self.output_shape)
         output = np.empty(self.output_shape, np.float32)
-        if self._direct.run(np.ascontiguousarray(x.asnumpy()), constants, output) != 0:
+        with self._direct_calls:
+            if self._direct is None:
+                self._direct = DirectProgram(self.library, self.spec_words,
+                                             [np.zeros(self.input_shape, np.float32), constants],
+                                             self.output_shape)
+            status = self._direct.run(np.ascontiguousarray(x.asnumpy()), constants, output)
+        if status != 0:
             raise RuntimeError(f"program {self.layer_path}: {last_error(self.library)}")
         return Tensor.from_numpy(output)
 

@@ -56,6 +56,10 @@ class EmittedProgram:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
 
+    def image(self) -> s.ProgramImage:
+        return s.ProgramImage(self.spec.encode(), self.constants, self.input_shape,
+                            self.output_shape)
+
 
 class _Values:
     def __init__(self, kg: KernelGraph):

@@ -611,3 +611,52 @@ class ProgramSpec:
             fields = step.fields()
             words.extend([step.KIND, len(fields), *fields])
         return np.asarray(words, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ProgramImage:
+    """A program as the runtime reads it: the encoded spec (int64 words), every constant packed
+    in one float32 array, and the input and output shapes (float32)."""
+
+    words: np.ndarray
+    constants: np.ndarray
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+
+_HEADER = 7  # [MAGIC, VERSION, uid, n_values, n_steps, layout, n_kernels]
+
+
+def encoded_kernels(words: np.ndarray) -> tuple[tuple[str, ...], int]:
+    """The external kernels (``<shared object>:<entry point>``) of an encoded spec, and the
+    index of the first word after them. ValueError for words that are not a spec's."""
+    words = np.asarray(words, dtype=np.int64)
+    if len(words) < _HEADER or int(words[0]) != MAGIC or int(words[1]) != VERSION:
+        raise ValueError("not a program spec of this version")
+    count, at, kernels = int(words[6]), _HEADER, []
+    if not 0 <= count <= len(words):
+        raise ValueError(f"bad kernel count {count}")
+    for _ in range(count):
+        length = int(words[at]) if at < len(words) else -1
+        end = at + 1 + (length + 7) // 8
+        if length < 0 or end > len(words):
+            raise ValueError("kernel name runs past the spec")
+        kernels.append(words[at + 1:end].astype("<i8").tobytes()[:length].decode())
+        at = end
+    return tuple(kernels), at
+
+
+def with_kernels(words: np.ndarray, kernels: tuple[str, ...]) -> np.ndarray:
+    """The encoded spec ``words`` with its external kernels replaced by ``kernels`` (as many:
+    the steps name them by index), e.g. the same libraries at another place."""
+    old, end = encoded_kernels(words)
+    if len(old) != len(kernels):
+        raise ValueError(f"{len(kernels)} kernels for a spec of {len(old)}")
+    section = []
+    for kernel in kernels:
+        data = kernel.encode()
+        section.append(len(data))
+        section.extend(int(w) for w in np.frombuffer(data + b"\0" * (-len(data) % 8), "<i8"))
+    head = np.asarray(words[:_HEADER], dtype=np.int64)
+    return np.concatenate([head, np.asarray(section, np.int64),
+                           np.asarray(words[end:], np.int64)])
