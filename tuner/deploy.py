@@ -55,6 +55,13 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
         except UnsupportedDeviceError as exc:
             raise UsageError(str(exc)) from None
         top = library.apply(net, config, tuple(input_shape), graph, verify_in, seed, rel_tolerance)
+    return finish_network(net, top, config)
+
+
+def finish_network(net: nn.Cell, top: nn.Cell, config: TuningConfig) -> nn.Cell:
+    """BatchNorm folding and fusion exclusions of ``config`` on what is left of MindSpore's own
+    operators in ``net`` (in place), and a new top-level cell around ``top`` (``net``, or the
+    program that replaced all of it)."""
     scope = config.rewrites.fold_scope()
     if scope is not None:
         fold_batchnorms(net, under=scope)
@@ -63,6 +70,16 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
     tuned = TunedNetwork(top)
     tuned.set_train(False)
     return tuned
+
+
+def serving_network(tuned: nn.Cell, config: TuningConfig,
+                    input_shape: tuple[int, ...] | None) -> GraphNetwork:
+    """What deployment gets: ``tuned`` compiled as a graph, held to the input shape it was
+    tuned at when its programs fix that shape (InputContract)."""
+    contract = None
+    if input_shape is not None and (config.programs.enabled or config.kernels):
+        contract = InputContract(tuple(input_shape))
+    return GraphNetwork(tuned, contract)
 
 
 def _as_export(config_or_path: Any) -> tuple[TuningConfig, ExportedConfig | None]:
@@ -96,21 +113,34 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         device = exported.target.device
     net.set_train(False)
     apply_process_settings(config)
-    contract = None
-    if input_shape is not None and (config.programs.enabled or config.kernels):
-        contract = InputContract(tuple(input_shape))  # programs fix the input's shape
     try:
-        return GraphNetwork(rewrite_network(net, config, input_shape, device), contract)
+        return serving_network(rewrite_network(net, config, input_shape, device), config,
+                               input_shape)
     except ValueError as exc:  # choices this network has no place for (another version?)
         where = exported.source if exported is not None else "config"
         raise UsageError(f"{where}: {exc}") from None
 
 
 def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
-    """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the config."""
+    """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the
+    config; or load a bundle (its directory, or the ``best.json`` inside it), which carries its
+    weights, libraries and planned programs."""
+    from tuner.bundle import bundle_directory, load_bundle
+
+    bundle = bundle_directory(path)
+    if bundle is not None:
+        if checkpoint is not None:
+            raise UsageError(f"{bundle}: a bundle carries its weights; write it with "
+                             f"--checkpoint {checkpoint} instead")
+        return load_bundle(bundle, lambda: build_model(read_export(bundle / "best.json")))
+    exported = read_export(path)
+    return apply(build_model(exported, checkpoint), exported)
+
+
+def build_model(exported: ExportedConfig, checkpoint: str | Path | None = None) -> nn.Cell:
+    """The untuned model an export names, with ``checkpoint``'s weights if given."""
     import mindspore as ms
 
-    exported = read_export(path)
     check_model(exported)
     net = create_model(exported.target.model)
     if checkpoint is not None:
@@ -120,4 +150,4 @@ def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
             raise UsageError(f"{checkpoint}: cannot load checkpoint ({exc})") from None
         if not_loaded:
             raise UsageError(f"{checkpoint}: no value for parameter {not_loaded[0]!r}")
-    return apply(net, exported)
+    return net

@@ -34,7 +34,14 @@ def main(argv: list[str]) -> int:
                         help="only trials whose peak memory is within this budget")
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    parser.add_argument("--bundle", type=Path, metavar="DIR",
+                        help="also write a bundle that deploys without a compiler: the export, "
+                             "this CPU's compiled libraries and the planned programs")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="with --bundle: the weights to ship (default: the model's own)")
     args = parser.parse_args(argv)
+    if args.checkpoint is not None and args.bundle is None:
+        parser.error("--checkpoint: only with --bundle")
     storage = open_storage(args.storage, args.runs_dir)
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,7 +51,31 @@ def main(argv: list[str]) -> int:
     metrics = exported.metrics
     print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "
           f"{metrics['throughput_ips']:.4g} images/s, speedup {metrics.get('speedup') or 0:.3f}x")
+    if args.bundle is not None:
+        print(describe_bundle(write_exported_bundle(exported, args.bundle, args.checkpoint),
+                              args.bundle))
     return 0
+
+
+def write_exported_bundle(exported, directory: Path, checkpoint: Path | None):
+    from tuner.bundle import write_bundle
+    from tuner.deploy import build_model
+
+    return write_bundle(exported, directory, build_model(exported, checkpoint))
+
+
+def describe_bundle(manifest, directory: Path) -> str:
+    size = sum(entry[0] for entry in manifest.files.values())
+    covered = ("the whole network as one program" if manifest.weights is None
+               else f"{len(manifest.programs)} programs and a checkpoint of the rest")
+    return (f"wrote bundle {directory}: {covered}, {len(manifest.kernels)} external kernels, "
+            f"{size / 2**20:.1f} MiB, for CPUs with {_widest(manifest.isa)}")
+
+
+def _widest(isa) -> str:
+    from tuner.cpuinfo import vector_isa
+
+    return vector_isa(frozenset(isa))
 
 
 if __name__ == "__main__":
