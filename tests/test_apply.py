@@ -193,6 +193,8 @@ for thread in threads:
 for thread in threads:
     thread.join()
 out["threads_wrong"] = len(wrong)
+out["planned"] = list(tuned.planned_batches)
+out["failures"] = {str(b): why for b, why in tuned.planning_failures.items()}
 print(json.dumps(out))
 sys.stdout.flush()
 os._exit(0)
@@ -214,3 +216,4 @@ def test_a_tuned_network_serves_any_batch_refuses_other_shapes_and_serves_thread
         assert message and "\n" not in message, (name, message)
         assert "tuned at 4x3x16x16" in message, message
     assert out["threads_wrong"] == 0
+    assert out["planned"] == [1, 7, 8] and not out["failures"]  # planned on first use

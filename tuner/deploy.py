@@ -21,6 +21,7 @@ from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion
 from tuner.rewrites.input_contract import InputContract
 from tuner.rewrites.network import GraphNetwork, TunedNetwork
+from tuner.serving import batch_planner
 
 
 def apply_process_settings(config: TuningConfig) -> None:
@@ -72,14 +73,20 @@ def finish_network(net: nn.Cell, top: nn.Cell, config: TuningConfig) -> nn.Cell:
     return tuned
 
 
-def serving_network(tuned: nn.Cell, config: TuningConfig,
-                    input_shape: tuple[int, ...] | None) -> GraphNetwork:
+def fixes_input_shape(config: TuningConfig) -> bool:
+    """Whether ``config``'s programs fix the network's input shape."""
+    return config.programs.enabled or bool(config.kernels)
+
+
+def serving_network(tuned: nn.Cell, config: TuningConfig, input_shape: tuple[int, ...] | None,
+                    plan_batch=None) -> GraphNetwork:
     """What deployment gets: ``tuned`` compiled as a graph, held to the input shape it was
-    tuned at when its programs fix that shape (InputContract)."""
+    tuned at when its programs fix that shape (InputContract); ``plan_batch``: how to plan it
+    for another batch size (tuner.serving.batch_planner)."""
     contract = None
-    if input_shape is not None and (config.programs.enabled or config.kernels):
+    if input_shape is not None and fixes_input_shape(config):
         contract = InputContract(tuple(input_shape))
-    return GraphNetwork(tuned, contract)
+    return GraphNetwork(tuned, contract, plan_batch)
 
 
 def _as_export(config_or_path: Any) -> tuple[TuningConfig, ExportedConfig | None]:
@@ -113,9 +120,12 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         device = exported.target.device
     net.set_train(False)
     apply_process_settings(config)
+    plan_batch = None
+    if input_shape is not None and fixes_input_shape(config):
+        plan_batch = batch_planner(net, config, tuple(input_shape), device)
     try:
         return serving_network(rewrite_network(net, config, input_shape, device), config,
-                               input_shape)
+                               input_shape, plan_batch)
     except ValueError as exc:  # choices this network has no place for (another version?)
         where = exported.source if exported is not None else "config"
         raise UsageError(f"{where}: {exc}") from None

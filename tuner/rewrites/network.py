@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from mindspore import Tensor, context, jit, nn
 from mindspore.graph.api import _cell_graph_executor
 
+from tuner.errors import one_line
 from tuner.rewrites.input_contract import InputContract
 
 
@@ -89,23 +91,50 @@ class GraphNetwork(_RepeatedCallsToTheExecutor):
     skip ``Cell.__call__`` (_RepeatedCallsToTheExecutor), as the measured ones did.
 
     With a ``contract`` (a network that programs fixed to one input shape), every call is
-    checked against it and another batch size is served in chunks of the tuned one
-    (InputContract). Calls from several threads run one at a time: the network's buffers are
-    shared, and a call already uses every core."""
+    checked against it. Another batch size runs on the network ``plan_batch(batch)`` returns,
+    planned on its first use and kept (up to MAX_PLANNED_BATCHES sizes); without one, or where
+    planning fails, in chunks of the tuned batch (InputContract.serve). Calls from several
+    threads run one at a time: the network's buffers are shared, and a call already uses
+    every core."""
 
-    def __init__(self, network: nn.Cell, contract: InputContract | None = None):
+    MAX_PLANNED_BATCHES = 8
+
+    def __init__(self, network: nn.Cell, contract: InputContract | None = None,
+                 plan_batch: Callable[[int], nn.Cell] | None = None):
         super().__init__(auto_prefix=False)
         self.network = network
         object.__setattr__(self, "contract", contract)
+        object.__setattr__(self, "_plan_batch", plan_batch)
+        object.__setattr__(self, "_batches", {})  # batch size -> its network, or None
+        object.__setattr__(self, "planning_failures", {})  # batch size -> why (one line)
         object.__setattr__(self, "_calls", threading.Lock())
 
     def __call__(self, *args, **kwargs):
         with self._calls:
             if self.contract is None or kwargs or len(args) != 1:
                 return super().__call__(*args, **kwargs)
-            if self.contract.check(args[0]) == self.contract.batch:
+            batch = self.contract.check(args[0])
+            if batch == self.contract.batch:
                 return super().__call__(*args)
+            network = self._network_for(batch)
+            if network is not None:
+                return network(*args)
             return self.contract.serve(args[0], super().__call__)
+
+    @property
+    def planned_batches(self) -> tuple[int, ...]:
+        """The batch sizes other than the tuned one that have a network of their own."""
+        return tuple(sorted(b for b, network in self._batches.items() if network is not None))
+
+    def _network_for(self, batch: int) -> nn.Cell | None:
+        if batch not in self._batches and self._plan_batch is not None \
+                and len(self._batches) < self.MAX_PLANNED_BATCHES:
+            try:
+                self._batches[batch] = self._plan_batch(batch)
+            except Exception as exc:  # noqa: BLE001  (e.g. no compiler): served in chunks
+                self._batches[batch] = None
+                self.planning_failures[batch] = one_line(exc)
+        return self._batches.get(batch)
 
     @jit
     def construct(self, x):
