@@ -1,7 +1,8 @@
 """tuner: an experiment-tracking autotuner for MindSpore inference.
 
-Deployment code uses :func:`load` (build the tuned model from an exported JSON) or :func:`apply`
-(apply an exported configuration to a network it built and loaded itself).
+Deployment code uses :func:`load` (build the tuned model from an exported JSON, or load a bundle
+that `python -m tuner.export --bundle DIR` wrote) or :func:`apply` (apply an exported
+configuration to a network it built and loaded itself).
 """
 __version__ = "0.1.0"
 
@@ -14,7 +15,8 @@ def apply(net, config_or_path):
 
 
 def load(path, checkpoint=None):
-    """Build the tuned model of an exported JSON, optionally with a checkpoint's weights."""
+    """Build the tuned model of an exported JSON, optionally with a checkpoint's weights, or
+    load a bundle (its directory, or the ``best.json`` inside it)."""
     from tuner.deploy import load as _load
 
     return _load(path, checkpoint)
