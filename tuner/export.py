@@ -39,9 +39,13 @@ def main(argv: list[str]) -> int:
                              "this CPU's compiled libraries and the planned programs")
     parser.add_argument("--checkpoint", type=Path,
                         help="with --bundle: the weights to ship (default: the model's own)")
+    parser.add_argument("--bundle-batches", type=positive_int, nargs="+", default=[],
+                        metavar="N", help="with --bundle: also plan the programs for these "
+                                          "batch sizes (others run in chunks of the tuned one)")
     args = parser.parse_args(argv)
-    if args.checkpoint is not None and args.bundle is None:
-        parser.error("--checkpoint: only with --bundle")
+    for flag in ("checkpoint", "bundle_batches"):
+        if getattr(args, flag) and args.bundle is None:
+            parser.error(f"--{flag.replace('_', '-')}: only with --bundle")
     storage = open_storage(args.storage, args.runs_dir)
     name = pick_study_name(storage, args.study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,23 +56,27 @@ def main(argv: list[str]) -> int:
     print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "
           f"{metrics['throughput_ips']:.4g} images/s, speedup {metrics.get('speedup') or 0:.3f}x")
     if args.bundle is not None:
-        print(describe_bundle(write_exported_bundle(exported, args.bundle, args.checkpoint),
-                              args.bundle))
+        manifest = write_exported_bundle(exported, args.bundle, args.checkpoint,
+                                         tuple(args.bundle_batches))
+        print(describe_bundle(manifest, args.bundle))
     return 0
 
 
-def write_exported_bundle(exported, directory: Path, checkpoint: Path | None):
+def write_exported_bundle(exported, directory: Path, checkpoint: Path | None,
+                          batches: tuple[int, ...] = ()):
     from tuner.bundle import write_bundle
     from tuner.deploy import build_model
 
-    return write_bundle(exported, directory, build_model(exported, checkpoint))
+    return write_bundle(exported, directory, build_model(exported, checkpoint), batches)
 
 
 def describe_bundle(manifest, directory: Path) -> str:
     size = sum(entry[0] for entry in manifest.files.values())
-    covered = ("the whole network as one program" if manifest.weights is None
-               else f"{len(manifest.programs)} programs and a checkpoint of the rest")
-    return (f"wrote bundle {directory}: {covered}, {len(manifest.kernels)} external kernels, "
+    batches = sorted({program.batch for program in manifest.programs})
+    covered = (f"{len(manifest.programs)} programs"
+               + (" and a checkpoint of the layers outside them" if manifest.weights else ""))
+    return (f"wrote bundle {directory}: {covered} (batch {', '.join(map(str, batches))}), "
+            f"{len(manifest.kernels)} external kernels, "
             f"{size / 2**20:.1f} MiB, for CPUs with {_widest(manifest.isa)}")
 
 

@@ -50,9 +50,11 @@ for name, config in configs.items():
              **{str(b): untuned(ms.Tensor(x)).asnumpy() for b, x in inputs.items()})
     exported = ExportedConfig(TuningTarget("tests.fixtures.tiny_models:tiny_net", 4, 16), config,
                               fingerprint(trained), ms.__version__)
-    manifest = write_bundle(exported, f"{work}/{name}", trained)
+    batches = (1,) if name in ("network", "excluded") else ()
+    manifest = write_bundle(exported, f"{work}/{name}", trained, batches)
     written[name] = {"weights": manifest.weights, "programs": len(manifest.programs),
-                     "kernels": list(manifest.kernels)}
+                     "kernels": list(manifest.kernels),
+                     "batches": sorted({p.batch for p in manifest.programs})}
 print(json.dumps(written))
 sys.stdout.flush()
 os._exit(0)
@@ -77,6 +79,7 @@ for name in names:
         scale = np.abs(reference[batch]).max()
         out["errors"][f"{name} b{batch}"] = (float(np.abs(y - reference[batch]).max() / scale)
                                              if y.shape == reference[batch].shape else None)
+    out.setdefault("planned", {})[name] = list(net.planned_batches)
 print(json.dumps(out))
 sys.stdout.flush()
 os._exit(0)
@@ -99,7 +102,8 @@ def bundles(tmp_path_factory):
 
 def test_bundles_load_and_match_without_a_compiler_or_kernel_cache(bundles, tmp_path):
     work, written = bundles
-    assert written["network"]["weights"] is None and written["network"]["programs"] == 1
+    assert written["network"]["weights"] is None and written["network"]["programs"] == 2
+    assert written["network"]["batches"] == written["excluded"]["batches"] == [1, 4]
     assert written["excluded"]["weights"] == "weights.ckpt"
     assert written["layer"]["programs"] > 1
     if "hand" in written:
@@ -113,6 +117,9 @@ def test_bundles_load_and_match_without_a_compiler_or_kernel_cache(bundles, tmp_
     assert len(out["errors"]) == 3 * len(written)
     assert all(error is not None and error < 1e-4 for error in out["errors"].values()), out
     assert not cache.exists() or not any(cache.iterdir())
+    # batch 1 on the programs planned for it where the bundle has them, else in chunks of 4
+    assert out["planned"] == {name: [1] if name in ("network", "excluded") else []
+                              for name in written}
 
 
 def _copy(bundles, tmp_path, name="network"):

@@ -9,8 +9,9 @@ The export's model is built once (random weights, seed 0) and tuned in this proc
 * batches: for each batch size, the tuned network's output against the untuned network's
   (relative max error), and images/s timed in ``--rounds`` rounds that alternate the batch sizes
   (a slot of at least ``--seconds`` per batch size and round; the median over rounds), for the
-  network of ``tuner.apply`` (other batch sizes planned on first use) and the bundle's (other
-  batch sizes in chunks of the tuned one); the ratio to the tuned batch's images/s;
+  network of ``tuner.apply`` (other batch sizes planned on first use) and the bundle's (planned
+  at ``--bundle-batches``, other batch sizes in chunks of the tuned one); the ratio to the tuned
+  batch's images/s;
 * threads: ``--threads`` threads call the applied network at once, each with its own input of
   the tuned shape, ``--calls`` times each; how many outputs differed from the untuned network's.
 """
@@ -52,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--seconds", type=positive_float, default=1.0,
                         help="timing slot per batch size and round (default 1)")
+    parser.add_argument("--bundle-batches", type=positive_int, nargs="*", default=[],
+                        help="batch sizes the bundle also plans (tuner.export --bundle-batches)")
     parser.add_argument("--threads", type=positive_int, default=8)
     parser.add_argument("--calls", type=positive_int, default=10)
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     applied = tuner.apply(copy.deepcopy(untuned), exported)
     with tempfile.TemporaryDirectory() as work:
         bundle = Path(work) / "bundle"
-        write_bundle(exported, bundle, copy.deepcopy(untuned))
+        write_bundle(exported, bundle, copy.deepcopy(untuned), tuple(args.bundle_batches))
         _print_load_times(args.export, bundle, shape, Path(work))
         bundled = tuner.load(bundle)
         rng = np.random.default_rng(0)

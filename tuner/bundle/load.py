@@ -27,10 +27,8 @@ def load_bundle(directory: Path, create_model: Callable[[], object]):
     ``create_model`` builds the untuned architecture; called only where programs do not cover
     the whole network. BundleError (one line) for a bundle this CPU cannot run, a damaged or
     altered file, or a network that does not match."""
-    from tuner.deploy import apply_process_settings, finish_network, serving_network
+    from tuner.deploy import apply_process_settings, serving_network
     from tuner.export_format import read_export
-    from tuner.models import fingerprint
-    from tuner.rewrites.network import TunedNetwork
 
     manifest = read_manifest(directory)
     missing = sorted(set(manifest.isa) - cpuinfo.flags())
@@ -42,25 +40,47 @@ def load_bundle(directory: Path, create_model: Callable[[], object]):
         raise BundleError(f"{directory}: {EXPORT} is not among the bundle's files")
     manifest.check_files(directory)
     exported = read_export(directory / EXPORT)
-    config = exported.config
+    config, shape = exported.config, exported.target.input_shape
     apply_process_settings(config)
-    cells = _program_cells(directory, manifest)
+    batches = {program.batch for program in manifest.programs}
+    if manifest.programs and shape[0] not in batches:
+        raise BundleError(f"{directory}: no programs for its tuned batch {shape[0]}")
+
+    def network(batch: int):
+        if batch not in batches:
+            raise BundleError(f"{directory}: no programs for batch {batch}")
+        tuned = _tuned_network(directory, manifest, exported, batch, create_model)
+        return serving_network(tuned, config, (batch, *shape[1:]))
+
+    tuned = _tuned_network(directory, manifest, exported, shape[0], create_model)
+    return serving_network(tuned, config, shape, network if len(batches) > 1 else None)
+
+
+def _tuned_network(directory: Path, manifest: BundleManifest, exported, batch: int,
+                   create_model: Callable[[], object]):
+    """The tuned network (a TunedNetwork) of the bundle's programs planned at ``batch``."""
+    from tuner.deploy import finish_network
+    from tuner.models import fingerprint
+    from tuner.rewrites.network import TunedNetwork
+
+    cells = _program_cells(directory, manifest, batch)
     if len(cells) == 1 and cells[0].replaces == ("",):
         tuned = TunedNetwork(cells[0])
         tuned.set_train(False)
-        return serving_network(tuned, config, exported.target.input_shape)
+        return tuned
     net = create_model()
     if fingerprint(net) != exported.fingerprint:
         raise BundleError(f"{directory}: the model built for it is not the architecture it was "
                           f"tuned for ({exported.target.model})")
     _install(net, cells, directory)
-    tuned = finish_network(net, net, config)
+    tuned = finish_network(net, net, exported.config)
     _load_weights(net, directory, manifest, {cell.constants.name for cell in cells})
-    return serving_network(tuned, config, exported.target.input_shape)
+    return tuned
 
 
-def _program_cells(directory: Path, manifest: BundleManifest) -> list:
-    if not manifest.programs:
+def _program_cells(directory: Path, manifest: BundleManifest, batch: int) -> list:
+    programs = [(k, p) for k, p in enumerate(manifest.programs) if p.batch == batch]
+    if not programs:
         return []
     from tuner.kernels.cpu.program import spec as s
     from tuner.kernels.cpu.program.cell import ProgramCell, StepInfo
@@ -80,7 +100,7 @@ def _program_cells(directory: Path, manifest: BundleManifest) -> list:
         raise BundleError(f"{directory}: {manifest.runtime}: {problem}")
     step_fields = {f.name for f in dataclasses.fields(StepInfo)}
     cells = []
-    for k, program in enumerate(manifest.programs):
+    for k, program in programs:
         where = f"{directory}: programs[{k}]"
         words = _array(directory / program.spec, np.int64, where)
         constants = _array(directory / program.constants, np.float32, where)

@@ -32,10 +32,11 @@ class BundleError(UsageError):
 
 @dataclass(frozen=True)
 class StoredProgram:
-    """One program of the tuned network: its cell name, the cells it replaces (``("",)``: the
-    whole network), its input and output shapes, and its files: the encoded spec (int64, its
-    external kernels named as in ``BundleManifest.kernels``) and its packed constants
-    (float32), both ``.npy``; ``steps``: what each step computes (ProgramCell.steps)."""
+    """One program of the tuned network planned at ``batch``: its cell name, the cells it
+    replaces (``("",)``: the whole network), its input and output shapes, and its files: the
+    encoded spec (int64, its external kernels named as in ``BundleManifest.kernels``) and its
+    packed constants (float32), both ``.npy``; ``steps``: what each step computes
+    (ProgramCell.steps)."""
 
     name: str
     replaces: tuple[str, ...]
@@ -44,6 +45,7 @@ class StoredProgram:
     spec: str
     constants: str
     steps: tuple[dict, ...] = ()
+    batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class BundleManifest:
                 output_shape=_shape(program.get("output_shape"), f"{key}.output_shape", fail),
                 spec=listed(program.get("spec"), f"{key}.spec"),
                 constants=listed(program.get("constants"), f"{key}.constants"),
-                steps=tuple(s for s in program.get("steps", []) if isinstance(s, dict))))
+                steps=tuple(s for s in program.get("steps", []) if isinstance(s, dict)),
+                batch=_shape([program.get("batch")], f"{key}.batch", fail)[0]))
         runtime, weights = data.get("runtime"), data.get("weights")
         return cls(isa=isa, cpu=_string(data.get("cpu"), "cpu", fail),
                    mindspore_version=_string(data.get("mindspore_version"), "mindspore_version",

@@ -18,23 +18,30 @@ from tuner.export_format import ExportedConfig, write_export
 WEIGHTS = "weights.ckpt"
 
 
-def write_bundle(exported: ExportedConfig, directory: str | Path, net) -> BundleManifest:
+def write_bundle(exported: ExportedConfig, directory: str | Path, net,
+                 batches: tuple[int, ...] = ()) -> BundleManifest:
     """Write ``directory``: the export, the tuned network's programs (specs and constants,
-    from ``net``'s weights), the libraries they call (compiled for this CPU) and, where
-    programs do not cover the whole network, a checkpoint of the rest. ``net`` is the untuned
-    network with the weights to ship; it is rewritten. The directory is replaced whole, only
-    once everything is written."""
+    from ``net``'s weights) planned at the tuned batch and at each of ``batches``, the
+    libraries they call (compiled for this CPU) and, where programs do not cover the whole
+    network, a checkpoint of the rest. ``net`` is the untuned network with the weights to ship;
+    it is rewritten. The directory is replaced whole, only once everything is written."""
     from tuner.deploy import apply
-    from tuner.kernels.cpu.program.cell import ProgramCell
+    from tuner.serving import batch_planner
 
     directory = Path(directory)
-    tuned = apply(net, exported)
-    top = tuned.network.network  # GraphNetwork -> TunedNetwork -> the rewritten network
-    cells = [cell for _, cell in top.cells_and_names() if isinstance(cell, ProgramCell)]
+    shape = exported.target.input_shape
+    others = sorted(set(batches) - {shape[0]})
+    plan = batch_planner(net, exported.config, shape, exported.target.device) if others else None
+    if others and plan is None:
+        raise ValueError(f"{exported.target.model}: the network cannot be copied to plan "
+                         f"other batch sizes")
+    networks = {shape[0]: apply(net, exported)}
+    networks.update({batch: plan(batch) for batch in others})
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        manifest = _stage(exported, staging, top, cells)
+        # GraphNetwork -> TunedNetwork -> the rewritten network
+        manifest = _stage(exported, staging, {b: n.network.network for b, n in networks.items()})
         _replace_directory(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -42,8 +49,9 @@ def write_bundle(exported: ExportedConfig, directory: str | Path, net) -> Bundle
     return manifest
 
 
-def _stage(exported: ExportedConfig, staging: Path, top, cells) -> BundleManifest:
+def _stage(exported: ExportedConfig, staging: Path, tops: dict) -> BundleManifest:
     from tuner.kernels.cpu.program import spec as s
+    from tuner.kernels.cpu.program.cell import ProgramCell
 
     (staging / "lib").mkdir()
     (staging / "programs").mkdir()
@@ -56,27 +64,32 @@ def _stage(exported: ExportedConfig, staging: Path, top, cells) -> BundleManifes
             libraries[path] = name
         return libraries[path]
 
-    runtime = stored_library(cells[0].library) if cells else None
+    runtime = None
     kernels: list[str] = []
     programs = []
-    for k, cell in enumerate(cells):
-        names, _ = s.encoded_kernels(cell.spec_words)
-        stored = []
-        for kernel in names:
-            library, _, entry = kernel.rpartition(":")
-            stored.append(f"{stored_library(Path(library))}:{entry}")
-        kernels.extend(name for name in stored if name not in kernels)
-        spec_file, constants_file = f"programs/{k}.spec.npy", f"programs/{k}.constants.npy"
-        np.save(staging / spec_file, s.with_kernels(cell.spec_words, tuple(stored)))
-        np.save(staging / constants_file, cell.constants.asnumpy().astype(np.float32))
-        programs.append(StoredProgram(
-            cell.layer_path, cell.replaces, cell.input_shape, cell.output_shape, spec_file,
-            constants_file, tuple(dataclasses.asdict(step) for step in cell.steps)))
+    for batch, top in tops.items():
+        for cell in (c for _, c in top.cells_and_names() if isinstance(c, ProgramCell)):
+            runtime = stored_library(cell.library)
+            names, _ = s.encoded_kernels(cell.spec_words)
+            stored = []
+            for kernel in names:
+                library, _, entry = kernel.rpartition(":")
+                stored.append(f"{stored_library(Path(library))}:{entry}")
+            kernels.extend(name for name in stored if name not in kernels)
+            k = len(programs)
+            spec_file, constants_file = f"programs/{k}.spec.npy", f"programs/{k}.constants.npy"
+            np.save(staging / spec_file, s.with_kernels(cell.spec_words, tuple(stored)))
+            np.save(staging / constants_file, cell.constants.asnumpy().astype(np.float32))
+            programs.append(StoredProgram(
+                cell.layer_path, cell.replaces, cell.input_shape, cell.output_shape, spec_file,
+                constants_file, tuple(dataclasses.asdict(step) for step in cell.steps), batch))
     weights = None
-    program_parameters = {cell.constants.name for cell in cells}
+    top = tops[exported.target.batch_size]
+    program_parameters = {c.constants.name for _, c in top.cells_and_names()
+                          if isinstance(c, ProgramCell)}
     kept = [{"name": p.name, "data": p} for p in top.get_parameters()
             if p.name not in program_parameters]
-    if kept:  # the layers outside programs
+    if kept:  # the layers outside programs (the same at every batch size)
         import mindspore as ms
 
         ms.save_checkpoint(kept, str(staging / WEIGHTS))
