@@ -13,7 +13,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tuner.children import child_environment, python_command
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError
 
@@ -57,9 +57,9 @@ class MlflowServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend,
-                 "--artifacts-destination", str(self.artifacts.resolve()), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
+                python_command("mlflow", "server", "--backend-store-uri", self.backend,
+                               "--artifacts-destination", str(self.artifacts.resolve()),
+                               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -90,13 +90,25 @@ class MlflowServer:
                 self.process.wait()
 
 
+def model_argument(search_args: list[str]) -> str | None:
+    """The ``--model`` of tuner.search arguments, if given."""
+    for i, arg in enumerate(search_args):
+        if arg == "--model" and i + 1 < len(search_args):
+            return search_args[i + 1]
+        if arg.startswith("--model="):
+            return arg.partition("=")[2]
+    return None
+
+
 def start_worker(search_args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    """One ``python -m tuner.search`` worker, its output in ``log``."""
+    """One ``python -m tuner.search`` worker, its output in ``log`` (tuner.children: its
+    import path holds tuner and the ``--model`` factory's directory, not the working one)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "tuner.search", *search_args],
+        return subprocess.Popen(python_command("tuner.search", *search_args),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})})
+                                env=child_environment(model_argument(search_args),
+                                                      {**os.environ, **(env or {})}))
 
 
 def _parser() -> OneLineParser:

@@ -8,11 +8,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from tuner.children import import_path, python_command
 from tuner.runner import zygote
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
@@ -41,8 +41,7 @@ def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
            if k not in ("MS_DEV_GRAPH_KERNEL_FLAGS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env.update(QUIET_MINDSPORE)
     env[PARENT_PID_ENV] = str(os.getpid())  # the trial dies with the study (tuner.runner.worker)
-    paths = [str(Path.cwd()), str(Path(__file__).resolve().parents[2])]
-    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = import_path(request.target.model, env.get("PYTHONPATH"))
     env.update(request.config.environment())
     if request.dump_graph:
         env.update(graph_dump_environment(workdir / GRAPHS_DIR))
@@ -96,7 +95,7 @@ class TrialProcess:
         with (open(workdir / STDERR_FILE, "wb") as stderr,
               open(workdir / STDOUT_FILE, "wb") as stdout):
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
+                python_command("tuner.runner.worker", "request.json"), cwd=workdir,
                 env=env, stdin=subprocess.DEVNULL,
                 stdout=stdout, stderr=stderr, start_new_session=True)
         return self
