@@ -102,12 +102,16 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
-    """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the config."""
+def load(path: str | Path, checkpoint: str | Path | None = None, *,
+         trust_model_code: bool = False) -> nn.Cell:
+    """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the config.
+
+    An export naming a ``package.module:factory`` model is refused (ExportError) unless
+    ``trust_model_code``: building it imports that module and runs the factory."""
     import mindspore as ms
 
     exported = read_export(path)
-    check_model(exported)
+    check_model(exported, trust_model_code)
     net = create_model(exported.target.model)
     if checkpoint is not None:
         try:
