@@ -325,6 +325,20 @@ def test_apply_checks_a_tuning_config_too():
         tuner.apply(object(), bad)
 
 
+def test_a_failed_write_keeps_the_previous_export(tmp_path, monkeypatch):
+    import tuner.files
+
+    path = write_export(valid_export(), tmp_path / "best.json")
+    before = path.read_text()
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tuner.files.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        write_export(valid_export("fedcba9876543210"), path)
+    assert path.read_text() == before and read_export(path).fingerprint == "0123456789abcdef"
+
+
 def test_measure_refuses_a_workload_the_model_does_not_have(tmp_path):
     """The one check that needs the model: after it is built (seconds), before any trial."""
     path = tmp_path / "best.json"

@@ -9,6 +9,7 @@ from typing import Any
 
 from tuner.config import TuningConfig
 from tuner.errors import ConfigError, UsageError, one_line, shown
+from tuner.files import atomic_write_text
 from tuner.models import FACTORY_NAME, TuningTarget, is_model_code
 
 SCHEMA_VERSION = 1
@@ -264,7 +265,6 @@ def read_export(path: str | Path) -> ExportedConfig:
 
 
 def write_export(exported: ExportedConfig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(exported.to_dict(), indent=2, sort_keys=False) + "\n")
-    return path
+    """Write ``exported`` to ``path`` atomically (tuner.files): a failed write keeps the
+    previous export."""
+    return atomic_write_text(path, json.dumps(exported.to_dict(), indent=2, sort_keys=False) + "\n")
