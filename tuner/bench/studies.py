@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.children import child_environment, python_command
+from tuner.files import atomic_write_text
 from tuner.kernels.build import CACHE_ENV
 
 
@@ -111,7 +112,7 @@ def _run_command(spec: StudySpec, runs_dir: Path, trials: int) -> None:
         raise SystemExit(f"{spec.name}: tuner.search exited with {code}; see {log}")
     walls = _walls_file(runs_dir, spec.name)
     done = json.loads(walls.read_text()) if walls.exists() else []
-    walls.write_text(json.dumps(done + [time.perf_counter() - started]))
+    atomic_write_text(walls, json.dumps(done + [time.perf_counter() - started]))
 
 
 def _missing(runs_dir: Path, spec: StudySpec, trials: int) -> int:
