@@ -164,6 +164,9 @@ CASES: dict[str, tuple[Callable[[Path], Any] | None, str]] = {
                          "input_shape: '2x3x16x16' is not [batch, 3, size, size] (integers)"),
     "float in shape": (edit(input_shape=[2.0, 3, 16, 16]), "input_shape: [2.0, 3, 16, 16] is not"),
     "number for model": (edit(model=5), "model: 5 is not a name"),
+    "malformed factory": (edit(model="os.path:join; rm"),
+                          "model: 'os.path:join; rm' is neither a mindcv name nor "
+                          "package.module:factory"),
     "list for metrics": (edit(metrics=[1]), "metrics: expected an object, got a list"),
     "string metric": (edit(metrics__throughput_ips="fast"),
                       "metrics.throughput_ips: 'fast' is not a number or null"),
@@ -203,8 +206,12 @@ CASES: dict[str, tuple[Callable[[Path], Any] | None, str]] = {
                            "config.kernels[0].params: restriction 'oc_register_block * "
                            "spatial_vectors <= 28' fails for oc_register_block=14, "
                            "spatial_vectors=4"),
-    "huge input": (edit(input_shape=[2 ** 70, 3, 16, 16]), "input_shape: [11805916207174113034"),
-    "zero batch": (edit(input_shape=[0, 3, 16, 16]), "input_shape[0]: 0 is not a positive batch size"),
+    "huge batch": (edit(input_shape=[2 ** 70, 3, 16, 16]),
+                   f"input_shape[0]: {2 ** 70} is not a batch size in [1, 4096]"),
+    "zero batch": (edit(input_shape=[0, 3, 16, 16]), "input_shape[0]: 0 is not a batch size in"),
+    "huge image": (edit(input_shape=[1, 3, 8192, 8192]), "input_shape[2]: 8192 is above 4096 pixels"),
+    "huge input": (edit(input_shape=[4096, 3, 4096, 4096]),
+                   "input_shape: [4096, 3, 4096, 4096] is more than 1073741824 input values"),
     "negative seed": (edit(study__weights_seed=-1), "study.weights_seed: -1 is not an integer in"),
     # names
     "unknown kernel": (edit(config__kernels__0__kernel="conv2d_fancy"),
@@ -318,11 +325,25 @@ def test_apply_checks_a_tuning_config_too():
         tuner.apply(object(), bad)
 
 
+def test_a_failed_write_keeps_the_previous_export(tmp_path, monkeypatch):
+    import tuner.files
+
+    path = write_export(valid_export(), tmp_path / "best.json")
+    before = path.read_text()
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tuner.files.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        write_export(valid_export("fedcba9876543210"), path)
+    assert path.read_text() == before and read_export(path).fingerprint == "0123456789abcdef"
+
+
 def test_measure_refuses_a_workload_the_model_does_not_have(tmp_path):
     """The one check that needs the model: after it is built (seconds), before any trial."""
     path = tmp_path / "best.json"
     edit(fingerprint="", config__kernels__0__workload="dense_n2_c8_h16_w16_o999_k3x3_s1_p1")(path)
-    assert_refused_in_one_line(run("tuner.measure", path), path,
+    assert_refused_in_one_line(run("tuner.measure", path, "--trust-model-code"), path,
                                "config.kernels[0].workload: 'dense_n2_c8_h16_w16_o999_k3x3_s1_p1' "
                                "is not a workload of this model (")
 
@@ -332,7 +353,8 @@ def test_measure_of_a_configuration_that_fails_to_compile_is_one_line_naming_why
     edit(fingerprint="", config__kernels=[], config__programs__granularity="off",
          config__graph_kernel__enabled=True,
          config__graph_kernel__enable_cluster_ops=["BatchNorm"])(path)
-    process = run("tuner.measure", path, "--min-runs", "2", "--min-seconds", "0")
+    process = run("tuner.measure", path, "--trust-model-code", "--min-runs", "2",
+                  "--min-seconds", "0")
     assert process.returncode == 1, process.stderr[-2000:]
     (line,) = process.stderr.strip().splitlines()
     assert line.startswith(f"error: {path}: the tuned configuration: compile_error: "
@@ -343,7 +365,7 @@ def test_measure_of_a_configuration_that_fails_to_compile_is_one_line_naming_why
 
 def test_explain_takes_an_exports_choices_for_the_networks_workloads_only(tmp_path):
     good = write_export(valid_export(""), tmp_path / "good.json")
-    process = run("tuner.explain", good)
+    process = run("tuner.explain", good, "--trust-model-code")
     if "avx512f" not in cpu_flags():  # the export's hand-written kernel cannot run here
         assert_refused_in_one_line(process, good, "config.kernels[0].kernel: conv2d_dense needs "
                                    "the CPU flag avx512f, which this CPU lacks (kernels that can "
@@ -353,7 +375,7 @@ def test_explain_takes_an_exports_choices_for_the_networks_workloads_only(tmp_pa
         assert f"[conv2d_dense {DENSE}]" in process.stdout and f"[onednn {MATMUL}]" in process.stdout
     path = tmp_path / "best.json"
     edit(config__kernels__0__workload="matmul_m2_k8_n11")(path)
-    assert_refused_in_one_line(run("tuner.explain", path), path,
+    assert_refused_in_one_line(run("tuner.explain", path, "--trust-model-code"), path,
                                "config.kernels[0].workload: 'matmul_m2_k8_n11' is not a workload "
                                "of this model (3 workloads: ")
 
@@ -450,3 +472,86 @@ def test_a_directory_is_not_a_search_space(tmp_path):
     with pytest.raises(SpaceError, match=rf"^{re.escape(str(tmp_path))}: cannot read search space "
                                          r"\(Is a directory\)$"):
         load_space(tmp_path)
+
+
+# Model code: an export naming package.module:factory is code that building it would run
+PLANTED = '''
+import pathlib
+pathlib.Path(__file__).with_name("imported").write_text("evilmod was imported")
+
+
+def factory():
+    pathlib.Path(__file__).with_name("called").write_text("evilmod.factory was called")
+'''
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch) -> Path:
+    """An export naming ``evilmod:factory``, with an evilmod.py in the working directory that is
+    importable (as in an interactive session) and leaves a file when imported or called."""
+    (tmp_path / "evilmod.py").write_text(PLANTED)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "best.json"
+    edit(model="evilmod:factory")(path)
+    return path
+
+
+def assert_refused_as_code(message: str, path: Path, model: str):
+    assert message.startswith(f"{path}: model: {model!r} is code (package.module:factory)"), message
+    assert "trust_model_code=True" in message and "--trust-model-code" in message
+    assert "\n" not in message
+
+
+def test_load_refuses_model_code_before_importing_it(planted):
+    import tuner
+
+    with pytest.raises(ExportError) as error:
+        tuner.load(planted)
+    assert_refused_as_code(str(error.value), planted, "evilmod:factory")
+    assert "evilmod" not in sys.modules and not (planted.parent / "imported").exists()
+
+
+def test_load_refuses_a_standard_library_factory_before_calling_it(tmp_path, monkeypatch):
+    import tempfile
+
+    import tuner
+
+    calls = []
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: calls.append(a) or str(tmp_path))
+    path = tmp_path / "best.json"
+    edit(model="tempfile:mkdtemp")(path)
+    with pytest.raises(ExportError) as error:
+        tuner.load(path)
+    assert_refused_as_code(str(error.value), path, "tempfile:mkdtemp")
+    assert calls == []
+
+
+@pytest.mark.parametrize("command", ["tuner.measure", "tuner.profile", "tuner.explain"])
+def test_commands_refuse_model_code_in_one_line_before_importing_it(planted, command):
+    """Run from the export's directory: ``python -m`` puts it on the command's path."""
+    process = subprocess.run([sys.executable, "-m", command, str(planted)], cwd=planted.parent,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                             text=True, timeout=120)
+    assert process.returncode == 2, process.stderr[-2000:]
+    (line,) = process.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert_refused_as_code(line[len("error: "):], planted, "evilmod:factory")
+    assert not (planted.parent / "imported").exists()
+
+
+def test_trusted_model_code_runs_but_must_return_a_cell(planted):
+    import tuner
+
+    with pytest.raises(UsageError, match=r"^--model evilmod:factory: the factory returned "
+                                         r"NoneType, not a MindSpore Cell$"):
+        tuner.load(planted, trust_model_code=True)
+    assert (planted.parent / "called").exists()
+
+
+def test_mindcv_names_need_no_trust(tmp_path):
+    path = tmp_path / "best.json"
+    edit(model="resnet18", config__kernels=[], config__programs__granularity="off")(path)
+    from tuner.export_format import check_model
+
+    check_model(read_export(path))  # no ExportError

@@ -14,12 +14,14 @@ def apply(net, config_or_path):
     return _apply(net, config_or_path)
 
 
-def load(path, checkpoint=None):
+def load(path, checkpoint=None, *, trust_model_code=False):
     """Build the tuned model of an exported JSON, optionally with a checkpoint's weights, or
-    load a bundle (its directory, or the ``best.json`` inside it)."""
+    load a bundle (its directory, or the ``best.json`` inside it); an export naming a
+    ``package.module:factory`` model needs ``trust_model_code=True`` (building it runs that
+    code). See tuner.deploy.load."""
     from tuner.deploy import load as _load
 
-    return _load(path, checkpoint)
+    return _load(path, checkpoint, trust_model_code=trust_model_code)
 
 
 __all__ = ["apply", "load", "__version__"]

@@ -43,6 +43,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds before a trial process is killed (default 300)")
 
 
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-model-code``, for the commands that build the model an export names."""
+    parser.add_argument("--trust-model-code", action="store_true",
+                        help="build an export's package.module:factory model (imports and runs "
+                        "that code; mindcv names need no trust)")
+
+
 def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = MeasureSettings()
     group = parser.add_argument_group("measurement")

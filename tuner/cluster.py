@@ -5,7 +5,8 @@ MLflow and Optuna would otherwise share the table ``alembic_version``; artifacts
 directory), then N ``python -m tuner.search`` workers on this machine against one Optuna study
 in the local PostgreSQL, waits for them and prints what the study holds (tuner.study.audit).
 What it runs is what real machines run (README, "Scaling out"): the same search command on each,
-with ``--storage``, ``--study-name``, ``--study-trials`` and ``--tracking-uri``.
+with ``--study-name`` and ``--study-trials``; the storage and tracking URLs, which may hold
+passwords, go through the workers' environment (``$TUNER_STORAGE``, ``$MLFLOW_TRACKING_URI``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -21,8 +21,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tuner.children import child_environment, python_command
 from tuner.cli import OneLineParser, run_cli
-from tuner.errors import UsageError
+from tuner.errors import UsageError, one_line
+from tuner.redact import mask_url, without_secrets
+from tuner.study.storage import STORAGE_ENV
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MLFLOW_SCHEMA = "mlflow"
@@ -35,14 +38,17 @@ def mlflow_backend(url: str, schema: str = MLFLOW_SCHEMA) -> str:
         with engine.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     except Exception as exc:
-        raise UsageError(f"--mlflow-backend {url}: cannot create schema {schema} ({exc})") from None
+        raise UsageError(f"--mlflow-backend {mask_url(url)}: cannot create schema {schema} "
+                         f"({without_secrets(one_line(exc), url)})") from None
     finally:
         engine.dispose()
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 class MlflowServer:
-    """An ``mlflow server`` process on 127.0.0.1:``port``; ``stop`` ends it (its whole group)."""
+    """An ``mlflow server`` process on 127.0.0.1:``port``; ``stop`` ends it (its whole group).
+    Its backend URL (with the database password) goes through its environment
+    (``MLFLOW_BACKEND_STORE_URI``), not its command line, which ``ps`` shows to everyone."""
 
     def __init__(self, backend: str, artifacts: Path, port: int, log: Path):
         self.backend, self.artifacts, self.port, self.log = backend, artifacts, port, log
@@ -57,10 +63,12 @@ class MlflowServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend,
-                 "--artifacts-destination", str(self.artifacts.resolve()), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
+                python_command("mlflow", "server",
+                               "--artifacts-destination", str(self.artifacts.resolve()),
+                               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=child_environment(base={**os.environ,
+                                            "MLFLOW_BACKEND_STORE_URI": self.backend}),
                 start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.healthy():
@@ -90,19 +98,38 @@ class MlflowServer:
                 self.process.wait()
 
 
+def model_argument(search_args: list[str]) -> str | None:
+    """The ``--model`` of tuner.search arguments, if given."""
+    for i, arg in enumerate(search_args):
+        if arg == "--model" and i + 1 < len(search_args):
+            return search_args[i + 1]
+        if arg.startswith("--model="):
+            return arg.partition("=")[2]
+    return None
+
+
+def worker_environment(storage: str, tracking_uri: str) -> dict[str, str]:
+    """What a worker gets through its environment rather than its command line (visible to
+    every user in ``ps``): the storage and tracking URLs, which may hold passwords."""
+    return {STORAGE_ENV: storage, "MLFLOW_TRACKING_URI": tracking_uri}
+
+
 def start_worker(search_args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    """One ``python -m tuner.search`` worker, its output in ``log``."""
+    """One ``python -m tuner.search`` worker, its output in ``log`` (tuner.children: its
+    import path holds tuner and the ``--model`` factory's directory, not the working one)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "tuner.search", *search_args],
+        return subprocess.Popen(python_command("tuner.search", *search_args),
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})})
+                                env=child_environment(model_argument(search_args),
+                                                      {**os.environ, **(env or {})}))
 
 
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m tuner.cluster", description=__doc__)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--storage", default=POSTGRES, help=f"Optuna storage (default {POSTGRES})")
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or POSTGRES,
+                        help=f"Optuna storage (default ${STORAGE_ENV}, else {POSTGRES})")
     parser.add_argument("--mlflow-backend", default=POSTGRES,
                         help="PostgreSQL database of the MLflow server (schema mlflow in it)")
     parser.add_argument("--port", type=int, default=5005)
@@ -129,10 +156,10 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     export = runs / "exports" / f"{name}.json"
     try:
-        common = [*search, "--storage", args.storage, "--study-name", name, "--study-trials",
-                  str(args.study_trials), "--tracking-uri", server.uri, "--runs-dir", str(runs),
-                  "--out", str(export), "--no-progress"]
-        workers = [start_worker(common, runs / "logs" / f"{name}-worker{i}.log")
+        common = [*search, "--study-name", name, "--study-trials", str(args.study_trials),
+                  "--runs-dir", str(runs), "--out", str(export), "--no-progress"]
+        workers = [start_worker(common, runs / "logs" / f"{name}-worker{i}.log",
+                                worker_environment(args.storage, server.uri))
                    for i in range(args.workers)]
         codes = [w.wait() for w in workers]
         import optuna
@@ -152,7 +179,7 @@ def main(argv: list[str]) -> int:
         print(f"  {key}: {value}")
     print(f"export: {export if export.exists() else 'none'}; MLflow: {server.uri} "
           f"({f'running, pid {server.process.pid}' if args.keep_server else 'stopped'}; "
-          f"backend {args.mlflow_backend} schema {MLFLOW_SCHEMA})")
+          f"backend {mask_url(args.mlflow_backend)} schema {MLFLOW_SCHEMA})")
     return 0 if figures.clean and not any(codes) else 1
 
 

@@ -131,10 +131,15 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
         raise UsageError(f"{where}: {exc}") from None
 
 
-def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
+def load(path: str | Path, checkpoint: str | Path | None = None, *,
+         trust_model_code: bool = False) -> nn.Cell:
     """Build the model named by an exported JSON, load ``checkpoint`` if given, apply the
     config; or load a bundle (its directory, or the ``best.json`` inside it), which carries its
-    weights, libraries and planned programs."""
+    weights, libraries and planned programs.
+
+    An export naming a ``package.module:factory`` model is refused (ExportError) unless
+    ``trust_model_code``: building it imports that module and runs the factory (a bundle whose
+    programs cover the whole network builds no model)."""
     from tuner.bundle import bundle_directory, load_bundle
 
     bundle = bundle_directory(path)
@@ -142,16 +147,19 @@ def load(path: str | Path, checkpoint: str | Path | None = None) -> nn.Cell:
         if checkpoint is not None:
             raise UsageError(f"{bundle}: a bundle carries its weights; write it with "
                              f"--checkpoint {checkpoint} instead")
-        return load_bundle(bundle, lambda: build_model(read_export(bundle / "best.json")))
+        return load_bundle(bundle, lambda: build_model(read_export(bundle / "best.json"),
+                                                       trust_model_code=trust_model_code))
     exported = read_export(path)
-    return apply(build_model(exported, checkpoint), exported)
+    return apply(build_model(exported, checkpoint, trust_model_code), exported)
 
 
-def build_model(exported: ExportedConfig, checkpoint: str | Path | None = None) -> nn.Cell:
-    """The untuned model an export names, with ``checkpoint``'s weights if given."""
+def build_model(exported: ExportedConfig, checkpoint: str | Path | None = None,
+                trust_model_code: bool = False) -> nn.Cell:
+    """The untuned model an export names, with ``checkpoint``'s weights if given; a
+    ``package.module:factory`` model only with ``trust_model_code``."""
     import mindspore as ms
 
-    check_model(exported)
+    check_model(exported, trust_model_code)
     net = create_model(exported.target.model)
     if checkpoint is not None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.cli import OneLineParser, positive_int, run_cli
+from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
 from tuner.config import GRANULARITY_LIMITS, ProgramConfig, TuningConfig
 from tuner.errors import UnsupportedDeviceError, UsageError
 
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
                         help="heavy operations per program (without a config; default network)")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="MODULE",
                         help="module paths kept out of the programs (without a config)")
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     from tuner.models import TuningTarget, check_model_name
 
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
         exported = read_export(args.config)
         target, config = exported.target, exported.config
         if config.programs.enabled:
-            check_model(exported)
+            check_model(exported, args.trust_model_code)
         else:
             print(f"{args.config}: programs are off (programs.granularity: off): every layer "
                   "is MindSpore's own")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 
-from tuner.cli import OneLineParser, positive_int, run_cli
+from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
 from tuner.export_format import write_export
 from tuner.study.exporting import export_trial
 from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--bundle-batches", type=positive_int, nargs="+", default=[],
                         metavar="N", help="with --bundle: also plan the programs for these "
                                           "batch sizes (others run in chunks of the tuned one)")
+    add_trust_argument(parser)
     args = parser.parse_args(argv)
     for flag in ("checkpoint", "bundle_batches"):
         if getattr(args, flag) and args.bundle is None:
@@ -57,17 +58,18 @@ def main(argv: list[str]) -> int:
           f"{metrics['throughput_ips']:.4g} images/s, speedup {metrics.get('speedup') or 0:.3f}x")
     if args.bundle is not None:
         manifest = write_exported_bundle(exported, args.bundle, args.checkpoint,
-                                         tuple(args.bundle_batches))
+                                         tuple(args.bundle_batches), args.trust_model_code)
         print(describe_bundle(manifest, args.bundle))
     return 0
 
 
 def write_exported_bundle(exported, directory: Path, checkpoint: Path | None,
-                          batches: tuple[int, ...] = ()):
+                          batches: tuple[int, ...] = (), trust_model_code: bool = False):
     from tuner.bundle import write_bundle
     from tuner.deploy import build_model
 
-    return write_bundle(exported, directory, build_model(exported, checkpoint), batches)
+    net = build_model(exported, checkpoint, trust_model_code)
+    return write_bundle(exported, directory, net, batches)
 
 
 def describe_bundle(manifest, directory: Path) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 from tuner.config import TuningConfig
 from tuner.errors import ConfigError, UsageError, one_line, shown
-from tuner.models import TuningTarget
+from tuner.files import atomic_write_text
+from tuner.models import FACTORY_NAME, TuningTarget, is_model_code
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +24,10 @@ REQUIRED_KEYS = ("schema_version", "model", "input_shape", "device", "mindspore_
                  "fingerprint", "config")
 OPTIONAL_KEYS = ("environment", "metrics", "baseline_metrics", "validation", "study")
 MAX_INPUT_VALUES = 2 ** 30   # float32 values of the input (4 GiB): beyond, a tampered shape
+MAX_BATCH = 4096
+MAX_IMAGE_SIZE = 4096
+TRUST_HINT = ("refused unless you trust this file: tuner.load(..., trust_model_code=True) or "
+              "--trust-model-code")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class ExportedConfig:
             if not isinstance(data[key], str) or (key in ("model", "device") and not data[key]):
                 raise fail(key, f"{shown(data[key])} is not a "
                            f"{'name' if key in ('model', 'device') else 'string'}")
+        if is_model_code(data["model"]) and not FACTORY_NAME.fullmatch(data["model"]):
+            raise fail("model", f"{shown(data['model'])} is neither a mindcv name nor "
+                       "package.module:factory")
         batch, image_size = _input_shape(data["input_shape"], fail)
         device = _device_name(data["device"], fail)
         try:
@@ -121,10 +129,12 @@ def _input_shape(shape: Any, fail) -> tuple[int, int]:
     batch, channels, height, width = shape
     if channels != 3 or height != width:
         raise fail("input_shape", f"{shape} is not [batch, 3, size, size]")
-    if batch < 1:
-        raise fail("input_shape[0]", f"{batch} is not a positive batch size")
+    if not 1 <= batch <= MAX_BATCH:
+        raise fail("input_shape[0]", f"{shown(batch)} is not a batch size in [1, {MAX_BATCH}]")
     if height < 8:
         raise fail("input_shape[2]", f"{height} is below 8 pixels")
+    if height > MAX_IMAGE_SIZE:
+        raise fail("input_shape[2]", f"{shown(height)} is above {MAX_IMAGE_SIZE} pixels")
     if batch * 3 * height * width > MAX_INPUT_VALUES:
         raise fail("input_shape", f"{shown(shape)} is more than {MAX_INPUT_VALUES} input values")
     return batch, height
@@ -206,11 +216,22 @@ def check_for_model(exported: ExportedConfig, workloads) -> None:
         raise ExportError(f"{exported.source}: config.{problem}")
 
 
-def check_model(exported: ExportedConfig) -> None:
-    """Refuse (ExportError) an export whose model cannot be created here (imports mindcv or
-    the factory's module: for the commands that build the model in their own process)."""
+def check_model_trusted(exported: ExportedConfig, trust_model_code: bool = False) -> None:
+    """Refuse (ExportError) an export naming a ``package.module:factory`` model, code that
+    building it would import and run, unless the caller trusts the file; nothing is imported.
+    mindcv names need no trust."""
+    if is_model_code(exported.target.model) and not trust_model_code:
+        raise ExportError(f"{exported.source}: model: {exported.target.model!r} is code "
+                          f"(package.module:factory) that building it would run; {TRUST_HINT}")
+
+
+def check_model(exported: ExportedConfig, trust_model_code: bool = False) -> None:
+    """Refuse (ExportError) an export whose model is untrusted code (check_model_trusted) or
+    cannot be created here (imports mindcv or the factory's module: for the commands that
+    build the model in their own process)."""
     from tuner.models import check_model_name
 
+    check_model_trusted(exported, trust_model_code)
     try:
         check_model_name(exported.target.model)
     except UsageError as exc:  # "--model NAME: why"
@@ -244,7 +265,6 @@ def read_export(path: str | Path) -> ExportedConfig:
 
 
 def write_export(exported: ExportedConfig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(exported.to_dict(), indent=2, sort_keys=False) + "\n")
-    return path
+    """Write ``exported`` to ``path`` atomically (tuner.files): a failed write keeps the
+    previous export."""
+    return atomic_write_text(path, json.dumps(exported.to_dict(), indent=2, sort_keys=False) + "\n")

@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tuner.cli import (OneLineParser, add_measure_arguments, measure_settings, positive_float,
-                       run_cli)
+from tuner.cli import (OneLineParser, add_measure_arguments, add_trust_argument,
+                       measure_settings, positive_float, run_cli)
 from tuner.config import TuningConfig
 from tuner.export_format import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
@@ -40,6 +40,7 @@ def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m tuner.measure", description=__doc__)
     parser.add_argument("config", type=Path, help="exported JSON (python -m tuner.export)")
     parser.add_argument("--trial-timeout", type=positive_float, default=300.0)
+    add_trust_argument(parser)
     add_measure_arguments(parser)
     args = parser.parse_args(argv)
     exported = read_export(args.config)
@@ -47,7 +48,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tuner-measure-") as tmp:
         work = Path(tmp)
         seed = int(exported.study.get("weights_seed", 0))
-        assets = prepare_export_assets(exported, args.config, work, args.trial_timeout)
+        assets = prepare_export_assets(exported, args.config, work, args.trial_timeout,
+                                       args.trust_model_code)
         info = json.loads((assets / MODEL_INFO_FILE).read_text())
         check_for_model(exported, [WorkloadGroup.from_dict(w) for w in info.get("workloads", [])])
         results = {}

@@ -4,7 +4,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.util
+import inspect
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from tuner.errors import UsageError
 
@@ -49,16 +53,66 @@ def _mindcv_names() -> list[str]:
     return list(mindcv.list_models())
 
 
+FACTORY_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def is_model_code(name: str) -> bool:
+    """Whether ``name`` is a user's ``package.module:factory`` (code that building it imports
+    and runs) rather than a mindcv registry name."""
+    return ":" in name
+
+
+def _factory(name: str):
+    """The factory of ``package.module:factory``: a function or class defined in that module
+    (not a name it imported, nor a builtin). UsageError (``--model NAME: why``) otherwise."""
+    if not FACTORY_NAME.fullmatch(name):
+        raise UsageError(f"--model {name}: not package.module:factory (dotted module name, "
+                         "colon, function name)")
+    module_name, _, factory_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--model {name}: cannot import module {module_name!r} ({exc})") from None
+    factory = vars(module).get(factory_name)
+    if not (inspect.isfunction(factory) or inspect.isclass(factory)):
+        raise UsageError(f"--model {name}: module {module_name!r} has no function {factory_name!r}")
+    if factory.__module__ != module.__name__:
+        raise UsageError(f"--model {name}: {factory_name!r} is not defined in {module_name!r} "
+                         f"(it comes from {factory.__module__!r})")
+    return factory
+
+
+def model_import_root(name: str) -> Path | None:
+    """The directory a ``package.module:factory`` model's top-level package is imported from
+    (what a child process needs on its path to import it), as this process finds it; None for
+    a mindcv name or a module that cannot be found."""
+    if not is_model_code(name):
+        return None
+    module_name = name.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.origin and spec.has_location:
+        where = Path(spec.origin).resolve().parent
+        if spec.submodule_search_locations is not None:  # a package: origin is its __init__
+            where = where.parent
+    elif spec.submodule_search_locations:  # a namespace package
+        where = Path(list(spec.submodule_search_locations)[0]).resolve().parent
+    else:
+        return None
+    for _ in range(module_name.count(".")):
+        where = where.parent
+    return where
+
+
 def check_model_name(name: str) -> None:
-    """Raise UsageError, with close names, unless ``name`` can be created."""
-    if ":" in name:
-        module_name, _, factory = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UsageError(f"--model {name}: cannot import module {module_name!r} ({exc})") from None
-        if not callable(getattr(module, factory, None)):
-            raise UsageError(f"--model {name}: module {module_name!r} has no callable {factory!r}")
+    """Raise UsageError, with close names, unless ``name`` can be created (a factory's module
+    is imported: call it only for a name the user gave, or trusts)."""
+    if is_model_code(name):
+        _factory(name)
         return
     names = _mindcv_names()
     if name not in names:
@@ -69,10 +123,15 @@ def check_model_name(name: str) -> None:
 
 
 def create_model(name: str):
-    """A fresh, randomly initialised network in inference mode."""
-    if ":" in name:
-        module_name, _, factory = name.partition(":")
-        net = getattr(importlib.import_module(module_name), factory)()
+    """A fresh, randomly initialised network in inference mode; UsageError when a factory
+    returns something else than a MindSpore Cell."""
+    from mindspore import nn
+
+    if is_model_code(name):
+        net = _factory(name)()
+        if not isinstance(net, nn.Cell):
+            raise UsageError(f"--model {name}: the factory returned {type(net).__name__}, "
+                             "not a MindSpore Cell")
     else:
         import mindcv
 

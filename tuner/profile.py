@@ -15,7 +15,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tuner.cli import OneLineParser, add_common_arguments, positive_int, run_cli
+from tuner.cli import (OneLineParser, add_common_arguments, add_trust_argument, positive_int,
+                       run_cli)
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.export_format import read_export
@@ -63,6 +64,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--out", type=Path, help="directory for the tables, raw output and "
                         "trace.json (default profile-<config name>)")
     add_common_arguments(parser)
+    add_trust_argument(parser)
     return parser
 
 
@@ -76,7 +78,8 @@ def main(argv: list[str]) -> int:
             exported = read_export(args.config)
             target, config, name = exported.target, exported.config, args.config.stem
             seed = int(exported.study.get("weights_seed", 0))
-            assets = prepare_export_assets(exported, args.config, work, args.trial_timeout)
+            assets = prepare_export_assets(exported, args.config, work, args.trial_timeout,
+                                           args.trust_model_code)
         else:
             target, config, assets, seed, name = _study_trial(args)
         outcome = profile_pair(target, assets, config, work, args.runs, seed, args.trial_timeout)

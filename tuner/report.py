@@ -10,6 +10,7 @@ import optuna
 
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError
+from tuner.files import atomic_write_text
 from tuner.reporting.html import render
 from tuner.reporting.plots import close
 from tuner.reporting.study_report import build_content
@@ -22,8 +23,7 @@ def write_report(study: optuna.Study, study_directory: Path, out: Path,
                  export_path: Path | None = None, jobs: int = 1) -> list:
     """Write the report to ``out``; return its plots (still open, for MLflow)."""
     content, plots = build_content(study, study_directory, export_path, jobs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(content))
+    atomic_write_text(out, render(content))
     return plots
 
 

@@ -16,6 +16,7 @@ from tuner.cli import (OneLineParser, add_common_arguments, add_measure_argument
                        measure_settings, positive_int, positive_float, run_cli)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
+from tuner.redact import mask_url
 from tuner.space import load_space
 from tuner.study import records
 from tuner.study.loop import StudySettings, open_run, run_trials
@@ -170,7 +171,7 @@ def main(argv: list[str]) -> int:
               f"{exported or 'best.json'} to profile again)")
     if reporter is not None and reporter.written:
         print(f"report: {reporter.written} (plots under the MLflow parent run's plots/)")
-    print(f"MLflow: mlflow ui --backend-store-uri {tracking}, then open "
+    print(f"MLflow: mlflow ui --backend-store-uri {mask_url(tracking)}, then open "
           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_VIEW} (the runs)")
     return 0
 

@@ -17,6 +17,7 @@ from tuner.callbacks.mlflow_runs import LOGGED_STATES, StudyRuns
 from tuner.callbacks.mlflow_tracking import artifact_location
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError, one_line
+from tuner.redact import mask_url, without_secrets
 from tuner.study.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri
 
 
@@ -29,8 +30,8 @@ def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> t
         logged = runs.sync(study.get_trials(deepcopy=False, states=LOGGED_STATES))
         return logged, len(runs.logged())
     except Exception as exc:  # MLflow raises many kinds for an unreachable or bad store
-        raise UsageError(f"--tracking-uri {tracking_uri}: cannot log to it "
-                         f"({one_line(exc)[:300]})") from None
+        raise UsageError(f"--tracking-uri {mask_url(tracking_uri)}: cannot log to it "
+                         f"({without_secrets(one_line(exc), tracking_uri)[:300]})") from None
 
 
 def main(argv: list[str]) -> int:

@@ -1,13 +1,14 @@
-"""A trial's failures come back as records: crash, hang, Python error, wrong output; a gated
-trial compiles, then waits to be released before timing."""
+"""A trial's failures come back as records: crash, hang, Python error, wrong output, its
+directory removed under it; a gated trial compiles, then waits to be released before timing."""
 import dataclasses
 import re
+import shutil
 import time
 
 from tuner.config import TuningConfig
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
-from tuner.runner.isolate import TrialProcess, _WarmupClock, run_isolated
+from tuner.runner.isolate import TrialProcess, _WarmupClock, run_compiled_together, run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import Status
 from tuner.runner.request import TrialRequest
@@ -117,3 +118,40 @@ def test_the_warmup_clock_starts_when_the_run_phase_is_seen(tmp_path):
     time.sleep(0.2)
     second = clock.under_way()[0]
     assert first[UNDER_WAY] and 0 <= first["median_s"] < 0.1 <= second["median_s"] - first["median_s"]
+
+
+def _tiny_request(tiny_target, tiny_assets):
+    return TrialRequest("measure", tiny_target, str(tiny_assets),
+                        measure=MeasureSettings(max_seconds=2.0))
+
+
+def _assert_vanished(result, workdir):
+    assert result.status is Status.RUNTIME_ERROR and result.metrics is None
+    assert result.error.startswith(f"the trial's directory {workdir} was removed while the "
+                                   "trial ran ("), result.error
+
+
+def test_a_running_trial_whose_directory_is_removed_is_an_error_record(tiny_target, tiny_assets,
+                                                                       tmp_path):
+    workdir = tmp_path / "trials" / "3"
+
+    def remove(entry):
+        shutil.rmtree(workdir, ignore_errors=True)
+        return False
+    result = run_isolated(_tiny_request(tiny_target, tiny_assets), workdir, 120, remove)
+    _assert_vanished(result, workdir)
+
+
+def test_a_batch_goes_on_when_a_waiting_trials_directory_is_removed(tiny_target, tiny_assets,
+                                                                    tmp_path):
+    """Two trials compile together; while the first is timed, the second's directory goes."""
+    first, second = tmp_path / "trials" / "1", tmp_path / "trials" / "2"
+
+    def remove_second(entry):
+        shutil.rmtree(second, ignore_errors=True)
+        return False
+    request = _tiny_request(tiny_target, tiny_assets)
+    results = list(run_compiled_together([(request, first, remove_second), (request, second, None)],
+                                         timeout=120))
+    assert results[0].status is Status.OK
+    _assert_vanished(results[1], second)

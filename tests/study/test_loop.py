@@ -1,5 +1,6 @@
 """The study survives crashing and hanging trials and keeps every completed one."""
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -69,6 +70,29 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
     assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
     figures = audit(study)  # the fault suite's view: the hang lost nothing, left nothing running
     assert (figures.lost, figures.running, figures.waiting, figures.completed) == (0, 0, 0, 4)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_trial_whose_directory_is_removed_is_an_error_record_and_the_study_goes_on(
+        make_run, monkeypatch, jobs):
+    from tuner.runner import isolate
+
+    started = isolate.TrialProcess.start
+
+    def start_then_remove(self):
+        started(self)
+        if self.workdir.name == "1":  # trial 1's directory goes while its process runs
+            shutil.rmtree(self.workdir)
+        return self
+    monkeypatch.setattr(isolate.TrialProcess, "start", start_then_remove)
+    run = make_run("tiny_net", jobs=jobs, enqueue=[{"rewrites.fold_batchnorm": fold,
+                                                    "runtime.omp_num_threads": 1}
+                                                   for fold in ("all", "none")])
+    run_trials(run, 3)
+    trials = run.study.get_trials()
+    assert [records.trial_result(t).status.value for t in trials] == ["ok", "runtime_error", "ok"]
+    assert "the trial's directory" in records.trial_result(trials[1]).error
+    assert "was removed while the trial ran" in records.trial_result(trials[1]).error
 
 
 def test_the_defaults_one_knob_neighbours_are_tried_before_the_sampler_picks(make_run):

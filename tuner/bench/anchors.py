@@ -27,6 +27,7 @@ from tuner import cpuinfo
 from tuner.cli import positive_float, positive_int
 from tuner.config import TuningConfig
 from tuner.export_format import read_export
+from tuner.files import atomic_write_text
 from tuner.models import TuningTarget
 from tuner.runner.interleave import run_interleaved
 from tuner.runner.isolate import run_isolated
@@ -170,5 +171,5 @@ def run(args: argparse.Namespace) -> int:
             rows.append(_anchor(TuningTarget(model, batch, args.image_size), args, exports))
             print(render(rows[-1:]).splitlines()[1], flush=True)
     print(render(rows))
-    (args.runs_dir / "anchors.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    atomic_write_text(args.runs_dir / "anchors.json", json.dumps([asdict(r) for r in rows], indent=1))
     return 0

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,7 +32,8 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from tuner.cluster import POSTGRES, MlflowServer, start_worker
+from tuner.children import child_environment, python_command
+from tuner.cluster import POSTGRES, MlflowServer, start_worker, worker_environment
 from tuner.study import records
 from tuner.study.attributes import TrialKey
 from tuner.study.audit import StudyAudit, audit
@@ -151,12 +152,14 @@ class Bench:
         self.space = space
 
     def args(self, *extra: str, model: str = TINY) -> list[str]:
-        return [*search_args(self.space, model, *extra), "--storage", self.storage,
-                "--study-name", self.study_name, "--tracking-uri", self.tracking,
+        """A worker's arguments; its storage and tracking URLs go through its environment
+        (tuner.cluster.worker_environment), not its command line."""
+        return [*search_args(self.space, model, *extra), "--study-name", self.study_name,
                 "--runs-dir", str(self.root), "--out", str(self.export)]
 
     def start(self, *extra: str, index: int = 0, model: str = TINY) -> subprocess.Popen:
-        return start_worker(self.args(*extra, model=model), self.root / "logs" / f"worker{index}.log")
+        return start_worker(self.args(*extra, model=model), self.root / "logs" / f"worker{index}.log",
+                            worker_environment(self.storage, self.tracking))
 
     def audit(self) -> StudyAudit:
         study = optuna.load_study(study_name=self.study_name, storage=self.storage)
@@ -233,10 +236,11 @@ def start_worker_sync(bench: Bench) -> subprocess.Popen:
     """``python -m tuner.sync_mlflow`` for the bench's study."""
     log = bench.root / "logs" / "sync_mlflow.log"
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "tuner.sync_mlflow", "--storage",
-                                 bench.storage, "--study-name", bench.study_name,
-                                 "--tracking-uri", bench.tracking, "--runs-dir", str(bench.root)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(python_command("tuner.sync_mlflow", "--study-name",
+                                               bench.study_name, "--runs-dir", str(bench.root)),
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env=child_environment(base={**os.environ, **worker_environment(
+                                    bench.storage, bench.tracking)}))
 
 
 def artifacts_refused(root, tracking, space, args, server: MlflowServer):

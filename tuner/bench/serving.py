@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner import cpuinfo
-from tuner.cli import positive_float, positive_int
+from tuner.cli import add_trust_argument, positive_float, positive_int
 
 LOAD_SCRIPT = r"""
 import json, sys, time
@@ -40,7 +40,7 @@ import mindspore as ms
 import numpy as np
 started = time.perf_counter()
 import tuner
-net = tuner.load(sys.argv[1])
+net = tuner.load(sys.argv[1], trust_model_code=sys.argv[3] == "trust")
 loaded = time.perf_counter()
 net(ms.Tensor(np.zeros(json.loads(sys.argv[2]), np.float32))).asnumpy()
 print(json.dumps({"load": loaded - started, "first_call": time.perf_counter() - loaded}))
@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch sizes the bundle also plans (tuner.export --bundle-batches)")
     parser.add_argument("--threads", type=positive_int, default=8)
     parser.add_argument("--calls", type=positive_int, default=10)
+    add_trust_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {exported.target.model} tuned at {'x'.join(map(str, shape))} on "
           f"{cpuinfo.description()}")
     ms.set_seed(0)
-    untuned = build_model(exported)
+    untuned = build_model(exported, trust_model_code=args.trust_model_code)
     applied = tuner.apply(copy.deepcopy(untuned), exported)
     with tempfile.TemporaryDirectory() as work:
         bundle = Path(work) / "bundle"
         write_bundle(exported, bundle, copy.deepcopy(untuned), tuple(args.bundle_batches))
-        _print_load_times(args.export, bundle, shape, Path(work))
-        bundled = tuner.load(bundle)
+        _print_load_times(args.export, bundle, shape, Path(work), args.trust_model_code)
+        bundled = tuner.load(bundle, trust_model_code=args.trust_model_code)
         rng = np.random.default_rng(0)
         inputs = {b: ms.Tensor(rng.standard_normal((b, *shape[1:])).astype(np.float32))
                   for b in sorted(set(args.batches) | {shape[0]})}
@@ -92,14 +93,15 @@ def run(args: argparse.Namespace) -> int:
     os._exit(0)  # MindSpore's teardown may crash after threads; every figure is printed
 
 
-def _print_load_times(export: Path, bundle: Path, shape, work: Path) -> None:
+def _print_load_times(export: Path, bundle: Path, shape, work: Path, trust: bool) -> None:
     bare = {"PATH": str(work / "no-compiler"), "HOME": str(work / "home"),
             "TUNER_KERNEL_CACHE": str(work / "empty-cache"), "GLOG_v": "3",
             "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     for name, path, env in (("JSON", export, {**os.environ, "GLOG_v": "3"}),
                             ("bundle (no compiler, empty kernel cache)", bundle, bare)):
         process = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(Path(path).resolve()),
-                                  json.dumps(list(shape))], capture_output=True, text=True,
+                                  json.dumps(list(shape)),
+                                  "trust" if trust else ""], capture_output=True, text=True,
                                  env=env, cwd=work, timeout=1800)
         if process.returncode != 0:
             print(f"load from {name}: failed: {process.stderr.strip().splitlines()[-1:]}")

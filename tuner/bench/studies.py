@@ -8,13 +8,13 @@ the benchmark's storage are read, not run again (an interrupted benchmark resume
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.children import child_environment, python_command
+from tuner.files import atomic_write_text
 from tuner.kernels.build import CACHE_ENV
 
 
@@ -62,7 +62,7 @@ def storage_url(runs_dir: Path) -> str:
 
 
 def search_command(spec: StudySpec, runs_dir: Path, trials: int) -> list[str]:
-    return [sys.executable, "-m", "tuner.search", "--model", spec.model,
+    return [*python_command("tuner.search"), "--model", spec.model,
             "--batch-size", str(spec.batch_size), "--image-size", str(spec.image_size),
             "--trials", str(trials), "--seed", str(spec.seed), "--study-name", spec.name,
             "--runs-dir", str(runs_dir), "--jobs", str(spec.jobs), "--no-progress", "--no-profile",
@@ -101,7 +101,7 @@ def _walls_file(runs_dir: Path, name: str) -> Path:
 
 def _run_command(spec: StudySpec, runs_dir: Path, trials: int) -> None:
     log = runs_dir / f"{spec.name}.log"
-    env = dict(os.environ)
+    env = child_environment(spec.model)
     if spec.own_kernel_cache:
         env[CACHE_ENV] = str(runs_dir / "kernel-caches" / spec.name)
     started = time.perf_counter()
@@ -112,7 +112,7 @@ def _run_command(spec: StudySpec, runs_dir: Path, trials: int) -> None:
         raise SystemExit(f"{spec.name}: tuner.search exited with {code}; see {log}")
     walls = _walls_file(runs_dir, spec.name)
     done = json.loads(walls.read_text()) if walls.exists() else []
-    walls.write_text(json.dumps(done + [time.perf_counter() - started]))
+    atomic_write_text(walls, json.dumps(done + [time.perf_counter() - started]))
 
 
 def _missing(runs_dir: Path, spec: StudySpec, trials: int) -> int:

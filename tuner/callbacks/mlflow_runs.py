@@ -28,6 +28,7 @@ from mlflow.utils.time import get_current_time_millis
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import one_line
+from tuner.redact import mask_url
 from tuner.runner.record import TrialResult
 from tuner.study import attributes as attrs
 from tuner.study import records
@@ -236,10 +237,6 @@ def trial_note(trial: FrozenTrial, status: str) -> str:
 
 
 def safe_url(study: optuna.Study) -> str:
-    """The storage URL without a password."""
+    """The storage URL with its credentials masked (tuner.redact.mask_url)."""
     storage = getattr(study._storage, "_backend", study._storage)
-    url = getattr(storage, "url", "")
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    return mask_url(getattr(storage, "url", ""))

@@ -31,6 +31,7 @@ from tuner.callbacks.mlflow_runs import (EXPERIMENT, EXPERIMENT_KIND, LOGGED_STA
                                          NOTE_TAG, StudyRuns)
 from tuner.callbacks.progress import pruning_savings, summary_table
 from tuner.errors import UsageError, one_line
+from tuner.redact import mask_url, without_secrets
 from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey
@@ -76,7 +77,8 @@ class MlflowTracker(StudyCallback):
 
     def _offline(self, what: str, exc: Exception) -> None:
         if self.online or self.runs is None or not self.runs.parent_id:
-            print(f"MLflow at {self.tracking_uri} unreachable ({what}: {one_line(exc)[:200]}); "
+            print(f"MLflow at {mask_url(self.tracking_uri)} unreachable ({what}: "
+                  f"{without_secrets(one_line(exc), self.tracking_uri)[:200]}); "
                   f"trials go on in Optuna and are logged once it is back "
                   f"(or: python -m tuner.sync_mlflow)", file=sys.stderr)
         self.online = False
@@ -95,8 +97,9 @@ class MlflowTracker(StudyCallback):
                          step=records.trial_count(run.study))
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
             if starting:
-                raise UsageError(f"--tracking-uri {self.tracking_uri}: cannot use it "
-                                 f"({one_line(exc)[:300]})") from None
+                raise UsageError(f"--tracking-uri {mask_url(self.tracking_uri)}: cannot use it "
+                                 f"({without_secrets(one_line(exc), self.tracking_uri)[:300]})"
+                                 ) from None
             self._offline("connecting", exc)
             return False
         self.online = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tuner.files import atomic_write_text
 from tuner.profiling.records import OperatorTime
 
 PREFIX = "program:"
@@ -98,8 +99,7 @@ def write_call_trace(path: Path, network, starts: list[float], durations: list[f
     events = [{"ph": "X", "name": f"program {called[0]}", "pid": 1, "tid": 1, "ts": start * 1e6,
                "dur": duration * 1e6, "args": {"timed": "the whole call, from Python"}}
               for start, duration in zip(starts, durations)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"traceEvents": events}))
+    atomic_write_text(path, json.dumps({"traceEvents": events}))
     return str(path)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.config import TuningConfig
+from tuner.files import atomic_write_text
 from tuner.models import TuningTarget
 from tuner.profiling.compare import compare, profiler_note, render_csv, render_markdown
 from tuner.profiling.records import Profile
@@ -90,11 +91,11 @@ def write_outputs(outcome: ProfileOutcome, out_dir: Path, top: int = 15) -> list
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(profile.raw_dir, target)
     rows, all_rows = compare(*pair, top=top), compare(*pair, top=0)
-    (out_dir / "table.csv").write_text(render_csv(all_rows))
-    (out_dir / "table.md").write_text(render_markdown(rows, *pair))
-    (out_dir / "table.json").write_text(json.dumps(
+    atomic_write_text(out_dir / "table.csv", render_csv(all_rows))
+    atomic_write_text(out_dir / "table.md", render_markdown(rows, *pair))
+    atomic_write_text(out_dir / "table.json", json.dumps(
         {"baseline": outcome.baseline.to_dict(), "tuned": outcome.tuned.to_dict(),
          "rows": [r.to_dict() for r in all_rows],
          "notes": [n for n in map(profiler_note, pair) if n]}, indent=1))
-    (out_dir / "trace.json").write_text(json.dumps(merged_trace(pair)))
+    atomic_write_text(out_dir / "trace.json", json.dumps(merged_trace(pair)))
     return rows

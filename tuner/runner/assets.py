@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig
+from tuner.export_format import ExportedConfig, check_model_trusted
 from tuner.runner.isolate import run_isolated
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 
 
 def prepare_export_assets(exported: ExportedConfig, source: Path, work: Path,
-                          timeout: float) -> Path:
+                          timeout: float, trust_model_code: bool = False) -> Path:
     """Build ``exported``'s model with the study's weights seed into ``work/assets``; a model
     that does not build, or builds another architecture than was tuned, is a UsageError naming
-    ``source``."""
+    ``source``; a ``package.module:factory`` model is refused before anything runs unless
+    ``trust_model_code`` (export_format.check_model_trusted)."""
+    check_model_trusted(exported, trust_model_code)
     seed = int(exported.study.get("weights_seed", 0))
     assets = work / "assets"
     prepared = run_isolated(TrialRequest("prepare", exported.target, str(assets), seed=seed),

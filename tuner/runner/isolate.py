@@ -8,11 +8,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from tuner.children import import_path, python_command
 from tuner.runner import zygote
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
@@ -41,8 +41,7 @@ def trial_environment(request: TrialRequest, workdir: Path) -> dict[str, str]:
            if k not in ("MS_DEV_GRAPH_KERNEL_FLAGS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env.update(QUIET_MINDSPORE)
     env[PARENT_PID_ENV] = str(os.getpid())  # the trial dies with the study (tuner.runner.worker)
-    paths = [str(Path.cwd()), str(Path(__file__).resolve().parents[2])]
-    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = import_path(request.target.model, env.get("PYTHONPATH"))
     env.update(request.config.environment())
     if request.dump_graph:
         env.update(graph_dump_environment(workdir / GRAPHS_DIR))
@@ -61,8 +60,10 @@ class TrialProcess:
     compile at once while each is timed alone. ``timeout`` applies to each part separately:
     up to ready, and from the release to the result. Nothing here raises for what the trial
     does: a crash, a hang (the whole process group is killed) or a Python error all come back
-    as a TrialResult with the tail of the process's stderr. An eligible request's process
-    (tuner.runner.zygote.eligible) is forked from a zygote, any other is a fresh Python."""
+    as a TrialResult with the tail of the process's stderr; so does the removal of its
+    directory while it runs (a ``runtime_error`` record saying so, the process killed). An
+    eligible request's process (tuner.runner.zygote.eligible) is forked from a zygote, any
+    other is a fresh Python."""
 
     def __init__(self, request: TrialRequest, workdir: Path, timeout: float):
         self.request, self.workdir, self.timeout = request, workdir, timeout
@@ -72,6 +73,15 @@ class TrialProcess:
         self.early: TrialResult | None = None  # the outcome when it ended before being released
 
     def start(self) -> "TrialProcess":
+        try:
+            return self._start()
+        except FileNotFoundError as missing:
+            if self.workdir.is_dir():
+                raise
+            self.early = self._vanished(missing)
+            return self
+
+    def _start(self) -> "TrialProcess":
         workdir = self.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "request.json").write_text(self.request.to_json())
@@ -96,7 +106,7 @@ class TrialProcess:
         with (open(workdir / STDERR_FILE, "wb") as stderr,
               open(workdir / STDOUT_FILE, "wb") as stdout):
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tuner.runner.worker", "request.json"], cwd=workdir,
+                python_command("tuner.runner.worker", "request.json"), cwd=workdir,
                 env=env, stdin=subprocess.DEVNULL,
                 stdout=stdout, stderr=stderr, start_new_session=True)
         return self
@@ -106,6 +116,15 @@ class TrialProcess:
         outcome then being ``finish()``'s result."""
         if self.early is not None:
             return False
+        try:
+            return self._wait_ready()
+        except FileNotFoundError as missing:
+            if self.workdir.is_dir():
+                raise
+            self.early = self._vanished(missing)
+            return False
+
+    def _wait_ready(self) -> bool:
         while _read(self.workdir / PHASE_FILE) != Phase.READY:
             self._serve_references()
             if self.process.poll() is not None:
@@ -121,7 +140,12 @@ class TrialProcess:
 
     def finish(self, on_progress: ProgressHandler | None = None) -> TrialResult:
         """Release a gated trial (no-op otherwise) and wait for its record (with its phases)."""
-        result = self._finish(on_progress)
+        try:
+            result = self._finish(on_progress)
+        except FileNotFoundError as missing:
+            if self.workdir.is_dir():
+                raise
+            result = self._vanished(missing)
         return dataclasses.replace(result, phases=self._phases(time.time()))
 
     def _phases(self, end: float) -> tuple[tuple[str, float, float], ...]:
@@ -196,7 +220,18 @@ class TrialProcess:
                            f"during phase {_read(self.workdir / PHASE_FILE) or 'start'}",
                            wall_seconds=time.perf_counter() - since)
 
+    def _vanished(self, missing: OSError) -> TrialResult:
+        """The record of a trial whose directory was removed under it (killed if running)."""
+        self.kill()
+        return TrialResult(Status.RUNTIME_ERROR, error=f"the trial's directory {self.workdir} "
+                           f"was removed while the trial ran ({missing.strerror or missing}: "
+                           f"{Path(missing.filename or self.workdir).name})",
+                           wall_seconds=self._wall() if self.started else 0.0)
+
     def _ended(self) -> TrialResult:
+        if not self.workdir.is_dir():
+            return self._vanished(FileNotFoundError(2, "No such file or directory",
+                                                    str(self.workdir)))
         wall = self._wall()
         result_path = self.workdir / RESULT_FILE
         if result_path.exists():

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tuner import cpuinfo
+from tuner.errors import UsageError, one_line
 from tuner.runner.akg_errors import AKG_ERROR, akg_failure
 from tuner.runner.gate import Gate, wait_for
 from tuner.runner.record import Metrics, Status, TrialResult
@@ -95,7 +96,6 @@ def _prepare(request: TrialRequest) -> TrialResult:
     _phase(Phase.LOAD)
     from tuner.models import (check_model_name, fingerprint, model_stages,
                               randomize_normalization)
-    from tuner.errors import UsageError
 
     try:
         check_model_name(request.target.model)
@@ -404,6 +404,8 @@ def run(request: TrialRequest) -> TrialResult:
         result = KINDS[request.kind](request)
     except _Failed as failure:
         result = TrialResult(failure.status, error=str(failure))
+    except UsageError as exc:  # e.g. a model factory that returned no Cell
+        result = TrialResult(Status.USAGE_ERROR, error=one_line(exc))
     except Exception:
         phase = Path(PHASE_FILE).read_text() if Path(PHASE_FILE).exists() else Phase.LOAD
         status = Status.COMPILE_ERROR if phase in COMPILE_PHASES else Status.RUNTIME_ERROR

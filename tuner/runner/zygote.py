@@ -47,6 +47,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.children import python_command
 from tuner.runner.protocol import STDERR_FILE, STDOUT_FILE, RequestKind
 from tuner.runner.request import WEIGHTS_FILE, TrialRequest
 
@@ -126,7 +127,7 @@ class Zygote:
     def __init__(self, key: ZygoteKey, env: dict[str, str], timeout: float = START_TIMEOUT_SECONDS):
         self.key = key
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tuner.runner.zygote", key.to_json()],
+            python_command("tuner.runner.zygote", key.to_json()),
             env={k: v for k, v in env.items() if k not in CHILD_VARIABLES},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, bufsize=1, start_new_session=True)

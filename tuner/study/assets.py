@@ -14,12 +14,12 @@ Rules:
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
 import sqlalchemy as sa
 
+from tuner.files import atomic_write_bytes
 from tuner.study.coordination import SCHEMA_LOCK, database_lock, storage_engine
 
 TABLE = "tuner_study_assets"
@@ -49,11 +49,8 @@ class StudyAssets:
                                       .where(self.key)).all()
         if not rows:
             return False
-        directory.mkdir(parents=True, exist_ok=True)
         for name, data in rows:
-            partial = directory / f".{name}.partial"
-            partial.write_bytes(data)
-            os.replace(partial, directory / name)
+            atomic_write_bytes(directory / name, data)
         return True
 
     def save(self, directory: Path) -> int:

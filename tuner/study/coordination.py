@@ -8,8 +8,11 @@ starting points, a host's baseline, the MLflow parent run, the end of the study 
 
 - PostgreSQL: a session-level advisory lock (``pg_advisory_lock``) keyed by a 64-bit hash of the
   name, on a connection of its own; the server releases it if the holder dies.
-- SQLite: an exclusive ``flock`` on ``<database file>.<name hash>.lock`` beside the database
-  (released by the kernel if the holder dies); an in-memory database uses a process lock.
+- SQLite: an exclusive ``flock`` on ``locks/<database file name>.<name hash>.lock`` in the
+  database's directory (``<runs-dir>/locks/`` for the default store; released by the kernel if
+  the holder dies). The files stay (removing a file another process may be waiting on would
+  let two hold the lock), one per lock name, all in that one directory; an in-memory database
+  uses a process lock.
 - MySQL: ``GET_LOCK(name)``. Optuna's in-memory storage: a process lock.
 
 Critical sections are short (queries and inserts; the preparation of assets the first time):
@@ -91,10 +94,18 @@ def _advisory(engine: sa.engine.Engine, name: str) -> Iterator[None]:
             connection.commit()
 
 
+LOCKS_DIR = "locks"
+
+
+def lock_file(database: Path, name: str) -> Path:
+    """The file of SQLite lock ``name`` of ``database``: in ``locks/`` beside the database."""
+    return database.parent / LOCKS_DIR / f"{database.name}.{lock_key(name) & 0xFFFFFFFF:08x}.lock"
+
+
 @contextlib.contextmanager
 def _file_lock(database: Path, name: str) -> Iterator[None]:
-    database.parent.mkdir(parents=True, exist_ok=True)
-    path = database.with_name(f"{database.name}.{lock_key(name) & 0xFFFFFFFF:08x}.lock")
+    path = lock_file(database, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with _process_lock(str(path)), open(path, "a") as handle:  # flock is per open file
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -8,10 +8,12 @@ from pathlib import Path
 import optuna
 
 from tuner.errors import UsageError, one_line
+from tuner.redact import mask_url, without_secrets
 from tuner.study.coordination import SCHEMA_LOCK, database_lock
 from tuner.study.liveness import storage_options
 
 DEFAULT_RUNS_DIR = Path("mlruns")
+STORAGE_ENV = "TUNER_STORAGE"  # the storage URL when --storage is not given (off command lines)
 
 
 def default_storage_url(runs_dir: Path) -> str:
@@ -36,16 +38,18 @@ def open_storage(url: str | None, runs_dir: Path,
     """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir;
     its tables are created under the database's schema lock (tuner.study.coordination), so that
     workers starting at once on a fresh database do not collide. With ``heartbeat_seconds``,
-    running trials are kept alive by heartbeats (tuner.study.liveness)."""
+    running trials are kept alive by heartbeats (tuner.study.liveness). Without ``url``,
+    ``$TUNER_STORAGE``, then SQLite in ``runs_dir``. An error shows the URL masked
+    (tuner.redact)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    url = url or default_storage_url(runs_dir)
+    url = url or os.environ.get(STORAGE_ENV) or default_storage_url(runs_dir)
     try:
         with database_lock(url, SCHEMA_LOCK), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, **storage_options(heartbeat_seconds))
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot use this URL"
-        reason = one_line(exc)
-        raise UsageError(f"--storage {url}: cannot open ({reason})") from None
+        reason = without_secrets(one_line(exc), url)
+        raise UsageError(f"--storage {mask_url(url)}: cannot open ({reason})") from None
 
 
 def open_study(url: str | None, runs_dir: Path, requested: str | None) -> optuna.Study:
