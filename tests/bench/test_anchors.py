@@ -30,7 +30,8 @@ def test_rows_give_ratios_from_medians_and_say_why_a_figure_is_missing():
                                       "2.0e-07"]
     assert lines[2].split()[2:11] == ["-", "30", "20", "10", "-", "1.50", "1.50", "-", "-"]
     assert "other b1: no ONNX Runtime or OpenVINO figure: why" in text
-    assert lines[-2:] == ["median tuned/ORT over 2 rows: 1.00", "median tuned/best over 2 rows: 0.95"]
+    assert lines[-2:] == ["median tuned/ORT over 2 rows: 1.00",
+                          "median tuned/best over 2 rows: 0.95"]
 
 
 def test_the_openvino_column_says_when_it_measured_throughput():

@@ -30,9 +30,9 @@ class TrialRequest:
     MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
     checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
     tuner.onnx.runtime) or ``openvino_measure`` (OpenVINO's CPU plugin timed on it with the
-    performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the untuned outputs of the regions ``config``'s
-    programs replace, kept in the assets for their verification; asked by a measuring trial,
-    in a process without its settings). A ``gated`` measurement waits after compiling until
+    performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the
+    untuned outputs of the regions ``config``'s programs replace, kept in the assets for their
+    verification; asked by a measuring trial, in a process without its settings). A ``gated`` measurement waits after compiling until
     the study releases it (tuner.runner.isolate)."""
 
     kind: RequestKind
