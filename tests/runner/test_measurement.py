@@ -111,6 +111,17 @@ def test_a_measurement_in_slots_idles_at_its_gate_between_them_and_reports_each(
     assert result.status is Status.OK and result.metrics.timed_runs == 24
 
 
+def test_a_call_of_concurrent_batches_is_timed_per_batch(monkeypatch):
+    clock = itertools.count(0.0, 0.04)  # every call advances 40 ms: 4 batches of 10 ms each
+    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    events = []
+    settings = MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0, max_seconds=100, slots=2)
+    result = measured_result(lambda: np.ones(3), settings, 2, np.ones(3), 0.0, 0.0,
+                             gate=_RecordingGate(events), batches_per_call=4)
+    assert result.metrics.latency_p50_ms == pytest.approx(10.0)
+    assert result.metrics.throughput_ips == pytest.approx(200.0)  # 2 images every 10 ms
+
+
 def test_a_measurement_in_slots_without_a_gate_is_a_programming_error():
     with pytest.raises(ValueError, match="SlotGate"):
         measured_result(lambda: np.ones(1), MeasureSettings(slots=2), 1, np.ones(1), 0.0, 0.0)

@@ -1,1 +1,2 @@
-"""The same network in ONNX (ONNX Runtime is the yardstick of the anchors benchmark)."""
+"""The same network in ONNX (ONNX Runtime and OpenVINO run it: the yardsticks of the anchors
+benchmark)."""

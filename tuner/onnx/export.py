@@ -54,6 +54,7 @@ def export_onnx(request: TrialRequest, ms) -> OnnxExport:
     import onnxruntime
 
     from tuner.models import create_model
+    from tuner.onnx.runtime import session_options
     from tuner.runner.measurement import output_error
 
     net = create_model(request.target.model)
@@ -63,7 +64,8 @@ def export_onnx(request: TrialRequest, ms) -> OnnxExport:
     started = time.perf_counter()
     rewrites = _export(net, ms.Tensor(x), path)
     seconds = time.perf_counter() - started
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), session_options(),
+                                           providers=["CPUExecutionProvider"])
     output = session.run(None, {session.get_inputs()[0].name: x})[0]
     _, rel_error = output_error(output, np.load(request.asset(REFERENCE_FILE)))
     result = OnnxExport(str(path), rewrites, rel_error, seconds)

@@ -1,34 +1,33 @@
-"""Inside a trial process (MindSpore not imported): ONNX Runtime timed on the exported model with
-the same protocol and the same metrics as a MindSpore trial (tuner.runner.measurement)."""
+"""Inside a trial process (MindSpore not imported): ONNX Runtime timed on the exported model
+(tuner.onnx.timing)."""
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
-from tuner.onnx.export import ONNX_FILE
+from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
 from tuner.runner.gate import Gate
 from tuner.runner.record import TrialResult
-from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
+from tuner.runner.request import TrialRequest
+
+
+def session_options():
+    """What a user of ONNX Runtime gets by default, its graph optimisations at their highest
+    level (ORT_ENABLE_ALL, the default) stated rather than assumed."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _load(path: str) -> LoadedEngine:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, session_options(),
+                                           providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return LoadedEngine(lambda x: session.run(None, {name: x})[0])
 
 
 def measure_onnx_runtime(request: TrialRequest, gate: Gate) -> TrialResult:
-    """Default session options, CPU execution provider: what a user of ONNX Runtime gets.
-    ``compile_seconds`` is the session's creation (graph optimisation included). Timed once
-    ``gate`` lets it go, in its slots if it has them."""
-    import onnxruntime
-
-    from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
-
-    started = time.perf_counter()
-    session = onnxruntime.InferenceSession(str(request.asset(ONNX_FILE)),
-                                           providers=["CPUExecutionProvider"])
-    compile_seconds = time.perf_counter() - started
-    feed = {session.get_inputs()[0].name: np.load(request.asset(INPUT_FILE))}
-    compile_peak = read_hwm_mb()
-    reset_hwm()
-    reference = np.load(request.asset(REFERENCE_FILE))
-    gate.release()
-    return measured_result(lambda: session.run(None, feed)[0], request.measure,
-                           request.target.batch_size, reference, compile_seconds, compile_peak,
-                           engine="ONNX Runtime", gate=gate)
+    """CPU execution provider, default session options (``session_options``);
+    ``compile_seconds`` is the session's creation."""
+    return measure_onnx_engine(request, gate, "ONNX Runtime", _load)

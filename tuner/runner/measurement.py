@@ -134,12 +134,15 @@ def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, 
                     on_run: Callable[[list[float]], None] | None = None,
                     engine: str = "the configured network",
                     on_warmup: Callable[[float], None] | None = None,
-                    gate: SlotGate | None = None) -> TrialResult:
+                    gate: SlotGate | None = None, batches_per_call: int = 1) -> TrialResult:
     """Time ``infer`` (one inference, returning its output as a host array) under ``settings``
     (in slots, with ``gate`` between them, where ``settings.slots`` > 1) and compare its last
     output with ``reference``: the record every engine's trial returns (a ``wrong_result`` when
     the error is beyond ``settings.rel_tolerance``). An exception of ``infer`` propagates: the
-    caller knows which failure it is."""
+    caller knows which failure it is. A call of ``infer`` that runs ``batches_per_call``
+    inferences at once (requests served concurrently) is recorded as its seconds divided by
+    that number: the metrics and the slots' figures are then seconds per batch at
+    that concurrency, not one request's latency (``on_run`` sees the calls' own seconds)."""
     if settings.slots > 1 and gate is None:
         raise ValueError("a measurement timed in slots needs a SlotGate")
     outputs: list[np.ndarray] = []
@@ -155,6 +158,7 @@ def measured_result(infer: Callable[[], np.ndarray], settings: MeasureSettings, 
         cpu_before, wall_before = _cpu_seconds(), time.perf_counter()
         timed = time_runs(run_once, settings if slot == 0 else replace(settings, warmup_runs=0),
                           on_run=on_run, on_warmup=on_warmup)
+        timed = [seconds / batches_per_call for seconds in timed]
         cpu_seconds += _cpu_seconds() - cpu_before
         wall_seconds += time.perf_counter() - wall_before
         if gate is not None:

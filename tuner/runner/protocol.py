@@ -44,6 +44,7 @@ class RequestKind(StrEnum):
     PROFILE = "profile"
     ONNX_EXPORT = "onnx_export"
     ONNX_MEASURE = "onnx_measure"
+    OPENVINO_MEASURE = "openvino_measure"
     REFERENCES = "references"
 
 

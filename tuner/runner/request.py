@@ -29,9 +29,10 @@ class TrialRequest:
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
     MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
     checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
-    tuner.onnx.runtime) or ``references`` (the untuned outputs of the regions ``config``'s
-    programs replace, kept in the assets for their verification; asked by a measuring trial,
-    in a process without its settings). A ``gated`` measurement waits after compiling until
+    tuner.onnx.runtime) or ``openvino_measure`` (OpenVINO's CPU plugin timed on it with the
+    performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the
+    untuned outputs of the regions ``config``'s programs replace, kept in the assets for their
+    verification; asked by a measuring trial, in a process without its settings). A ``gated`` measurement waits after compiling until
     the study releases it (tuner.runner.isolate)."""
 
     kind: RequestKind
@@ -44,6 +45,7 @@ class TrialRequest:
     gated: bool = False
     profile_runs: int = 10
     kernel_space: str = ""   # the kernel parameter file the search space names ("": default)
+    openvino_hint: str = "latency"  # openvino_measure: tuner.onnx.openvino_cpu.OPENVINO_HINTS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RequestKind(self.kind))
@@ -55,7 +57,8 @@ class TrialRequest:
                            "assets_dir": self.assets_dir, "config": self.config.to_dict(),
                            "measure": self.measure.to_dict(), "seed": self.seed,
                            "dump_graph": self.dump_graph, "gated": self.gated,
-                           "profile_runs": self.profile_runs, "kernel_space": self.kernel_space})
+                           "profile_runs": self.profile_runs, "kernel_space": self.kernel_space,
+                           "openvino_hint": self.openvino_hint})
 
     @classmethod
     def from_json(cls, text: str) -> "TrialRequest":
@@ -65,7 +68,8 @@ class TrialRequest:
                    measure=MeasureSettings(**data["measure"]), seed=data["seed"],
                    dump_graph=data["dump_graph"], gated=data.get("gated", False),
                    profile_runs=data.get("profile_runs", 10),
-                   kernel_space=data.get("kernel_space", ""))
+                   kernel_space=data.get("kernel_space", ""),
+                   openvino_hint=data.get("openvino_hint", "latency"))
 
     def asset(self, name: str) -> Path:
         return Path(self.assets_dir) / name

@@ -378,6 +378,13 @@ def _onnx_measure(request: TrialRequest) -> TrialResult:
     return measure_onnx_runtime(request, Gate(request.gated))
 
 
+def _openvino_measure(request: TrialRequest) -> TrialResult:
+    from tuner.onnx.openvino_cpu import measure_openvino
+
+    _phase(Phase.COMPILE)
+    return measure_openvino(request, Gate(request.gated))
+
+
 def _measure(request: TrialRequest) -> TrialResult:
     from tuner.profiling import programs
     from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
@@ -419,7 +426,8 @@ def run(request: TrialRequest) -> TrialResult:
 
 KINDS = {RequestKind.PREPARE: _prepare, RequestKind.MEASURE: _measure,
          RequestKind.PROFILE: _profile, RequestKind.ONNX_EXPORT: _onnx_export,
-         RequestKind.ONNX_MEASURE: _onnx_measure, RequestKind.REFERENCES: _references}
+         RequestKind.ONNX_MEASURE: _onnx_measure, RequestKind.OPENVINO_MEASURE: _openvino_measure,
+         RequestKind.REFERENCES: _references}
 
 
 def _die_with_parent() -> None:
