@@ -218,3 +218,33 @@ def test_a_tuned_network_serves_any_batch_refuses_other_shapes_and_serves_thread
         assert "tuned at 4x3x16x16" in message, message
     assert out["threads_wrong"] == 0
     assert out["planned"] == [1, 7, 8] and not out["failures"]  # planned on first use
+
+
+def test_an_input_shape_the_network_cannot_take_is_refused_in_one_line():
+    import mindspore as ms
+    from mindspore import nn
+
+    import tuner
+    from tuner.config import ProgramConfig, TuningConfig
+    from tuner.errors import UsageError
+    from tuner.export_format import ExportedConfig
+    from tuner.models import TuningTarget, fingerprint
+
+    class FixedSize(nn.Cell):  # a head built for 16x16 inputs
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, pad_mode="same")
+            self.flatten = nn.Flatten()
+            self.head = nn.Dense(4 * 16 * 16, 10)
+
+        def construct(self, x):
+            return self.head(self.flatten(self.conv(x)))
+
+    net = FixedSize()
+    exported = ExportedConfig(TuningTarget("tests.fixtures.tiny_models:tiny_net", 1, 32),
+                              TuningConfig(programs=ProgramConfig("network")), fingerprint(net),
+                              ms.__version__, source="fixed.json")
+    with pytest.raises(UsageError, match="fixed.json: input_shape 1x3x32x32: the network cannot "
+                                         "be run at it") as error:
+        tuner.apply(net, exported)
+    assert "\n" not in str(error.value)

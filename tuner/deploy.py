@@ -14,7 +14,8 @@ from typing import Any
 from mindspore import nn
 
 from tuner.config import TuningConfig
-from tuner.errors import UnsupportedDeviceError, UsageError
+from tuner.errors import UnsupportedDeviceError, UsageError, one_line
+from tuner.graph.capture import CaptureError
 from tuner.export_format import ExportedConfig, check_config, check_model, read_export
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
@@ -129,6 +130,11 @@ def apply(net: nn.Cell, config_or_path: Any) -> nn.Cell:
     except ValueError as exc:  # choices this network has no place for (another version?)
         where = exported.source if exported is not None else "config"
         raise UsageError(f"{where}: {exc}") from None
+    except CaptureError as exc:  # an input shape the network cannot take
+        where = exported.source if exported is not None else "config"
+        shape = "x".join(map(str, input_shape or ()))
+        raise UsageError(f"{where}: input_shape {shape}: the network cannot be run at it "
+                         f"({one_line(exc)})") from None
 
 
 def load(path: str | Path, checkpoint: str | Path | None = None, *,
