@@ -13,14 +13,21 @@
 // The first call with a spec builds the primitives (and packs the constant weights into the
 // layouts they chose); later calls only rebind the input/output pointers and execute.
 //
+// Every boundary validates: the spec's header, values and each step's fields are checked where
+// the program is built (step_specs.h, native_steps.h: one struct per kind of step), and every
+// call's parameters against the spec before it runs (Program::check_call); anything else is
+// refused with status 1 and a one-line reason (ProgramLastError), never read out of bounds.
+//
 // One translation unit: runtime.h (errors, the ABI check, the threadpool, the engine),
-// memory.h (memory descriptors), program.h (the Program class), steps.h (building each kind
-// of step), and here the spec's reading, memory planning, execution and the entry points.
+// handles.h (owned oneDNN handles), memory.h (memory descriptors), program.h (the Program
+// class), step_specs.h and native_steps.h (the steps' fields decoded and validated; native and
+// external kernel steps), steps.h (building each kind of step), and here the spec's reading,
+// memory planning, execution and the entry points.
 #include <dlfcn.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <dlfcn.h>
 
 #include "steps.h"
 #include "matmul_as_conv.h"
@@ -29,15 +36,17 @@
 
 namespace {
 
-void Program::build() {
-  if (next() != kMagic) throw Error{"not a program spec"};
-  if (next() != kVersion) throw Error{"spec version mismatch"};
-  uid_ = next();
-  int64_t n_values = next(), n_steps = next();
-  layout_ = (int)next();
-  int64_t n_kernels = next();
-  for (int64_t i = 0; i < n_kernels; i++) {  // "<library path>:<entry point>", 8 bytes a word
-    int64_t length = next();
+constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;     // of a value
+constexpr int64_t kMaxConstantOffset = int64_t(1) << 40;      // floats
+constexpr int64_t kMaxKernelPath = 4096;                      // bytes
+constexpr int64_t kMaxSpecWords = int64_t(1) << 26;
+constexpr int kInputIndex = 1, kOutputIndex = 3;              // params indices
+
+// External kernels: "<library path>:<entry point>", [n_bytes, bytes packed 8 to a word...].
+void Program::read_kernels(int64_t count) {
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t length = next("kernel path length", 1, kMaxKernelPath);
+    if ((size_t)(length + 7) / 8 > words_left()) throw Error{"spec ends in a kernel path"};
     std::string text;
     for (int64_t w = 0; w < (length + 7) / 8; w++) {
       int64_t word = next();
@@ -45,32 +54,80 @@ void Program::build() {
     }
     text.resize(length);
     size_t colon = text.rfind(':');
-    if (colon == std::string::npos) throw Error{"external kernel without entry point: " + text};
+    if (colon == std::string::npos || text.find('\0') != std::string::npos)
+      throw Error{"external kernel without entry point: " + text};
     void *handle = dlopen(text.substr(0, colon).c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) throw Error{std::string("cannot load ") + text + ": " + dlerror()};
     void *symbol = dlsym(handle, text.substr(colon + 1).c_str());
     if (!symbol) throw Error{"no entry point " + text};
     kernels_.push_back(reinterpret_cast<AotKernel>(symbol));
   }
-  for (int64_t i = 0; i < n_values; i++) {
+}
+
+// Values: [role, index, ndims, dims...]. One input (params[1]) and one output (params[3]);
+// constants inside the constants array (params[2]) at their offsets; dims positive, fewer
+// than 2^31 elements a value.
+void Program::read_values(int64_t count) {
+  int inputs = 0, outputs = 0;
+  for (int64_t i = 0; i < count; i++) {
+    const std::string name = "value " + std::to_string(i);
     Value v;
-    v.role = (int)next();
+    v.role = (int)next("value role", ROLE_INPUT, ROLE_OUTPUT);
     v.index = next();
-    int64_t ndims = next();
-    if (ndims < 1 || ndims > DNNL_MAX_NDIMS) throw Error{"bad rank"};
-    for (int64_t d = 0; d < ndims; d++) v.dims.push_back(next());
+    const int64_t ndims = next("value rank", 1, DNNL_MAX_NDIMS);
+    int64_t elements = 1;
+    for (int64_t d = 0; d < ndims; d++) {
+      v.dims.push_back(next("dimension", 1, kMaxElements));
+      elements *= v.dims.back();  // both factors below 2^31: no overflow
+      if (elements > kMaxElements) throw Error{name + ": 2^31 elements or more"};
+    }
+    switch (v.role) {
+      case ROLE_INPUT:
+        if (v.index != kInputIndex) throw Error{name + ": the input is parameter 1"};
+        inputs++;
+        input_value_ = (int)i;
+        break;
+      case ROLE_OUTPUT:
+        if (v.index != kOutputIndex) throw Error{name + ": the output is parameter 3"};
+        outputs++;
+        output_value_ = (int)i;
+        break;
+      case ROLE_CONST:  // offset + elements: both bounded, no overflow
+        if (v.index < 0 || v.index > kMaxConstantOffset)
+          throw Error{name + ": constant offset " + std::to_string(v.index) + " outside [0, 2^40]"};
+        constants_floats_ = std::max(constants_floats_, v.index + elements);
+        break;
+      default:
+        if (v.index != -1) throw Error{name + ": a temporary's index is -1"};
+    }
     if (v.role == ROLE_INPUT || v.role == ROLE_CONST) v.md = Md(plain_md(v.dims));
-    if (v.role == ROLE_OUTPUT) output_value_ = (int)i;
     values_.push_back(std::move(v));
   }
-  if (output_value_ < 0) throw Error{"program has no output"};
+  if (inputs != 1 || outputs != 1)
+    throw Error{"a program has one input and one output, the spec declares " +
+                std::to_string(inputs) + " and " + std::to_string(outputs)};
+}
+
+void Program::build() {
+  if (next() != kMagic) throw Error{"not a program spec"};
+  if (next() != kVersion) throw Error{"spec version mismatch"};
+  uid_ = next();
+  const int64_t n_values = next("value count", 2, (int64_t)words_left() / 4);
+  const int64_t n_steps = next("step count", 0, (int64_t)words_left() / 2);
+  layout_ = (int)next("layout", LAYOUT_ANY, LAYOUT_BLOCKED);
+  read_kernels(next("kernel count", 0, (int64_t)words_left() / 2));
+  read_values(n_values);
+  declared_values_ = (int)n_values;
   for (int64_t i = 0; i < n_steps; i++) {
     Step step;
-    step.kind = (int)next();
-    int64_t n = next();
-    for (int64_t k = 0; k < n; k++) step.f.push_back(next());
+    step.kind = (int)next("step kind", STEP_CONV, STEP_GEMM_CONV);
+    const int64_t n = next("field count", 0, (int64_t)words_left());
+    step.f.assign(spec_.begin() + cursor_, spec_.begin() + cursor_ + n);
+    cursor_ += n;
     steps_.push_back(std::move(step));
   }
+  if (words_left() != 0)
+    throw Error{"spec: " + std::to_string(words_left()) + " words after the last step"};
   const int steps = (int)steps_.size();
   for (int i = 0; i < steps; i++) build_step(i, steps_[i]);
   Value &out = values_[output_value_];
@@ -88,6 +145,40 @@ void Program::build() {
     output_value_ = final_out;
   }
   plan_memory();
+}
+
+// The parameters of a call against the spec: their dtypes (where given), the input's and the
+// output's dims exactly, the constants array long enough for every constant.
+void Program::check_call(int nparam, void **params, const int *ndims, int64_t *const *shapes,
+                         const char *const *dtypes) const {
+  static const char *const kDtypes[4] = {"int64", "float32", "float32", "float32"};
+  static const char *const kNames[4] = {"the spec", "the input", "the constants", "the output"};
+  if (nparam != 4) throw Error{"expected a spec, an input, the constants and one output"};
+  for (int k = 0; k < 4; k++) {
+    if (dtypes && dtypes[k] && std::strcmp(dtypes[k], kDtypes[k]) != 0)
+      throw Error{std::string(kNames[k]) + " is " + dtypes[k] + ", expected " + kDtypes[k]};
+    if (!shapes[k] || (!params[k] && k != 2)) throw Error{std::string(kNames[k]) + " is missing"};
+  }
+  for (int k : {kInputIndex, kOutputIndex}) {
+    const Dims &want = values_[k == kInputIndex ? input_value_ : output_value_].dims;
+    bool same = ndims[k] == (int)want.size();
+    for (int d = 0; same && d < ndims[k]; d++) same = shapes[k][d] == want[d];
+    if (!same)
+      throw Error{std::string(kNames[k]) + " is " +
+                  dims_text(Dims(shapes[k], shapes[k] + std::max(0, std::min(ndims[k], 12)))) +
+                  ", the spec says " + dims_text(want)};
+  }
+  if (ndims[kConstants] < 1 || ndims[kConstants] > DNNL_MAX_NDIMS)
+    throw Error{"the constants array has rank " + std::to_string(ndims[kConstants])};
+  int64_t floats = 1;
+  for (int d = 0; d < ndims[kConstants]; d++) {
+    const int64_t size = shapes[kConstants][d];
+    if (size < 0 || __builtin_mul_overflow(floats, size, &floats))
+      throw Error{"the constants array's dimensions are not a size"};
+  }
+  if (floats < constants_floats_ || (constants_floats_ > 0 && !params[kConstants]))
+    throw Error{"the constants array has " + std::to_string(floats) +
+                " floats, the spec's constants need " + std::to_string(constants_floats_)};
 }
 
 // Temporaries share one arena: each is placed at the lowest offset free over its lifetime.
@@ -138,25 +229,24 @@ void Program::plan_memory() {
     if (!v.md.md) continue;
     void *handle = nullptr;
     if (v.alias < 0 && v.role == ROLE_TEMP && v.offset >= 0) handle = arena_ + v.offset;
-    check(dnnl_memory_create(&v.memory, v.md.md, runtime().engine, handle), "memory");
+    check(dnnl_memory_create(v.memory.out(), v.md.md, runtime().engine, handle), "memory");
   }
   for (int i = 0; i < n; i++) {  // aliases point into their root's buffer
     Value &v = values_[i];
     int r = root(i);
     if (r != i && values_[r].role == ROLE_TEMP && values_[r].offset >= 0)
-      dnnl_memory_set_data_handle(v.memory, arena_ + values_[r].offset);
+      dnnl_memory_set_data_handle(v.memory.get(), arena_ + values_[r].offset);
   }
   for (PackedWeight &p : packed_) {
-    dnnl_memory_set_data_handle(values_[p.packed].memory, p.storage.data());
+    dnnl_memory_set_data_handle(values_[p.packed].memory.get(), p.storage.data());
   }
   if (scratchpad_size_) {
     scratchpad_storage_.resize(scratchpad_size_ + 64);
     char *aligned = scratchpad_storage_.data();
     dnnl_dims_t dims{(int64_t)scratchpad_size_ / 4 + 1};
-    dnnl_memory_desc_t md;
-    check(dnnl_memory_desc_create_with_tag(&md, 1, dims, dnnl_f32, dnnl_a), "scratchpad md");
-    check(dnnl_memory_create(&scratchpad_, md, runtime().engine, aligned), "scratchpad");
-    dnnl_memory_desc_destroy(md);
+    Md md;
+    check(dnnl_memory_desc_create_with_tag(&md.md, 1, dims, dnnl_f32, dnnl_a), "scratchpad md");
+    check(dnnl_memory_create(scratchpad_.out(), md.md, runtime().engine, aligned), "scratchpad");
   }
 }
 
@@ -180,7 +270,7 @@ void Program::execute(void **params) {
         owner.index >= 0 && v.memory) {
       void *handle = pointer(params, owner);
       if (handle == v.bound) continue;  // a compiled graph passes the same buffers every call
-      check(dnnl_memory_set_data_handle(v.memory, handle), "bind");
+      check(dnnl_memory_set_data_handle(v.memory.get(), handle), "bind");
       v.bound = handle;
     }
   }
@@ -188,9 +278,9 @@ void Program::execute(void **params) {
   for (PackedWeight &p : packed_) {
     const void *source = pointer(params, values_[root(p.source)]);  // p.source may be a view
     if (source == p.packed_from) continue;  // the constants of a compiled graph keep their place
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory},
-                               {DNNL_ARG_TO, values_[p.packed].memory}};
-    check(dnnl_primitive_execute(p.reorder, stream, 2, args), "pack weights");
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory.get()},
+                               {DNNL_ARG_TO, values_[p.packed].memory.get()}};
+    check(dnnl_primitive_execute(p.reorder.get(), stream, 2, args), "pack weights");
     p.packed_from = source;
 
   }
@@ -202,7 +292,7 @@ void Program::execute(void **params) {
       void *operand[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
       for (size_t k = 0; k < ids.size(); k++)
         if (ids[k] >= 0)
-          check(dnnl_memory_get_data_handle(values_[ids[k]].memory, &operand[k]), "operand");
+          check(dnnl_memory_get_data_handle(values_[ids[k]].memory.get(), &operand[k]), "operand");
       auto started = std::chrono::steady_clock::now();
       a.native->conv->run(static_cast<const float *>(operand[0]),
                           static_cast<const float *>(operand[1]),
@@ -218,7 +308,7 @@ void Program::execute(void **params) {
       pointers.clear();
       for (int id : a.external->values) {
         void *handle = nullptr;
-        check(dnnl_memory_get_data_handle(values_[id].memory, &handle), "external operand");
+        check(dnnl_memory_get_data_handle(values_[id].memory.get(), &handle), "external operand");
         pointers.push_back(handle);
       }
       auto started = std::chrono::steady_clock::now();
@@ -232,10 +322,10 @@ void Program::execute(void **params) {
       continue;
     }
     args.clear();
-    for (auto &[arg, id] : a.args) args.push_back({arg, values_[id].memory});
-    if (scratchpad_) args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad_});
+    for (auto &[arg, id] : a.args) args.push_back({arg, values_[id].memory.get()});
+    if (scratchpad_) args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad_.get()});
     auto started = std::chrono::steady_clock::now();
-    check(dnnl_primitive_execute(a.primitive, stream, (int)args.size(), args.data()),
+    check(dnnl_primitive_execute(a.primitive.get(), stream, (int)args.size(), args.data()),
           "execute " + a.info);
     a.total_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
                                                             started).count();
@@ -287,10 +377,12 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
                          const char **dtypes, void *stream, void *extra) {
   (void)stream;
   (void)extra;
-  (void)dtypes;
   try {
-    if (nparam != 4 || ndims[0] != 1)
+    if (nparam != 4 || !params || !ndims || !shapes)
       throw Error{"expected a spec, an input, the constants and one output"};
+    if (ndims[0] != 1 || !shapes[0] || !params[0] || shapes[0][0] < 1 ||
+        shapes[0][0] > kMaxSpecWords)
+      throw Error{"the spec is not a 1-D int64 tensor of 1 to 2^26 words"};
     const int64_t *spec = static_cast<const int64_t *>(params[0]);
     std::vector<int64_t> key(spec, spec + shapes[0][0]);
     std::shared_ptr<std::pair<std::mutex, Program *>> entry;
@@ -309,6 +401,7 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
       program->build();
       entry->second = program.release();
     }
+    entry->second->check_call(nparam, params, ndims, shapes, dtypes);
     entry->second->execute(params);
     return 0;
   } catch (const Error &error) {
@@ -316,6 +409,8 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
   } catch (const std::exception &error) {
     last_error() = error.what();
   }
+  for (char &c : last_error())  // one line
+    if (c == '\n' || c == '\r') c = ' ';
   std::fprintf(stderr, "tuner program runtime: %s\n", last_error().c_str());
   return 1;
 }
