@@ -108,7 +108,7 @@ void Program::read_values(int64_t count) {
                 std::to_string(inputs) + " and " + std::to_string(outputs)};
 }
 
-void Program::build() {
+void Program::read() {
   if (next() != kMagic) throw Error{"not a program spec"};
   if (next() != kVersion) throw Error{"spec version mismatch"};
   uid_ = next();
@@ -128,6 +128,9 @@ void Program::build() {
   }
   if (words_left() != 0)
     throw Error{"spec: " + std::to_string(words_left()) + " words after the last step"};
+}
+
+void Program::build() {
   const int steps = (int)steps_.size();
   for (int i = 0; i < steps; i++) build_step(i, steps_[i]);
   Value &out = values_[output_value_];
@@ -398,6 +401,8 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
     if (entry->second == nullptr) {
       runtime();
       auto program = std::make_unique<Program>(spec, shapes[0][0]);
+      program->read();
+      program->check_call(nparam, params, ndims, shapes, dtypes);  // before building anything
       program->build();
       entry->second = program.release();
     }

@@ -104,7 +104,8 @@ class Program {
  public:
   Program(const int64_t *spec, int64_t length) : spec_(spec, spec + length) {}
 
-  void build();
+  void read();   // the spec's header, kernels, values and steps' fields, validated
+  void build();  // the steps (decoded and validated), the output, the memory plan
   // Refuses (throws) a call whose buffers are not those the spec describes: checked before
   // every execute, integer compares only.
   void check_call(int nparam, void **params, const int *ndims, int64_t *const *shapes,
