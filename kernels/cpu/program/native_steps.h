@@ -11,6 +11,8 @@ namespace {
 
 // The operands every native convolution step starts with: src, weights, bias (-1: none; the
 // pointwise_depthwise step has none), dst, residual (-1: none).
+constexpr int64_t kMaxBlock = 4096;  // tiles or channels of a native kernel's block
+
 struct NativeOperands {
   int src, weights, bias, dst, residual;
 };
@@ -57,10 +59,10 @@ struct ExternalStep {  // src, weights, bias, dst, residual (-1), kernel, KH KW 
   int32_t geometry[9];  // conv_common.h's GeometryIndex order
 };
 
-ExternalStep decode_external(Fields in, size_t kernels) {
+ExternalStep decode_external(Fields in, const std::vector<ExternalKernel> &kernels) {
   ExternalStep s;
   s.v = read_native_operands(in, true);
-  s.kernel = (int)in.integer("kernel", 0, (int64_t)kernels - 1);
+  s.kernel = (int)in.integer("kernel", 0, (int64_t)kernels.size() - 1);
   const char *names[9] = {"KH", "KW", "SH", "SW", "PT", "PB", "PL", "PR", "activation"};
   for (int k = 0; k < 9; k++)
     s.geometry[k] = (int32_t)(k < 8 ? in.integer(names[k], k < 4 ? 1 : 0, kMaxGeometry)
@@ -74,8 +76,25 @@ ExternalStep decode_external(Fields in, size_t kernels) {
   if (x[2] + s.geometry[4] + s.geometry[5] < kh || x[3] + s.geometry[6] + s.geometry[7] < kw ||
       oh != y[2] || ow != y[3])
     throw in.error("dst's spatial size does not follow from src's and the geometry");
-  // the packed weights' layout is the kernel's own: at least one tap per output channel
-  in.at_least(s.v.weights, y[1] * kh * kw, "weights");
+  // the packed weights' size, as tuner/kernels/cpu/packing.py's pack_weight writes them
+  const ExternalKernel &kernel = kernels[s.kernel];
+  const int64_t rows = kernel.register_rows, panels = (y[1] + rows - 1) / rows * rows;
+  int64_t floats = 0;
+  switch (kernel.kind) {
+    case EXTERNAL_DENSE:
+      floats = panels * x[1] * kh * kw;
+      break;
+    case EXTERNAL_DEPTHWISE:
+      if (x[1] != y[1]) throw in.error("a depthwise kernel keeps the channels");
+      floats = y[1] * kh * kw;
+      break;
+    case EXTERNAL_WINOGRAD:
+      if (kh != 3 || kw != 3 || sh != 1 || sw != 1)
+        throw in.error("the Winograd kernel runs 3x3 windows of stride 1");
+      floats = (kernel.tile_size + 2) * (kernel.tile_size + 2) * panels * x[1];
+      break;
+  }
+  in.at_least(s.v.weights, floats, "weights");
   return s;
 }
 
@@ -92,8 +111,8 @@ WinogradStep decode_winograd(Fields in) {
   s.m = (int)in.integer("tile_size", 1, 16);  // the kernel says which it has (2, 4)
   s.rows = (int)in.integer("register_rows", 1, 64);
   s.vecs = (int)in.integer("register_vectors", 1, 64);
-  s.tile_block = (int)in.integer("tile_block", 1, kMaxGeometry);
-  s.oc_block = (int)in.integer("oc_block", 1, kMaxGeometry);
+  s.tile_block = (int)in.integer("tile_block", 1, kMaxBlock);  // per-thread buffers
+  s.oc_block = (int)in.integer("oc_block", 1, kMaxBlock);
   s.tasks_per_thread = (int)in.integer("tasks_per_thread", 1, 1024);
   s.pad_top = (int)in.integer("pad_top", 0, 2);
   s.pad_left = (int)in.integer("pad_left", 0, 2);
@@ -133,6 +152,10 @@ GemmConvStep decode_gemm_conv(Fields in) {
   const Dims &x = in.declared().dims(s.v.src), &y = in.declared().dims(s.v.dst);
   check_window(in, x[2], y[2], s.kh, s.stride, s.pad_top, "height");
   check_window(in, x[3], y[3], s.kw, s.stride, s.pad_left, "width");
+  // a gathered row (a window's inputs) and all of them indexed by int and int64
+  const int64_t depth = (int64_t)s.kh * s.kw * x[1];
+  if (depth > INT32_MAX || depth * y[0] * y[2] * y[3] > kMaxElements)
+    throw in.error("the gathered windows would hold 2^31 floats or more");
   return s;
 }
 
@@ -174,7 +197,7 @@ PointwiseDepthwiseStep decode_pointwise_depthwise(Fields in) {
 
 void Program::build_external(int index, const ExternalStep &s) {
   auto call = std::make_shared<ExternalCall>();
-  call->kernel = kernels_[s.kernel];
+  call->kernel = kernels_[s.kernel].function;
   int src = plain(s.v.src, index);
   define(s.v.dst, Md(plain_md(value(s.v.dst).dims)).md);
   call->values = {src, s.v.weights, s.v.bias};

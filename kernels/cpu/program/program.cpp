@@ -36,7 +36,6 @@
 
 namespace {
 
-constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;     // of a value
 constexpr int64_t kMaxConstantOffset = int64_t(1) << 40;      // floats
 constexpr int64_t kMaxKernelPath = 4096;                      // bytes
 constexpr int64_t kMaxSpecWords = int64_t(1) << 26;
@@ -58,9 +57,31 @@ void Program::read_kernels(int64_t count) {
       throw Error{"external kernel without entry point: " + text};
     void *handle = dlopen(text.substr(0, colon).c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) throw Error{std::string("cannot load ") + text + ": " + dlerror()};
-    void *symbol = dlsym(handle, text.substr(colon + 1).c_str());
+    const std::string entry = text.substr(colon + 1);
+    void *symbol = dlsym(handle, entry.c_str());
     if (!symbol) throw Error{"no entry point " + text};
-    kernels_.push_back(reinterpret_cast<AotKernel>(symbol));
+    ExternalKernel kernel;
+    kernel.function = reinterpret_cast<AotKernel>(symbol);
+    auto ask = [&](const char *name) {  // a layout parameter the library reports
+      void *query = dlsym(handle, name);
+      if (!query) throw Error{text + ": no " + name};
+      const int64_t v = reinterpret_cast<int (*)()>(query)();
+      if (v < 1 || v > 64) throw Error{text + ": " + name + " " + std::to_string(v)};
+      return v;
+    };
+    if (entry == "Conv2dDense") {
+      kernel.kind = EXTERNAL_DENSE;
+      kernel.register_rows = ask("Conv2dDenseRegisterRows");
+    } else if (entry == "Conv2dDepthwise") {
+      kernel.kind = EXTERNAL_DEPTHWISE;
+    } else if (entry == "Conv2dWinograd") {
+      kernel.kind = EXTERNAL_WINOGRAD;
+      kernel.register_rows = ask("Conv2dWinogradRegisterRows");
+      kernel.tile_size = ask("Conv2dWinogradTileSize");
+    } else {
+      throw Error{"external kernel " + entry + " unknown: the runtime cannot bound its weights"};
+    }
+    kernels_.push_back(kernel);
   }
 }
 
@@ -121,7 +142,10 @@ void Program::read() {
   for (int64_t i = 0; i < n_steps; i++) {
     Step step;
     step.kind = (int)next("step kind", STEP_CONV, STEP_GEMM_CONV);
-    const int64_t n = next("field count", 0, (int64_t)words_left());
+    const int64_t n = next();
+    if (n < 0 || n > (int64_t)words_left())
+      throw Error{"spec: step " + std::to_string(i) + " has " + std::to_string(n) +
+                  " fields, " + std::to_string(words_left()) + " words are left"};
     step.f.assign(spec_.begin() + cursor_, spec_.begin() + cursor_ + n);
     cursor_ += n;
     steps_.push_back(std::move(step));
@@ -139,11 +163,12 @@ void Program::build() {
   // The output buffer is MindSpore's: a result in another layout, or a reshape of a
   // temporary (which lives in the arena), is copied into it by a last reorder.
   if (!dnnl_memory_desc_equal(out.md.md, want.md) || out.alias >= 0) {
+    const int64_t index = out.index;
     out.role = ROLE_TEMP;
-    int final_out = add_temp(out.dims, clone(want.md), steps);
-    values_[final_out].role = ROLE_OUTPUT;
-    values_[final_out].index = out.index;
     out.index = -1;
+    const int final_out = add_temp(out.dims, clone(want.md), steps);  // `out` is gone now
+    values_[final_out].role = ROLE_OUTPUT;
+    values_[final_out].index = index;
     reorder(output_value_, final_out, steps);
     output_value_ = final_out;
   }
@@ -414,8 +439,8 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
   } catch (const std::exception &error) {
     last_error() = error.what();
   }
-  for (char &c : last_error())  // one line
-    if (c == '\n' || c == '\r') c = ' ';
+  for (char &c : last_error())  // one line of printable ASCII (a spec's bytes may be anything)
+    if (c < 0x20 || c > 0x7e) c = c == '\n' ? ' ' : '?';
   std::fprintf(stderr, "tuner program runtime: %s\n", last_error().c_str());
   return 1;
 }

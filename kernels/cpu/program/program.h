@@ -67,6 +67,17 @@ struct Value {
 // An AOT kernel of kernels/cpu (MindSpore's calling convention) run as a step.
 using AotKernel = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
 
+// An external kernel the spec names, and what its packed weights' size depends on: the
+// kernels of kernels/cpu this runtime knows (a kernel it does not know is refused, since
+// nothing would bound what it reads).
+enum ExternalKind { EXTERNAL_DENSE, EXTERNAL_DEPTHWISE, EXTERNAL_WINOGRAD };
+struct ExternalKernel {
+  AotKernel function = nullptr;
+  ExternalKind kind = EXTERNAL_DENSE;
+  int64_t register_rows = 1;  // dense and Winograd: output channels per weight panel (MR)
+  int64_t tile_size = 0;      // Winograd: m of F(m x m, 3 x 3)
+};
+
 struct ExternalCall {
   AotKernel kernel = nullptr;
   std::vector<int> values;            // x, weight, bias, [residual], out (plain NCHW)
@@ -144,7 +155,7 @@ class Program {
   int64_t constants_floats_ = 0;  // the constants array holds at least this many floats
   int layout_ = LAYOUT_ANY;
   int64_t uid_ = 0;
-  std::vector<AotKernel> kernels_;  // external kernels, by index
+  std::vector<ExternalKernel> kernels_;  // external kernels, by index
   std::vector<Value> values_;
   std::vector<std::pair<int, int>> copies_;  // (value, its copy in another layout)
   std::vector<Step> steps_;

@@ -13,6 +13,7 @@
 
 namespace {
 
+constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;  // of a value
 constexpr int64_t kMaxGeometry = int64_t(1) << 16;  // strides, windows, padding, offsets
 constexpr int64_t kMaxImpl = 1024;                   // an implementation's rank in oneDNN's list
 constexpr int64_t kMaxPostOps = 32;

@@ -229,7 +229,7 @@ void Program::build_step(int index, const Step &step) {
     STEP_CASE(STEP_RESHAPE, decode_reshape(fields("reshape")), build_reshape)
     STEP_CASE(STEP_RESAMPLE, decode_resample(fields("resample")), build_resample)
     STEP_CASE(STEP_SLICE, decode_slice(fields("slice")), build_slice)
-    STEP_CASE(STEP_EXTERNAL, decode_external(fields("external"), kernels_.size()),
+    STEP_CASE(STEP_EXTERNAL, decode_external(fields("external"), kernels_),
               build_external)
     STEP_CASE(STEP_WINOGRAD, decode_winograd(fields("winograd")), build_winograd)
     STEP_CASE(STEP_GEMM_CONV, decode_gemm_conv(fields("gemm_conv")), build_gemm_conv)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tuner.cpuinfo import flags as cpu_flags
-from tuner.kernels.cpu.packing import pack_gemm_conv_weight, pack_winograd_nhwc_weight
+from tuner.kernels.cpu.packing import (pack_dense_weight, pack_gemm_conv_weight,
+                                      pack_winograd_nhwc_weight)
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import spec as s
 
@@ -37,18 +38,20 @@ class Base:
     output_shape: tuple[int, ...]
 
 
-def _program(name, rng, x, constants, temps, output_shape, steps) -> Base:
+def _program(name, rng, x, constants, temps, output_shape, steps, kernels=()) -> Base:
     """Values: the input (0), the constants (1..), the temporaries, then the output."""
     packed, offsets = s.pack_constants(constants)
     values = [s.ValueDecl(s.Role.INPUT, s.INPUT_INDEX, x.shape)]
     values += [s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)]
     values += [s.ValueDecl(s.Role.TEMP, -1, tuple(d)) for d in temps]
     values.append(s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, tuple(output_shape)))
-    spec = s.ProgramSpec(int(rng.integers(1, 2**40)), s.Layout.ANY, tuple(values), tuple(steps))
+    spec = s.ProgramSpec(int(rng.integers(1, 2**40)), s.Layout.ANY, tuple(values), tuple(steps),
+                         tuple(kernels))
     return Base(name, spec.encode(), x, packed, tuple(output_shape))
 
 
-def base_programs(seed: int) -> list[Base]:
+def base_programs(seed: int, external: str = "") -> list[Base]:
+    """``external``: "<library>:Conv2dDense:<register rows>", a built dense kernel (or "")."""
     rng = np.random.default_rng(seed)
 
     def normal(*shape):
@@ -84,6 +87,13 @@ def base_programs(seed: int) -> list[Base]:
                      [pack_winograd_nhwc_weight(w3, 4, 1), normal(16), normal(1, 16, 8, 8)], [],
                      (1, 16, 8, 8), [s.Winograd(0, 1, 2, 4, 3, 4, 6, 1, 16, 64, 1, 1, 1, 1)]),
         ]
+    if external:  # a hand-written kernel of kernels/cpu as an external step
+        path, entry, rows = external.rsplit(":", 2)
+        weight = pack_dense_weight(normal(8, 16, 3, 3), int(rows))
+        programs.append(_program(
+            "external_dense", rng, normal(1, 16, 6, 6), [weight, normal(8)], [], (1, 8, 6, 6),
+            [s.External(0, 1, 2, 3, None, 0, (3, 3), (1, 1), (1, 1, 1, 1), 1)],
+            kernels=(f"{path}:{entry}",)))
     return programs
 
 
@@ -138,7 +148,7 @@ def _reshaped(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dims)
 
 
-MUTATIONS = ["word"] * 8 + ["words"] * 4 + ["truncate", "extend", "constants", "constants",
+MUTATIONS = ["word"] * 6 + ["field"] * 6 + ["words"] * 4 + ["truncate", "extend", "constants", "constants",
                                              "input", "output", "ndims", "dtype", "nparam",
                                              "valid"]
 
@@ -151,9 +161,10 @@ def mutated_case(rng: random.Random, base: Base):
     ndims = dtypes = None
     kind = rng.choice(MUTATIONS)
     text = kind
-    if kind in ("word", "words"):
-        for _ in range(1 if kind == "word" else rng.randint(2, 4)):
-            at = rng.randrange(len(words))
+    if kind in ("word", "field", "words"):
+        first = _steps_at(words) if kind == "field" else 0  # "field": in the steps
+        for _ in range(1 if kind != "words" else rng.randint(2, 4)):
+            at = rng.randrange(first, len(words))
             words[at] = _boundary(rng, int(words[at]), len(words))
             text += f"[{at}]={int(words[at])}"
     elif kind == "truncate":
@@ -189,11 +200,11 @@ def mutated_case(rng: random.Random, base: Base):
     return f"{base.name} {text}", arrays, ndims, dtypes, kind == "valid"
 
 
-def fuzz(library: str, seed: int, cases: int, log) -> dict:
+def fuzz(library: str, seed: int, cases: int, log, external: str = "") -> dict:
     """Runs the cases; `log` gets each one's description before it runs (flushed), and any
     broken promise. Returns the counts."""
     rng = random.Random(seed)
-    bases = base_programs(seed)
+    bases = base_programs(seed, external)
     call = Caller(library)
     counts = {"cases": 0, "accepted": 0, "refused": 0}
     for base in bases:  # each base program runs as it is
@@ -208,41 +219,59 @@ def fuzz(library: str, seed: int, cases: int, log) -> dict:
         if status == 0:
             counts["accepted"] += 1
             continue
-        message = call.last_error().decode()
-        if status != 1 or valid or not message or "\n" in message:
+        message = call.last_error().decode("utf-8", "replace")
+        if status != 1 or valid or not message or not message.isprintable():
             raise AssertionError(f"case {case} ({text}): status {status}, message {message!r}")
         counts["refused"] += 1
     return counts
 
 
 def child_main() -> None:
-    """python -c '...child_main()' <library> <seed> <cases>: prints CASE lines, then COUNTS."""
+    """python -c '...child_main()' <library> <seed> <cases> [<external>]: prints CASE lines,
+    then COUNTS."""
     library, seed, cases = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    external = sys.argv[4] if len(sys.argv) > 4 else ""
 
     def log(line):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     try:
-        counts = fuzz(library, seed, cases, log)
+        counts = fuzz(library, seed, cases, log, external)
     except AssertionError as error:
         log(f"FAILED {error}")
         sys.exit(2)
     log(f"COUNTS {counts['cases']} {counts['accepted']} {counts['refused']}")
 
 
-def _run_child(library: Path, seed: int, cases: int) -> tuple[int, list[str], str]:
+def _run_child(library: Path, seed: int, cases: int, external: str = ""
+               ) -> tuple[int, list[str], str]:
     code = ("import sys; sys.path.insert(0, %r); "
             "from tests.kernels.program.test_fuzz import child_main; child_main()" % str(ROOT))
-    done = subprocess.run([sys.executable, "-c", code, str(library), str(seed), str(cases)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", code, str(library), str(seed), str(cases),
+                           external],
+                          cwd=ROOT, capture_output=True, text=True, errors="replace",
+                          timeout=600)
     return done.returncode, done.stdout.splitlines(), done.stderr
 
 
+@pytest.fixture(scope="module")
+def external(library) -> str:
+    """The dense kernel of kernels/cpu, built, as base_programs takes it ("" without AVX-512)."""
+    if "avx512f" not in cpu_flags():
+        return ""
+    from tuner.kernels.cpu.library import ENTRY_POINTS, weight_layout
+
+    built = library.build("conv2d_dense", {})
+    assert built.ok, built.error
+    rows = weight_layout("conv2d_dense", built.library).register_rows
+    return f"{built.library}:{ENTRY_POINTS['conv2d_dense']}:{rows}"
+
+
 @pytest.mark.parametrize("seed", [1, 2])
-def test_mutated_programs_are_run_or_refused_never_crash(program_library, seed):
+def test_mutated_programs_are_run_or_refused_never_crash(program_library, external, seed):
     started = time.monotonic()
-    status, lines, stderr = _run_child(program_library, seed, CASES)
+    status, lines, stderr = _run_child(program_library, seed, CASES, external)
     elapsed = time.monotonic() - started
     cases = [line for line in lines if line.startswith("CASE ")]
     if status != 0:
@@ -300,12 +329,19 @@ def test_an_output_smaller_than_the_spec(conv):
     _refused(call, _arrays(base, out=np.zeros((1, 4, 7, 8), np.float32)), "the output is")
 
 
-def _step_fields_at(base: Base) -> int:
-    """The index of the first step's first field in the spec (after its kind and field count)."""
-    words, at = base.words, 7
+def _steps_at(words) -> int:
+    """The index of the first step's kind in a valid spec (spec.py's encoding)."""
+    at = 7
+    for _ in range(int(words[6])):  # kernels: n_bytes, then the bytes 8 to a word
+        at += 1 + (int(words[at]) + 7) // 8
     for _ in range(int(words[3])):  # values: role, index, ndims, dims
         at += 3 + int(words[at + 2])
-    return at + 2
+    return at
+
+
+def _step_fields_at(base: Base) -> int:
+    """The index of the first step's first field in the spec (after its kind and field count)."""
+    return _steps_at(base.words) + 2
 
 
 def test_an_operand_index_out_of_range(conv):
