@@ -18,7 +18,7 @@ import pytest
 
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.cpu.packing import (pack_dense_weight, pack_gemm_conv_weight,
-                                      pack_winograd_nhwc_weight)
+                                      pack_pointwise_depthwise, pack_winograd_nhwc_weight)
 from tuner.kernels.cpu.program import runtime
 from tuner.kernels.cpu.program import spec as s
 
@@ -86,6 +86,14 @@ def base_programs(seed: int, external: str = "") -> list[Base]:
             _program("winograd_residual", rng, normal(1, 16, 8, 8),
                      [pack_winograd_nhwc_weight(w3, 4, 1), normal(16), normal(1, 16, 8, 8)], [],
                      (1, 16, 8, 8), [s.Winograd(0, 1, 2, 4, 3, 4, 6, 1, 16, 64, 1, 1, 1, 1)]),
+            # expansion 8 -> 16, depthwise 3x3 stride 2, projection 16 -> 8 plus a residual
+            _program("pointwise_depthwise", rng, normal(1, 8, 8, 8),
+                     [pack_pointwise_depthwise(normal(16, 8, 1, 1), normal(16),
+                                               normal(16, 1, 3, 3), normal(16),
+                                               normal(8, 16, 1, 1), normal(8)),
+                      normal(1, 8, 4, 4)], [], (1, 8, 4, 4),
+                     [s.PointwiseDepthwise(0, 1, 3, 2, 1, 1, 2, 2, 8, 1, 1, 16,
+                                           projection_channels=8, residual=2)]),
         ]
     if external:  # a hand-written kernel of kernels/cpu as an external step
         path, entry, rows = external.rsplit(":", 2)
