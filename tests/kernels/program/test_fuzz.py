@@ -156,9 +156,9 @@ def _reshaped(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dims)
 
 
-MUTATIONS = ["word"] * 6 + ["field"] * 6 + ["words"] * 4 + ["truncate", "extend", "constants", "constants",
-                                             "input", "output", "ndims", "dtype", "nparam",
-                                             "valid"]
+MUTATIONS = (["word"] * 6 + ["field"] * 6 + ["words"] * 4
+             + ["truncate", "extend", "constants", "constants", "input", "output", "ndims",
+                "dtype", "nparam", "valid"])
 
 
 def mutated_case(rng: random.Random, base: Base):
