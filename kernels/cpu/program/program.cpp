@@ -300,6 +300,8 @@ AOT_ENTRY const char *ProgramLastError() { return last_error().c_str(); }
 // ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.
 AOT_ENTRY const char *ProgramTimings(const int64_t *spec, int64_t length, int reset) {
   static thread_local std::string text;
+  text = "";
+  if (!spec || length < 1 || length > kMaxSpecWords) return text.c_str();
   std::vector<int64_t> key(spec, spec + length);
   std::shared_ptr<std::pair<std::mutex, Program *>> entry;
   {

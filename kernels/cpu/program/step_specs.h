@@ -165,6 +165,7 @@ ConvStep decode_conv(Fields in) {
   in.rank(s.src, 4, "src");
   in.rank(s.weights, 4, "weights");
   in.rank(s.dst, 4, "dst");
+  in.constant(s.weights, "weights");  // packed once, again only when the constants move
   if (in.declared().dims(s.weights)[0] % s.groups != 0)
     throw in.error("output channels not a multiple of the groups");
   return s;

@@ -396,3 +396,15 @@ def test_a_wrong_parameter_count_or_dtype(conv):
     _refused(call, _arrays(base)[:3], "expected a spec, an input, the constants and one output")
     assert call(_arrays(base), dtypes=[b"int64", b"float16", b"float32", b"float32"]) == 1
     assert "float16" in call.last_error().decode()
+
+
+def test_convolution_weights_computed_by_a_step(program_library):
+    """Packed once per constants buffer, a convolution's weights must be a constant: weights a
+    step computes are refused (they were read through the parameters at index -1)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    base = _program("computed_weights", rng, x, [weight, np.zeros(4, np.float32)],
+                    [weight.shape], (1, 4, 8, 8),
+                    [s.Eltwise(1, 3, s.Alg.RELU), s.Conv(0, 3, 2, 4, 1, (1, 1), (1, 1, 1, 1))])
+    _refused(Caller(str(program_library)), _arrays(base), "weights must be a constant")
