@@ -232,9 +232,20 @@ void Program::reset_timings() {
   }
 }
 
-std::string &last_error() {
-  static std::string text;
-  return text;
+// Why the last failed call failed: one line of printable ASCII (a spec's bytes may be anything)
+// in a buffer that never moves, written under a lock (MindSpore calls from its own threads).
+char last_error_text[1024] = "";
+std::mutex last_error_mutex;
+
+void set_last_error(const std::string &message) {
+  std::lock_guard<std::mutex> lock(last_error_mutex);
+  const size_t n = std::min(message.size(), sizeof last_error_text - 1);
+  for (size_t i = 0; i < n; i++) {
+    const char c = message[i];
+    last_error_text[i] = c >= 0x20 && c <= 0x7e ? c : c == '\n' ? ' ' : '?';
+  }
+  last_error_text[n] = '\0';
+  std::fprintf(stderr, "tuner program runtime: %s\n", last_error_text);
 }
 
 struct Registry {
@@ -283,18 +294,15 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
     entry->second->execute(params);
     return 0;
   } catch (const Error &error) {
-    last_error() = error.message;
+    set_last_error(error.message);
   } catch (const std::exception &error) {
-    last_error() = error.what();
+    set_last_error(error.what());
   }
-  for (char &c : last_error())  // one line of printable ASCII (a spec's bytes may be anything)
-    if (c < 0x20 || c > 0x7e) c = c == '\n' ? ' ' : '?';
-  std::fprintf(stderr, "tuner program runtime: %s\n", last_error().c_str());
   return 1;
 }
 
 // Why the last failed call (of any program) failed, for the caller to say; empty if none has.
-AOT_ENTRY const char *ProgramLastError() { return last_error().c_str(); }
+AOT_ENTRY const char *ProgramLastError() { return last_error_text; }
 
 // What a built program spends its time on (Program::timings) since the last reset, which
 // ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.
