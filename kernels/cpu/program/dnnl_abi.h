@@ -43,6 +43,7 @@ enum : int {
 
 typedef int dnnl_query_t;
 enum : int { dnnl_query_impl_info_str = 8, dnnl_query_exec_arg_md = 255,
+             dnnl_query_ndims_s32 = 256, dnnl_query_dims = 257,
              dnnl_query_inner_nblks_s32 = 263 };
 
 typedef int dnnl_scratchpad_mode_t;

@@ -9,24 +9,26 @@
 
 namespace {
 
-// The primitive for step `index` (a STEP_MATMUL's fields `f`, `src` its source as the step
+// The primitive for step `index` (a STEP_MATMUL `s`, `src` its source as the step
 // reads it) as a 1x1 convolution that oneDNN runs with brgemm, its arguments in `args`;
-// nullptr (and `args` untouched) where the product is not a dense layer's or no brgemm
+// none (and `args` untouched) where the product is not a dense layer's or no brgemm
 // convolution takes it.
-dnnl_primitive_desc_t Program::matmul_as_conv(int index, const std::vector<int64_t> &f, int src,
-                                              std::vector<std::pair<int, int>> &args) {
-  int weights = (int)f[1], bias = (int)f[2], dst = (int)f[3];
+PrimitiveDesc Program::matmul_as_conv(int index, const MatMulStep &s, int src,
+                                      std::vector<std::pair<int, int>> &args) {
+  const int weights = s.weights, bias = s.bias, dst = s.dst;
   const Dims &a = value(src).dims, &w = value(weights).dims;
-  if (f[4] != 0 || f[5] != 0 || value(weights).role != ROLE_CONST || w.size() != 2 ||
-      a.size() < 2 || a.back() != w[0] || (bias >= 0 && value(bias).role != ROLE_CONST) ||
+  if (s.transpose_src || s.transpose_weights || value(weights).role != ROLE_CONST ||
+      w.size() != 2 || a.size() < 2 || a.back() != w[0] || (bias >= 0 && value(bias).role != ROLE_CONST) ||
       !dnnl_memory_desc_equal(value(src).md.md, Md(plain_md(a)).md))
-    return nullptr;
-  int64_t posts = f[7];
-  for (int64_t i = 0; i < posts; i++)
-    if (f[8 + 4 * i] != POST_ELTWISE) return nullptr;  // a binary operand has the product's rank
+    return PrimitiveDesc();
+  for (const PostOp &p : s.posts)
+    if (p.kind != POST_ELTWISE) return PrimitiveDesc();  // a binary operand has the product's rank
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < a.size(); i++) rows *= a[i];
   const int64_t k = w[0], n = w[1];
+  // the views below cover their values exactly
+  if (dims_size(value(dst).dims) != rows * n || (bias >= 0 && dims_size(value(bias).dims) != n))
+    return PrimitiveDesc();
   auto image = [&](int64_t channels) {  // (1, channels, 1, rows), channels-last
     dnnl_dims_t dims{1, channels, 1, rows}, strides{rows * channels, 1, rows * channels, channels};
     dnnl_memory_desc_t md;
@@ -41,23 +43,20 @@ dnnl_primitive_desc_t Program::matmul_as_conv(int index, const std::vector<int64
   Md w_view(w_view_md), w_any(tagged_md({n, k, 1, 1}, dnnl_format_tag_any));
   Md bias_md(plain_md({n}));
   std::vector<std::pair<int, int>> post_args;
-  dnnl_primitive_attr_t attr = attributes(f, 7, 4, post_args);
+  Attr attr = attributes(s.posts, post_args);
   dnnl_dims_t ones{1, 1}, zeros{0, 0};
-  dnnl_primitive_desc_t pd = nullptr;
+  PrimitiveDesc pd;
   dnnl_status_t status = dnnl_convolution_forward_primitive_desc_create(
-      &pd, runtime().engine, dnnl_forward_inference, dnnl_convolution_direct, src_md.md,
-      w_any.md, bias >= 0 ? bias_md.md : nullptr, dst_md.md, ones, zeros, zeros, zeros, attr);
-  dnnl_primitive_attr_destroy(attr);
-  if (status != dnnl_success) return nullptr;
-  if (implementation_of(pd).rfind("brg", 0) != 0) {
-    dnnl_primitive_desc_destroy(pd);
-    return nullptr;
-  }
+      pd.out(), runtime().engine, dnnl_forward_inference, dnnl_convolution_direct, src_md.md,
+      w_any.md, bias >= 0 ? bias_md.md : nullptr, dst_md.md, ones, zeros, zeros, zeros,
+      attr.get());
+  if (status != dnnl_success || implementation_of(pd.get()).rfind("brg", 0) != 0)
+    return PrimitiveDesc();
   auto view = [&](int of, Md md) { return add_view(of, std::move(md), value(of).dims, index); };
   define(dst, Md(plain_md(value(dst).dims)).md);
   int packed = packed_weight(
       view(weights, std::move(w_view)),
-      dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, DNNL_ARG_WEIGHTS));
+      dnnl_primitive_desc_query_md(pd.get(), dnnl_query_exec_arg_md, DNNL_ARG_WEIGHTS));
   args = post_args;
   args.push_back({DNNL_ARG_SRC, view(src, std::move(src_md))});
   args.push_back({DNNL_ARG_WEIGHTS, packed});

@@ -4,8 +4,10 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <string>
 #include <vector>
 
+#include "handles.h"
 #include "runtime.h"
 
 namespace {
@@ -56,6 +58,22 @@ int64_t dims_size(const Dims &dims) {
   int64_t size = 1;
   for (int64_t d : dims) size *= d;
   return size;
+}
+
+// The dimensions of a memory descriptor.
+Dims md_dims(const_dnnl_memory_desc_t md) {
+  int32_t ndims = 0;
+  const dnnl_dims_t *dims = nullptr;
+  check(dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &ndims), "query ndims");
+  check(dnnl_memory_desc_query(md, dnnl_query_dims, &dims), "query dims");
+  if (ndims < 0 || ndims > DNNL_MAX_NDIMS) throw Error{"memory descriptor rank"};
+  return Dims(*dims, *dims + ndims);
+}
+
+std::string dims_text(const Dims &dims) {
+  std::string text = "(";
+  for (size_t i = 0; i < dims.size(); i++) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + ")";
 }
 
 void fill(dnnl_dims_t out, const Dims &dims) {

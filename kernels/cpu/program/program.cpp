@@ -13,15 +13,22 @@
 // The first call with a spec builds the primitives (and packs the constant weights into the
 // layouts they chose); later calls only rebind the input/output pointers and execute.
 //
+// Every boundary validates: the spec's header, values and each step's fields are checked where
+// the program is built (step_specs.h, native_steps.h: one struct per kind of step), and every
+// call's parameters against the spec before it runs (Program::check_call); anything else is
+// refused with status 1 and a one-line reason (ProgramLastError), never read out of bounds.
+//
 // One translation unit: runtime.h (errors, the ABI check, the threadpool, the engine),
-// memory.h (memory descriptors), program.h (the Program class), steps.h (building each kind
-// of step), and here the spec's reading, memory planning, execution and the entry points.
-#include <dlfcn.h>
+// handles.h (owned oneDNN handles), memory.h (memory descriptors), program.h (the Program
+// class), spec_reader.h (the spec's reading, each call's checks), step_specs.h and
+// native_steps.h (the steps' fields decoded and validated; native and external kernel steps),
+// build_helpers.h (values, layouts and primitives under construction), steps.h (building each
+// kind of step), and here building, memory planning, execution and the entry points.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <dlfcn.h>
 
+#include "spec_reader.h"
 #include "steps.h"
 #include "matmul_as_conv.h"
 
@@ -30,47 +37,6 @@
 namespace {
 
 void Program::build() {
-  if (next() != kMagic) throw Error{"not a program spec"};
-  if (next() != kVersion) throw Error{"spec version mismatch"};
-  uid_ = next();
-  int64_t n_values = next(), n_steps = next();
-  layout_ = (int)next();
-  int64_t n_kernels = next();
-  for (int64_t i = 0; i < n_kernels; i++) {  // "<library path>:<entry point>", 8 bytes a word
-    int64_t length = next();
-    std::string text;
-    for (int64_t w = 0; w < (length + 7) / 8; w++) {
-      int64_t word = next();
-      text.append(reinterpret_cast<const char *>(&word), 8);
-    }
-    text.resize(length);
-    size_t colon = text.rfind(':');
-    if (colon == std::string::npos) throw Error{"external kernel without entry point: " + text};
-    void *handle = dlopen(text.substr(0, colon).c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) throw Error{std::string("cannot load ") + text + ": " + dlerror()};
-    void *symbol = dlsym(handle, text.substr(colon + 1).c_str());
-    if (!symbol) throw Error{"no entry point " + text};
-    kernels_.push_back(reinterpret_cast<AotKernel>(symbol));
-  }
-  for (int64_t i = 0; i < n_values; i++) {
-    Value v;
-    v.role = (int)next();
-    v.index = next();
-    int64_t ndims = next();
-    if (ndims < 1 || ndims > DNNL_MAX_NDIMS) throw Error{"bad rank"};
-    for (int64_t d = 0; d < ndims; d++) v.dims.push_back(next());
-    if (v.role == ROLE_INPUT || v.role == ROLE_CONST) v.md = Md(plain_md(v.dims));
-    if (v.role == ROLE_OUTPUT) output_value_ = (int)i;
-    values_.push_back(std::move(v));
-  }
-  if (output_value_ < 0) throw Error{"program has no output"};
-  for (int64_t i = 0; i < n_steps; i++) {
-    Step step;
-    step.kind = (int)next();
-    int64_t n = next();
-    for (int64_t k = 0; k < n; k++) step.f.push_back(next());
-    steps_.push_back(std::move(step));
-  }
   const int steps = (int)steps_.size();
   for (int i = 0; i < steps; i++) build_step(i, steps_[i]);
   Value &out = values_[output_value_];
@@ -79,11 +45,12 @@ void Program::build() {
   // The output buffer is MindSpore's: a result in another layout, or a reshape of a
   // temporary (which lives in the arena), is copied into it by a last reorder.
   if (!dnnl_memory_desc_equal(out.md.md, want.md) || out.alias >= 0) {
+    const int64_t index = out.index;
     out.role = ROLE_TEMP;
-    int final_out = add_temp(out.dims, clone(want.md), steps);
-    values_[final_out].role = ROLE_OUTPUT;
-    values_[final_out].index = out.index;
     out.index = -1;
+    const int final_out = add_temp(out.dims, clone(want.md), steps);  // `out` is gone now
+    values_[final_out].role = ROLE_OUTPUT;
+    values_[final_out].index = index;
     reorder(output_value_, final_out, steps);
     output_value_ = final_out;
   }
@@ -138,25 +105,24 @@ void Program::plan_memory() {
     if (!v.md.md) continue;
     void *handle = nullptr;
     if (v.alias < 0 && v.role == ROLE_TEMP && v.offset >= 0) handle = arena_ + v.offset;
-    check(dnnl_memory_create(&v.memory, v.md.md, runtime().engine, handle), "memory");
+    check(dnnl_memory_create(v.memory.out(), v.md.md, runtime().engine, handle), "memory");
   }
   for (int i = 0; i < n; i++) {  // aliases point into their root's buffer
     Value &v = values_[i];
     int r = root(i);
     if (r != i && values_[r].role == ROLE_TEMP && values_[r].offset >= 0)
-      dnnl_memory_set_data_handle(v.memory, arena_ + values_[r].offset);
+      dnnl_memory_set_data_handle(v.memory.get(), arena_ + values_[r].offset);
   }
   for (PackedWeight &p : packed_) {
-    dnnl_memory_set_data_handle(values_[p.packed].memory, p.storage.data());
+    dnnl_memory_set_data_handle(values_[p.packed].memory.get(), p.storage.data());
   }
   if (scratchpad_size_) {
     scratchpad_storage_.resize(scratchpad_size_ + 64);
     char *aligned = scratchpad_storage_.data();
     dnnl_dims_t dims{(int64_t)scratchpad_size_ / 4 + 1};
-    dnnl_memory_desc_t md;
-    check(dnnl_memory_desc_create_with_tag(&md, 1, dims, dnnl_f32, dnnl_a), "scratchpad md");
-    check(dnnl_memory_create(&scratchpad_, md, runtime().engine, aligned), "scratchpad");
-    dnnl_memory_desc_destroy(md);
+    Md md;
+    check(dnnl_memory_desc_create_with_tag(&md.md, 1, dims, dnnl_f32, dnnl_a), "scratchpad md");
+    check(dnnl_memory_create(scratchpad_.out(), md.md, runtime().engine, aligned), "scratchpad");
   }
 }
 
@@ -180,7 +146,7 @@ void Program::execute(void **params) {
         owner.index >= 0 && v.memory) {
       void *handle = pointer(params, owner);
       if (handle == v.bound) continue;  // a compiled graph passes the same buffers every call
-      check(dnnl_memory_set_data_handle(v.memory, handle), "bind");
+      check(dnnl_memory_set_data_handle(v.memory.get(), handle), "bind");
       v.bound = handle;
     }
   }
@@ -188,9 +154,9 @@ void Program::execute(void **params) {
   for (PackedWeight &p : packed_) {
     const void *source = pointer(params, values_[root(p.source)]);  // p.source may be a view
     if (source == p.packed_from) continue;  // the constants of a compiled graph keep their place
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory},
-                               {DNNL_ARG_TO, values_[p.packed].memory}};
-    check(dnnl_primitive_execute(p.reorder, stream, 2, args), "pack weights");
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, values_[p.source].memory.get()},
+                               {DNNL_ARG_TO, values_[p.packed].memory.get()}};
+    check(dnnl_primitive_execute(p.reorder.get(), stream, 2, args), "pack weights");
     p.packed_from = source;
 
   }
@@ -202,7 +168,7 @@ void Program::execute(void **params) {
       void *operand[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
       for (size_t k = 0; k < ids.size(); k++)
         if (ids[k] >= 0)
-          check(dnnl_memory_get_data_handle(values_[ids[k]].memory, &operand[k]), "operand");
+          check(dnnl_memory_get_data_handle(values_[ids[k]].memory.get(), &operand[k]), "operand");
       auto started = std::chrono::steady_clock::now();
       a.native->conv->run(static_cast<const float *>(operand[0]),
                           static_cast<const float *>(operand[1]),
@@ -218,7 +184,7 @@ void Program::execute(void **params) {
       pointers.clear();
       for (int id : a.external->values) {
         void *handle = nullptr;
-        check(dnnl_memory_get_data_handle(values_[id].memory, &handle), "external operand");
+        check(dnnl_memory_get_data_handle(values_[id].memory.get(), &handle), "external operand");
         pointers.push_back(handle);
       }
       auto started = std::chrono::steady_clock::now();
@@ -232,10 +198,10 @@ void Program::execute(void **params) {
       continue;
     }
     args.clear();
-    for (auto &[arg, id] : a.args) args.push_back({arg, values_[id].memory});
-    if (scratchpad_) args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad_});
+    for (auto &[arg, id] : a.args) args.push_back({arg, values_[id].memory.get()});
+    if (scratchpad_) args.push_back({DNNL_ARG_SCRATCHPAD, scratchpad_.get()});
     auto started = std::chrono::steady_clock::now();
-    check(dnnl_primitive_execute(a.primitive, stream, (int)args.size(), args.data()),
+    check(dnnl_primitive_execute(a.primitive.get(), stream, (int)args.size(), args.data()),
           "execute " + a.info);
     a.total_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
                                                             started).count();
@@ -266,9 +232,20 @@ void Program::reset_timings() {
   }
 }
 
-std::string &last_error() {
-  static std::string text;
-  return text;
+// Why the last failed call failed: one line of printable ASCII (a spec's bytes may be anything)
+// in a buffer that never moves, written under a lock (MindSpore calls from its own threads).
+char last_error_text[1024] = "";
+std::mutex last_error_mutex;
+
+void set_last_error(const std::string &message) {
+  std::lock_guard<std::mutex> lock(last_error_mutex);
+  const size_t n = std::min(message.size(), sizeof last_error_text - 1);
+  for (size_t i = 0; i < n; i++) {
+    const char c = message[i];
+    last_error_text[i] = c >= 0x20 && c <= 0x7e ? c : c == '\n' ? ' ' : '?';
+  }
+  last_error_text[n] = '\0';
+  std::fprintf(stderr, "tuner program runtime: %s\n", last_error_text);
 }
 
 struct Registry {
@@ -287,10 +264,12 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
                          const char **dtypes, void *stream, void *extra) {
   (void)stream;
   (void)extra;
-  (void)dtypes;
   try {
-    if (nparam != 4 || ndims[0] != 1)
+    if (nparam != 4 || !params || !ndims || !shapes)
       throw Error{"expected a spec, an input, the constants and one output"};
+    if (ndims[0] != 1 || !shapes[0] || !params[0] || shapes[0][0] < 1 ||
+        shapes[0][0] > kMaxSpecWords)
+      throw Error{"the spec is not a 1-D int64 tensor of 1 to 2^26 words"};
     const int64_t *spec = static_cast<const int64_t *>(params[0]);
     std::vector<int64_t> key(spec, spec + shapes[0][0]);
     std::shared_ptr<std::pair<std::mutex, Program *>> entry;
@@ -306,27 +285,31 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
     if (entry->second == nullptr) {
       runtime();
       auto program = std::make_unique<Program>(spec, shapes[0][0]);
+      program->read();
+      program->check_call(nparam, params, ndims, shapes, dtypes);  // before building anything
       program->build();
       entry->second = program.release();
     }
+    entry->second->check_call(nparam, params, ndims, shapes, dtypes);
     entry->second->execute(params);
     return 0;
   } catch (const Error &error) {
-    last_error() = error.message;
+    set_last_error(error.message);
   } catch (const std::exception &error) {
-    last_error() = error.what();
+    set_last_error(error.what());
   }
-  std::fprintf(stderr, "tuner program runtime: %s\n", last_error().c_str());
   return 1;
 }
 
 // Why the last failed call (of any program) failed, for the caller to say; empty if none has.
-AOT_ENTRY const char *ProgramLastError() { return last_error().c_str(); }
+AOT_ENTRY const char *ProgramLastError() { return last_error_text; }
 
 // What a built program spends its time on (Program::timings) since the last reset, which
 // ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.
 AOT_ENTRY const char *ProgramTimings(const int64_t *spec, int64_t length, int reset) {
   static thread_local std::string text;
+  text = "";
+  if (!spec || length < 1 || length > kMaxSpecWords) return text.c_str();
   std::vector<int64_t> key(spec, spec + length);
   std::shared_ptr<std::pair<std::mutex, Program *>> entry;
   {

@@ -26,6 +26,27 @@ enum StepKind {
 };
 enum PostKind { POST_ELTWISE = 1, POST_BINARY = 3 };
 
+// The decoded steps (step_specs.h, native_steps.h).
+struct PostOp;
+using PostOps = std::vector<PostOp>;
+struct ConvStep;
+struct PoolStep;
+struct EltwiseStep;
+struct BinaryStep;
+struct ConcatStep;
+struct MatMulStep;
+struct ReduceStep;
+struct NormStep;
+struct SoftmaxStep;
+struct TransposeStep;
+struct SourceToDestination;
+struct SliceStep;
+struct NativeOperands;
+struct ExternalStep;
+struct WinogradStep;
+struct GemmConvStep;
+struct PointwiseDepthwiseStep;
+
 
 // ---------------------------------------------------------------------------------------------
 // The program
@@ -39,12 +60,23 @@ struct Value {
   int alias = -1;   // shares the buffer of this value (reshape)
   int last_use = -1;
   int64_t offset = -1;  // in the arena (temporaries)
-  dnnl_memory_t memory = nullptr;
+  Memory memory;
   void *bound = nullptr;  // the handle last bound to an input, constant or output
 };
 
 // An AOT kernel of kernels/cpu (MindSpore's calling convention) run as a step.
 using AotKernel = int (*)(int, void **, int *, int64_t **, const char **, void *, void *);
+
+// An external kernel the spec names, and what its packed weights' size depends on: the
+// kernels of kernels/cpu this runtime knows (a kernel it does not know is refused, since
+// nothing would bound what it reads).
+enum ExternalKind { EXTERNAL_DENSE, EXTERNAL_DEPTHWISE, EXTERNAL_WINOGRAD };
+struct ExternalKernel {
+  AotKernel function = nullptr;
+  ExternalKind kind = EXTERNAL_DENSE;
+  int64_t register_rows = 1;  // dense and Winograd: output channels per weight panel (MR)
+  int64_t tile_size = 0;      // Winograd: m of F(m x m, 3 x 3)
+};
 
 struct ExternalCall {
   AotKernel kernel = nullptr;
@@ -60,7 +92,7 @@ struct NativeCall {
 };
 
 struct Action {  // one primitive execution, or one call of an external or native kernel
-  dnnl_primitive_t primitive = nullptr;
+  Primitive primitive;
   std::vector<std::pair<int, int>> args;  // (DNNL_ARG_*, value id)
   int step = -1;
   std::string label;  // what it does for its step: the step's own work, or a "reorder"
@@ -74,7 +106,7 @@ struct Action {  // one primitive execution, or one call of an external or nativ
 struct PackedWeight {  // a constant reordered into the layout its primitive chose
   int source = -1;     // constant value id
   int packed = -1;     // value id of the packed copy (role CONST, own buffer)
-  dnnl_primitive_t reorder = nullptr;
+  Primitive reorder;
   const void *packed_from = nullptr;
   Buffer storage;
 };
@@ -83,7 +115,12 @@ class Program {
  public:
   Program(const int64_t *spec, int64_t length) : spec_(spec, spec + length) {}
 
-  void build();
+  void read();   // the spec's header, kernels, values and steps' fields, validated
+  void build();  // the steps (decoded and validated), the output, the memory plan
+  // Refuses (throws) a call whose buffers are not those the spec describes: checked before
+  // every execute, integer compares only.
+  void check_call(int nparam, void **params, const int *ndims, int64_t *const *shapes,
+                  const char *const *dtypes) const;
   void execute(void **params);
   void *pointer(void **params, const Value &v) const;
   std::string timings() const;
@@ -97,15 +134,28 @@ class Program {
     if (cursor_ >= spec_.size()) throw Error{"spec ends early"};
     return spec_[cursor_++];
   }
+  int64_t next(const char *name, int64_t lo, int64_t hi) {  // a word that must be in [lo, hi]
+    const int64_t v = next();
+    if (v < lo || v > hi)
+      throw Error{std::string("spec: ") + name + " = " + std::to_string(v) + " outside [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]"};
+    return v;
+  }
+  size_t words_left() const { return spec_.size() - cursor_; }
+  void read_kernels(int64_t count);
+  void read_values(int64_t count);
 
   struct Step {
     int kind;
     std::vector<int64_t> f;
   };
 
+  int declared_values_ = 0;        // the spec's values (steps add more: copies, views)
+  int input_value_ = -1;
+  int64_t constants_floats_ = 0;  // the constants array holds at least this many floats
   int layout_ = LAYOUT_ANY;
   int64_t uid_ = 0;
-  std::vector<AotKernel> kernels_;  // external kernels, by index
+  std::vector<ExternalKernel> kernels_;  // external kernels, by index
   std::vector<Value> values_;
   std::vector<std::pair<int, int>> copies_;  // (value, its copy in another layout)
   std::vector<Step> steps_;
@@ -114,7 +164,7 @@ class Program {
   Buffer arena_storage_;
   char *arena_ = nullptr;
   Buffer scratchpad_storage_;
-  dnnl_memory_t scratchpad_ = nullptr;
+  Memory scratchpad_;
   size_t scratchpad_size_ = 0;
   int output_value_ = -1;
   double total_us_ = 0;  // whole calls since the last reset
@@ -132,16 +182,33 @@ class Program {
   int strided(int id, int step);
   void define(int id, const_dnnl_memory_desc_t md);
   int packed_weight(int id, const_dnnl_memory_desc_t want, bool copy_anyway = false);
-  dnnl_primitive_attr_t attributes(const std::vector<int64_t> &f, size_t at, int dst_ndims,
-                                   std::vector<std::pair<int, int>> &args);
-  void add(dnnl_primitive_desc_t pd, std::vector<std::pair<int, int>> args, int step,
+  void add(PrimitiveDesc pd, std::vector<std::pair<int, int>> args, int step,
            const char *label = "step");
+  void add_step(int index, PrimitiveDesc pd, std::vector<std::pair<int, int>> args);
   void reorder(int from, int to, int step, const_dnnl_memory_desc_t from_md = nullptr);
-  void build_step(int index, Step &step);
-  dnnl_primitive_desc_t matmul_as_conv(int index, const std::vector<int64_t> &f, int src,
-                                       std::vector<std::pair<int, int>> &args);
-  int native_src(const std::vector<int64_t> &f, int index, const char *kind);
-  void add_native_conv(int index, const std::vector<int64_t> &f, int src,
+  Attr attributes(const PostOps &posts, std::vector<std::pair<int, int>> &args);
+  void build_step(int index, const Step &step);
+  // one per kind of step, from its decoded struct (step_specs.h, native_steps.h)
+  void build_conv(int index, const ConvStep &s);
+  void build_pool(int index, const PoolStep &s);
+  void build_eltwise(int index, const EltwiseStep &s);
+  void build_binary(int index, const BinaryStep &s);
+  void build_concat(int index, const ConcatStep &s);
+  void build_matmul(int index, const MatMulStep &s);
+  PrimitiveDesc matmul_as_conv(int index, const MatMulStep &s, int src,
+                               std::vector<std::pair<int, int>> &args);
+  void build_reduce(int index, const ReduceStep &s);
+  void build_norm(int index, const NormStep &s);
+  void build_resample(int index, const SourceToDestination &s);
+  void build_softmax(int index, const SoftmaxStep &s);
+  void build_transpose(int index, const TransposeStep &s);
+  void build_reshape(int index, const SourceToDestination &s);
+  void build_slice(int index, const SliceStep &s);
+  void build_external(int index, const ExternalStep &s);
+  void build_winograd(int index, const WinogradStep &s);
+  void build_gemm_conv(int index, const GemmConvStep &s);
+  void build_pointwise_depthwise(int index, const PointwiseDepthwiseStep &s);
+  void add_native_conv(int index, const NativeOperands &v, int src,
                        std::shared_ptr<NativeConv> conv, std::string info);
   void add_native(int index, std::shared_ptr<NativeCall> call, std::string info);
   void plan_memory();

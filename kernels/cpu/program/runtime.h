@@ -76,6 +76,18 @@ void check_abi() {
     if (actual == nullptr || std::strcmp(actual, expected) != 0)
       throw Error{std::string("oneDNN ABI mismatch: expected ") + expected + ", library says " +
                   (actual ? actual : "(null)")};
+  // the memory descriptor queries (no names to compare): asked of a descriptor of known dims
+  dnnl_dims_t dims{2, 3, 5};
+  dnnl_memory_desc_t md = nullptr;
+  check(dnnl_memory_desc_create_with_tag(&md, 3, dims, dnnl_f32, dnnl_abc), "ABI check md");
+  int32_t ndims = 0;
+  const dnnl_dims_t *queried = nullptr;
+  const bool ok = dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &ndims) == dnnl_success &&
+                  dnnl_memory_desc_query(md, dnnl_query_dims, &queried) == dnnl_success &&
+                  ndims == 3 && queried && (*queried)[0] == 2 && (*queried)[1] == 3 &&
+                  (*queried)[2] == 5;
+  dnnl_memory_desc_destroy(md);
+  if (!ok) throw Error{"oneDNN ABI mismatch: memory descriptor queries (ndims, dims)"};
 }
 
 struct Runtime {

@@ -18,6 +18,22 @@ The encoding, read by ``Program::build`` in the same order:
 
 ``uid`` makes the spec of every program cell unique: the runtime keeps one built program (its
 primitives and packed weights) per distinct spec.
+
+The runtime validates all of it and refuses (status 1, one line from ``ProgramLastError``)
+whatever it does not understand, never reading or writing out of bounds: the header and values
+in ``kernels/cpu/program/spec_reader.h`` (exactly one input and one output, a temporary's index
+-1, a constant's offset + size within the constants array, dims positive and below 2^31
+elements a value, no word left over); each step's fields decoded into a named struct, one per
+kind, whose decoder is the C++ twin of the step class's ``fields()`` below (in ``step_specs.h``:
+``PostOp``, ``ConvStep``, ``PoolStep``, ``EltwiseStep``, ``BinaryStep``, ``ConcatStep``,
+``MatMulStep``, ``ReduceStep``, ``NormStep`` for LayerNorm and GroupNorm, ``SoftmaxStep``,
+``TransposeStep``, ``SourceToDestination`` for Reshape and Resample, ``SliceStep``; in
+``native_steps.h``: ``ExternalStep``, ``WinogradStep``, ``GemmConvStep``,
+``PointwiseDepthwiseStep``): the exact field count, every integer in range,
+operands declared values defined by an earlier step (or inputs/constants), results temporaries
+or the output, the operands' shapes consistent with the step; and, on every call, the
+parameters' dtypes, the input's and output's dims and the constants array's length
+(``Program::check_call``).
 """
 from __future__ import annotations
 
@@ -186,6 +202,8 @@ class Pool(Step):
 
 @dataclass(frozen=True)
 class Eltwise(Step):
+    """dst = alg(src; alpha, beta), of src's dims."""
+
     KIND: ClassVar[int] = 3
     src: int
     dst: int
@@ -226,6 +244,8 @@ class Binary(Step):
 
 @dataclass(frozen=True)
 class Concat(Step):
+    """dst = the sources joined along ``axis`` (all of dst's rank)."""
+
     KIND: ClassVar[int] = 5
     srcs: tuple[int, ...]
     dst: int
@@ -293,7 +313,7 @@ class Reduce(Step):
 
 @dataclass(frozen=True)
 class LayerNorm(Step):
-    """Normalisation over the last axis, then * scale + shift (both of its length)."""
+    """Normalisation over the last axis, then * scale + shift (both 1-D, of its length)."""
 
     KIND: ClassVar[int] = 8
     src: int
@@ -314,6 +334,8 @@ class LayerNorm(Step):
 
 @dataclass(frozen=True)
 class Softmax(Step):
+    """Softmax along ``axis``."""
+
     KIND: ClassVar[int] = 9
     src: int
     dst: int
@@ -396,7 +418,8 @@ class External(Step):
     """dst = act(conv(src, weights) + bias [+ residual]) by the hand-written kernel
     ``kernel`` (an index into the spec's kernels), on plain NCHW tensors; ``weights`` are packed
     as that kernel variant expects; ``padding`` (top, bottom, left, right) and ``activation``
-    are its geometry (kernels/cpu/conv_common.h)."""
+    are its geometry (kernels/cpu/conv_common.h). The runtime knows the weights' size of the
+    kernels of kernels/cpu (Conv2dDense, Conv2dDepthwise, Conv2dWinograd) and refuses others."""
 
     KIND: ClassVar[int] = 13
     src: int
