@@ -117,7 +117,8 @@ def test_export_writes_a_loadable_best_configuration(searched, tmp_path):
     tuner("export", "--rank", "2", "--out", second, runs_dir=runs)
     assert json.loads(second.read_text())["metrics"]["throughput_ips"] <= \
         exported["metrics"]["throughput_ips"]
-    measured = tuner("measure", out, "--min-runs", "2", "--min-seconds", "0", "--max-seconds", "3")
+    measured = tuner("measure", out, "--trust-model-code", "--min-runs", "2", "--min-seconds",
+                     "0", "--max-seconds", "3")
     assert "speedup now:" in measured.stdout and "tuned now" in measured.stdout
     assert "validated speedup:" in measured.stdout
 

@@ -92,10 +92,13 @@ def build_content(study: optuna.Study, study_directory: Path, export_path: Path 
                "machine noise at start": (f"CV {noise['noise_cv']:.1%} of a fixed matmul"
                                           if noise else "not recorded")}
     export = str(export_path) if export_path else "best.json"
+    code = ":" in str(target.get("model"))  # package.module:factory: building it runs code
+    trust, trusted = (" --trust-model-code", ", trust_model_code=True") if code else ("", "")
     reproduce = [f"python -m tuner.export --study-name {study.study_name} --out {export}",
-                 f"python -m tuner.measure {export}     # re-measure it and the baseline",
-                 f"python -m tuner.profile {export}     # where its time goes",
-                 f"# in deployment code: net = tuner.load({export!r}, checkpoint='my.ckpt')"]
+                 f"python -m tuner.measure {export}{trust}     # re-measure it and the baseline",
+                 f"python -m tuner.profile {export}{trust}     # where its time goes",
+                 f"# in deployment code: net = tuner.load({export!r}, checkpoint='my.ckpt'"
+                 f"{trusted})"]
     described = (f"trial {winner.number}: {records.trial_config(winner).describe()}"
                  + (" (validated winner)" if report is not None else " (best trial, not validated)")
                  if winner else "no successful trial yet")
