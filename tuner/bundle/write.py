@@ -13,6 +13,7 @@ import numpy as np
 from tuner import cpuinfo
 from tuner.bundle.manifest import (EXPORT, ISA_FLAGS, MANIFEST, BundleManifest, StoredProgram,
                                    file_digest)
+from tuner.errors import UsageError
 from tuner.export_format import ExportedConfig, write_export
 
 WEIGHTS = "weights.ckpt"
@@ -33,7 +34,7 @@ def write_bundle(exported: ExportedConfig, directory: str | Path, net,
     others = sorted(set(batches) - {shape[0]})
     plan = batch_planner(net, exported.config, shape, exported.target.device) if others else None
     if others and plan is None:
-        raise ValueError(f"{exported.target.model}: the network cannot be copied to plan "
+        raise UsageError(f"{exported.target.model}: the network cannot be copied to plan "
                          f"other batch sizes")
     networks = {shape[0]: apply(net, exported)}
     networks.update({batch: plan(batch) for batch in others})
