@@ -11,7 +11,7 @@ throughput, its optimal number of requests in flight; f32) run that file. Then t
 engines (or those of ``--engines``), each in a process of its own that compiles once,
 are timed in alternation (tuner.runner.interleave): ``--rounds`` rounds, in each of which every
 engine times a slot of its runs (the trials' protocol, tuner.runner.measurement: a warmup run
-before the first slot, then runs for at least ``SLOT_MIN_SECONDS`` and at most
+before the first slot, then runs for at least ``--min-seconds`` and at most
 ``--max-seconds``) while the others idle. A row gives each engine's median images/s over its
 slots, the ratios tuned/untuned, tuned/ONNX Runtime and tuned/best (the faster of ONNX Runtime
 and OpenVINO in that row), and ``OV err``, OpenVINO's output against the untuned one. The tuned
@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=positive_int, default=10,
                         help="interleaved rounds, a slot of each engine's runs in each "
                              "(default 10)")
+    parser.add_argument("--min-seconds", type=positive_float, default=SLOT_MIN_SECONDS,
+                        help="timing floor per engine and round (default 0.5; longer slots "
+                             "outlast a host's slow first moments after an engine idled)")
     parser.add_argument("--max-seconds", type=positive_float, default=2.0,
                         help="timing cap per engine and round (default 2; at least one run)")
     parser.add_argument("--trial-timeout", type=positive_float, default=1800.0)
@@ -134,7 +137,7 @@ def _anchor(target: TuningTarget, args, exports: list) -> AnchorRow:
     if not exported.ok:
         row.notes.append(f"no ONNX Runtime or OpenVINO figure: export {exported.reason()}")
     settings = MeasureSettings(warmup_runs=1, min_runs=3,
-                               min_seconds=min(SLOT_MIN_SECONDS, args.max_seconds),
+                               min_seconds=min(args.min_seconds, args.max_seconds),
                                max_seconds=args.max_seconds, slots=args.rounds)
     requests = {"untuned": TrialRequest("measure", target, str(assets), measure=settings),
                 "tuned": TrialRequest("measure", target, str(assets), config=config,
