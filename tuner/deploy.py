@@ -153,8 +153,8 @@ def load(path: str | Path, checkpoint: str | Path | None = None, *,
         if checkpoint is not None:
             raise UsageError(f"{bundle}: a bundle carries its weights; write it with "
                              f"--checkpoint {checkpoint} instead")
-        return load_bundle(bundle, lambda: build_model(read_export(bundle / "best.json"),
-                                                       trust_model_code=trust_model_code))
+        return load_bundle(bundle, lambda exported: build_model(
+            exported, trust_model_code=trust_model_code))
     exported = read_export(path)
     return apply(build_model(exported, checkpoint, trust_model_code), exported)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from tuner import cpuinfo
 from tuner.bundle.manifest import EXPORT, MANIFEST, BundleError, BundleManifest, read_manifest
+from tuner.export_format import ExportedConfig, read_export
 
 
 def bundle_directory(path: str | Path) -> Path | None:
@@ -22,13 +23,12 @@ def bundle_directory(path: str | Path) -> Path | None:
     return None
 
 
-def load_bundle(directory: Path, create_model: Callable[[], object]):
+def load_bundle(directory: Path, create_model: Callable[[ExportedConfig], object]):
     """The tuned network of the bundle in ``directory``, ready to call (deploy.serving_network).
-    ``create_model`` builds the untuned architecture; called only where programs do not cover
-    the whole network. BundleError (one line) for a bundle this CPU cannot run, a damaged or
+    ``create_model`` builds the untuned architecture its export names; called only where
+    programs do not cover the whole network. BundleError (one line) for a bundle this CPU cannot run, a damaged or
     altered file, or a network that does not match."""
     from tuner.deploy import apply_process_settings, serving_network
-    from tuner.export_format import read_export
 
     manifest = read_manifest(directory)
     missing = sorted(set(manifest.isa) - cpuinfo.flags())
@@ -46,29 +46,49 @@ def load_bundle(directory: Path, create_model: Callable[[], object]):
     if manifest.programs and shape[0] not in batches:
         raise BundleError(f"{directory}: no programs for its tuned batch {shape[0]}")
 
+    runtime = _runtime(directory, manifest) if manifest.programs else None
+
     def network(batch: int):
         if batch not in batches:
             raise BundleError(f"{directory}: no programs for batch {batch}")
-        tuned = _tuned_network(directory, manifest, exported, batch, create_model)
+        tuned = _tuned_network(directory, manifest, exported, batch, runtime, create_model)
         return serving_network(tuned, config, (batch, *shape[1:]))
 
-    tuned = _tuned_network(directory, manifest, exported, shape[0], create_model)
+    tuned = _tuned_network(directory, manifest, exported, shape[0], runtime, create_model)
     return serving_network(tuned, config, shape, network if len(batches) > 1 else None)
 
 
+def _runtime(directory: Path, manifest: BundleManifest) -> Path:
+    """The bundle's program runtime, loaded and checked (MindSpore's oneDNN loaded first: what
+    the libraries link against)."""
+    from tuner.kernels.cpu.program.runtime import ONEDNN, mindspore_lib_dir, runtime_problem
+
+    if manifest.runtime is None:
+        raise BundleError(f"{directory}: programs but no runtime library")
+    lib = mindspore_lib_dir()
+    if lib is None or not (lib / ONEDNN).exists():
+        raise BundleError(f"{directory}: MindSpore's {ONEDNN} was not found")
+    ctypes.CDLL(str(lib / ONEDNN), mode=ctypes.RTLD_GLOBAL)
+    runtime = (directory / manifest.runtime).resolve()
+    problem = runtime_problem(runtime)
+    if problem:
+        raise BundleError(f"{directory}: {manifest.runtime}: {problem}")
+    return runtime
+
+
 def _tuned_network(directory: Path, manifest: BundleManifest, exported, batch: int,
-                   create_model: Callable[[], object]):
+                   runtime: Path | None, create_model: Callable[[ExportedConfig], object]):
     """The tuned network (a TunedNetwork) of the bundle's programs planned at ``batch``."""
     from tuner.deploy import finish_network
     from tuner.models import fingerprint
     from tuner.rewrites.network import TunedNetwork
 
-    cells = _program_cells(directory, manifest, batch)
+    cells = _program_cells(directory, manifest, batch, runtime)
     if len(cells) == 1 and cells[0].replaces == ("",):
         tuned = TunedNetwork(cells[0])
         tuned.set_train(False)
         return tuned
-    net = create_model()
+    net = create_model(exported)
     if fingerprint(net) != exported.fingerprint:
         raise BundleError(f"{directory}: the model built for it is not the architecture it was "
                           f"tuned for ({exported.target.model})")
@@ -78,26 +98,14 @@ def _tuned_network(directory: Path, manifest: BundleManifest, exported, batch: i
     return tuned
 
 
-def _program_cells(directory: Path, manifest: BundleManifest, batch: int) -> list:
+def _program_cells(directory: Path, manifest: BundleManifest, batch: int,
+                   runtime: Path | None) -> list:
     programs = [(k, p) for k, p in enumerate(manifest.programs) if p.batch == batch]
     if not programs:
         return []
     from tuner.kernels.cpu.program import spec as s
     from tuner.kernels.cpu.program.cell import ProgramCell, StepInfo
-    from tuner.kernels.cpu.program.runtime import mindspore_lib_dir, ONEDNN
 
-    if manifest.runtime is None:
-        raise BundleError(f"{directory}: programs but no runtime library")
-    lib = mindspore_lib_dir()
-    if lib is None or not (lib / ONEDNN).exists():
-        raise BundleError(f"{directory}: MindSpore's {ONEDNN} was not found")
-    ctypes.CDLL(str(lib / ONEDNN), mode=ctypes.RTLD_GLOBAL)  # what the libraries link against
-    runtime = (directory / manifest.runtime).resolve()
-    check = ctypes.CDLL(str(runtime)).ProgramRuntimeCheck
-    check.restype = ctypes.c_char_p
-    problem = check().decode()
-    if problem:
-        raise BundleError(f"{directory}: {manifest.runtime}: {problem}")
     step_fields = {f.name for f in dataclasses.fields(StepInfo)}
     cells = []
     for k, program in programs:

@@ -47,10 +47,15 @@ def unavailable_reason(cache_dir: Path | None = None) -> str | None:
     result = build(cache_dir)
     if not result.ok:
         return f"the program runtime does not build: {result.error.strip().splitlines()[-1]}"
-    check = ctypes.CDLL(str(result.library)).ProgramRuntimeCheck
+    return runtime_problem(result.library)
+
+
+def runtime_problem(library: Path) -> str | None:
+    """Why the built runtime ``library`` cannot run here (its oneDNN ABI check, its engine), or
+    None."""
+    check = ctypes.CDLL(str(library)).ProgramRuntimeCheck
     check.restype = ctypes.c_char_p
-    message = check().decode()
-    return message or None
+    return check().decode() or None
 
 
 def last_error(library: Path) -> str:
