@@ -5,6 +5,7 @@
 // writes exactly the elements of the values it is given. Part of program.cpp's translation
 // unit.
 #pragma once
+#include "channel_scale.h"
 #include "step_specs.h"
 
 namespace {
@@ -280,8 +281,14 @@ void Program::add_native(int index, std::shared_ptr<NativeCall> call, std::strin
   if (dims_size(weights.dims) != call->conv->weight_floats())
     throw Error{info + ": packed weights of " + std::to_string(dims_size(weights.dims)) +
                 " floats, expected " + std::to_string(call->conv->weight_floats())};
-  define(ids[4], Md(tagged_md(value(ids[4]).dims, dnnl_acdb)).md);
   ids[1] = packed_weight(ids[1], weights.md.md, true);
+  add_native_action(index, std::move(call), std::move(info));
+}
+
+// The action of a native step whose operands are ready: its result channels-last.
+void Program::add_native_action(int index, std::shared_ptr<NativeCall> call, std::string info) {
+  const std::vector<int> &ids = call->values;
+  define(ids[4], Md(tagged_md(value(ids[4]).dims, dnnl_acdb)).md);
   Action action;
   action.step = index;
   action.label = "step";
@@ -321,6 +328,21 @@ void run_external(const ExternalCall &call, std::vector<void *> &pointers,
   int status = call.kernel(n, params.data(), ndims.data(), shape_pointers.data(), dtypes.data(),
                            nullptr, nullptr);
   if (status != 0) throw Error{"external kernel returned " + std::to_string(status)};
+}
+
+// A squeeze-and-excitation multiply (src0 4-D times a (N or 1, C, 1, 1) src1, no post-ops) as a
+// ChannelScale on channels-last values; false (nothing built) for any other binary step.
+bool Program::build_channel_scale(int index, const BinaryStep &s) {
+  const Dims &x = value(s.src0).dims, &scale = value(s.src1).dims;
+  if (s.alg != dnnl_binary_mul || !s.posts.empty() || x.size() != 4 || scale.size() != 4 ||
+      (scale[0] != 1 && scale[0] != x[0]) || scale[1] != x[1] || scale[2] != 1 || scale[3] != 1)
+    return false;
+  auto call = std::make_shared<NativeCall>();
+  call->conv = std::make_shared<ChannelScale>(
+      ChannelScaleShape{x[0], x[2] * x[3], x[1], scale[0] == x[0] && x[0] > 1});
+  call->values = {channels_last(s.src0, index), plain(s.src1, index), -1, -1, s.dst};
+  add_native_action(index, std::move(call), "channel_scale_nhwc");
+  return true;
 }
 
 }  // namespace

@@ -211,6 +211,8 @@ class Program {
   void add_native_conv(int index, const NativeOperands &v, int src,
                        std::shared_ptr<NativeConv> conv, std::string info);
   void add_native(int index, std::shared_ptr<NativeCall> call, std::string info);
+  void add_native_action(int index, std::shared_ptr<NativeCall> call, std::string info);
+  bool build_channel_scale(int index, const BinaryStep &s);
   void plan_memory();
 };
 

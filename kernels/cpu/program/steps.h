@@ -176,6 +176,7 @@ void Program::build_eltwise(int index, const EltwiseStep &s) {
 }
 
 void Program::build_binary(int index, const BinaryStep &s) {
+  if (build_channel_scale(index, s)) return;
   int src0 = s.src0, src1 = s.src1;
   if (value(src1).dims != value(src0).dims) src1 = plain(src1, index);  // broadcast operand
   std::vector<std::pair<int, int>> args;

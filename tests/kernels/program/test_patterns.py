@@ -113,6 +113,35 @@ def test_squeeze_and_excitation_gates_and_activations(library, activation, name)
     assert "binary mul" in explanation  # the gate
 
 
+class ChannelGate(nn.Cell):
+    """A squeeze-and-excitation gate with nothing fused after it: a step of its own."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = conv_bn(c, c, act=nn.ReLU())
+        self.project = nn.Conv2d(c, 8, 1)
+
+    def construct(self, x):
+        x = self.conv(x)
+        return self.project(x * ops.sigmoid(ops.mean(x, (2, 3), True)))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channel_gates_run_as_channel_scales(library, batch):
+    from tuner.kernels.cpu.program.runtime import timings
+
+    net = randomized(ChannelGate(24))
+    shape = (batch, 24, 9, 7)
+    x = Tensor(RNG.standard_normal(shape).astype(np.float32))
+    reference = Calling(net, auto_prefix=False)(x).asnumpy()
+    tuned = Calling(library.apply(net, NETWORK, shape), auto_prefix=False)
+    out = tuned(x).asnumpy()
+    assert float(np.abs(out - reference).max() / np.abs(reference).max()) <= 1e-4
+    (cell,) = [c for _, c in tuned.cells_and_names() if isinstance(c, ProgramCell)]
+    implementations = [a.implementation for a in timings(cell.library, cell.spec_words).actions]
+    assert implementations.count("channel_scale_nhwc") == 1, implementations
+
+
 @pytest.mark.parametrize("k,multiplier,stride", [(5, 1, 2), (7, 1, 1), (3, 2, 1), (5, 4, 2)])
 def test_depthwise_windows_and_channel_multipliers(library, k, multiplier, stride):
     net = nn.SequentialCell([conv_bn(8, 8 * multiplier, k, stride, groups=8, act=nn.ReLU()),
