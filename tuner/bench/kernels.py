@@ -191,7 +191,9 @@ def bench_workload(library, model, group, variants: dict[str, list[dict]], quick
             failures.append(f"mismatch {error:.2g} onednn impl {impl}")
         elif onednn < seconds.get(ONEDNN, float("inf")):
             seconds[ONEDNN], params[ONEDNN], reorders = onednn, {"impl": impl}, reorder
-    for kernel in (k for k in group.kernels if k != ONEDNN and library.space(k).runtime_params):
+    from tuner.kernels.cpu.program.emit import ONE_CONVOLUTION_KERNELS
+
+    for kernel in (k for k in group.kernels if k in ONE_CONVOLUTION_KERNELS):
         arrays = [t.asnumpy() for t in inputs]
         for variant in variants[kernel]:
             try:

@@ -232,6 +232,9 @@ def _step(values: _Values, op: KOp, impl: int) -> s.Step:
 
 WINOGRAD_NHWC = "conv2d_winograd_nhwc"
 GEMM_CONV_NHWC = "conv2d_gemm_nhwc"
+# The runtime's own kernels that run one convolution as one step (native_step); the
+# pointwise+depthwise kernel runs a fused pair of them instead.
+ONE_CONVOLUTION_KERNELS = (WINOGRAD_NHWC, GEMM_CONV_NHWC)
 ChoiceFor = Callable[[KOp, KernelGraph], "tuple[int, HandKernel | NativeKernel | None]"]
 
 
