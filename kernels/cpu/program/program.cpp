@@ -18,12 +18,14 @@
 // call's parameters against the spec before it runs (Program::check_call); anything else is
 // refused with status 1 and a one-line reason (ProgramLastError), never read out of bounds.
 //
-// One translation unit: runtime.h (errors, the ABI check, the threadpool, the engine),
-// handles.h (owned oneDNN handles), memory.h (memory descriptors), program.h (the Program
-// class), spec_reader.h (the spec's reading, each call's checks), step_specs.h and
-// native_steps.h (the steps' fields decoded and validated; native and external kernel steps),
-// build_helpers.h (values, layouts and primitives under construction), steps.h (building each
-// kind of step), and here building, memory planning, execution and the entry points.
+// One translation unit: errors.h (Error, check: the bottom), runtime.h (the ABI check, the
+// threadpool, the engine), handles.h (owned oneDNN handles), memory.h (memory descriptors),
+// program.h (the Program class), spec_reader.h (the spec's reading, each call's checks),
+// step_specs.h and native_steps.h (the steps' fields decoded and validated; native and external
+// kernel steps), build_helpers.h (values, layouts and primitives under construction), steps.h
+// (building each kind of step), and here building, memory planning, execution and the entry
+// points. Each header includes what it names, so the includes run one way, errors.h at the
+// bottom.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
