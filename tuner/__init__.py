@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 
 def apply(net, config_or_path):
-    """Return ``net`` with a tuned configuration applied (see tuner.deploy.apply)."""
-    from tuner.deploy import apply as _apply
+    """Return ``net`` with a tuned configuration applied (see tuner.apply_config.apply)."""
+    from tuner.apply_config import apply as _apply
 
     return _apply(net, config_or_path)
 

@@ -4,7 +4,7 @@ Starts an ``mlflow server`` (backend in PostgreSQL, its own schema ``mlflow`` of
 MLflow and Optuna would otherwise share the table ``alembic_version``; artifacts in a
 directory), then N ``python -m tuner.search`` workers on this machine against one Optuna study
 in the local PostgreSQL, waits for them and prints what the study holds (tuner.study.audit).
-What it runs is what real machines run (README, "Scaling out"): the same search command on each,
+What it runs is what real machines run (docs/scaling-out.md): the same search command on each,
 with ``--study-name`` and ``--study-trials``; the storage and tracking URLs, which may hold
 passwords, go through the workers' environment (``$TUNER_STORAGE``, ``$MLFLOW_TRACKING_URI``).
 """

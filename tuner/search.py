@@ -87,7 +87,7 @@ def build_parser() -> OneLineParser:
                         help="do not write the HTML report and plots at the end")
     parser.add_argument("--profile-runs", type=positive_int, default=5, metavar="N",
                         help="profiled inferences per network (default 5)")
-    workers = parser.add_argument_group("several workers on one study (see README: Scaling out)")
+    workers = parser.add_argument_group("several workers on one study (see docs/scaling-out.md)")
     workers.add_argument("--study-trials", type=positive_int, metavar="N",
                          help="the study ends at N trials, whichever workers run them: each "
                          "stops asking then, and the one that finishes the last validates and "

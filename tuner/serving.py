@@ -10,6 +10,7 @@ from typing import Callable
 from mindspore import nn
 
 from tuner.config import TuningConfig
+from tuner.tuned_network import rewrite_network, serving_network
 
 
 def choices_at_batch(config: TuningConfig, net: nn.Cell, library, tuned_shape: tuple[int, ...],
@@ -38,7 +39,6 @@ def batch_planner(net: nn.Cell, config: TuningConfig, tuned_shape: tuple[int, ..
         return None
 
     def plan(batch: int) -> nn.Cell:
-        from tuner.deploy import rewrite_network, serving_network
         from tuner.kernels import kernel_library
 
         shape = (batch, *tuned_shape[1:])

@@ -315,7 +315,7 @@ void conv_dense(const Geometry &g, const float *x, const float *wpack, const flo
 }  // namespace
 
 // params: x, packed_weight, bias, geometry, [residual], out
-AOT_ENTRY Conv2dDense(int nparam, void **params, int *ndims, int64_t **shapes,
+C_EXPORT_INT Conv2dDense(int nparam, void **params, int *ndims, int64_t **shapes,
                       const char **dtypes, void * /*stream*/, void * /*extra*/) {
   return run_conv_call<Geometry>(
       nparam, params, ndims, shapes, dtypes, [](const Geometry &) { return 0; },
@@ -325,4 +325,4 @@ AOT_ENTRY Conv2dDense(int nparam, void **params, int *ndims, int64_t **shapes,
 }
 
 // The tiling this library was compiled with, for checks from Python (ctypes).
-AOT_ENTRY Conv2dDenseRegisterRows() { return MR; }
+C_EXPORT_INT Conv2dDenseRegisterRows() { return MR; }

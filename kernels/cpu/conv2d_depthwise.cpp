@@ -142,7 +142,7 @@ void depthwise(const Geometry &g, const float *x, const float *w, const float *b
 }  // namespace
 
 // params: x, weight, bias, geometry, [residual], out
-AOT_ENTRY Conv2dDepthwise(int nparam, void **params, int *ndims, int64_t **shapes,
+C_EXPORT_INT Conv2dDepthwise(int nparam, void **params, int *ndims, int64_t **shapes,
                           const char **dtypes, void * /*stream*/, void * /*extra*/) {
   return run_conv_call<ConvGeometry>(
       nparam, params, ndims, shapes, dtypes, [](const ConvGeometry &g) { return g.KH * g.KW > MAX_TAPS ? 4 : 0; },

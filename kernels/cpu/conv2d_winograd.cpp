@@ -355,7 +355,7 @@ void conv_winograd(const Geometry &g, const float *x, const float *wpack, const 
 }  // namespace
 
 // params: x, packed_weight, bias, geometry, [residual], out
-AOT_ENTRY Conv2dWinograd(int nparam, void **params, int *ndims, int64_t **shapes,
+C_EXPORT_INT Conv2dWinograd(int nparam, void **params, int *ndims, int64_t **shapes,
                          const char **dtypes, void * /*stream*/, void * /*extra*/) {
   return run_conv_call<Geometry>(
       nparam, params, ndims, shapes, dtypes, [](const Geometry &g) { return g.KH == 3 && g.KW == 3 && g.SH == 1 && g.SW == 1 ? 0 : 4; },
@@ -365,5 +365,5 @@ AOT_ENTRY Conv2dWinograd(int nparam, void **params, int *ndims, int64_t **shapes
 }
 
 // The layout this library was compiled with, for the weight packing in Python (ctypes).
-AOT_ENTRY Conv2dWinogradRegisterRows() { return MR; }
-AOT_ENTRY Conv2dWinogradTileSize() { return TILE_M; }
+C_EXPORT_INT Conv2dWinogradRegisterRows() { return MR; }
+C_EXPORT_INT Conv2dWinogradTileSize() { return TILE_M; }

@@ -16,7 +16,9 @@ enum GeometryIndex {
 };
 enum Activation { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
 
-#define AOT_ENTRY extern "C" __attribute__((visibility("default"))) int
+// An exported, unmangled function returning int: the AOT entry points (MindSpore reads the int
+// as the call's status) and the kernels' queries of their compiled-in constants.
+#define C_EXPORT_INT extern "C" __attribute__((visibility("default"))) int
 
 static inline bool dtype_is(const char *dtype, const char *want) {
   return dtype != nullptr && std::strcmp(dtype, want) == 0;

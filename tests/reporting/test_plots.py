@@ -65,3 +65,23 @@ def test_validation_kernels_pareto_and_timeline():
     finally:
         plots.close(made)
     assert "runs no custom kernel" in plots.kernels(base, base).reason
+
+
+def test_kernels_plot_shows_ms_per_workload_not_shares():
+    """A winner whose kernel takes 1.5 of its 2 ms (a share of 0.75) where the baseline's layer
+    took 6 of its 10 ms (0.6): in shares the faster winner's bar would be the longer one; in
+    milliseconds per inference it is the shorter."""
+    base = Profile("b", 1, 10.0, 10.0, (OperatorTime("Conv2D", "c1", "s1", 1, 6.0),
+                                        OperatorTime("ReLU", "r1", "s3", 1, 4.0)))
+    tuned = Profile("t", 2, 2.0, 2.0, (OperatorTime("Custom:conv2d_dense", "c1", "s2", 2, 3.0,
+                                                    "conv2d_dense", "dense_key"),))
+    plot = plots.kernels(tuned, base)
+    try:
+        ax = plot.figure.axes[0]
+        widths = {bars.get_label(): [p.get_width() for p in bars.patches] for bars in ax.containers}
+        assert widths == {"baseline (builtin)": [6.0], "winner (custom)": [1.5]}
+        assert "ms per inference" in ax.get_xlabel()
+        assert "baseline 10 ms" in ax.get_title() and "winner 2 ms" in ax.get_title()
+        assert plot.title == "Kernels: ms per workload"
+    finally:
+        plots.close([plot])

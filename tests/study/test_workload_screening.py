@@ -4,7 +4,7 @@ import dataclasses
 import optuna
 import pytest
 
-from tuner.kernels.space import REPO_ROOT
+from tuner.paths import REPO_ROOT
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space

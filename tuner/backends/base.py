@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tuner.errors import UnsupportedDeviceError, UsageError
-from tuner.space.loader import default_space_path
+from tuner.paths import default_space_path
 
 _REGISTRY: dict[str, type["Backend"]] = {}
 

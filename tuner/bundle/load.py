@@ -24,11 +24,11 @@ def bundle_directory(path: str | Path) -> Path | None:
 
 
 def load_bundle(directory: Path, create_model: Callable[[ExportedConfig], object]):
-    """The tuned network of the bundle in ``directory``, ready to call (deploy.serving_network).
+    """The tuned network of the bundle in ``directory``, ready to call (tuned_network.serving_network).
     ``create_model`` builds the untuned architecture its export names; called only where
     programs do not cover the whole network. BundleError (one line) for a bundle this CPU cannot run, a damaged or
     altered file, or a network that does not match."""
-    from tuner.deploy import apply_process_settings, serving_network
+    from tuner.tuned_network import apply_process_settings, serving_network
 
     manifest = read_manifest(directory)
     missing = sorted(set(manifest.isa) - cpuinfo.flags())
@@ -79,9 +79,9 @@ def _runtime(directory: Path, manifest: BundleManifest) -> Path:
 def _tuned_network(directory: Path, manifest: BundleManifest, exported, batch: int,
                    runtime: Path | None, create_model: Callable[[ExportedConfig], object]):
     """The tuned network (a TunedNetwork) of the bundle's programs planned at ``batch``."""
-    from tuner.deploy import finish_network
     from tuner.models import fingerprint
     from tuner.rewrites.network import TunedNetwork
+    from tuner.tuned_network import finish_network
 
     cells = _program_cells(directory, manifest, batch, runtime)
     if len(cells) == 1 and cells[0].replaces == ("",):

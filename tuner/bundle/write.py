@@ -26,7 +26,7 @@ def write_bundle(exported: ExportedConfig, directory: str | Path, net,
     libraries they call (compiled for this CPU) and, where programs do not cover the whole
     network, a checkpoint of the rest. ``net`` is the untuned network with the weights to ship;
     it is rewritten. The directory is replaced whole, only once everything is written."""
-    from tuner.deploy import apply
+    from tuner.apply_config import apply
     from tuner.serving import batch_planner
 
     directory = Path(directory)

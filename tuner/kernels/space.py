@@ -16,9 +16,9 @@ import yaml
 
 from tuner import cpuinfo
 from tuner.errors import shown
+from tuner.paths import SPACES_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SPACE_PATH = REPO_ROOT / "search_spaces" / "cpu_kernels.yaml"
+DEFAULT_SPACE_PATH = SPACES_DIR / "cpu_kernels.yaml"
 _TYPES = ("categorical", "int", "bool")
 
 

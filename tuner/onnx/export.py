@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tuner.onnx.conventions import ONNX_FILE, session_options
 from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, WEIGHTS_FILE, TrialRequest
 
-ONNX_FILE = "model.onnx"
 ONNX_INFO_FILE = "onnx.json"
 
 
@@ -54,7 +54,6 @@ def export_onnx(request: TrialRequest, ms) -> OnnxExport:
     import onnxruntime
 
     from tuner.models import create_model
-    from tuner.onnx.runtime import session_options
     from tuner.runner.measurement import output_error
 
     net = create_model(request.target.model)

@@ -2,20 +2,11 @@
 (tuner.onnx.timing)."""
 from __future__ import annotations
 
+from tuner.onnx.conventions import session_options
 from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
 from tuner.runner.gate import Gate
 from tuner.runner.record import TrialResult
 from tuner.runner.request import TrialRequest
-
-
-def session_options():
-    """What a user of ONNX Runtime gets by default, its graph optimisations at their highest
-    level (ORT_ENABLE_ALL, the default) stated rather than assumed."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return options
 
 
 def _load(path: str) -> LoadedEngine:
@@ -28,6 +19,6 @@ def _load(path: str) -> LoadedEngine:
 
 
 def measure_onnx_runtime(request: TrialRequest, gate: Gate) -> TrialResult:
-    """CPU execution provider, default session options (``session_options``);
+    """CPU execution provider, default session options (conventions.session_options);
     ``compile_seconds`` is the session's creation."""
     return measure_onnx_engine(request, gate, "ONNX Runtime", _load)

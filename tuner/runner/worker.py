@@ -102,7 +102,7 @@ def _prepare(request: TrialRequest) -> TrialResult:
     except UsageError as exc:
         raise _Failed(Status.USAGE_ERROR, str(exc)) from None
     ms = _setup(request)
-    from tuner.deploy import rewrite_network
+    from tuner.tuned_network import rewrite_network
     from tuner.config import TuningConfig
 
     ms.set_seed(request.seed)
@@ -301,7 +301,7 @@ def _build(request: TrialRequest):
     lists the untuned network's cells by path (taken before the rewrite, for profiles)."""
     _phase(Phase.LOAD)
     ms = _setup(request)
-    from tuner.deploy import apply_process_settings, rewrite_network
+    from tuner.tuned_network import apply_process_settings, rewrite_network
 
     net = _network(request, ms)
     original = list(net.cells_and_names())

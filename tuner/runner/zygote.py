@@ -18,7 +18,7 @@ Rules:
   ``OMP_*`` values fork from different zygotes (``omp_set_num_threads`` in the child was
   measured not to be enough: ResNet50 asked for 1 thread still kept both cores busy). The
   ``CHILD_VARIABLES`` (graph-kernel flags, read at compile time) are set by the child itself
-  (tuner.deploy.apply_process_settings). At most ``MAX_ZYGOTES`` live at once, the least
+  (tuner.tuned_network.apply_process_settings). At most ``MAX_ZYGOTES`` live at once, the least
   recently used closed first, fewer while the machine has less than ``MEMORY_RESERVE_MB``
   available (a zygote holds MindSpore and a network: 0.7 GB for ResNet50). A zygote dies with
   the study's process, and each child with its zygote.

@@ -30,7 +30,6 @@ from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.space import MODEL_STAGES, SearchSpace
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEMA_VERSION = 1
 _KNOB_KEYS = {"bool": {"default"}, "int": {"low", "high", "step", "default"},
               "categorical": {"choices", "default"}, "subset": {"choices", "default"}}
@@ -38,10 +37,6 @@ _KNOB_KEYS = {"bool": {"default"}, "int": {"low", "high", "step", "default"},
 
 class SpaceError(UsageError):
     """A malformed search-space file; the message is ``<file>: <key>: <reason>``."""
-
-
-def default_space_path(device: str) -> Path:
-    return SPACES_DIR / f"{device.lower()}.yaml"
 
 
 def load_space(path: str | Path) -> SearchSpace:

@@ -1,7 +1,7 @@
 // The subset of oneDNN's C API (major version 3) that the program runtime calls, declared here
 // because MindSpore's wheel ships the library (mindspore/lib/libdnnl.so.3, built with the
 // threadpool CPU runtime) without its headers. Every value below is a fact of oneDNN 3's ABI;
-// check_abi() in program.cpp compares the enumerations with the library's own names for them
+// check_abi() in runtime.h compares the enumerations with the library's own names for them
 // (dnnl_fmt_tag2str, dnnl_alg_kind2str, ...) before anything is created, and refuses to run on a
 // mismatch. Handles are opaque pointers; memory descriptors are handles too (oneDNN >= 3.0).
 #pragma once

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "errors.h"
 #include "handles.h"
-#include "runtime.h"
 
 namespace {
 

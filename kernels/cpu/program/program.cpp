@@ -18,12 +18,14 @@
 // call's parameters against the spec before it runs (Program::check_call); anything else is
 // refused with status 1 and a one-line reason (ProgramLastError), never read out of bounds.
 //
-// One translation unit: runtime.h (errors, the ABI check, the threadpool, the engine),
-// handles.h (owned oneDNN handles), memory.h (memory descriptors), program.h (the Program
-// class), spec_reader.h (the spec's reading, each call's checks), step_specs.h and
-// native_steps.h (the steps' fields decoded and validated; native and external kernel steps),
-// build_helpers.h (values, layouts and primitives under construction), steps.h (building each
-// kind of step), and here building, memory planning, execution and the entry points.
+// One translation unit: errors.h (Error, check: the bottom), runtime.h (the ABI check, the
+// threadpool, the engine), handles.h (owned oneDNN handles), memory.h (memory descriptors),
+// program.h (the Program class), spec_reader.h (the spec's reading, each call's checks),
+// step_specs.h and native_steps.h (the steps' fields decoded and validated; native and external
+// kernel steps), build_helpers.h (values, layouts and primitives under construction), steps.h
+// (building each kind of step), and here building, memory planning, execution and the entry
+// points. Each header includes what it names, so the includes run one way, errors.h at the
+// bottom.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -32,7 +34,8 @@
 #include "steps.h"
 #include "matmul_as_conv.h"
 
-#define AOT_ENTRY extern "C" __attribute__((visibility("default")))
+// An entry point the tuner finds by name (ctypes, ops.Custom): exported, unmangled.
+#define C_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
 
@@ -260,7 +263,7 @@ Registry &registry() {
 
 }  // namespace
 
-AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes,
+C_EXPORT int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes,
                          const char **dtypes, void *stream, void *extra) {
   (void)stream;
   (void)extra;
@@ -302,11 +305,11 @@ AOT_ENTRY int RunProgram(int nparam, void **params, int *ndims, int64_t **shapes
 }
 
 // Why the last failed call (of any program) failed, for the caller to say; empty if none has.
-AOT_ENTRY const char *ProgramLastError() { return last_error_text; }
+C_EXPORT const char *ProgramLastError() { return last_error_text; }
 
 // What a built program spends its time on (Program::timings) since the last reset, which
 // ``reset`` (non-zero) also does; empty if the program has not run yet. For profiles.
-AOT_ENTRY const char *ProgramTimings(const int64_t *spec, int64_t length, int reset) {
+C_EXPORT const char *ProgramTimings(const int64_t *spec, int64_t length, int reset) {
   static thread_local std::string text;
   text = "";
   if (!spec || length < 1 || length > kMaxSpecWords) return text.c_str();
@@ -329,7 +332,7 @@ AOT_ENTRY const char *ProgramTimings(const int64_t *spec, int64_t length, int re
 }
 
 // Checks the oneDNN ABI and creates the engine; returns an empty string or the reason it failed.
-AOT_ENTRY const char *ProgramRuntimeCheck() {
+C_EXPORT const char *ProgramRuntimeCheck() {
   static thread_local std::string text;
   try {
     runtime();

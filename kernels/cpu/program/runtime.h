@@ -1,4 +1,4 @@
-// The oneDNN runtime of the programs: errors, the ABI check, the engine, the stream and the
+// The oneDNN runtime of the programs: the ABI check, the engine, the stream and the
 // threads oneDNN runs its parallel loops on (thread_pool.h; OpenMP only gives their number).
 // Part of program.cpp's translation unit.
 #pragma once
@@ -9,17 +9,10 @@
 #include <vector>
 
 #include "dnnl_abi.h"
+#include "errors.h"
 #include "thread_pool.h"
 
 namespace {
-
-struct Error {
-  std::string message;
-};
-
-void check(dnnl_status_t status, const std::string &what) {
-  if (status != dnnl_success) throw Error{what + ": " + dnnl_status2str(status)};
-}
 
 double as_double(int64_t bits) {
   double value;

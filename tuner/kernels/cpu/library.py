@@ -28,8 +28,9 @@ from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
 from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
 from tuner.kernels.cpu.program.spec import Layout
 from tuner.kernels.cpu.program.workloads import step_epilogue, workload_of
-from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
+from tuner.kernels.space import DEFAULT_SPACE_PATH, KernelSpace, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, Workload, WorkloadGroup
+from tuner.paths import REPO_ROOT
 
 KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
 ONEDNN = "onednn"

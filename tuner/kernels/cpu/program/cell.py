@@ -65,7 +65,7 @@ class ProgramCell(nn.Cell):
         convention but none of its graph executor: a new tensor, or None when the call is not
         one float32 tensor of the program's input shape (the caller then takes the graph).
         MindSpore's launch of a compiled graph around the custom operator costs 0.2-0.3 ms a
-        call (README, "Around the one operator call")."""
+        call (docs/programs.md, "Threads, memory and the call around the program")."""
         if len(args) != 1:
             return None
         x = args[0]

@@ -32,14 +32,20 @@ BINARY = {"Add": Alg.ADD, "AddExt": Alg.ADD, "InplaceAddExt": Alg.ADD, "Adds": A
           "Div": Alg.DIV, "Divs": Alg.DIV, "Maximum": Alg.MAX, "Minimum": Alg.MIN}
 COMMUTATIVE = {Alg.ADD, Alg.MUL, Alg.MAX, Alg.MIN}
 LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "ExpandDims", "Unsqueeze"}
-SUPPORTED = {"Conv2D", "BatchNorm", "BiasAdd", "MaxPool", "AvgPool", "ReduceMean", "MatMul",
-             "MatMulExt", "BatchMatMul", "BatchMatMulExt", "AdaptiveAvgPool2D", "Concat", "Transpose", "LayerNorm", "Softmax", "Unstack",
-             "StridedSlice", "BroadcastTo", "Pad", "Split", "Stack", "SumExt", "ReduceSum",
-             "AvgPool3D", "GroupNorm", "ResizeNearestNeighbor", "ResizeNearestNeighborV2",
-             *LAYOUT_OPS, *BINARY,
-             *(k for k, v in ELTWISE.items() if v is not None)}
 # pad_mode of the functional pooling primitives (mindspore.ops.auto_generate's enumeration)
 PAD_MODE_SAME, PAD_MODE_VALID = 1, 2
+
+
+# MindSpore primitive -> the Lowering method that lowers it (filled by @_lowers below)
+_PRIMITIVE_LOWERINGS: dict[str, Callable[["Lowering", Node], None]] = {}
+
+
+def _lowers(primitive: str):
+    """Registers the decorated Lowering method as the lowering of ``primitive``."""
+    def register(method):
+        _PRIMITIVE_LOWERINGS[primitive] = method
+        return method
+    return register
 
 
 class Unsupported(Exception):
@@ -162,7 +168,7 @@ class Lowering:
         elif op in LAYOUT_OPS:
             self._reshape(node, self.ref(node.inputs[0]), node.shape)
         else:
-            getattr(self, f"_{op.lower()}")(node)
+            _PRIMITIVE_LOWERINGS[op](self, node)
 
     def _reshape(self, node: Node, src: Ref, shape, index: int = 0) -> Act:
         if isinstance(src, Const):
@@ -174,6 +180,7 @@ class Lowering:
             return src
         return self.emit(node, "reshape", [src], shape=shape, index=index)
 
+    @_lowers("Conv2D")
     def _conv2d(self, node: Node) -> None:
         x, w = self.ref(node.inputs[0]), self.ref(node.inputs[1])
         weights = self.array(w)
@@ -199,6 +206,7 @@ class Lowering:
         self.emit(node, "conv", [x, w], groups=groups, stride=stride, dilation=dilation,
                   padding=(top, left, bottom, right), bias=None)
 
+    @_lowers("BatchNorm")
     def _batchnorm(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         gamma, beta, mean, var = (self.array(self.ref(o)) for o in node.inputs[1:5])
@@ -213,6 +221,7 @@ class Lowering:
         shift = beta.astype(np.float64) - mean.astype(np.float64) * scale
         self.emit(node, "affine", [x], shape=self.kg.shape(x), scale=scale, shift=shift)
 
+    @_lowers("BiasAdd")
     def _biasadd(self, node: Node) -> None:
         x, b = self.ref(node.inputs[0]), self.ref(node.inputs[1])
         bias = self.array(b)
@@ -254,11 +263,13 @@ class Lowering:
         self.emit(node, "pool", [x], alg=alg, kernel=tuple(kernel), stride=tuple(stride),
                   padding=(top, left, bottom, right))
 
+    @_lowers("MaxPool")
     def _maxpool(self, node: Node) -> None:
         kernel = _pairs(node.attrs.get("kernel_size", 1))
         stride = _pairs(node.attrs.get("strides", 1))
         self._pool(node, Alg.POOL_MAX, kernel, stride, str(node.attrs.get("pad_mode", "VALID")).lower())
 
+    @_lowers("AvgPool")
     def _avgpool(self, node: Node) -> None:
         """'same' padding averages only over the input's elements (TensorFlow's rule)."""
         if len(node.inputs) > 2:  # functional primitive: kernel, strides, pad_mode as inputs
@@ -271,6 +282,7 @@ class Lowering:
             same = str(node.attrs.get("pad_mode", "VALID")).lower() == "same"
         self._pool(node, Alg.POOL_AVG_EXCLUDE, kernel, stride, "same" if same else "valid")
 
+    @_lowers("AvgPool3D")
     def _avgpool3d(self, node: Node) -> None:
         """nn.AvgPool2d with explicit padding: a 3-D pooling of depth 1 (between an ExpandDims
         and a Squeeze), as the 2-D pooling it is."""
@@ -291,6 +303,7 @@ class Lowering:
                                nodes=[node.id]))
         self._reshape(node, out, node.shape)
 
+    @_lowers("Split")
     def _split(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         shape = self.kg.shape(x)
@@ -307,6 +320,7 @@ class Lowering:
             self.kg.ops.append(KOp("slice", [x], part, dict(offsets=offsets), nodes=[node.id]))
             self.env[NodeOutput(node.id, i)] = part
 
+    @_lowers("Stack")
     def _stack(self, node: Node) -> None:
         items = node.inputs[0]
         if not isinstance(items, TupleOf):
@@ -338,16 +352,19 @@ class Lowering:
         else:
             self.env[NodeOutput(node.id)] = out
 
+    @_lowers("SumExt")
     def _sumext(self, node: Node) -> None:  # ops.sum(x, dim, keepdim, dtype)
         if len(node.inputs) > 3 and _const(node.inputs[3], "sum dtype") is not None:
             raise Unsupported("SumExt to another dtype")
         axis = _const(node.inputs[1], "sum axis") if len(node.inputs) > 1 else ()
         self._reduce(node, Alg.REDUCE_SUM, () if axis is None else axis, False)
 
+    @_lowers("ReduceSum")
     def _reducesum(self, node: Node) -> None:
         axis = _const(node.inputs[1], "ReduceSum axis") if len(node.inputs) > 1 else ()
         self._reduce(node, Alg.REDUCE_SUM, axis, False)
 
+    @_lowers("Pad")
     def _pad(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         paddings = node.attrs.get("paddings")
@@ -356,6 +373,7 @@ class Lowering:
         (top, bottom), (left, right) = (tuple(int(v) for v in p) for p in paddings[2:])
         self.emit(node, "pad", [x], padding=(top, left, bottom, right))
 
+    @_lowers("ReduceMean")
     def _reducemean(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         shape = self.kg.shape(x)
@@ -377,6 +395,7 @@ class Lowering:
         else:
             self.env[NodeOutput(node.id)] = out
 
+    @_lowers("MatMul")
     def _matmul(self, node: Node) -> None:
         a, b = self.ref(node.inputs[0]), self.ref(node.inputs[1])
         flags = [bool(c.value) for c in node.inputs[2:4] if isinstance(c, Constant)]
@@ -397,9 +416,11 @@ class Lowering:
         self.emit(node, "matmul", [a, b], transpose_a=transpose_a, transpose_b=transpose_b,
                   bias=None)
 
+    @_lowers("BatchMatMul")
     def _batchmatmul(self, node: Node) -> None:
         self._matmul(node)
 
+    @_lowers("MatMulExt")
     def _matmulext(self, node: Node) -> None:  # ops.matmul: numpy's broadcasting rules
         a, b = self.ref(node.inputs[0]), self.ref(node.inputs[1])
         if isinstance(a, Const):
@@ -414,9 +435,11 @@ class Lowering:
             raise Unsupported(f"{node.op}: operands of different ranks")
         self.emit(node, "matmul", [a, b], transpose_a=False, transpose_b=False, bias=None)
 
+    @_lowers("BatchMatMulExt")
     def _batchmatmulext(self, node: Node) -> None:
         self._matmulext(node)
 
+    @_lowers("AdaptiveAvgPool2D")
     def _adaptiveavgpool2d(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         n, c, h, w = self.kg.shape(x)
@@ -427,6 +450,7 @@ class Lowering:
         self.emit(node, "pool", [x], alg=Alg.POOL_AVG_EXCLUDE, kernel=kernel, stride=kernel,
                   padding=(0, 0, 0, 0))
 
+    @_lowers("Concat")
     def _concat(self, node: Node) -> None:
         items = node.inputs[0]
         if not isinstance(items, TupleOf):
@@ -437,6 +461,7 @@ class Lowering:
         axis %= len(node.shape)
         self.emit(node, "concat", refs, axis=axis)
 
+    @_lowers("Transpose")
     def _transpose(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         perm = tuple(int(p) for p in _const(node.inputs[1], "Transpose permutation"))
@@ -445,6 +470,7 @@ class Lowering:
             return
         self.emit(node, "transpose", [x], perm=perm)
 
+    @_lowers("LayerNorm")
     def _layernorm(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         gamma, beta = self.array(self.ref(node.inputs[1])), self.array(self.ref(node.inputs[2]))
@@ -460,6 +486,7 @@ class Lowering:
                                       self.kg.new_const(beta.reshape(-1))],
                   shape=self.kg.shape(x), epsilon=epsilon)
 
+    @_lowers("GroupNorm")
     def _groupnorm(self, node: Node) -> None:  # GroupNorm(x, groups, gamma, beta, eps)
         x = self.ref(node.inputs[0])
         groups = int(_const(node.inputs[1], "GroupNorm groups"))
@@ -471,6 +498,7 @@ class Lowering:
                                       self.kg.new_const(beta.reshape(-1))],
                   shape=self.kg.shape(x), groups=groups, epsilon=epsilon)
 
+    @_lowers("ResizeNearestNeighbor")
     def _resizenearestneighbor(self, node: Node) -> None:
         """Upsampling by whole factors without corner alignment: every rounding rule picks the
         same source pixel."""
@@ -482,9 +510,11 @@ class Lowering:
             raise Unsupported(f"{node.op} other than by whole factors without corner alignment")
         self.emit(node, "resample", [x])
 
+    @_lowers("ResizeNearestNeighborV2")
     def _resizenearestneighborv2(self, node: Node) -> None:
         self._resizenearestneighbor(node)
 
+    @_lowers("Softmax")
     def _softmax(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         axis = _const(node.inputs[1], "Softmax axis") if len(node.inputs) > 1 else -1
@@ -492,6 +522,7 @@ class Lowering:
         self.emit(node, "softmax", [x], shape=self.kg.shape(x),
                   axis=int(axis) % len(self.kg.shape(x)))
 
+    @_lowers("Unstack")
     def _unstack(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         shape = self.kg.shape(x)
@@ -506,6 +537,7 @@ class Lowering:
             self.kg.ops.append(KOp("reshape", [part], out, {}, nodes=[node.id]))
             self.env[NodeOutput(node.id, i)] = out
 
+    @_lowers("StridedSlice")
     def _stridedslice(self, node: Node) -> None:
         x = self.ref(node.inputs[0])
         shape = self.kg.shape(x)
@@ -532,10 +564,16 @@ class Lowering:
         self.kg.ops.append(KOp("slice", [x], part, dict(offsets=tuple(offsets)), nodes=[node.id]))
         self._reshape(node, part, node.shape)
 
+    @_lowers("BroadcastTo")
     def _broadcastto(self, node: Node) -> None:
         src = self.ref(node.inputs[0])
         self.env[NodeOutput(node.id)] = self.kg.new_const(
             np.broadcast_to(self.array(src), tuple(node.shape)))
+
+
+# every primitive a program can run: the registered lowerings and the table-driven ones
+SUPPORTED = frozenset({*_PRIMITIVE_LOWERINGS, *LAYOUT_OPS, *BINARY,
+                       *(k for k, v in ELTWISE.items() if v is not None)})
 
 
 def lower_region(graph: Graph, node_ids: list[int], source, output: NodeOutput,
