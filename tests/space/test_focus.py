@@ -10,8 +10,8 @@ from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
 from tuner.space.focus import WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
-from tuner.study import records
-from tuner.study.attributes import TrialKey
+from tuner.storages import trial_facts
+from tuner.storages.attributes import TrialKey
 from tests.fixtures.records import metrics
 
 SPACES = load_kernel_space()
@@ -59,7 +59,7 @@ def _guided_study(knobs: KernelKnobs, guide_choices) -> optuna.Study:
     result = TrialResult(Status.OK, metrics(10.0), workload_ms=TIMES)
     config = TuningConfig(kernels=guide_choices)
     study.add_trial(optuna.trial.create_trial(value=10.0, user_attrs={
-        records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict()}))
+        TrialKey.RESULT.value: result.to_dict(), TrialKey.CONFIG.value: config.to_dict()}))
     return study
 
 

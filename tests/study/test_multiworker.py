@@ -21,10 +21,10 @@ from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.study.audit import audit
 from tuner.study.callbacks import StudyCallback
-from tuner.study.liveness import Heartbeat, RetryStale, ask, fail_stale, retried_from
+from tuner.storages.liveness import Heartbeat, RetryStale, ask, fail_stale, retried_from
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tuner.callbacks.base import StudyCallback
 from tuner.export_format import write_export
-from tuner.study import records
+from tuner.storages import trial_facts
 from tuner.study.exporting import export_trial
 
 
@@ -16,5 +16,5 @@ class ExportBest(StudyCallback):
         self.written: Path | None = None
 
     def on_search_complete(self, run, winner):
-        if records.ranked_trials(run.study):
+        if trial_facts.ranked_trials(run.study):
             self.written = write_export(export_trial(run.study), self.path)

@@ -3,7 +3,7 @@
 Rules:
 
 - The parent run's id is the study attribute ``StudyKey.MLFLOW_PARENT_RUN``; it is looked up or
-  created under the study's ``mlflow`` lock (tuner.study.coordination), so that workers
+  created under the study's ``mlflow`` lock (tuner.storages.coordination), so that workers
   starting together make one.
 - A trial's nested run carries the tag ``trial_number``. A trial is logged by checking, under
   the same lock, that the parent has no nested run with its number, then creating it: never
@@ -30,12 +30,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.errors import one_line
 from tuner.redact import mask_url
 from tuner.runner.record import TrialResult
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
-from tuner.study.coordination import study_lock
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.coordination import study_lock
 from tuner.study.hosts import Host
-from tuner.study.liveness import retried_from
+from tuner.storages.liveness import retried_from
 
 EXPERIMENT = "tuner"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
@@ -144,13 +144,13 @@ class StudyRuns:
 
     def log_trial(self, trial: FrozenTrial, run_id: str | None = None) -> str:
         """The trial's nested run (created, or ``run_id`` completed)."""
-        result = records.trial_result(trial)
+        result = trial_facts.trial_result(trial)
         status = result.status.value if result else "lost"
         if run_id is None:
             run_id = self.client.create_run(
                 self.experiment_id, run_name=trial_run_name(trial, result),
                 tags={PARENT_TAG: self.parent_id, TRIAL_TAG: str(trial.number)}).info.run_id
-        config = records.trial_config(trial)
+        config = trial_facts.trial_config(trial)
         metrics = dict(result.metrics.to_dict()) if result and result.metrics else {}
         if result:
             metrics["wall_seconds"] = result.wall_seconds
@@ -167,7 +167,7 @@ class StudyRuns:
 
     def _artifacts(self, run_id: str, trial: FrozenTrial, result: TrialResult | None) -> str:
         try:
-            self.client.log_dict(run_id, records.trial_config(trial).to_dict(), "config.json")
+            self.client.log_dict(run_id, trial_facts.trial_config(trial).to_dict(), "config.json")
             if result and result.error:
                 self.client.log_text(run_id, result.error, "error.txt")
         except Exception as exc:  # a refusing artifact store costs the artifacts, not the run
@@ -196,14 +196,14 @@ def _study_params(study: optuna.Study) -> dict:
 
 def _trial_tags(trial: FrozenTrial, status: str) -> dict:
     host = attrs.trial_get(trial, TrialKey.HOST)
-    tags = {"status": status, "baseline": str(records.is_baseline(trial)).lower(),
-            "optuna_state": trial.state.name, "origin": records.origin(trial),
+    tags = {"status": status, "baseline": str(trial_facts.is_baseline(trial)).lower(),
+            "optuna_state": trial.state.name, "origin": trial_facts.origin(trial),
             NOTE_TAG: trial_note(trial, status),
             **(Host.from_dict(host).tags() if host else {})}
     if attrs.trial_get(trial, TrialKey.WORKER):
         tags["worker"] = attrs.trial_get(trial, TrialKey.WORKER)
-    if records.REUSED_FROM_ATTR in trial.user_attrs:
-        tags["reused_from"] = str(trial.user_attrs[records.REUSED_FROM_ATTR])
+    if attrs.has(trial, TrialKey.REUSED_FROM):
+        tags["reused_from"] = str(attrs.trial_get(trial, TrialKey.REUSED_FROM))
     if retried_from(trial) is not None:
         tags["retry_of"] = str(retried_from(trial))
     return tags
@@ -211,7 +211,7 @@ def _trial_tags(trial: FrozenTrial, status: str) -> dict:
 
 def trial_run_name(trial: FrozenTrial, result: TrialResult | None) -> str:
     """``trial-7 ok 12.3x``; the baseline ``trial-0 baseline``; a failure ``trial-4 pruned``."""
-    if records.is_baseline(trial) and result is not None:
+    if trial_facts.is_baseline(trial) and result is not None:
         return f"trial-{trial.number} baseline"
     if result is None:
         return f"trial-{trial.number} lost"
@@ -222,12 +222,12 @@ def trial_run_name(trial: FrozenTrial, result: TrialResult | None) -> str:
 
 def trial_note(trial: FrozenTrial, status: str) -> str:
     """The nested run's description: its knobs that differ from the untuned defaults."""
-    config = records.trial_config(trial)
-    result = records.trial_result(trial)
+    config = trial_facts.trial_config(trial)
+    result = trial_facts.trial_result(trial)
     lines = [f"- `{k}` = `{v}`" for k, v in config.non_default_knobs().items()]
     lines += [f"- `{c.workload}`: {c.kernel} " + ", ".join(f"{k}={v}" for k, v in c.params)
               for c in config.kernels]
-    head = f"Trial {trial.number} ({records.origin(trial)}): {status}."
+    head = f"Trial {trial.number} ({trial_facts.origin(trial)}): {status}."
     if result is not None and result.error:
         head += f" {result.reason()}"
     elif result is None:

@@ -32,14 +32,13 @@ from tuner.callbacks.mlflow_runs import (EXPERIMENT, EXPERIMENT_KIND, LOGGED_STA
 from tuner.callbacks.progress import pruning_savings, summary_table
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.study.callbacks import StudyCallback
 from tuner.study.validation import over_default
 
 UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
-PARENT_RUN_ATTR = StudyKey.MLFLOW_PARENT_RUN.value
 
 
 def artifact_location(tracking_uri: str, artifact_root: Path) -> str | None:
@@ -94,7 +93,7 @@ class MlflowTracker(StudyCallback):
                 self._parent_artifacts(run)
             else:
                 self.log(self.runs.parent_id, metrics=run.noise,
-                         step=records.trial_count(run.study))
+                         step=trial_facts.trial_count(run.study))
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
             if starting:
                 raise UsageError(f"--tracking-uri {mask_url(self.tracking_uri)}: cannot use it "
@@ -143,13 +142,13 @@ class MlflowTracker(StudyCallback):
         if not best:
             return
         top = best[0]
-        metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
+        metrics = {f"best_{k}": v for k, v in trial_facts.trial_result(top).metrics.to_dict().items()}
         metrics["best_speedup"] = attrs.trial_get(top, TrialKey.SPEEDUP)
-        metrics["trials"] = records.trial_count(run.study)
+        metrics["trials"] = trial_facts.trial_count(run.study)
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
-        self.log(self.runs.parent_id, metrics=metrics, step=records.trial_count(run.study),
+        self.log(self.runs.parent_id, metrics=metrics, step=trial_facts.trial_count(run.study),
                  tags={"best_trial": top.number,
-                       "best_knobs": records.trial_config(top).describe()[:5000]})
+                       "best_knobs": trial_facts.trial_config(top).describe()[:5000]})
 
     def on_validated(self, run, report):
         if not self.online:
@@ -170,7 +169,7 @@ class MlflowTracker(StudyCallback):
                      tags={"validated_winner": report.winner,
                            "validation_note": report.note or "-",
                            "validated_on": report.host or "-"},
-                     step=records.trial_count(run.study))
+                     step=trial_facts.trial_count(run.study))
             self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
         except Exception as exc:
             self._offline("logging the validation", exc)

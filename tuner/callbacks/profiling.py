@@ -10,9 +10,9 @@ from tuner.errors import one_line
 from tuner.config import TuningConfig
 from tuner.profiling.records import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
-from tuner.study import records
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
 
 ARTIFACT_DIR = "profile"
 TOP_TYPES = 5
@@ -51,7 +51,7 @@ class ProfileWinner(StudyCallback):
 
     def _profile(self, run, config: TuningConfig, label: str, workdir: Path,
                  measured_by) -> tuple[Profile | None, str]:
-        result = records.trial_result(measured_by) if measured_by is not None else None
+        result = trial_facts.trial_result(measured_by) if measured_by is not None else None
         latency_s = result.metrics.latency_p50_ms / 1e3 if result and result.metrics else 0.0
         return profile_one(run.target, run.assets_dir, config, label, workdir, self.runs,
                            seed=int(attrs.get(run.study, StudyKey.WEIGHTS_SEED, 0)),
@@ -60,12 +60,12 @@ class ProfileWinner(StudyCallback):
     def _pair(self, run, trial) -> ProfileOutcome:
         workdir = run.directory / "profiles" / "work"
         if self._baseline is None:
-            baseline = records.baseline_trial(run.study.get_trials(deepcopy=False))
+            baseline = trial_facts.baseline_trial(run.study.get_trials(deepcopy=False))
             self._baseline, error = self._profile(run, TuningConfig(), "baseline",
                                                   workdir / "baseline", baseline)
             if self._baseline is None:
                 return ProfileOutcome(None, None, error)
-        tuned, error = self._profile(run, records.trial_config(trial), f"trial {trial.number}",
+        tuned, error = self._profile(run, trial_facts.trial_config(trial), f"trial {trial.number}",
                                      workdir / f"trial-{trial.number}", trial)
         return ProfileOutcome(self._baseline, tuned, error)
 
@@ -86,7 +86,7 @@ class ProfileWinner(StudyCallback):
             if client is not None and run_id:
                 client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
                 self.tracker.log(run_id, metrics=profile_metrics(outcome),
-                                 step=records.trial_count(run.study))
+                                 step=trial_facts.trial_count(run.study))
             return out / "table.md"
         except Exception as exc:  # writing or tracking a profile must not stop the study
             text = one_line(exc)
@@ -95,12 +95,12 @@ class ProfileWinner(StudyCallback):
             return None
 
     def on_trial_end(self, run, trial, result):
-        if (self.every_trial and result.ok and not records.is_baseline(trial)
-                and records.REUSED_FROM_ATTR not in trial.user_attrs):
+        if (self.every_trial and result.ok and not trial_facts.is_baseline(trial)
+                and not attrs.has(trial, TrialKey.REUSED_FROM)):
             run_ids = self.tracker.trial_run_ids if self.tracker is not None else {}
             self._record(run, trial, run_ids.get(trial.number))
 
     def on_search_complete(self, run, winner):
-        if winner is None or records.is_baseline(winner):
+        if winner is None or trial_facts.is_baseline(winner):
             return
         self.written = self._record(run, winner, self.tracker.parent_id if self.tracker else None)

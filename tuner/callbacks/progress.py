@@ -6,8 +6,9 @@ import sys
 from tqdm import tqdm
 
 from tuner.callbacks.base import StudyCallback
-from tuner.study import records
-from tuner.study.attributes import TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import TrialKey
 from tuner.study.validation import current_report, over_default
 
 
@@ -24,13 +25,13 @@ class ProgressBar(StudyCallback):
 
     def on_trial_end(self, run, trial, result):
         best = run.best_trials()
-        reused = trial.user_attrs.get(records.REUSED_FROM_ATTR)
+        reused = attrs.trial_get(trial, TrialKey.REUSED_FROM)
         postfix = {"last": result.status.value + (f" (=#{reused})" if reused is not None else "")}
         if best:
             top = best[0]
             postfix["best"] = f"#{top.number} {top.values[0]:.4g} {run.objectives[0].unit}"
-            if TrialKey.SPEEDUP.value in top.user_attrs:
-                postfix["speedup"] = f"{top.user_attrs[TrialKey.SPEEDUP.value]:.3f}x"
+            if attrs.has(top, TrialKey.SPEEDUP):
+                postfix["speedup"] = f"{attrs.trial_get(top, TrialKey.SPEEDUP):.3f}x"
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
 
@@ -45,17 +46,17 @@ def summary_table(run) -> str:
     base, best = run.baseline(), (run.best_trials() or [None])[0]
     statuses: dict[str, int] = {}
     for t in trials:
-        result = records.trial_result(t)
+        result = trial_facts.trial_result(t)
         key = result.status.value if result else t.state.name.lower()
         statuses[key] = statuses.get(key, 0) + 1
-    reused = sum(records.REUSED_FROM_ATTR in t.user_attrs for t in trials)
+    reused = sum(attrs.has(t, TrialKey.REUSED_FROM) for t in trials)
     lines = [f"study {run.study.study_name}: {len(trials)} trials "
              f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}; "
              f"{reused} reused an identical configuration's measurement)"]
     if base is None or best is None:
         return "\n".join(lines + ["no successful trial yet"])
     rows = [("", "baseline", f"best (trial {best.number})")]
-    b, w = records.trial_result(base).metrics, records.trial_result(best).metrics
+    b, w = trial_facts.trial_result(base).metrics, trial_facts.trial_result(best).metrics
     rows += [("throughput (images/s)", f"{b.throughput_ips:.3f}", f"{w.throughput_ips:.3f}"),
              ("latency p50 (ms)", f"{b.latency_p50_ms:.1f}", f"{w.latency_p50_ms:.1f}"),
              ("latency p99 (ms)", f"{b.latency_p99_ms:.1f}", f"{w.latency_p99_ms:.1f}"),
@@ -94,14 +95,14 @@ def summary_table(run) -> str:
         lines.append(f"machine noise at start: CV {run.noise['noise_cv']:.1%} of a fixed matmul")
     winner = best if report is None else run.study.get_trials(deepcopy=False)[report.winner]
     lines.append(f"knobs of {'the validated winner' if report else 'the best'} (trial "
-                 f"{winner.number}, the one exported): {records.trial_config(winner).describe()}")
+                 f"{winner.number}, the one exported): {trial_facts.trial_config(winner).describe()}")
     return "\n".join(lines)
 
 
 def pruning_savings(trials) -> dict[str, float]:
     """How many trials were pruned, the wall time they took, and the timing they were spared
     (each pruned record's estimate; see tuner.runner.isolate)."""
-    pruned = [r for t in trials if (r := records.trial_result(t)) and r.status.value == "pruned"]
+    pruned = [r for t in trials if (r := trial_facts.trial_result(t)) and r.status.value == "pruned"]
     return {"pruned_trials": float(len(pruned)),
             "pruned_seconds": sum(r.wall_seconds for r in pruned),
             "estimated_seconds_saved": sum(r.saved_seconds for r in pruned)}
@@ -109,7 +110,7 @@ def pruning_savings(trials) -> dict[str, float]:
 
 def _speedup(best, tuned, base) -> float:
     """The best trial's speedup over the baseline of the host that measured it."""
-    stored = best.user_attrs.get(TrialKey.SPEEDUP.value)
+    stored = attrs.trial_get(best, TrialKey.SPEEDUP)
     return stored if stored is not None else tuned.throughput_ips / base.throughput_ips
 
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import optuna
 
 from tuner.config import KernelChoice, TuningConfig
-from tuner.study import records
+from tuner.storages import trial_facts
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,10 @@ class Guide:
 
 def guide(study: optuna.Study) -> Guide | None:
     """The best ranked trial that recorded workload times (see module), or None."""
-    for trial in records.ranked_trials(study):
-        result = records.trial_result(trial)
+    for trial in trial_facts.ranked_trials(study):
+        result = trial_facts.trial_result(trial)
         if result is not None and result.workload_ms:
-            config: TuningConfig = records.trial_config(trial)
+            config: TuningConfig = trial_facts.trial_config(trial)
             return Guide(trial.number, dict(result.workload_ms),
                          {c.workload: c for c in config.kernels})
     return None

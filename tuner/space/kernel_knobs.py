@@ -29,8 +29,8 @@ from tuner.errors import shown
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.focus import WorkloadFocus, guide
-from tuner.study import attributes as attrs
-from tuner.study.attributes import TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import TrialKey
 
 PER_WORKLOAD = "kernels.choose_per_workload"
 TILE_PER_WORKLOAD = "kernels.tile_per_workload"

@@ -25,10 +25,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey
-from tuner.study.liveness import retried_from
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.liveness import retried_from
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -68,11 +68,11 @@ def _lost(trials) -> int:
 def _duplicated(trials) -> tuple[int, int]:
     """(duplicated starting points, measured baselines)."""
     originals = [t for t in trials if retried_from(t) is None and t.state != TrialState.FAIL]
-    baselines = Counter(records.trial_host_key(t) for t in originals
-                        if records.is_measured_baseline(t))
-    origins = Counter(records.origin(t) for t in originals)
-    screening = Counter(t.user_attrs.get(records.CONFIG_HASH_ATTR) for t in originals
-                        if records.origin(t) == "screening")
+    baselines = Counter(trial_facts.trial_host_key(t) for t in originals
+                        if trial_facts.is_measured_baseline(t))
+    origins = Counter(trial_facts.origin(t) for t in originals)
+    screening = Counter(attrs.trial_get(t, TrialKey.CONFIG_HASH) for t in originals
+                        if trial_facts.origin(t) == "screening")
     duplicated = sum(n - 1 for n in baselines.values())
     duplicated += sum(max(origins[o] - 1, 0) for o in ("default", "tuning_records"))
     duplicated += sum(n - 1 for n in screening.values())
@@ -110,7 +110,7 @@ def _export_valid(study: optuna.Study, path: Path) -> bool:
     number = exported.study.get("trial")
     trials = study.get_trials(deepcopy=False)
     return (exported.study.get("name") == study.study_name and isinstance(number, int)
-            and 0 <= number < len(trials) and trials[number] in records.ok_trials(trials))
+            and 0 <= number < len(trials) and trials[number] in trial_facts.ok_trials(trials))
 
 
 def audit(study: optuna.Study, tracking_uri: str | None = None,
