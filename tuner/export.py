@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
 from tuner.export_format import write_export
 from tuner.study.exporting import export_trial

@@ -34,7 +34,7 @@ from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
-from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.attributes import TrialKey
 from tuner.study.callbacks import StudyCallback
 from tuner.study.validation import over_default
 
