@@ -10,6 +10,7 @@ from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study.guide import suggest_config
 from tuner.study.workload_screening import (ORIGIN, drift_corrected_ms,
                                              enqueue_workload_screening)
 from tests.fixtures.records import metrics
@@ -38,7 +39,7 @@ def _waiting_configs(study, space):
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         trial = study.ask()
         assert trial.user_attrs[TrialKey.ORIGIN.value] == ORIGIN
-        configs.append(space.suggest(trial))
+        configs.append(suggest_config(space, trial))
         study.tell(trial, 1.0)  # slower than every guide below
     return configs
 
@@ -83,7 +84,7 @@ def test_without_a_guide_nothing_is_enqueued(space):
 def _screened_neighbour(study, space, value, times):
     """Ask the first waiting screening trial and tell it as measured: ``value``, ``times``."""
     trial = study.ask()
-    config = space.suggest(trial)
+    config = suggest_config(space, trial)
     result = TrialResult(Status.OK, metrics(value), workload_ms=times)
     for key, data in ((TrialKey.RESULT.value, result.to_dict()),
                       (TrialKey.CONFIG.value, config.to_dict()),

@@ -2,8 +2,9 @@
 
 Rules:
 
-- A trial records its host and worker before it runs (so that a lost one is attributable), its
-  record and configuration when it ends (tuner.storages.trial_facts).
+- A trial records its host and worker before it runs (so that a lost one is attributable), what
+  the space did to draw it (its focus and repairs, tuner.study.guide), its record and
+  configuration when it ends (tuner.storages.trial_facts).
 - Failures are results: a failed trial is told PRUNED (see ``tell``), never raised.
 - Every speedup is relative to the untuned baseline of the host that measured the trial. On a
   host incomparable with the study's (``--allow-heterogeneous``), speed objectives are told
@@ -27,6 +28,7 @@ from tuner.runner.request import RequestKind, TrialRequest
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import TrialKey
+from tuner.study.guide import suggest_config
 from tuner.study.hosts import Host
 from tuner.study.pruning import prunes_while_under_way
 from tuner.study.run import StudyRun
@@ -35,7 +37,7 @@ from tuner.study.run import StudyRun
 def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult | None]:
     """Suggest a configuration; its record already when it breaks a restriction (refused) or
     when this study measured the same canonical configuration before (reused); else None."""
-    config = run.space.suggest(trial)
+    config = suggest_config(run.space, trial)
     invalid = run.space.invalid_reason(config)
     if invalid:
         return config, TrialResult(Status.INVALID_CONFIG, error=invalid)

@@ -19,7 +19,7 @@ Rules:
 
 - It runs under the study's ask lock (tuner.study.loop), only when no trial is waiting: the
   starting points and the previous screening are asked first.
-- The first incumbent is the guiding trial (``tuner.space.focus.guide``, the best ranked trial
+- The first incumbent is the guiding trial (``tuner.study.guide.guide``, the best ranked trial
   that recorded workload times); then the best neighbour that beat it, if any, among the
   finished trials screened from it (``StudyKey.INCUMBENT`` holds its number; validation
   re-measures it with the top trials, tuner.study.validation).
@@ -42,11 +42,11 @@ from typing import Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.space.focus import guide
 from tuner.space.space import SearchSpace
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study.guide import guide
 
 ORIGIN = "workload_screening"
 MARGIN = 0.015
