@@ -44,7 +44,8 @@ def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     if not assets.is_dir():
         raise UsageError(f"--trial {args.trial}: the study's assets are not in {assets} "
                          f"(give the --runs-dir of the search)")
-    return (TuningTarget(**attrs.get(study, StudyKey.TARGET)), trial_facts.trial_config(trials[args.trial]),
+    return (TuningTarget(**attrs.get(study, StudyKey.TARGET)),
+            trial_facts.trial_config(trials[args.trial]),
             assets, int(attrs.get(study, StudyKey.WEIGHTS_SEED, 0)), f"{name}-trial{args.trial}")
 
 

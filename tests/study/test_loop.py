@@ -93,7 +93,8 @@ def test_a_trial_whose_directory_is_removed_is_an_error_record_and_the_study_goe
                                                    for fold in ("all", "none")])
     run_trials(run, 3)
     trials = run.study.get_trials()
-    assert [trial_facts.trial_result(t).status.value for t in trials] == ["ok", "runtime_error", "ok"]
+    assert [trial_facts.trial_result(t).status.value
+            for t in trials] == ["ok", "runtime_error", "ok"]
     assert "the trial's directory" in trial_facts.trial_result(trials[1]).error
     assert "was removed while the trial ran" in trial_facts.trial_result(trials[1]).error
 

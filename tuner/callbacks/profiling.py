@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tuner.callbacks.base import StudyCallback
+from tuner.study.callbacks import StudyCallback
 from tuner.errors import one_line
 from tuner.config import TuningConfig
 from tuner.profiling.records import Profile
@@ -13,8 +13,9 @@ from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.mlflow_names import (PROFILE_ARTIFACT_DIR, PROFILE_ERROR_TAG,
+                                         PROFILE_PREFIX, PROFILE_SHARE_PREFIX)
 
-ARTIFACT_DIR = "profile"
 TOP_TYPES = 5
 
 
@@ -23,13 +24,14 @@ def profile_metrics(outcome: ProfileOutcome) -> dict[str, float]:
     the baseline's overhead share, and the share of the tuned side's top operator types
     (``profile.share.Conv2D``, ``profile.share.Custom_conv2d_dense``)."""
     tuned, base = outcome.tuned, outcome.baseline
-    metrics = {"profile.overhead_share": tuned.overhead_share, "profile.wall_ms": tuned.wall_ms,
-               "profile.operator_ms": tuned.operator_ms,
-               "profile.profiler_slowdown": tuned.profiler_slowdown,
-               "profile.baseline.overhead_share": base.overhead_share}
+    metrics = {PROFILE_PREFIX + "overhead_share": tuned.overhead_share,
+               PROFILE_PREFIX + "wall_ms": tuned.wall_ms,
+               PROFILE_PREFIX + "operator_ms": tuned.operator_ms,
+               PROFILE_PREFIX + "profiler_slowdown": tuned.profiler_slowdown,
+               PROFILE_PREFIX + "baseline.overhead_share": base.overhead_share}
     by_type = sorted(tuned.per_inference("op_type").items(), key=lambda kv: -kv[1][1])
     for op_type, (_, ms) in by_type[:TOP_TYPES]:
-        metrics[f"profile.share.{op_type.replace(':', '_')}"] = ms / tuned.wall_ms
+        metrics[PROFILE_SHARE_PREFIX + op_type.replace(':', '_')] = ms / tuned.wall_ms
     return metrics
 
 
@@ -79,12 +81,12 @@ class ProfileWinner(StudyCallback):
                 print(f"profiling trial {trial.number} failed (the study goes on): "
                       f"{outcome.error}", file=sys.stderr)
                 if client is not None and run_id:
-                    client.set_tag(run_id, "profile_error", outcome.error[:5000])
+                    client.set_tag(run_id, PROFILE_ERROR_TAG, outcome.error[:5000])
                 return None
             out = run.directory / "profiles" / f"trial-{trial.number}"
             write_outputs(outcome, out, self.top)
             if client is not None and run_id:
-                client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
+                client.log_artifacts(run_id, str(out), PROFILE_ARTIFACT_DIR)
                 self.tracker.log(run_id, metrics=profile_metrics(outcome),
                                  step=trial_facts.trial_count(run.study))
             return out / "table.md"

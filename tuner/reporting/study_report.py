@@ -10,13 +10,13 @@ from pathlib import Path
 import mlflow
 import optuna
 
-from tuner.callbacks.progress import summary_table
 from tuner.profiling.records import Profile
 from tuner.reporting.html import ReportContent
 from tuner.reporting.plots import study_plots
 from tuner.storages import trial_facts
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey
+from tuner.study.summary import summary_table
 from tuner.study.validation import current_report
 
 

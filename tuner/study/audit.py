@@ -83,7 +83,8 @@ def _mlflow(study: optuna.Study, tracking_uri: str) -> tuple[int, int, int, int]
     """(missing, duplicated, parent runs, nested runs) of the study in MLflow."""
     from mlflow.tracking import MlflowClient
 
-    from tuner.callbacks.mlflow_runs import EXPERIMENT, LOGGED_STATES, PARENT_TAG, TRIAL_TAG
+    from tuner.storages.mlflow_names import (EXPERIMENT, LOGGED_STATES, PARENT_TAG, STUDY_TAG,
+                                             TRIAL_TAG)
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -91,7 +92,7 @@ def _mlflow(study: optuna.Study, tracking_uri: str) -> tuple[int, int, int, int]
     if experiment is None:
         return len(finished), 0, 0, 0
     runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`tuner.study` = '{study.study_name}'")
+                              f"tags.`{STUDY_TAG}` = '{study.study_name}'")
     parents = {r.info.run_id for r in runs if PARENT_TAG not in r.data.tags}
     nested = [r for parent in parents for r in client.search_runs(
         [experiment.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'", max_results=5000)]
