@@ -144,8 +144,8 @@ def _parser() -> OneLineParser:
 
 
 def main(argv: list[str]) -> int:
-    from tuner.study.audit import audit
     from tuner.storages.storage import open_storage
+    from tuner.study.audit import audit
 
     args = _parser().parse_args(argv)
     search = [a for a in args.search if a != "--"]

@@ -10,8 +10,8 @@ from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.profiling import ProfileWinner
 from tuner.callbacks.progress import ProgressBar
-from tuner.callbacks.reporting import WriteReport
 from tuner.callbacks.record_tuning import SaveTuningRecords
+from tuner.callbacks.reporting import WriteReport
 from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
                        measure_settings, positive_int, positive_float, run_cli)
 from tuner.errors import UsageError
@@ -19,16 +19,16 @@ from tuner.models import TuningTarget
 from tuner.redact import mask_url
 from tuner.space import load_space
 from tuner.storages import trial_facts
+from tuner.storages.coordination import database_lock, storage_engine
+from tuner.storages.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
 from tuner.storages.mlflow_names import UI_VIEW
+from tuner.storages.storage import open_storage, study_dir, tracking_uri
+from tuner.storages.tuning_records import TuningRecordStore
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
 from tuner.study.summary import summary_table
-from tuner.storages.storage import open_storage, study_dir, tracking_uri
-from tuner.storages.coordination import database_lock, storage_engine
-from tuner.storages.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
-from tuner.storages.tuning_records import TuningRecordStore
 
 
 def build_parser() -> OneLineParser:

@@ -20,13 +20,13 @@ from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey
+from tuner.storages.storage import open_study, study_dir, tracking_uri
+from tuner.storages.tuning_records import TuningRecordStore
 from tuner.study.ending import claim_end, end_study
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
 from tuner.study.summary import summary_table
-from tuner.storages.storage import open_study, study_dir, tracking_uri
-from tuner.storages.tuning_records import TuningRecordStore
 from tuner.study.validation import current_report
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.study.callbacks import StudyCallback
 from tuner.export_format import write_export
 from tuner.storages import trial_facts
+from tuner.study.callbacks import StudyCallback
 from tuner.study.exporting import export_trial
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tuner.study.callbacks import StudyCallback
-from tuner.errors import one_line
 from tuner.config import TuningConfig
+from tuner.errors import one_line
 from tuner.profiling.records import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
 from tuner.storages import attributes as attrs
@@ -15,6 +14,7 @@ from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.storages.mlflow_names import (PROFILE_ARTIFACT_DIR, PROFILE_ERROR_TAG,
                                          PROFILE_PREFIX, PROFILE_SHARE_PREFIX)
+from tuner.study.callbacks import StudyCallback
 
 TOP_TYPES = 5
 

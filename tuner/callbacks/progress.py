@@ -5,9 +5,9 @@ import sys
 
 from tqdm import tqdm
 
-from tuner.study.callbacks import StudyCallback
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import TrialKey
+from tuner.study.callbacks import StudyCallback
 
 
 class ProgressBar(StudyCallback):

@@ -1,9 +1,9 @@
 """Saving the validated winner's kernel tiling as tuning records for later studies."""
 from __future__ import annotations
 
-from tuner.study.callbacks import StudyCallback
 from tuner.storages import trial_facts
 from tuner.storages.tuning_records import TuningRecord, TuningRecordStore
+from tuner.study.callbacks import StudyCallback
 
 
 class SaveTuningRecords(StudyCallback):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tuner.study.callbacks import StudyCallback
 from tuner.errors import one_line
 from tuner.storages.mlflow_names import PLOTS_ARTIFACT_DIR
+from tuner.study.callbacks import StudyCallback
 
 REPORT_FILE = "report.html"
 

@@ -7,9 +7,9 @@ from tuner.errors import UsageError
 from tuner.export_format import ExportedConfig
 from tuner.models import TuningTarget
 from tuner.storages import trial_facts
-from tuner.study.validation import current_report
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study.validation import current_report
 
 
 def _weighted_choice(study: optuna.Study, trials: list, weights: dict[str, float]):

@@ -32,13 +32,13 @@ from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, T
 from tuner.space import SearchSpace
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
-from tuner.storages.study_assets import study_assets
 from tuner.storages.attributes import StudyKey
 from tuner.storages.coordination import study_lock
+from tuner.storages.study_assets import study_assets
+from tuner.storages.tuning_records import Toolchain, TuningRecordStore
 from tuner.study.hosts import Host, check_joins, this_host, worker_id
 from tuner.study.objectives import Objective
 from tuner.study.settings import StudySettings
-from tuner.storages.tuning_records import Toolchain, TuningRecordStore
 
 
 @dataclass
