@@ -24,9 +24,9 @@ from tuner.space import load_space
 from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.storages.liveness import retried_from
 from tuner.study.audit import audit
-from tuner.study.callbacks import StudyCallback
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
+from tuner.study.study_callback import StudyCallback
 
 needs_postgres = pytest.mark.skipif(not postgres_reachable(),
                                     reason=f"PostgreSQL unreachable at {POSTGRES}")

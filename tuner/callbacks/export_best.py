@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tuner.export_format import write_export
 from tuner.storages import trial_facts
-from tuner.study.callbacks import StudyCallback
 from tuner.study.exporting import export_trial
+from tuner.study.study_callback import StudyCallback
 
 
 class ExportBest(StudyCallback):

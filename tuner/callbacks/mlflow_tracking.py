@@ -35,7 +35,7 @@ from tuner.storages import trial_facts
 from tuner.storages import mlflow_names as names
 from tuner.storages.attributes import TrialKey
 from tuner.storages.mlflow_names import LOGGED_STATES, NOTE_TAG
-from tuner.study.callbacks import StudyCallback
+from tuner.study.study_callback import StudyCallback
 from tuner.study.summary import pruning_savings, summary_table
 from tuner.study.validation import over_default
 

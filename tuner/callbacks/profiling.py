@@ -14,7 +14,7 @@ from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.storages.mlflow_names import (PROFILE_ARTIFACT_DIR, PROFILE_ERROR_TAG,
                                          PROFILE_PREFIX, PROFILE_SHARE_PREFIX)
-from tuner.study.callbacks import StudyCallback
+from tuner.study.study_callback import StudyCallback
 
 TOP_TYPES = 5
 

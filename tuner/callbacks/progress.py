@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import TrialKey
-from tuner.study.callbacks import StudyCallback
+from tuner.study.study_callback import StudyCallback
 
 
 class ProgressBar(StudyCallback):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tuner.storages import trial_facts
 from tuner.storages.tuning_records import TuningRecord, TuningRecordStore
-from tuner.study.callbacks import StudyCallback
+from tuner.study.study_callback import StudyCallback
 
 
 class SaveTuningRecords(StudyCallback):

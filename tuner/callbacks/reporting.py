@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuner.errors import one_line
 from tuner.storages.mlflow_names import PLOTS_ARTIFACT_DIR
-from tuner.study.callbacks import StudyCallback
+from tuner.study.study_callback import StudyCallback
 
 REPORT_FILE = "report.html"
 

@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey
-from tuner.study.callbacks import StudyCallback
 from tuner.study.run import StudyRun
+from tuner.study.study_callback import StudyCallback
 from tuner.study.validation import validate_winners
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

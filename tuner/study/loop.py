@@ -22,10 +22,10 @@ from tuner.runner.record import TrialResult
 from tuner.storages import trial_facts
 from tuner.storages.liveness import Heartbeat, ask, fail_stale, grace_seconds, retried_from
 from tuner.study.batches import run_batch, tell
-from tuner.study.callbacks import StudyCallback
 from tuner.study.ending import FINISHED, claim_end, end_study
 from tuner.study.run import StudyRun, open_run
 from tuner.study.settings import StudySettings
+from tuner.study.study_callback import StudyCallback
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
                                          enqueue_starting_points)
 from tuner.study.workload_screening import enqueue_workload_screening
