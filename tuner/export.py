@@ -7,7 +7,7 @@ from pathlib import Path
 from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
 from tuner.export_format import write_export
 from tuner.storages.storage import DEFAULT_RUNS_DIR, open_study
-from tuner.study.exporting import export_trial
+from tuner.study.exported_trial import export_trial
 
 
 def parse_weights(text: str) -> dict[str, float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tuner.export_format import write_export
 from tuner.storages import trial_facts
-from tuner.study.exporting import export_trial
+from tuner.study.exported_trial import export_trial
 from tuner.study.study_callback import StudyCallback
 
 

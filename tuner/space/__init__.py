@@ -4,7 +4,7 @@ the study gives (``Guide``); nothing here reads or writes a study's history (tun
 from tuner.space.focus import Guide, WorkloadFocus
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
 from tuner.space.loader import SpaceError, default_space_path, load_space
-from tuner.space.space import MODEL_STAGES, SearchSpace, Suggestion
+from tuner.space.search_space import MODEL_STAGES, SearchSpace, Suggestion
 
 __all__ = ["BoolKnob", "CategoricalKnob", "Condition", "IntKnob", "Knob", "SubsetKnob",
            "SpaceError", "default_space_path", "load_space", "MODEL_STAGES", "SearchSpace",

@@ -21,7 +21,7 @@ import optuna
 
 from tuner.config import TuningConfig
 from tuner.space.focus import Guide
-from tuner.space.space import SearchSpace
+from tuner.space.search_space import SearchSpace
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import TrialKey

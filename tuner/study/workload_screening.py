@@ -42,7 +42,7 @@ from typing import Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.space.space import SearchSpace
+from tuner.space.search_space import SearchSpace
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey

@@ -1,4 +1,5 @@
-"""Turning a study's chosen trial into the exported JSON."""
+"""The trial a study exports (the validated winner, else the best, or the rank-th best or the
+best by objective weights) turned into the exported JSON."""
 from __future__ import annotations
 
 import optuna
