@@ -208,7 +208,8 @@ def timeline(study: optuna.Study, jobs: int) -> Plot:
     if jobs <= 1:
         return Plot("timeline", "Trial timeline", reason="trials ran one at a time (--jobs 1)")
     spans = [(t.number, trial_facts.trial_result(t).phases)
-             for t in study.get_trials(deepcopy=False) if trial_facts.trial_result(t) is not None and trial_facts.trial_result(t).phases
+             for t in study.get_trials(deepcopy=False)
+             if trial_facts.trial_result(t) is not None and trial_facts.trial_result(t).phases
              and not attrs.has(t, TrialKey.REUSED_FROM)]
     if not spans:
         return Plot("timeline", "Trial timeline", reason="no trial recorded its phases")
