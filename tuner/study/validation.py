@@ -18,7 +18,7 @@ agreeing rounds do not make the interval narrower than the timings they come fro
   exp(m +/- t * s / sqrt(R)); two candidates whose intervals overlap are within noise;
 * ``spread``: the 95 % prediction interval of ONE new round, exp(m +/- t * s * sqrt(1 + 1/R)):
   where a re-measurement of the candidate and the baseline in fresh processes
-  (``python -m tuner.measure``) is expected to fall. It is what the export trial_facts. With fewer
+  (``python -m tuner.measure``) is expected to fall. It is what the export records. With fewer
   than 2 valid rounds neither interval is bounded: (0, inf).
 
 The winner is the fastest by median speedup, except that a simpler candidate (fewer kernel
