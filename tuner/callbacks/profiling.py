@@ -67,8 +67,9 @@ class ProfileWinner(StudyCallback):
                                                   workdir / "baseline", baseline)
             if self._baseline is None:
                 return ProfileOutcome(None, None, error)
-        tuned, error = self._profile(run, trial_facts.trial_config(trial), f"trial {trial.number}",
-                                     workdir / f"trial-{trial.number}", trial)
+        tuned, error = self._profile(run, trial_facts.trial_config(trial),
+                                     f"trial {trial.number}", workdir / f"trial-{trial.number}",
+                                     trial)
         return ProfileOutcome(self._baseline, tuned, error)
 
     def _record(self, run, trial, run_id: str | None) -> Path | None:
