@@ -6,7 +6,7 @@ import pytest
 
 import tuner.cluster as cluster
 from tuner.errors import UsageError
-from tuner.study.storage import STORAGE_ENV
+from tuner.storages.storage import STORAGE_ENV
 
 STORAGE = "postgresql://alice:S3CRET@127.0.0.1:1/db"
 BACKEND = "postgresql://bob:B4CKEND@127.0.0.1:1/db?options=-csearch_path%3Dmlflow"

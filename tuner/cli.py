@@ -9,7 +9,7 @@ from typing import Callable
 
 from tuner.errors import UsageError
 from tuner.runner.measurement import MeasureSettings
-from tuner.study.storage import DEFAULT_RUNS_DIR
+from tuner.storages.storage import DEFAULT_RUNS_DIR
 
 USAGE_EXIT = 2
 

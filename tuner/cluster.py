@@ -25,7 +25,7 @@ from tuner.children import child_environment, python_command
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study.storage import STORAGE_ENV
+from tuner.storages.storage import STORAGE_ENV
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MLFLOW_SCHEMA = "mlflow"
@@ -144,8 +144,8 @@ def _parser() -> OneLineParser:
 
 
 def main(argv: list[str]) -> int:
+    from tuner.storages.storage import open_storage
     from tuner.study.audit import audit
-    from tuner.study.storage import open_storage
 
     args = _parser().parse_args(argv)
     search = [a for a in args.search if a != "--"]

@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optuna
-
 from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
 from tuner.export_format import write_export
-from tuner.study.exporting import export_trial
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
+from tuner.storages.storage import DEFAULT_RUNS_DIR, open_study
+from tuner.study.exported_trial import export_trial
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -47,11 +45,9 @@ def main(argv: list[str]) -> int:
     for flag in ("checkpoint", "bundle_batches"):
         if getattr(args, flag) and args.bundle is None:
             parser.error(f"--{flag.replace('_', '-')}: only with --bundle")
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    exported = export_trial(optuna.load_study(study_name=name, storage=storage), args.rank,
-                            args.weights, args.max_memory_mb)
+    study = open_study(args.storage, args.runs_dir, args.study_name)
+    name = study.study_name
+    exported = export_trial(study, args.rank, args.weights, args.max_memory_mb)
     path = write_export(exported, args.out)
     metrics = exported.metrics
     print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "

@@ -28,17 +28,13 @@ from tuner.runner.assets import prepare_export_assets
 
 def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     """(target, config, assets dir, weights seed, name) of ``--trial`` in a study."""
-    import optuna
+    from tuner.storages import attributes as attrs
+    from tuner.storages import trial_facts
+    from tuner.storages.attributes import StudyKey
+    from tuner.storages.storage import open_study, study_dir
 
-    from tuner.study import records
-    from tuner.study import attributes as attrs
-    from tuner.study.attributes import StudyKey
-    from tuner.study.storage import open_storage, pick_study_name, study_dir
-
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = open_study(args.storage, args.runs_dir, args.study_name)
+    name = study.study_name
     trials = study.get_trials(deepcopy=False)
     if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {name} was not made by tuner.search")
@@ -48,7 +44,8 @@ def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     if not assets.is_dir():
         raise UsageError(f"--trial {args.trial}: the study's assets are not in {assets} "
                          f"(give the --runs-dir of the search)")
-    return (TuningTarget(**attrs.get(study, StudyKey.TARGET)), records.trial_config(trials[args.trial]),
+    return (TuningTarget(**attrs.get(study, StudyKey.TARGET)),
+            trial_facts.trial_config(trials[args.trial]),
             assets, int(attrs.get(study, StudyKey.WEIGHTS_SEED, 0)), f"{name}-trial{args.trial}")
 
 

@@ -14,9 +14,9 @@ from tuner.files import atomic_write_text
 from tuner.reporting.html import render
 from tuner.reporting.plots import close
 from tuner.reporting.study_report import build_content
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name, study_dir
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import StudyKey
+from tuner.storages.storage import DEFAULT_RUNS_DIR, open_study, study_dir
 
 
 def write_report(study: optuna.Study, study_directory: Path, out: Path,
@@ -34,10 +34,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     parser.add_argument("--out", type=Path, default=Path("report.html"))
     args = parser.parse_args(argv)
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = open_study(args.storage, args.runs_dir, args.study_name)
+    name = study.study_name
     if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {name} was not made by tuner.search")
     close(write_report(study, study_dir(args.runs_dir, name).resolve(), args.out))

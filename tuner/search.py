@@ -7,26 +7,28 @@ import optuna
 
 from tuner.backends import backend_names, get_backend
 from tuner.callbacks.export_best import ExportBest
-from tuner.callbacks.mlflow_tracking import UI_VIEW, MlflowTracker
+from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.profiling import ProfileWinner
-from tuner.callbacks.progress import ProgressBar, summary_table
+from tuner.callbacks.progress import ProgressBar
+from tuner.callbacks.record_tuning import SaveTuningRecords
 from tuner.callbacks.reporting import WriteReport
-from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
                        measure_settings, positive_int, positive_float, run_cli)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.redact import mask_url
 from tuner.space import load_space
-from tuner.study import records
+from tuner.storages import trial_facts
+from tuner.storages.coordination import database_lock, storage_engine
+from tuner.storages.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
+from tuner.storages.mlflow_names import UI_VIEW
+from tuner.storages.storage import open_storage, study_dir, tracking_uri
+from tuner.storages.tuning_records import TuningRecordStore
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
-from tuner.study.storage import open_storage, study_dir, tracking_uri
-from tuner.study.coordination import database_lock, storage_engine
-from tuner.study.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
-from tuner.study.tuning_records import TuningRecordStore
+from tuner.study.summary import summary_table
 
 
 def build_parser() -> OneLineParser:
@@ -143,7 +145,7 @@ def main(argv: list[str]) -> int:
     record_store = TuningRecordStore(storage.url)
     run = open_run(study, target, space, objectives, measure, settings,
                    study_dir(args.runs_dir, name), record_store)
-    trials_so_far = records.trial_count(study)
+    trials_so_far = trial_facts.trial_count(study)
     if trials_so_far or run.joined_before:
         study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far,
                                      run.joined_before)

@@ -13,12 +13,13 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
-from tuner.callbacks.mlflow_runs import LOGGED_STATES, StudyRuns
+from tuner.callbacks.mlflow_runs import StudyRuns
 from tuner.callbacks.mlflow_tracking import artifact_location
 from tuner.cli import OneLineParser, run_cli
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri
+from tuner.storages.mlflow_names import LOGGED_STATES
+from tuner.storages.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri
 
 
 def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> tuple[int, int]:

@@ -12,21 +12,21 @@ from pathlib import Path
 
 from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
-from tuner.callbacks.progress import summary_table
-from tuner.callbacks.tuning_records import SaveTuningRecords
+from tuner.callbacks.record_tuning import SaveTuningRecords
 from tuner.cli import OneLineParser, add_common_arguments, positive_int, run_cli
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import StudyKey
+from tuner.storages.storage import open_study, study_dir, tracking_uri
+from tuner.storages.tuning_records import TuningRecordStore
 from tuner.study.ending import claim_end, end_study
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
-from tuner.study.storage import open_study, study_dir, tracking_uri
-from tuner.study.tuning_records import TuningRecordStore
+from tuner.study.summary import summary_table
 from tuner.study.validation import current_report
 
 

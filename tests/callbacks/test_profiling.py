@@ -6,15 +6,15 @@ import optuna
 from tuner.callbacks import profiling
 from tuner.config import ProgramConfig, TuningConfig
 from tuner.runner.record import Status, TrialResult
-from tuner.study import records
+from tuner.storages.attributes import TrialKey
 from tests.fixtures.records import metrics
 
 
 def _trial(images_per_second: float, config: TuningConfig, baseline: bool):
     result = TrialResult(Status.OK, metrics(images_per_second))
     return optuna.trial.create_trial(value=images_per_second, user_attrs={
-        records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict(),
-        records.BASELINE_ATTR: baseline})
+        TrialKey.RESULT.value: result.to_dict(), TrialKey.CONFIG.value: config.to_dict(),
+        TrialKey.BASELINE.value: baseline})
 
 
 def test_each_side_is_profiled_with_the_latency_its_trial_measured(monkeypatch, tmp_path):

@@ -2,16 +2,14 @@
 import optuna
 import pytest
 
-from tuner.config import KernelChoice, TuningConfig
+from tuner.config import KernelChoice
 from tuner.errors import UsageError
 from tuner.kernels.space import DEFAULT_SPACE_PATH, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
-from tuner.space.focus import WorkloadFocus
+from tuner.space.focus import Guide, WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
-from tuner.study import records
-from tuner.study.attributes import TrialKey
 from tests.fixtures.records import metrics
 
 SPACES = load_kernel_space()
@@ -52,15 +50,9 @@ def test_bad_focus_settings_are_refused_in_one_line(tmp_path, bad):
     assert "\n" not in str(caught.value)
 
 
-def _guided_study(knobs: KernelKnobs, guide_choices) -> optuna.Study:
-    """A study whose best trial measured TIMES with ``guide_choices``."""
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=3))
-    result = TrialResult(Status.OK, metrics(10.0), workload_ms=TIMES)
-    config = TuningConfig(kernels=guide_choices)
-    study.add_trial(optuna.trial.create_trial(value=10.0, user_attrs={
-        records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict()}))
-    return study
+def _guide(guide_choices) -> Guide:
+    """The guide a study gives: its best trial measured TIMES with ``guide_choices``."""
+    return Guide(0, TIMES, {c.workload: c for c in guide_choices})
 
 
 def test_per_workload_draws_go_to_the_focus_the_rest_keep_the_best_trials_choice():
@@ -68,17 +60,20 @@ def test_per_workload_draws_go_to_the_focus_the_rest_keep_the_best_trials_choice
     dense = SPACES["conv2d_dense"]
     guide = tuple(KernelChoice(k, "conv2d_dense", tuple(sorted(
         dense.complete({"unroll": 2}).items()))) for k in KEYS)
-    study = _guided_study(knobs, guide)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=3))
     drawn = set()
     for _ in range(12):
         study.enqueue_trial({PER_WORKLOAD: True, TILE_PER_WORKLOAD: True})
         trial = study.ask()
-        choices = {c.workload: c for c in knobs.suggest(trial)}
-        assert trial.user_attrs[TrialKey.FOCUS.value] == {"guide": 0, "workloads": KEYS[:2]}
+        draw = knobs.suggest(trial, _guide(guide))
+        choices = {c.workload: c for c in draw.choices}
+        assert draw.focus == tuple(KEYS[:2])
         for key in KEYS[2:]:
             assert choices[key] == guide[KEYS.index(key)]
         drawn |= {choices[k] for k in KEYS[:2]}
         assert not any(f"kernels.{k}" in trial.params for k in KEYS[2:])
+        assert trial.user_attrs == {}  # the space writes nothing on the trial
         study.tell(trial, 1.0)
     assert len(drawn) > 2  # the focus's two workloads got varied draws
 
@@ -88,14 +83,13 @@ def test_without_a_guide_or_per_workload_draws_there_is_no_focus():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.enqueue_trial({PER_WORKLOAD: True, TILE_PER_WORKLOAD: True})
     trial = study.ask()
-    knobs.suggest(trial)
-    assert TrialKey.FOCUS.value not in trial.user_attrs
+    assert knobs.suggest(trial).focus == ()
     assert all(f"kernels.{k}" in trial.params for k in KEYS)
-    guided = _guided_study(knobs, knobs.default_choices())
-    guided.enqueue_trial({PER_WORKLOAD: False, TILE_PER_WORKLOAD: False})
-    trial = guided.ask()
-    assert {c.kernel for c in knobs.suggest(trial)} == {"onednn"}
-    assert TrialKey.FOCUS.value not in trial.user_attrs
+    study.enqueue_trial({PER_WORKLOAD: False, TILE_PER_WORKLOAD: False})
+    trial = study.ask()
+    draw = knobs.suggest(trial, _guide(knobs.default_choices()))
+    assert {c.kernel for c in draw.choices} == {"onednn"}
+    assert draw.focus == ()
 
 
 def test_a_trial_record_keeps_its_workload_times():

@@ -4,7 +4,7 @@ import pytest
 from tuner.config import KernelChoice
 from tuner.kernels.space import load_kernel_space
 from tuner.kernels.workload import ConvWorkload, MatMulWorkload, WorkloadGroup
-from tuner.space.kernel_knobs import PER_WORKLOAD, REPAIRED_ATTR, TILE_PER_WORKLOAD, KernelKnobs
+from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
 
 SPACES = load_kernel_space()
 HAND = ("onednn", "conv2d_dense")  # the kernels of a dense convolution that is not 3x3/1
@@ -41,9 +41,9 @@ def test_every_suggestion_is_valid_even_with_many_workloads():
     repaired_trials = 0
     for _ in range(30):
         trial = study.ask()
-        choices = knobs.suggest(trial)
-        assert knobs.invalid_reason(choices) is None
-        repaired_trials += REPAIRED_ATTR in trial.user_attrs
+        drawn = knobs.suggest(trial)
+        assert knobs.invalid_reason(drawn.choices) is None
+        repaired_trials += bool(drawn.repaired)
         study.tell(trial, 0.0)
     assert repaired_trials > 0  # 20 dense workloads: many trials needed a repair
 
@@ -55,7 +55,7 @@ def test_params_round_trip_for_enqueueing():
     assert {c.kernel for c in defaults} == {"onednn"}
     study = optuna.create_study()
     study.enqueue_trial(knobs.params_for(defaults))
-    assert knobs.suggest(study.ask()) == defaults
+    assert knobs.suggest(study.ask()).choices == defaults
 
 
 WINOGRAD = _dense(0, (3, 3), size=56, batch=16)             # 3x3/1: oneDNN, dense, winograd
@@ -93,10 +93,10 @@ def test_choices_of_several_kernels_round_trip_with_distinct_parameter_names():
     assert f"kernels.{MATMUL.key}" not in params  # one kernel can run it: no knob
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     study.enqueue_trial(params)
-    assert knobs.suggest(study.ask()) == choices
+    assert knobs.suggest(study.ask()).choices == choices
     for _ in range(15):  # dense and winograd parameters of one workload never collide
         trial = study.ask()
-        assert knobs.invalid_reason(knobs.suggest(trial)) is None
+        assert knobs.invalid_reason(knobs.suggest(trial).choices) is None
         study.tell(trial, 0.0)
     with pytest.raises(ValueError, match="cannot run"):
         knobs.params_for((KernelChoice(STRIDED.key, "conv2d_winograd", ()),))
@@ -109,7 +109,7 @@ def test_kernels_are_chosen_per_workload_only_behind_the_switch():
     seen = {False: 0, True: 0}
     for _ in range(40):
         trial = study.ask()
-        choices = knobs.suggest(trial)
+        choices = knobs.suggest(trial).choices
         per_workload = trial.params[PER_WORKLOAD]
         seen[per_workload] += 1
         sampled_kernels = [name for name in trial.params
@@ -135,7 +135,7 @@ def test_the_switch_round_trips(mixed, expected):
     assert (f"kernels.{MIXED[1].key}" in params) is expected
     study = optuna.create_study()
     study.enqueue_trial(params)
-    assert knobs.suggest(study.ask()) == choices
+    assert knobs.suggest(study.ask()).choices == choices
 
 
 @pytest.mark.parametrize("unrolls, per_workload", [((4, 4), False), ((4, 2), True)])
@@ -150,7 +150,7 @@ def test_tilings_are_shared_per_kernel_unless_they_differ(unrolls, per_workload)
     assert ("kernels.conv2d_dense.unroll" in params) is not per_workload
     study = optuna.create_study()
     study.enqueue_trial(params)
-    assert knobs.suggest(study.ask()) == choices
+    assert knobs.suggest(study.ask()).choices == choices
 
 
 def test_shared_tilings_need_one_variant_per_kernel():
@@ -158,7 +158,7 @@ def test_shared_tilings_need_one_variant_per_kernel():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
     for _ in range(20):
         trial = study.ask()
-        choices = knobs.suggest(trial)
+        choices = knobs.suggest(trial).choices
         variants = {(c.kernel, c.params) for c in choices}
         if not trial.params[TILE_PER_WORKLOAD]:
             assert len(variants) == len({c.kernel for c in choices})

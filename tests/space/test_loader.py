@@ -81,7 +81,7 @@ def test_every_default_space_loads_and_expresses_the_baseline(device):
     assert params  # the baseline is reachable through the space's knobs
     study = optuna.create_study()
     study.enqueue_trial(params)
-    assert space.suggest(study.ask()) == TuningConfig()
+    assert space.suggest(study.ask()).config == TuningConfig()
     default = space.default_config()
     if device == "CPU":  # every knob at MindSpore's own setting, the network one program
         assert default == TuningConfig(programs=ProgramConfig("network", "nhwc"))
@@ -95,7 +95,7 @@ def test_suggestions_respect_conditions_and_model_stages():
     seen_fold_modules, seen_fusion = set(), False
     for _ in range(40):
         trial = study.ask()
-        config = space.suggest(trial)
+        config = space.suggest(trial).config
         study.tell(trial, 0.0)
         if not config.graph_kernel.enabled:
             assert not any(name.startswith("graph_kernel.opt_level") for name in trial.params)
@@ -104,7 +104,7 @@ def test_suggestions_respect_conditions_and_model_stages():
         if config.rewrites.fold_batchnorm != "modules":
             assert config.rewrites.fold_batchnorm_modules == ()
         seen_fold_modules.update(config.rewrites.fold_batchnorm_modules)
-        assert space.suggest(_replay(space, config)) == config
+        assert space.suggest(_replay(space, config)).config == config
     assert seen_fusion and seen_fold_modules == {"s1", "s2"}
 
 

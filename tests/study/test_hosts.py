@@ -7,8 +7,8 @@ from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.study.batches import _normaliser
 from tuner.study.hosts import Host, check_joins
 from tuner.study.objectives import parse_objectives
@@ -32,7 +32,7 @@ def _baseline(study, host: Host, images_per_second: float) -> None:
     result = TrialResult(Status.OK, metrics(images_per_second))
     study.add_trial(optuna.trial.create_trial(value=images_per_second, user_attrs={
         TrialKey.BASELINE.value: True, TrialKey.HOST.value: host.to_dict(),
-        records.RESULT_ATTR: result.to_dict()}))
+        TrialKey.RESULT.value: result.to_dict()}))
 
 
 def test_a_heterogeneous_host_tells_speed_in_the_study_hosts_units(tmp_path):
@@ -56,4 +56,4 @@ def test_a_heterogeneous_host_tells_speed_in_the_study_hosts_units(tmp_path):
     assert _normaliser(other, latency) == pytest.approx(4.0)
     assert _normaliser(other, memory) == 1.0  # not a speed: as measured
     assert _normaliser(run_on(Host("c", "CPU X", 2)), throughput) == 1.0  # comparable host
-    assert records.trial_host_key(other.baseline()) == OTHER_CPU.key
+    assert trial_facts.trial_host_key(other.baseline()) == OTHER_CPU.key

@@ -13,7 +13,10 @@ from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.protocol import SLOTS_FILE, WARMUP_STEP
 from tuner.space import load_space
-from tuner.study import records, validation
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study import validation
 from tuner.study.audit import audit
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
@@ -44,7 +47,7 @@ def make_run(tmp_path):
                        load_space(space_file), parse_objectives(["throughput"]), measure,
                        StudySettings(**{"validate_top": 0, **settings}), tmp_path / "study")
         if enqueue:
-            study.enqueue_trial(BASELINE, user_attrs={records.BASELINE_ATTR: True})
+            study.enqueue_trial(BASELINE, user_attrs={TrialKey.BASELINE.value: True})
         for params in enqueue:
             study.enqueue_trial(params)
         return run
@@ -60,14 +63,14 @@ def test_crash_and_hang_cost_one_trial_each(make_run, tmp_path, jobs):
         for threads in (3, 4, 1)])
     run_trials(run, 4)
     trials = study.get_trials()
-    statuses = [records.trial_result(t).status.value for t in trials]
+    statuses = [trial_facts.trial_result(t).status.value for t in trials]
     assert statuses == ["ok", "compile_error", "timeout", "ok"]
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED,
                                          TrialState.PRUNED, TrialState.COMPLETE]
-    assert "SIGSEGV" in records.trial_result(trials[1]).error
+    assert "SIGSEGV" in trial_facts.trial_result(trials[1]).error
     assert trials[3].user_attrs["speedup"] > 0
     assert Path(tmp_path / "study" / "trials" / "2" / "stderr.txt").exists()  # failures kept
-    assert records.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
+    assert trial_facts.is_baseline(trials[0]) and run.best_trials()[0].number in (0, 3)
     figures = audit(study)  # the fault suite's view: the hang lost nothing, left nothing running
     assert (figures.lost, figures.running, figures.waiting, figures.completed) == (0, 0, 0, 4)
 
@@ -90,17 +93,18 @@ def test_a_trial_whose_directory_is_removed_is_an_error_record_and_the_study_goe
                                                    for fold in ("all", "none")])
     run_trials(run, 3)
     trials = run.study.get_trials()
-    assert [records.trial_result(t).status.value for t in trials] == ["ok", "runtime_error", "ok"]
-    assert "the trial's directory" in records.trial_result(trials[1]).error
-    assert "was removed while the trial ran" in records.trial_result(trials[1]).error
+    assert [trial_facts.trial_result(t).status.value
+            for t in trials] == ["ok", "runtime_error", "ok"]
+    assert "the trial's directory" in trial_facts.trial_result(trials[1]).error
+    assert "was removed while the trial ran" in trial_facts.trial_result(trials[1]).error
 
 
 def test_the_defaults_one_knob_neighbours_are_tried_before_the_sampler_picks(make_run):
     run = make_run("tiny_net")  # SPACE's default is the baseline: only its neighbours follow
     run_trials(run, 5)
     trials = run.study.trials
-    assert [records.origin(t) for t in trials] == ["baseline"] + ["screening"] * 4
-    assert [records.trial_config(t).flat() for t in trials[1:]] == [
+    assert [trial_facts.origin(t) for t in trials] == ["baseline"] + ["screening"] * 4
+    assert [trial_facts.trial_config(t).flat() for t in trials[1:]] == [
         TuningConfig.from_knobs(knobs).flat() for knobs in (
             {"rewrites.fold_batchnorm": "all"}, {"runtime.omp_num_threads": 1},
             {"runtime.omp_num_threads": 3}, {"runtime.omp_num_threads": 4})]
@@ -109,7 +113,7 @@ def test_the_defaults_one_knob_neighbours_are_tried_before_the_sampler_picks(mak
 def test_without_the_default_only_the_baseline_comes_before_the_sampler(make_run):
     run = make_run("tiny_net", start_from_default=False)
     run_trials(run, 2)
-    assert [records.origin(t) for t in run.study.trials] == ["baseline", "sampler"]
+    assert [trial_facts.origin(t) for t in run.study.trials] == ["baseline", "sampler"]
 
 
 @pytest.mark.parametrize("jobs", [1, 3])  # 3: both copies in the same batch
@@ -118,8 +122,8 @@ def test_a_configuration_measured_before_is_reused_not_run_again(make_run, tmp_p
     run = make_run("tiny_net", enqueue=[folded, folded], jobs=jobs)
     run_trials(run, 3)
     first, second = run.study.trials[1], run.study.trials[2]
-    assert records.REUSED_FROM_ATTR not in first.user_attrs
-    assert second.user_attrs[records.REUSED_FROM_ATTR] == 1
+    assert TrialKey.REUSED_FROM.value not in first.user_attrs
+    assert second.user_attrs[TrialKey.REUSED_FROM.value] == 1
     assert second.values == first.values and second.user_attrs["result"] == first.user_attrs["result"]
     assert not (tmp_path / "study" / "trials" / "2").exists()  # no process was started
 
@@ -133,7 +137,7 @@ def test_a_clearly_slower_configuration_is_pruned_early(make_run):
     baseline, slow = study.trials
     assert baseline.state == TrialState.COMPLETE
     assert slow.state == TrialState.PRUNED
-    result = records.trial_result(slow)
+    result = trial_facts.trial_result(slow)
     assert result.status.value == "pruned" and "pruned after" in result.error
     assert result.saved_seconds > 0
     assert max(slow.intermediate_values) < 20  # stopped before its 20 timed runs
@@ -146,11 +150,11 @@ def test_trials_over_the_memory_budget_are_kept_but_never_win(make_run):
     run = make_run("tiny_net", max_memory_mb=1.0)
     run_trials(run, 2)
     trials = run.study.trials
-    results = [records.trial_result(t) for t in trials]
+    results = [trial_facts.trial_result(t) for t in trials]
     assert [r.status.value for r in results] == ["constraint_violated"] * 2
     assert all("> --max-memory-mb 1" in r.error and r.metrics.peak_memory_mb > 1 for r in results)
-    assert records.baseline_trial(trials) is trials[0]  # still the speed reference
-    assert records.ranked_trials(run.study) == []
+    assert trial_facts.baseline_trial(trials) is trials[0]  # still the speed reference
+    assert trial_facts.ranked_trials(run.study) == []
 
 
 def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
@@ -159,7 +163,7 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
         for threads in (None, 1, 3)])
     run_trials(run, 4)
     assert [t.state for t in run.study.trials] == [TrialState.COMPLETE] * 4
-    assert validation.VALIDATION_ATTR not in run.study.user_attrs  # validate_top=0: off
+    assert not attrs.has(run.study, StudyKey.VALIDATION)  # validate_top=0: off
     assert not (tmp_path / "study" / "validation").exists()
     trial_dir = tmp_path / "study" / "trials"
     started = [(trial_dir / f"{n}" / "request.json").stat().st_mtime for n in range(4)]
@@ -170,7 +174,7 @@ def test_jobs_compile_together_but_time_one_at_a_time(make_run, tmp_path):
     windows = sorted(zip(released, finished))
     assert all(end <= next_start for (_, end), (next_start, _) in zip(windows, windows[1:]))
     # each record carries its phases as the study saw them: build, wait at the gate, measure
-    phases = [records.trial_result(t).phases for t in run.study.trials]
+    phases = [trial_facts.trial_result(t).phases for t in run.study.trials]
     assert all([p[0] for p in trial] == ["build", "wait", "measure"] for trial in phases)
     assert all(a[2] <= b[1] + 1e-6 for trial in phases for a, b in zip(trial, trial[1:]))
     measuring = sorted((p[2][1], p[2][2]) for p in phases)

@@ -21,12 +21,12 @@ from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.liveness import retried_from
 from tuner.study.audit import audit
-from tuner.study.callbacks import StudyCallback
-from tuner.study.liveness import Heartbeat, RetryStale, ask, fail_stale, retried_from
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
+from tuner.study.study_callback import StudyCallback
 
 needs_postgres = pytest.mark.skipif(not postgres_reachable(),
                                     reason=f"PostgreSQL unreachable at {POSTGRES}")
@@ -93,27 +93,6 @@ def test_kill_9_mid_trial_then_resume_reruns_its_configuration(space, tmp_path):
     assert retry.params == killed.system_attrs.get("fixed_params", retry.params)
     figures = audit(study)
     assert (figures.lost, figures.running, figures.waiting, figures.baselines) == (0, 0, 0, 1)
-
-
-def test_a_stale_trial_is_failed_and_its_configuration_retried_once(tmp_path):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1,
-                                         grace_period=1, heartbeat_stale_trial_callback=RetryStale())
-    study = optuna.create_study(storage=storage)
-    alive, dead = ask(study), ask(study)
-    dead.suggest_int("x", 0, 9)
-    storage.record_heartbeat(dead._trial_id)
-    with Heartbeat(study, [alive]):
-        time.sleep(2.2)
-        fail_stale(study)
-    study.tell(alive, 1.0)
-    states = [t.state for t in study.get_trials()]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
-    retry = ask(study)
-    assert retry.params == dead.params and retried_from(study.trials[retry.number]) == dead.number
-    storage.record_heartbeat(retry._trial_id)
-    time.sleep(2.2)
-    fail_stale(study)  # the retry dies too: not retried again (once)
-    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] + [TrialState.FAIL] * 2
 
 
 def _tiny_run(study, space, tmp_path, model=TINY, **settings):

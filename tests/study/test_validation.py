@@ -160,9 +160,8 @@ def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
 
     from tuner.config import KernelChoice
     from tuner.runner.record import Status, TrialResult
-    from tuner.study import attributes as attrs
-    from tuner.study import records
-    from tuner.study.attributes import StudyKey
+    from tuner.storages import attributes as attrs
+    from tuner.storages.attributes import StudyKey, TrialKey
     from tuner.study.validation import distinct_top, with_references
     from tests.fixtures.records import metrics
 
@@ -173,8 +172,8 @@ def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
             KernelChoice("w", "onednn", (("impl", impl),)),) if impl is not None else ())
         result = TrialResult(Status.OK, metrics(value))
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
-            records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict(),
-            records.ORIGIN_ATTR: origin}))
+            TrialKey.RESULT.value: result.to_dict(), TrialKey.CONFIG.value: config.to_dict(),
+            TrialKey.ORIGIN.value: origin}))
     run = types.SimpleNamespace(study=study)
     top = distinct_top(run, 1)
     assert [t.number for t in with_references(run, top)] == [1, 0]

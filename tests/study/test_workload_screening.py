@@ -8,9 +8,9 @@ from tuner.paths import REPO_ROOT
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.runner.record import Status, TrialResult
 from tuner.space import load_space
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study.guide import suggest_config
 from tuner.study.workload_screening import (ORIGIN, drift_corrected_ms,
                                              enqueue_workload_screening)
 from tests.fixtures.records import metrics
@@ -30,16 +30,16 @@ def space():
 def _add_measured(study, config, value, times=TIMES):
     result = TrialResult(Status.OK, metrics(value), workload_ms=times)
     study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
-        records.RESULT_ATTR: result.to_dict(), records.CONFIG_ATTR: config.to_dict(),
-        records.CONFIG_HASH_ATTR: config.canonical_hash()}))
+        TrialKey.RESULT.value: result.to_dict(), TrialKey.CONFIG.value: config.to_dict(),
+        TrialKey.CONFIG_HASH.value: config.canonical_hash()}))
 
 
 def _waiting_configs(study, space):
     configs = []
     while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         trial = study.ask()
-        assert trial.user_attrs[records.ORIGIN_ATTR] == ORIGIN
-        configs.append(space.suggest(trial))
+        assert trial.user_attrs[TrialKey.ORIGIN.value] == ORIGIN
+        configs.append(suggest_config(space, trial))
         study.tell(trial, 1.0)  # slower than every guide below
     return configs
 
@@ -84,11 +84,11 @@ def test_without_a_guide_nothing_is_enqueued(space):
 def _screened_neighbour(study, space, value, times):
     """Ask the first waiting screening trial and tell it as measured: ``value``, ``times``."""
     trial = study.ask()
-    config = space.suggest(trial)
+    config = suggest_config(space, trial)
     result = TrialResult(Status.OK, metrics(value), workload_ms=times)
-    for key, data in ((records.RESULT_ATTR, result.to_dict()),
-                      (records.CONFIG_ATTR, config.to_dict()),
-                      (records.CONFIG_HASH_ATTR, config.canonical_hash())):
+    for key, data in ((TrialKey.RESULT.value, result.to_dict()),
+                      (TrialKey.CONFIG.value, config.to_dict()),
+                      (TrialKey.CONFIG_HASH.value, config.canonical_hash())):
         trial.set_user_attr(key, data)
     study.tell(trial, value)
     return config

@@ -34,8 +34,9 @@ from optuna.trial import TrialState
 
 from tuner.children import child_environment, python_command
 from tuner.cluster import POSTGRES, MlflowServer, start_worker, worker_environment
-from tuner.study import records
-from tuner.study.attributes import TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import TrialKey
 from tuner.study.audit import StudyAudit, audit
 
 TINY = "tests.fixtures.tiny_models:tiny_net"
@@ -100,8 +101,8 @@ def running_trial(study: optuna.Study, after: int = 1):
     """A RUNNING trial numbered ``after`` or more (not a baseline) that has its configuration
     (suggested, so that its retry runs the same), else None."""
     return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                 if t.number >= after and not records.is_baseline(t) and t.params
-                 and TrialKey.WORKER.value in t.user_attrs), None)
+                 if t.number >= after and not trial_facts.is_baseline(t) and t.params
+                 and attrs.has(t, TrialKey.WORKER)), None)
 
 
 def load_when_there(storage: str, study_name: str, timeout: float = 300) -> optuna.Study | None:
@@ -118,7 +119,7 @@ def load_when_there(storage: str, study_name: str, timeout: float = 300) -> optu
 
 def worker_pid(trial) -> int:
     """The pid in a trial's ``host:pid:start`` worker attribute."""
-    return int(trial.user_attrs[TrialKey.WORKER.value].split(":")[-2])
+    return int(attrs.trial_get(trial, TrialKey.WORKER).split(":")[-2])
 
 
 def kill_worker_mid_trial(workers: list[subprocess.Popen], storage: str, study_name: str,

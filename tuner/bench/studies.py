@@ -85,14 +85,14 @@ def warm_started(runs_dir: Path, name: str) -> tuple[int, int, int] | None:
     study's warm-start trial, or None when it had no tuning record to start from."""
     import optuna
 
-    from tuner.study.attributes import StudyKey, TrialKey
-
-    WARM_START_ATTR = TrialKey.WARM_START.value
+    from tuner.storages import attributes as attrs
+    from tuner.storages.attributes import StudyKey, TrialKey
 
     study = optuna.load_study(study_name=name, storage=storage_url(runs_dir))
-    workloads = len(study.user_attrs.get(StudyKey.MODEL_INFO.value, {}).get("workloads", []))
-    return next(((t.number, len(t.user_attrs[WARM_START_ATTR]), workloads)
-                 for t in study.get_trials(deepcopy=False) if WARM_START_ATTR in t.user_attrs), None)
+    workloads = len(attrs.get(study, StudyKey.MODEL_INFO, {}).get("workloads", []))
+    return next(((t.number, len(attrs.trial_get(t, TrialKey.WARM_START)), workloads)
+                 for t in study.get_trials(deepcopy=False)
+                 if attrs.has(t, TrialKey.WARM_START)), None)
 
 
 def _walls_file(runs_dir: Path, name: str) -> Path:
@@ -124,18 +124,20 @@ def outcome(runs_dir: Path, spec: StudySpec, trials: int, wall: str) -> SearchOu
     """Read a study back. ``wall="trials"``: from its first trial's start to its last trial's
     end (the final validation of winners is not part of it); ``wall="commands"``: the summed
     wall time of the search commands that ran it (for studies run in several commands)."""
-    from tuner.study import records
+    from tuner.storages import attributes as attrs
+    from tuner.storages import trial_facts
+    from tuner.storages.attributes import TrialKey
 
     finished = read_trials(runs_dir, spec.name) or []
-    ok = {t.number: t for t in records.ok_trials(finished)}
+    ok = {t.number: t for t in trial_facts.ok_trials(finished)}
     if wall == "trials":
         seconds = ((max(t.datetime_complete for t in finished)
                     - min(t.datetime_start for t in finished)).total_seconds() if finished else 0.0)
     else:
         walls = _walls_file(runs_dir, spec.name)
         seconds = sum(json.loads(walls.read_text())) if walls.exists() else 0.0
-    figures = {t.user_attrs[records.CONFIG_HASH_ATTR]: t.values[0] for t in ok.values()
-               if records.REUSED_FROM_ATTR not in t.user_attrs}
+    figures = {attrs.trial_get(t, TrialKey.CONFIG_HASH): t.values[0] for t in ok.values()
+               if not attrs.has(t, TrialKey.REUSED_FROM)}
     throughputs = tuple(ok[t.number].values[0] if t.number in ok else None for t in finished)
     return SearchOutcome(spec.name, throughputs[:trials], seconds, figures)
 

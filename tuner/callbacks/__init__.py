@@ -1,4 +1,2 @@
-"""Side effects of a study (progress, MLflow, export) as callbacks on the trial loop."""
-from tuner.callbacks.base import StudyCallback
-
-__all__ = ["StudyCallback"]
+"""Side effects of a study (progress, MLflow, export, profiles, report, tuning records) as
+callbacks on the trial loop; the interface they implement is tuner.study.study_callback."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.callbacks.base import StudyCallback
 from tuner.export_format import write_export
-from tuner.study import records
-from tuner.study.exporting import export_trial
+from tuner.storages import trial_facts
+from tuner.study.exported_trial import export_trial
+from tuner.study.study_callback import StudyCallback
 
 
 class ExportBest(StudyCallback):
@@ -16,5 +16,5 @@ class ExportBest(StudyCallback):
         self.written: Path | None = None
 
     def on_search_complete(self, run, winner):
-        if records.ranked_trials(run.study):
+        if trial_facts.ranked_trials(run.study):
             self.written = write_export(export_trial(run.study), self.path)

@@ -3,8 +3,9 @@
 Rules:
 
 - The parent run's id is the study attribute ``StudyKey.MLFLOW_PARENT_RUN``; it is looked up or
-  created under the study's ``mlflow`` lock (tuner.study.coordination), so that workers
+  created under the study's ``mlflow`` lock (tuner.storages.coordination), so that workers
   starting together make one.
+- Every name (tags, parameters, metrics, artifacts) is tuner.storages.mlflow_names's.
 - A trial's nested run carries the tag ``trial_number``. A trial is logged by checking, under
   the same lock, that the parent has no nested run with its number, then creating it: never
   twice, whoever logs it (its worker at the trial's end, a later trial's worker once the server
@@ -25,25 +26,21 @@ import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from tuner.errors import one_line
 from tuner.redact import mask_url
 from tuner.runner.record import TrialResult
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
-from tuner.study.coordination import study_lock
+from tuner.storages import attributes as attrs
+from tuner.storages import mlflow_names as names
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.coordination import study_lock
+from tuner.storages.liveness import retried_from
+from tuner.storages.mlflow_names import (COMPLETE_TAG, EXPERIMENT, EXPERIMENT_KIND,
+                                         LOGGED_STATES, NOTE_TAG, PARENT_TAG, TRIAL_TAG)
 from tuner.study.hosts import Host
-from tuner.study.liveness import retried_from
 
-EXPERIMENT = "tuner"
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
-NOTE_TAG = "mlflow.note.content"  # a run's description in the UI (Markdown)
-PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "trial_number"
-COMPLETE_TAG = "tuner.logged"
-LOGGED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _BATCH = 100
 
 
@@ -102,7 +99,7 @@ class StudyRuns:
                         raise
             name = self.study.study_name  # that parent is gone (the tracking store was reset)
             self.parent_id = self.client.create_run(
-                self.experiment_id, run_name=name, tags={"tuner.study": name}).info.run_id
+                self.experiment_id, run_name=name, tags={names.STUDY_TAG: name}).info.run_id
             attrs.put(self.study, StudyKey.MLFLOW_PARENT_RUN, self.parent_id)
             self.log(self.parent_id, params={**_study_params(self.study), **(extra_params or {})})
             return True
@@ -144,22 +141,22 @@ class StudyRuns:
 
     def log_trial(self, trial: FrozenTrial, run_id: str | None = None) -> str:
         """The trial's nested run (created, or ``run_id`` completed)."""
-        result = records.trial_result(trial)
+        result = trial_facts.trial_result(trial)
         status = result.status.value if result else "lost"
         if run_id is None:
             run_id = self.client.create_run(
                 self.experiment_id, run_name=trial_run_name(trial, result),
                 tags={PARENT_TAG: self.parent_id, TRIAL_TAG: str(trial.number)}).info.run_id
-        config = records.trial_config(trial)
+        config = trial_facts.trial_config(trial)
         metrics = dict(result.metrics.to_dict()) if result and result.metrics else {}
         if result:
-            metrics["wall_seconds"] = result.wall_seconds
-            metrics.update({f"graph_ops.{k}": v for k, v in result.graph_ops.items()})
-        metrics["speedup"] = attrs.trial_get(trial, TrialKey.SPEEDUP)
+            metrics[names.WALL_SECONDS_METRIC] = result.wall_seconds
+            metrics.update({names.GRAPH_OPS_PREFIX + k: v for k, v in result.graph_ops.items()})
+        metrics[names.SPEEDUP_METRIC] = attrs.trial_get(trial, TrialKey.SPEEDUP)
         self.log(run_id, params=config.flat(), metrics=metrics, tags=_trial_tags(trial, status))
         artifact_error = self._artifacts(run_id, trial, result)
         if artifact_error:
-            self.client.set_tag(run_id, "artifact_error", artifact_error[:5000])
+            self.client.set_tag(run_id, names.ARTIFACT_ERROR_TAG, artifact_error[:5000])
         self.client.set_terminated(run_id, "FINISHED" if result and result.ok else "FAILED")
         self.client.set_tag(run_id, COMPLETE_TAG, "true")
         self.run_ids[trial.number] = run_id
@@ -167,9 +164,10 @@ class StudyRuns:
 
     def _artifacts(self, run_id: str, trial: FrozenTrial, result: TrialResult | None) -> str:
         try:
-            self.client.log_dict(run_id, records.trial_config(trial).to_dict(), "config.json")
+            self.client.log_dict(run_id, trial_facts.trial_config(trial).to_dict(),
+                                 names.CONFIG_ARTIFACT)
             if result and result.error:
-                self.client.log_text(run_id, result.error, "error.txt")
+                self.client.log_text(run_id, result.error, names.ERROR_ARTIFACT)
         except Exception as exc:  # a refusing artifact store costs the artifacts, not the run
             return one_line(exc)
         return ""
@@ -181,37 +179,40 @@ def _study_params(study: optuna.Study) -> dict:
     info = attrs.get(study, StudyKey.MODEL_INFO, {})
     host = attrs.get(study, StudyKey.HOST)
     measure = attrs.get(study, StudyKey.MEASURE, {})
-    return {**target, "input_shape": "x".join(map(str, [target.get("batch_size"), 3,
-                                                         target.get("image_size"),
-                                                         target.get("image_size")])),
-            "search_space": attrs.get(study, StudyKey.SPACE),
-            "objectives": ",".join(attrs.get(study, StudyKey.OBJECTIVES, [])),
-            "mindspore_version": info.get("mindspore_version"),
-            "optuna_version": optuna.__version__, "mlflow_version": mlflow.__version__,
-            "python_version": platform.python_version(), "cpu_model": info.get("cpu_model"),
-            "cpu_count": host.get("cores") if host else None,
-            "model_parameters": info.get("parameters"), "study_storage": safe_url(study),
-            **{f"measure.{k}": v for k, v in measure.items()}}
+    shape = [target.get("batch_size"), 3, target.get("image_size"), target.get("image_size")]
+    return {**target, names.INPUT_SHAPE_PARAM: "x".join(map(str, shape)),
+            names.SEARCH_SPACE_PARAM: attrs.get(study, StudyKey.SPACE),
+            names.OBJECTIVES_PARAM: ",".join(attrs.get(study, StudyKey.OBJECTIVES, [])),
+            names.MINDSPORE_VERSION_PARAM: info.get("mindspore_version"),
+            names.OPTUNA_VERSION_PARAM: optuna.__version__,
+            names.MLFLOW_VERSION_PARAM: mlflow.__version__,
+            names.PYTHON_VERSION_PARAM: platform.python_version(),
+            names.CPU_MODEL_PARAM: info.get("cpu_model"),
+            names.CPU_COUNT_PARAM: host.get("cores") if host else None,
+            names.MODEL_PARAMETERS_PARAM: info.get("parameters"),
+            names.STUDY_STORAGE_PARAM: safe_url(study),
+            **{names.MEASURE_PARAM_PREFIX + k: v for k, v in measure.items()}}
 
 
 def _trial_tags(trial: FrozenTrial, status: str) -> dict:
     host = attrs.trial_get(trial, TrialKey.HOST)
-    tags = {"status": status, "baseline": str(records.is_baseline(trial)).lower(),
-            "optuna_state": trial.state.name, "origin": records.origin(trial),
+    tags = {names.STATUS_TAG: status,
+            names.BASELINE_TAG: str(trial_facts.is_baseline(trial)).lower(),
+            names.OPTUNA_STATE_TAG: trial.state.name, names.ORIGIN_TAG: trial_facts.origin(trial),
             NOTE_TAG: trial_note(trial, status),
             **(Host.from_dict(host).tags() if host else {})}
     if attrs.trial_get(trial, TrialKey.WORKER):
-        tags["worker"] = attrs.trial_get(trial, TrialKey.WORKER)
-    if records.REUSED_FROM_ATTR in trial.user_attrs:
-        tags["reused_from"] = str(trial.user_attrs[records.REUSED_FROM_ATTR])
+        tags[names.WORKER_TAG] = attrs.trial_get(trial, TrialKey.WORKER)
+    if attrs.has(trial, TrialKey.REUSED_FROM):
+        tags[names.REUSED_FROM_TAG] = str(attrs.trial_get(trial, TrialKey.REUSED_FROM))
     if retried_from(trial) is not None:
-        tags["retry_of"] = str(retried_from(trial))
+        tags[names.RETRY_OF_TAG] = str(retried_from(trial))
     return tags
 
 
 def trial_run_name(trial: FrozenTrial, result: TrialResult | None) -> str:
     """``trial-7 ok 12.3x``; the baseline ``trial-0 baseline``; a failure ``trial-4 pruned``."""
-    if records.is_baseline(trial) and result is not None:
+    if trial_facts.is_baseline(trial) and result is not None:
         return f"trial-{trial.number} baseline"
     if result is None:
         return f"trial-{trial.number} lost"
@@ -222,12 +223,12 @@ def trial_run_name(trial: FrozenTrial, result: TrialResult | None) -> str:
 
 def trial_note(trial: FrozenTrial, status: str) -> str:
     """The nested run's description: its knobs that differ from the untuned defaults."""
-    config = records.trial_config(trial)
-    result = records.trial_result(trial)
+    config = trial_facts.trial_config(trial)
+    result = trial_facts.trial_result(trial)
     lines = [f"- `{k}` = `{v}`" for k, v in config.non_default_knobs().items()]
     lines += [f"- `{c.workload}`: {c.kernel} " + ", ".join(f"{k}={v}" for k, v in c.params)
               for c in config.kernels]
-    head = f"Trial {trial.number} ({records.origin(trial)}): {status}."
+    head = f"Trial {trial.number} ({trial_facts.origin(trial)}): {status}."
     if result is not None and result.error:
         head += f" {result.reason()}"
     elif result is None:

@@ -27,19 +27,18 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tuner.callbacks.mlflow_runs import (EXPERIMENT, EXPERIMENT_KIND, LOGGED_STATES,  # noqa: F401
-                                         NOTE_TAG, StudyRuns)
-from tuner.callbacks.progress import pruning_savings, summary_table
+from tuner.callbacks.mlflow_runs import StudyRuns
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
-from tuner.study.callbacks import StudyCallback
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages import mlflow_names as names
+from tuner.storages.attributes import TrialKey
+from tuner.storages.mlflow_names import LOGGED_STATES, NOTE_TAG
+from tuner.study.study_callback import StudyCallback
+from tuner.study.summary import pruning_savings, summary_table
 from tuner.study.validation import over_default
 
-UI_VIEW = "workflowType=machine_learning"  # the UI's "Model training" view: opens on runs
-PARENT_RUN_ATTR = StudyKey.MLFLOW_PARENT_RUN.value
 
 
 def artifact_location(tracking_uri: str, artifact_root: Path) -> str | None:
@@ -94,7 +93,7 @@ class MlflowTracker(StudyCallback):
                 self._parent_artifacts(run)
             else:
                 self.log(self.runs.parent_id, metrics=run.noise,
-                         step=records.trial_count(run.study))
+                         step=trial_facts.trial_count(run.study))
         except Exception as exc:  # MLflow raises many kinds for a bad or unreachable store
             if starting:
                 raise UsageError(f"--tracking-uri {mask_url(self.tracking_uri)}: cannot use it "
@@ -107,10 +106,12 @@ class MlflowTracker(StudyCallback):
 
     def _parent_artifacts(self, run) -> None:
         try:
-            self.client.log_dict(self.runs.parent_id, run.space.describe(), "search_space.json")
-            self.client.log_dict(self.runs.parent_id, run.model_info, "model_info.json")
+            self.client.log_dict(self.runs.parent_id, run.space.describe(),
+                                 names.SEARCH_SPACE_ARTIFACT)
+            self.client.log_dict(self.runs.parent_id, run.model_info, names.MODEL_INFO_ARTIFACT)
         except Exception as exc:  # a refusing artifact store costs the artifacts, not the run
-            self.client.set_tag(self.runs.parent_id, "artifact_error", one_line(exc)[:5000])
+            self.client.set_tag(self.runs.parent_id, names.ARTIFACT_ERROR_TAG,
+                                one_line(exc)[:5000])
 
     def on_study_start(self, run):
         for name in ("mlflow", "alembic"):
@@ -143,35 +144,38 @@ class MlflowTracker(StudyCallback):
         if not best:
             return
         top = best[0]
-        metrics = {f"best_{k}": v for k, v in records.trial_result(top).metrics.to_dict().items()}
-        metrics["best_speedup"] = attrs.trial_get(top, TrialKey.SPEEDUP)
-        metrics["trials"] = records.trial_count(run.study)
+        metrics = {names.BEST_PREFIX + k: v
+                   for k, v in trial_facts.trial_result(top).metrics.to_dict().items()}
+        metrics[names.BEST_SPEEDUP_METRIC] = attrs.trial_get(top, TrialKey.SPEEDUP)
+        metrics[names.TRIALS_METRIC] = trial_facts.trial_count(run.study)
         metrics.update(pruning_savings(run.study.get_trials(deepcopy=False)))
-        self.log(self.runs.parent_id, metrics=metrics, step=records.trial_count(run.study),
-                 tags={"best_trial": top.number,
-                       "best_knobs": records.trial_config(top).describe()[:5000]})
+        self.log(self.runs.parent_id, metrics=metrics, step=trial_facts.trial_count(run.study),
+                 tags={names.BEST_TRIAL_TAG: top.number,
+                       names.BEST_KNOBS_TAG: trial_facts.trial_config(top).describe()[:5000]})
 
     def on_validated(self, run, report):
         if not self.online:
             return
         winner = report.candidate(report.winner)
         (low, high), (ci_low, ci_high) = winner.spread, winner.interval
-        metrics = {"validated_speedup": winner.speedup, "validated_speedup_low": low,
-                   "validated_speedup_high": high, "validated_speedup_ci_low": ci_low,
-                   "validated_speedup_ci_high": ci_high}
+        metrics = {names.VALIDATED_SPEEDUP_METRIC: winner.speedup,
+                   names.VALIDATED_SPEEDUP_LOW_METRIC: low,
+                   names.VALIDATED_SPEEDUP_HIGH_METRIC: high,
+                   names.VALIDATED_SPEEDUP_CI_LOW_METRIC: ci_low,
+                   names.VALIDATED_SPEEDUP_CI_HIGH_METRIC: ci_high}
         versus_default = over_default(report, run.study)
         if versus_default is not None:
             _, versus = versus_default
-            metrics.update({"validated_over_default": versus.ratio,
-                            "validated_over_default_ci_low": versus.interval[0],
-                            "validated_over_default_ci_high": versus.interval[1]})
+            metrics.update({names.VALIDATED_OVER_DEFAULT_METRIC: versus.ratio,
+                            names.VALIDATED_OVER_DEFAULT_CI_LOW_METRIC: versus.interval[0],
+                            names.VALIDATED_OVER_DEFAULT_CI_HIGH_METRIC: versus.interval[1]})
         try:
             self.log(self.parent_id, metrics=metrics,
-                     tags={"validated_winner": report.winner,
-                           "validation_note": report.note or "-",
-                           "validated_on": report.host or "-"},
-                     step=records.trial_count(run.study))
-            self.client.log_dict(self.parent_id, report.to_dict(), "validation.json")
+                     tags={names.VALIDATED_WINNER_TAG: report.winner,
+                           names.VALIDATION_NOTE_TAG: report.note or "-",
+                           names.VALIDATED_ON_TAG: report.host or "-"},
+                     step=trial_facts.trial_count(run.study))
+            self.client.log_dict(self.parent_id, report.to_dict(), names.VALIDATION_ARTIFACT)
         except Exception as exc:
             self._offline("logging the validation", exc)
 

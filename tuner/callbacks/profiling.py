@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tuner.callbacks.base import StudyCallback
-from tuner.errors import one_line
 from tuner.config import TuningConfig
+from tuner.errors import one_line
 from tuner.profiling.records import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
-from tuner.study import records
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.mlflow_names import (PROFILE_ARTIFACT_DIR, PROFILE_ERROR_TAG,
+                                         PROFILE_PREFIX, PROFILE_SHARE_PREFIX)
+from tuner.study.study_callback import StudyCallback
 
-ARTIFACT_DIR = "profile"
 TOP_TYPES = 5
 
 
@@ -23,13 +24,14 @@ def profile_metrics(outcome: ProfileOutcome) -> dict[str, float]:
     the baseline's overhead share, and the share of the tuned side's top operator types
     (``profile.share.Conv2D``, ``profile.share.Custom_conv2d_dense``)."""
     tuned, base = outcome.tuned, outcome.baseline
-    metrics = {"profile.overhead_share": tuned.overhead_share, "profile.wall_ms": tuned.wall_ms,
-               "profile.operator_ms": tuned.operator_ms,
-               "profile.profiler_slowdown": tuned.profiler_slowdown,
-               "profile.baseline.overhead_share": base.overhead_share}
+    metrics = {PROFILE_PREFIX + "overhead_share": tuned.overhead_share,
+               PROFILE_PREFIX + "wall_ms": tuned.wall_ms,
+               PROFILE_PREFIX + "operator_ms": tuned.operator_ms,
+               PROFILE_PREFIX + "profiler_slowdown": tuned.profiler_slowdown,
+               PROFILE_PREFIX + "baseline.overhead_share": base.overhead_share}
     by_type = sorted(tuned.per_inference("op_type").items(), key=lambda kv: -kv[1][1])
     for op_type, (_, ms) in by_type[:TOP_TYPES]:
-        metrics[f"profile.share.{op_type.replace(':', '_')}"] = ms / tuned.wall_ms
+        metrics[PROFILE_SHARE_PREFIX + op_type.replace(':', '_')] = ms / tuned.wall_ms
     return metrics
 
 
@@ -51,7 +53,7 @@ class ProfileWinner(StudyCallback):
 
     def _profile(self, run, config: TuningConfig, label: str, workdir: Path,
                  measured_by) -> tuple[Profile | None, str]:
-        result = records.trial_result(measured_by) if measured_by is not None else None
+        result = trial_facts.trial_result(measured_by) if measured_by is not None else None
         latency_s = result.metrics.latency_p50_ms / 1e3 if result and result.metrics else 0.0
         return profile_one(run.target, run.assets_dir, config, label, workdir, self.runs,
                            seed=int(attrs.get(run.study, StudyKey.WEIGHTS_SEED, 0)),
@@ -60,13 +62,14 @@ class ProfileWinner(StudyCallback):
     def _pair(self, run, trial) -> ProfileOutcome:
         workdir = run.directory / "profiles" / "work"
         if self._baseline is None:
-            baseline = records.baseline_trial(run.study.get_trials(deepcopy=False))
+            baseline = trial_facts.baseline_trial(run.study.get_trials(deepcopy=False))
             self._baseline, error = self._profile(run, TuningConfig(), "baseline",
                                                   workdir / "baseline", baseline)
             if self._baseline is None:
                 return ProfileOutcome(None, None, error)
-        tuned, error = self._profile(run, records.trial_config(trial), f"trial {trial.number}",
-                                     workdir / f"trial-{trial.number}", trial)
+        tuned, error = self._profile(run, trial_facts.trial_config(trial),
+                                     f"trial {trial.number}", workdir / f"trial-{trial.number}",
+                                     trial)
         return ProfileOutcome(self._baseline, tuned, error)
 
     def _record(self, run, trial, run_id: str | None) -> Path | None:
@@ -79,14 +82,14 @@ class ProfileWinner(StudyCallback):
                 print(f"profiling trial {trial.number} failed (the study goes on): "
                       f"{outcome.error}", file=sys.stderr)
                 if client is not None and run_id:
-                    client.set_tag(run_id, "profile_error", outcome.error[:5000])
+                    client.set_tag(run_id, PROFILE_ERROR_TAG, outcome.error[:5000])
                 return None
             out = run.directory / "profiles" / f"trial-{trial.number}"
             write_outputs(outcome, out, self.top)
             if client is not None and run_id:
-                client.log_artifacts(run_id, str(out), ARTIFACT_DIR)
+                client.log_artifacts(run_id, str(out), PROFILE_ARTIFACT_DIR)
                 self.tracker.log(run_id, metrics=profile_metrics(outcome),
-                                 step=records.trial_count(run.study))
+                                 step=trial_facts.trial_count(run.study))
             return out / "table.md"
         except Exception as exc:  # writing or tracking a profile must not stop the study
             text = one_line(exc)
@@ -95,12 +98,12 @@ class ProfileWinner(StudyCallback):
             return None
 
     def on_trial_end(self, run, trial, result):
-        if (self.every_trial and result.ok and not records.is_baseline(trial)
-                and records.REUSED_FROM_ATTR not in trial.user_attrs):
+        if (self.every_trial and result.ok and not trial_facts.is_baseline(trial)
+                and not attrs.has(trial, TrialKey.REUSED_FROM)):
             run_ids = self.tracker.trial_run_ids if self.tracker is not None else {}
             self._record(run, trial, run_ids.get(trial.number))
 
     def on_search_complete(self, run, winner):
-        if winner is None or records.is_baseline(winner):
+        if winner is None or trial_facts.is_baseline(winner):
             return
         self.written = self._record(run, winner, self.tracker.parent_id if self.tracker else None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tuner.callbacks.base import StudyCallback
 from tuner.errors import one_line
+from tuner.storages.mlflow_names import PLOTS_ARTIFACT_DIR
+from tuner.study.study_callback import StudyCallback
 
 REPORT_FILE = "report.html"
-PLOTS_DIR = "plots"
 
 
 class WriteReport(StudyCallback):
@@ -36,7 +36,7 @@ class WriteReport(StudyCallback):
                 for plot in plots:
                     if plot.figure is not None:
                         client.log_figure(self.tracker.parent_id, plot.figure,
-                                          f"{PLOTS_DIR}/{plot.name}.png")
+                                          f"{PLOTS_ARTIFACT_DIR}/{plot.name}.png")
                 client.log_artifact(self.tracker.parent_id, str(path))
         except Exception as exc:  # a report is a side effect: it must not end the study
             text = one_line(exc)

@@ -19,8 +19,9 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from tuner.profiling.records import Profile  # noqa: E402
-from tuner.study import records  # noqa: E402
-from tuner.study.attributes import StudyKey  # noqa: E402
+from tuner.storages import attributes as attrs  # noqa: E402
+from tuner.storages import trial_facts  # noqa: E402
+from tuner.storages.attributes import StudyKey, TrialKey  # noqa: E402
 from tuner.study.validation import ValidationReport  # noqa: E402
 
 STATUS_COLOURS = {"ok": "tab:green", "pruned": "tab:gray", "wrong_result": "tab:red",
@@ -46,7 +47,7 @@ class Plot:
 
 
 def _status(trial) -> str:
-    result = records.trial_result(trial)
+    result = trial_facts.trial_result(trial)
     return result.status.value if result else trial.state.name.lower()
 
 
@@ -189,7 +190,7 @@ def pareto(study: optuna.Study, exported: int | None) -> Plot:
     """Optuna's Pareto-front plot, the exported member marked (several objectives only)."""
     if len(study.directions) < 2:
         return Plot("pareto", "Pareto front", reason="a single objective")
-    names = study.user_attrs.get(StudyKey.OBJECTIVES.value)
+    names = attrs.get(study, StudyKey.OBJECTIVES)
     ax = _quiet(lambda: optuna.visualization.matplotlib.plot_pareto_front(
         study, target_names=names))
     if exported is not None:
@@ -210,9 +211,10 @@ def timeline(study: optuna.Study, jobs: int) -> Plot:
     together, wait at the gate, and are measured one at a time."""
     if jobs <= 1:
         return Plot("timeline", "Trial timeline", reason="trials ran one at a time (--jobs 1)")
-    spans = [(t.number, records.trial_result(t).phases) for t in study.get_trials(deepcopy=False)
-             if records.trial_result(t) is not None and records.trial_result(t).phases
-             and records.REUSED_FROM_ATTR not in t.user_attrs]
+    spans = [(t.number, trial_facts.trial_result(t).phases)
+             for t in study.get_trials(deepcopy=False)
+             if trial_facts.trial_result(t) is not None and trial_facts.trial_result(t).phases
+             and not attrs.has(t, TrialKey.REUSED_FROM)]
     if not spans:
         return Plot("timeline", "Trial timeline", reason="no trial recorded its phases")
     origin = min(start for _, phases in spans for _, start, _ in phases)

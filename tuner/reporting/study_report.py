@@ -10,13 +10,13 @@ from pathlib import Path
 import mlflow
 import optuna
 
-from tuner.callbacks.progress import summary_table
 from tuner.profiling.records import Profile
 from tuner.reporting.html import ReportContent
 from tuner.reporting.plots import study_plots
-from tuner.study import records
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey
+from tuner.storages import trial_facts
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import StudyKey
+from tuner.study.summary import summary_table
 from tuner.study.validation import current_report
 
 
@@ -29,10 +29,10 @@ class StoredStudy:
     noise: dict = field(default_factory=dict)
 
     def baseline(self):
-        return records.baseline_trial(self.study.get_trials(deepcopy=False))
+        return trial_facts.baseline_trial(self.study.get_trials(deepcopy=False))
 
     def best_trials(self):
-        return records.ranked_trials(self.study)
+        return trial_facts.ranked_trials(self.study)
 
 
 def exported_trial(study: optuna.Study):
@@ -40,7 +40,7 @@ def exported_trial(study: optuna.Study):
     report = current_report(study)
     if report is not None:
         return study.get_trials(deepcopy=False)[report.winner]
-    ranked = records.ranked_trials(study)
+    ranked = trial_facts.ranked_trials(study)
     return ranked[0] if ranked else None
 
 
@@ -54,7 +54,7 @@ def winner_profiles(study_directory: Path, trial_number: int) -> tuple[tuple[Pro
 
 
 def _knobs(trial) -> list[tuple[str, str]]:
-    config = records.trial_config(trial)
+    config = trial_facts.trial_config(trial)
     rows = [(k, str(v)) for k, v in config.non_default_knobs().items()]
     rows += [(f"kernel for {c.workload}",
               f"{c.kernel} " + ", ".join(f"{k}={v}" for k, v in c.params)) for c in config.kernels]
@@ -64,7 +64,7 @@ def _knobs(trial) -> list[tuple[str, str]]:
 def _failures(study: optuna.Study) -> dict[str, list[tuple[int, str]]]:
     failures: dict[str, list[tuple[int, str]]] = {}
     for trial in study.get_trials(deepcopy=False):
-        result = records.trial_result(trial)
+        result = trial_facts.trial_result(trial)
         if result is not None and not result.ok:
             failures.setdefault(result.status.value, []).append(
                 (trial.number, result.reason().partition(": ")[2] or "-"))
@@ -85,7 +85,7 @@ def build_content(study: optuna.Study, study_directory: Path, export_path: Path 
                                        target.get("image_size")])
     context = {"study": study.study_name, "model": str(target.get("model")),
                "input shape": shape, "device": str(target.get("device")),
-               "trials": str(records.trial_count(study)),
+               "trials": str(trial_facts.trial_count(study)),
                "CPU": f"{info.get('cpu_model', '?')} ({os.cpu_count()} cores)",
                "MindSpore": info.get("mindspore_version", "?"), "Optuna": optuna.__version__,
                "MLflow": mlflow.__version__, "Python": platform.python_version(),
@@ -99,7 +99,7 @@ def build_content(study: optuna.Study, study_directory: Path, export_path: Path 
                  f"python -m tuner.profile {export}{trust}     # where its time goes",
                  f"# in deployment code: net = tuner.load({export!r}, checkpoint='my.ckpt'"
                  f"{trusted})"]
-    described = (f"trial {winner.number}: {records.trial_config(winner).describe()}"
+    described = (f"trial {winner.number}: {trial_facts.trial_config(winner).describe()}"
                  + (" (validated winner)" if report is not None else " (best trial, not validated)")
                  if winner else "no successful trial yet")
     content = ReportContent(f"tuner report: {study.study_name}", context,

@@ -83,7 +83,7 @@ class TrialResult:
     """Per workload key (tuner.kernels.workload), milliseconds per inference that the programs'
     primitives for its layers took while the trial was timed (warm-up and timed runs; layout
     conversions made for those layers included), read from the program runtime's own counters;
-    empty without programs. What the search's workload focus (tuner.space.focus) reads."""
+    empty without programs. What the search's workload focus (tuner.study.guide) reads."""
 
     def with_(self, **changes) -> "TrialResult":
         return replace(self, **changes)

@@ -1,31 +1,26 @@
-"""Profile-guided allocation of the per-workload trials: the workload focus.
+"""The workload focus: which workloads a guided trial draws its per-workload knobs for.
 
-Every measured trial with programs records, per workload, the milliseconds per inference that
-the programs' primitives spent on its layers (``TrialResult.workload_ms``, read from the program
-runtime's counters while the trial was timed). When the sampler draws per-workload knobs
-(``kernels.choose_per_workload`` or ``kernels.tile_per_workload``), only the workloads that hold
-most of the time get their own draws; every other workload keeps the kernel and parameters it
-has in the best trial so far, so that the trials are spent where the time is (as TVM's task
-scheduler weights each task by its share of the end-to-end latency).
+When the sampler draws per-workload knobs (``kernels.choose_per_workload`` or
+``kernels.tile_per_workload``), only the workloads that hold most of the time get their own
+draws; every other workload keeps the kernel and parameters it has in the guide, so that the
+trials are spent where the time is (as TVM's task scheduler weights each task by its share of
+the end-to-end latency).
 
 Rules:
 
-- The guide is the best completed, validated-against-reference trial (the study's ranking) that
-  recorded workload times; before there is one, there is no focus (every workload is drawn).
+- The guide is given to the space (``Guide``: a measured trial's number, per-workload
+  milliseconds per inference and kernel choices); the study chooses it and stores the focus on
+  the trial (tuner.study.guide). Without a guide there is no focus (every workload is drawn).
 - The focus is the fewest workloads, largest share first, whose times sum to at least
   ``coverage`` of all the workloads' time, and at most ``max_workloads`` of them (ties: by key).
   ``coverage`` 1.0 with ``max_workloads`` at least the model's workload count is no focus.
-- The focus of a trial is stored on it (``TrialKey.FOCUS``): which workloads it drew.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-import optuna
-
-from tuner.config import KernelChoice, TuningConfig
-from tuner.study import records
+from tuner.config import KernelChoice
 
 
 @dataclass(frozen=True)
@@ -69,19 +64,10 @@ class WorkloadFocus:
 
 @dataclass(frozen=True)
 class Guide:
-    """The trial the focus comes from: its number, workload times and kernel choices."""
+    """The trial the focus comes from: its number, workload times (ms per inference by
+    workload key) and kernel choices (by workload key)."""
 
     number: int
     workload_ms: Mapping[str, float]
     choices: Mapping[str, KernelChoice]
 
-
-def guide(study: optuna.Study) -> Guide | None:
-    """The best ranked trial that recorded workload times (see module), or None."""
-    for trial in records.ranked_trials(study):
-        result = records.trial_result(trial)
-        if result is not None and result.workload_ms:
-            config: TuningConfig = records.trial_config(trial)
-            return Guide(trial.number, dict(result.workload_ms),
-                         {c.workload: c for c in config.kernels})
-    return None

@@ -13,8 +13,11 @@ wasting the trial. Which kernel the space's default uses is the workload's first
 another's ``default_for`` rule holds. The per-workload kernel knobs exist only when
 ``kernels.choose_per_workload`` is true (else every workload runs the default's kernel and only
 parameters are sampled), per-workload parameters only when ``kernels.tile_per_workload`` is;
-under either, only the workloads of the focus (tuner.space.focus: those that hold most of the
-best trial's time) are drawn, the others keep their choice in that trial.
+under either, given a guide (tuner.space.focus.Guide: a measured trial's workload times and
+choices), only the workloads of its focus (those that hold most of the guide's time) are drawn,
+the others keep their choice in the guide. The knobs only read the trial they are handed and
+the guide they are given: what they did (the focus, the repaired workloads) is returned for the
+study to store.
 """
 from __future__ import annotations
 
@@ -28,13 +31,21 @@ from tuner.config import KernelChoice
 from tuner.errors import shown
 from tuner.kernels.space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
-from tuner.space.focus import WorkloadFocus, guide
-from tuner.study import attributes as attrs
-from tuner.study.attributes import TrialKey
+from tuner.space.focus import Guide, WorkloadFocus
 
 PER_WORKLOAD = "kernels.choose_per_workload"
 TILE_PER_WORKLOAD = "kernels.tile_per_workload"
-REPAIRED_ATTR = TrialKey.REPAIRED.value
+
+
+@dataclass(frozen=True)
+class KernelDraw:
+    """What ``KernelKnobs.suggest`` drew for a trial: one choice per workload, the workloads
+    whose sampled parameters broke a restriction and were repaired, and the focus (the workloads
+    drawn when a guide narrowed the draws; empty: no focus, every workload drawn)."""
+
+    choices: tuple[KernelChoice, ...]
+    repaired: tuple[str, ...] = ()
+    focus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,21 +86,25 @@ class KernelKnobs:
     def _shared_prefix(kernel_name: str) -> str:
         return f"kernels.{kernel_name}."
 
-    def suggest(self, trial: optuna.Trial) -> tuple[KernelChoice, ...]:
+    def suggest(self, trial: optuna.Trial, guide: Guide | None = None) -> KernelDraw:
         """One choice per workload; sampled parameters that break the kernel's restrictions are
-        repaired to the nearest valid ones (listed in the trial's ``repaired_kernels``).
+        repaired to the nearest valid ones (``KernelDraw.repaired`` lists those workloads).
 
         The kernel of each workload is sampled only under ``kernels.choose_per_workload``:
         independent per-workload coins would almost never keep the default's kernels together,
         and behind this switch the sampler learns first whether mixing kernels pays at all (a
         conditional space, as TPE's ``group`` mode models). Likewise parameters are sampled
         per workload only under ``kernels.tile_per_workload``; otherwise each kernel has one
-        set shared by all its workloads: a few dimensions instead of hundreds."""
+        set shared by all its workloads: a few dimensions instead of hundreds. Under either
+        switch, with a ``guide``, only its focus is drawn (see module)."""
         if not self.workloads:
-            return ()
+            return KernelDraw(())
         per_workload = trial.suggest_categorical(PER_WORKLOAD, [False, True])
         tile_per_workload = trial.suggest_categorical(TILE_PER_WORKLOAD, [False, True])
-        kept = self._kept_choices(trial) if per_workload or tile_per_workload else {}
+        focus: tuple[str, ...] = ()
+        kept: dict[str, KernelChoice] = {}
+        if (per_workload or tile_per_workload) and guide is not None:
+            focus, kept = self._focus(guide)
         shared: dict[str, tuple[dict[str, Any], bool]] = {}
         choices, repaired = [], []
         for group in self.workloads:
@@ -114,27 +129,21 @@ class KernelKnobs:
             if was_repaired:
                 repaired.append(group.key)
             choices.append(KernelChoice(group.key, kernel, tuple(sorted(params.items()))))
-        if repaired:
-            trial.set_user_attr(REPAIRED_ATTR, repaired)
-        return tuple(choices)
+        return KernelDraw(tuple(choices), tuple(repaired), focus)
 
-    def _kept_choices(self, trial: optuna.Trial) -> dict[str, KernelChoice]:
-        """The workloads outside the focus, with their choice in the guiding trial (stored on
-        the trial as ``TrialKey.FOCUS``: the guide's number and the focus)."""
-        found = guide(trial.study)
-        if found is None:
-            return {}
-        focus = self.focus.select(found.workload_ms, (g.key for g in self.workloads))
+    def _focus(self, guide: Guide) -> tuple[tuple[str, ...], dict[str, KernelChoice]]:
+        """The guide's focus, and the workloads outside it with their choice in the guide (none
+        without a focus)."""
+        focus = self.focus.select(guide.workload_ms, (g.key for g in self.workloads))
         if not focus:
-            return {}
-        attrs.trial_put(trial, TrialKey.FOCUS, {"guide": found.number, "workloads": list(focus)})
+            return (), {}
         kept = {}
         for group in self.workloads:
-            choice = found.choices.get(group.key)
+            choice = guide.choices.get(group.key)
             if group.key not in focus and choice is not None \
                     and choice.kernel in self.kernel_options(group).values():
                 kept[group.key] = choice
-        return kept
+        return focus, kept
 
     def _suggest_params(self, trial: optuna.Trial, space, prefix: str) -> tuple[dict[str, Any], bool]:
         sampled = {p.name: self._suggest_param(trial, prefix + p.name, p) for p in space.params}

@@ -28,7 +28,7 @@ from tuner.errors import ConfigError, UsageError, shown
 from tuner.space.focus import WorkloadFocus
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
-from tuner.space.space import MODEL_STAGES, SearchSpace
+from tuner.space.search_space import MODEL_STAGES, SearchSpace
 
 SCHEMA_VERSION = 1
 _KNOB_KEYS = {"bool": {"default"}, "int": {"low", "high", "step", "default"},

@@ -1,1 +1,2 @@
-"""The Optuna study that drives trials: objectives, samplers, storage, the ask-and-tell loop."""
+"""The Optuna study that drives trials: objectives, samplers, the ask-and-tell loop, validation,
+the end of a study (what it keeps lives in tuner.storages)."""

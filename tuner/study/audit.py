@@ -25,10 +25,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey
-from tuner.study.liveness import retried_from
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.storages.liveness import retried_from
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -68,11 +68,11 @@ def _lost(trials) -> int:
 def _duplicated(trials) -> tuple[int, int]:
     """(duplicated starting points, measured baselines)."""
     originals = [t for t in trials if retried_from(t) is None and t.state != TrialState.FAIL]
-    baselines = Counter(records.trial_host_key(t) for t in originals
-                        if records.is_measured_baseline(t))
-    origins = Counter(records.origin(t) for t in originals)
-    screening = Counter(t.user_attrs.get(records.CONFIG_HASH_ATTR) for t in originals
-                        if records.origin(t) == "screening")
+    baselines = Counter(trial_facts.trial_host_key(t) for t in originals
+                        if trial_facts.is_measured_baseline(t))
+    origins = Counter(trial_facts.origin(t) for t in originals)
+    screening = Counter(attrs.trial_get(t, TrialKey.CONFIG_HASH) for t in originals
+                        if trial_facts.origin(t) == "screening")
     duplicated = sum(n - 1 for n in baselines.values())
     duplicated += sum(max(origins[o] - 1, 0) for o in ("default", "tuning_records"))
     duplicated += sum(n - 1 for n in screening.values())
@@ -83,7 +83,8 @@ def _mlflow(study: optuna.Study, tracking_uri: str) -> tuple[int, int, int, int]
     """(missing, duplicated, parent runs, nested runs) of the study in MLflow."""
     from mlflow.tracking import MlflowClient
 
-    from tuner.callbacks.mlflow_runs import EXPERIMENT, LOGGED_STATES, PARENT_TAG, TRIAL_TAG
+    from tuner.storages.mlflow_names import (EXPERIMENT, LOGGED_STATES, PARENT_TAG, STUDY_TAG,
+                                             TRIAL_TAG)
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -91,7 +92,7 @@ def _mlflow(study: optuna.Study, tracking_uri: str) -> tuple[int, int, int, int]
     if experiment is None:
         return len(finished), 0, 0, 0
     runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`tuner.study` = '{study.study_name}'")
+                              f"tags.`{STUDY_TAG}` = '{study.study_name}'")
     parents = {r.info.run_id for r in runs if PARENT_TAG not in r.data.tags}
     nested = [r for parent in parents for r in client.search_runs(
         [experiment.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'", max_results=5000)]
@@ -110,7 +111,7 @@ def _export_valid(study: optuna.Study, path: Path) -> bool:
     number = exported.study.get("trial")
     trials = study.get_trials(deepcopy=False)
     return (exported.study.get("name") == study.study_name and isinstance(number, int)
-            and 0 <= number < len(trials) and trials[number] in records.ok_trials(trials))
+            and 0 <= number < len(trials) and trials[number] in trial_facts.ok_trials(trials))
 
 
 def audit(study: optuna.Study, tracking_uri: str | None = None,

@@ -2,8 +2,9 @@
 
 Rules:
 
-- A trial records its host and worker before it runs (so that a lost one is attributable), its
-  record and configuration when it ends (tuner.study.records).
+- A trial records its host and worker before it runs (so that a lost one is attributable), what
+  the space did to draw it (its focus and repairs, tuner.study.guide), its record and
+  configuration when it ends (tuner.storages.trial_facts).
 - Failures are results: a failed trial is told PRUNED (see ``tell``), never raised.
 - Every speedup is relative to the untuned baseline of the host that measured the trial. On a
   host incomparable with the study's (``--allow-heterogeneous``), speed objectives are told
@@ -24,9 +25,10 @@ from tuner.runner.isolate import run_compiled_together, run_isolated
 from tuner.runner.protocol import UNDER_WAY, is_progress_step
 from tuner.runner.record import Status, TrialResult
 from tuner.runner.request import RequestKind, TrialRequest
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import TrialKey
+from tuner.study.guide import suggest_config
 from tuner.study.hosts import Host
 from tuner.study.pruning import prunes_while_under_way
 from tuner.study.run import StudyRun
@@ -35,7 +37,7 @@ from tuner.study.run import StudyRun
 def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult | None]:
     """Suggest a configuration; its record already when it breaks a restriction (refused) or
     when this study measured the same canonical configuration before (reused); else None."""
-    config = run.space.suggest(trial)
+    config = suggest_config(run.space, trial)
     invalid = run.space.invalid_reason(config)
     if invalid:
         return config, TrialResult(Status.INVALID_CONFIG, error=invalid)
@@ -45,16 +47,16 @@ def _plan(run: StudyRun, trial: optuna.Trial) -> tuple[TuningConfig, TrialResult
 def _reused(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialResult | None:
     """An earlier record of the same configuration measured on this host (another host's
     timing is not this host's)."""
-    earlier = records.measured_before(run.study.get_trials(deepcopy=False), config)
-    if (earlier is None or trial.user_attrs.get(records.BASELINE_ATTR)
-            or records.trial_host_key(earlier) not in (None, run.host.key)):
+    earlier = trial_facts.measured_before(run.study.get_trials(deepcopy=False), config)
+    if (earlier is None or attrs.trial_get(trial, TrialKey.BASELINE)
+            or trial_facts.trial_host_key(earlier) not in (None, run.host.key)):
         return None
-    trial.set_user_attr(records.REUSED_FROM_ATTR, earlier.number)
-    return records.trial_result(earlier)
+    attrs.trial_put(trial, TrialKey.REUSED_FROM, earlier.number)
+    return trial_facts.trial_result(earlier)
 
 
 def _request(run: StudyRun, trial: optuna.Trial, config: TuningConfig) -> TrialRequest:
-    measure = (run.measure.for_baseline() if trial.user_attrs.get(records.BASELINE_ATTR)
+    measure = (run.measure.for_baseline() if attrs.trial_get(trial, TrialKey.BASELINE)
                else run.measure)
     return TrialRequest(RequestKind.MEASURE, run.target, str(run.assets_dir), config=config,
                         measure=measure, seed=run.settings.weights_seed,
@@ -120,7 +122,7 @@ def _pruning_reporter(run: StudyRun, trial: optuna.Trial):
     0.3 instead of 0.1)."""
     objective = run.objectives[0]
     if (len(run.objectives) > 1 or not objective.is_speed
-            or trial.user_attrs.get(records.BASELINE_ATTR)):
+            or attrs.trial_get(trial, TrialKey.BASELINE)):
         return None
 
     def report(entry: dict) -> bool:
@@ -142,7 +144,7 @@ def _reference_baseline(run: StudyRun) -> FrozenTrial | None:
     study_host = run.study_host()
     for trial in run.study.get_trials(deepcopy=False):
         host = attrs.trial_get(trial, TrialKey.HOST)
-        if records.is_measured_baseline(trial) and (
+        if trial_facts.is_measured_baseline(trial) and (
                 study_host is None or host is None or Host.from_dict(host).comparable(study_host)):
             return trial
     return None
@@ -156,14 +158,14 @@ def _normaliser(run: StudyRun, objective) -> float:
     own, reference = run.baseline(), _reference_baseline(run)
     if own is None or reference is None:
         return 1.0
-    return (objective.value(records.trial_result(reference).metrics)
-            / objective.value(records.trial_result(own).metrics))
+    return (objective.value(trial_facts.trial_result(reference).metrics)
+            / objective.value(trial_facts.trial_result(own).metrics))
 
 
 def tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: TrialResult) -> None:
-    baseline = bool(trial.user_attrs.get(records.BASELINE_ATTR))
-    for key, value in records.store_attrs(result, config, baseline).items():
-        trial.set_user_attr(key, value)
+    baseline = bool(attrs.trial_get(trial, TrialKey.BASELINE))
+    for key, value in trial_facts.store_attrs(result, config, baseline).items():
+        attrs.trial_put(trial, key, value)
     if not result.ok:
         # Pruned, never failed: TPE and Optuna's other model-based samplers ignore failed trials
         # and would keep suggesting what crashes, while a pruned trial without intermediate
@@ -171,7 +173,7 @@ def tell(run: StudyRun, trial: optuna.Trial, config: TuningConfig, result: Trial
         run.study.tell(trial, state=TrialState.PRUNED)
         return
     base = run.baseline()
-    base_ips = (records.trial_result(base).metrics.throughput_ips if base else
+    base_ips = (trial_facts.trial_result(base).metrics.throughput_ips if base else
                 result.metrics.throughput_ips if baseline else None)
     if base_ips:
         attrs.trial_put(trial, TrialKey.SPEEDUP, result.metrics.throughput_ips / base_ips)

@@ -16,11 +16,11 @@ from typing import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey
-from tuner.study.callbacks import StudyCallback
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey
 from tuner.study.run import StudyRun
+from tuner.study.study_callback import StudyCallback
 from tuner.study.validation import validate_winners
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -57,7 +57,7 @@ def end_study(run: StudyRun, callbacks: Sequence[StudyCallback]) -> FrozenTrial 
         for callback in callbacks:
             callback.on_validated(run, report)
     winner = (run.study.get_trials(deepcopy=False)[report.winner] if report is not None
-              else next(iter(records.ranked_trials(run.study)), None))
+              else next(iter(trial_facts.ranked_trials(run.study)), None))
     for callback in callbacks:
         callback.on_search_complete(run, winner)
     return winner

@@ -19,6 +19,7 @@ from typing import Any
 
 from tuner import cpuinfo
 from tuner.errors import UsageError
+from tuner.storages.mlflow_names import HOST_CORES_TAG, HOST_CPU_TAG, HOST_TAG
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class Host:
 
     def tags(self) -> dict[str, str]:
         """MLflow tags of a run made on this host."""
-        return {"host": self.name, "host.cpu_model": self.cpu_model,
-                "host.cores": str(self.cores)}
+        return {HOST_TAG: self.name, HOST_CPU_TAG: self.cpu_model, HOST_CORES_TAG: str(self.cores)}
 
 
 def this_host() -> Host:

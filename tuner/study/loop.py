@@ -4,7 +4,7 @@ Every host's untuned baseline is its first trial; every trial's record, configur
 and speedup over its host's baseline are stored as Optuna user attributes, so a study can be
 resumed, joined from other machines, exported and browsed from its storage alone. How a worker
 joins (tuner.study.run), what the study starts from (tuner.study.starting_points), a batch of
-trials (tuner.study.batches), liveness (tuner.study.liveness) and the end of a study
+trials (tuner.study.batches), liveness (tuner.storages.liveness) and the end of a study
 (tuner.study.ending) live beside this module.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ from optuna.trial import TrialState
 
 from tuner.errors import UsageError
 from tuner.runner.record import TrialResult
-from tuner.study import records
+from tuner.storages import trial_facts
+from tuner.storages.liveness import Heartbeat, ask, fail_stale, grace_seconds, retried_from
 from tuner.study.batches import run_batch, tell
-from tuner.study.callbacks import StudyCallback
 from tuner.study.ending import FINISHED, claim_end, end_study
-from tuner.study.liveness import Heartbeat, ask, fail_stale, grace_seconds, retried_from
 from tuner.study.run import StudyRun, open_run
 from tuner.study.settings import StudySettings
+from tuner.study.study_callback import StudyCallback
 from tuner.study.starting_points import (BaselineState, baseline_state, claim_baseline,
                                          enqueue_starting_points)
 from tuner.study.workload_screening import enqueue_workload_screening
@@ -159,6 +159,6 @@ def _trial_ended(run: StudyRun, number: int, result: TrialResult,
     frozen = run.study.get_trials(deepcopy=False)[number]
     for callback in callbacks:
         callback.on_trial_end(run, frozen, result)
-    if records.is_baseline(frozen) and result.metrics is None:
+    if trial_facts.is_baseline(frozen) and result.metrics is None:
         last = result.error.strip().splitlines()[-1] if result.error.strip() else ""
         raise UsageError(f"the untuned baseline failed ({result.status.value}): {last}")

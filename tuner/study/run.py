@@ -2,13 +2,13 @@
 
 Rules:
 
-- ``open_run`` runs under the study's lock (tuner.study.coordination): the first worker records
+- ``open_run`` runs under the study's lock (tuner.storages.coordination): the first worker records
   the target, model info, objectives, space, measurement settings and its host in the study;
   a later worker checks that it tunes the same target and weights (model fingerprint) on a
   comparable host (tuner.study.hosts), else it is refused in one line.
 - The model's assets (weights, fixed input, untuned reference output) are prepared once per
   study, under the same lock: on a database server they are then stored in the study's
-  database and restored by the workers of other machines (tuner.study.assets); with SQLite
+  database and restored by the workers of other machines (tuner.storages.study_assets); with SQLite
   the workers sharing a runs dir share them. Assets prepared elsewhere must have the study's
   model fingerprint.
 """
@@ -30,15 +30,15 @@ from tuner.runner.measurement import MeasureSettings, machine_noise
 from tuner.runner.record import Status
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, TrialRequest
 from tuner.space import SearchSpace
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.assets import study_assets
-from tuner.study.attributes import StudyKey
-from tuner.study.coordination import study_lock
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey
+from tuner.storages.coordination import study_lock
+from tuner.storages.study_assets import study_assets
+from tuner.storages.tuning_records import Toolchain, TuningRecordStore
 from tuner.study.hosts import Host, check_joins, this_host, worker_id
 from tuner.study.objectives import Objective
 from tuner.study.settings import StudySettings
-from tuner.study.tuning_records import Toolchain, TuningRecordStore
 
 
 @dataclass
@@ -83,7 +83,7 @@ class StudyRun:
         return str(source) if source else ""
 
     def lock(self, part: str = ""):
-        """The study's lock in its database (tuner.study.coordination)."""
+        """The study's lock in its database (tuner.storages.coordination)."""
         return study_lock(self.study, part)
 
     def study_host(self) -> Host | None:
@@ -100,16 +100,16 @@ class StudyRun:
 
     def baseline(self) -> FrozenTrial | None:
         """This host's measured untuned baseline (every speedup of its trials is relative to it)."""
-        return records.baseline_trial(self.study.get_trials(deepcopy=False), self.host.key)
+        return trial_facts.baseline_trial(self.study.get_trials(deepcopy=False), self.host.key)
 
     def best_trials(self) -> list[FrozenTrial]:
         """Ok trials, best first by the first objective (the Pareto set first when several)."""
-        return records.ranked_trials(self.study)
+        return trial_facts.ranked_trials(self.study)
 
 
 def _prepare_assets(run: StudyRun) -> None:
     """The local assets: there already, restored from the study's database, or prepared (and
-    then stored there for the other machines; tuner.study.assets)."""
+    then stored there for the other machines; tuner.storages.study_assets)."""
     info_path = run.assets_dir / MODEL_INFO_FILE
     if not (info_path.exists() and (run.assets_dir / REFERENCE_FILE).exists()):
         stored = study_assets(run.study)

@@ -3,7 +3,7 @@ space's default, its variant with the tuning records and the default's one-knob 
 
 Rules:
 
-- Everything here runs under the study's lock (tuner.study.coordination), so that whatever the
+- Everything here runs under the study's lock (tuner.storages.coordination), so that whatever the
   timing of the workers the study gets each starting point once.
 - A host's baseline is never a WAITING trial that any worker could pop: the worker that needs
   it creates it RUNNING (``claim_baseline``) and measures it before its first other trial.
@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.study.run import StudyRun
 
 
@@ -39,10 +39,10 @@ class BaselineState(Enum):
 
 def baseline_state(run: StudyRun) -> BaselineState:
     trials = run.study.get_trials(deepcopy=False)
-    if records.baseline_trial(trials, run.host.key) is not None:
+    if trial_facts.baseline_trial(trials, run.host.key) is not None:
         return BaselineState.MEASURED
-    mine = [t for t in trials if records.is_baseline(t)
-            and records.trial_host_key(t) in (None, run.host.key)]
+    mine = [t for t in trials if trial_facts.is_baseline(t)
+            and trial_facts.trial_host_key(t) in (None, run.host.key)]
     if any(t.state == TrialState.RUNNING for t in mine):
         return BaselineState.RUNNING
     if any(t.state == TrialState.WAITING for t in mine):
@@ -74,22 +74,22 @@ def enqueue_starting_points(run: StudyRun, n_trials: int) -> None:
         return
     attrs.put(study, StudyKey.STARTING_POINTS, True)
     trials = study.get_trials(deepcopy=False)
-    if not run.settings.start_from_default or any(not records.is_baseline(t) for t in trials):
+    if not run.settings.start_from_default or any(not trial_facts.is_baseline(t) for t in trials):
         return
     default = run.space.default_config()
     if default != TuningConfig():
         study.enqueue_trial(run.space.params_for(default),
-                            user_attrs={records.ORIGIN_ATTR: "default"})
+                            user_attrs={TrialKey.ORIGIN.value: "default"})
         _enqueue_warm_start(run, default)
-    room = min(n_trials, run.study_trials or n_trials) - records.trial_count(study)
+    room = min(n_trials, run.study_trials or n_trials) - trial_facts.trial_count(study)
     for neighbour in run.space.one_knob_neighbours(default)[:max(room, 0)]:
         study.enqueue_trial(run.space.params_for(neighbour),
-                            user_attrs={records.ORIGIN_ATTR: "screening"})
+                            user_attrs={TrialKey.ORIGIN.value: "screening"})
 
 
 def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
     """The space's default with every kernel workload that has a tuning record on this
-    toolchain set to the recorded tiling (see tuner.study.tuning_records)."""
+    toolchain set to the recorded tiling (see tuner.storages.tuning_records)."""
     if not (run.settings.warm_start and run.records and run.space.kernels and default.kernels):
         return
     groups = {g.key: g for g in run.space.kernels.workloads}
@@ -102,4 +102,4 @@ def _enqueue_warm_start(run: StudyRun, default: TuningConfig) -> None:
     run.study.enqueue_trial(run.space.params_for(dataclasses.replace(default, kernels=kernels)),
                             user_attrs={TrialKey.WARM_START.value:
                                         {k: src for k, (_, src) in found.items()},
-                                        records.ORIGIN_ATTR: "tuning_records"})
+                                        TrialKey.ORIGIN.value: "tuning_records"})

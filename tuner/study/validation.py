@@ -47,11 +47,11 @@ import numpy as np
 from tuner.config import TuningConfig
 from tuner.runner.interleave import run_interleaved
 from tuner.runner.request import RequestKind, TrialRequest
-from tuner.study import records
-from tuner.study.attributes import StudyKey
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey
 from tuner.study.workload_screening import incumbent_trial
 
-VALIDATION_ATTR = StudyKey.VALIDATION.value
 MIN_ROUNDS = 2
 """The fewest rounds that bound the intervals (``--validation-rounds`` must be at least this)."""
 
@@ -172,7 +172,7 @@ def over_default(report: "ValidationReport", study) -> tuple[int, Comparison] | 
     space's default was validated; None otherwise."""
     trials = study.get_trials(deepcopy=False)
     default = next((c for c in report.candidates
-                    if records.origin(trials[c.trial]) == "default"), None)
+                    if trial_facts.origin(trials[c.trial]) == "default"), None)
     if default is None:
         return None
     return default.trial, relative(report.candidate(report.winner), default)
@@ -193,10 +193,10 @@ def distinct_top(run, k: int) -> list:
     pareto = ({t.number for t in run.study.best_trials}
               if len(run.study.directions) > 1 else None)
     chosen, seen = [], {TuningConfig().canonical_hash()}
-    for trial in records.ranked_trials(run.study):
+    for trial in trial_facts.ranked_trials(run.study):
         if pareto is not None and trial.number not in pareto:
             continue
-        digest = records.trial_config(trial).canonical_hash()
+        digest = trial_facts.trial_config(trial).canonical_hash()
         if digest in seen:
             continue
         seen.add(digest)
@@ -304,17 +304,17 @@ def with_references(run, top: list) -> list:
     default in the same rounds, and the screening's result is re-measured even where its one
     timing in a slow window ranked it below the top (tuner.study.workload_screening)."""
     def measured(trial) -> bool:
-        result = None if trial is None else records.trial_result(trial)
+        result = None if trial is None else trial_facts.trial_result(trial)
         return result is not None and result.ok
 
     trials = run.study.get_trials(deepcopy=False)
-    default = next((t for t in trials if records.origin(t) == "default" and measured(t)), None)
+    default = next((t for t in trials if trial_facts.origin(t) == "default" and measured(t)), None)
     chosen = list(top)
-    digests = {records.trial_config(t).canonical_hash() for t in chosen}
+    digests = {trial_facts.trial_config(t).canonical_hash() for t in chosen}
     for trial in (default, incumbent_trial(run.study)):
-        if measured(trial) and records.trial_config(trial).canonical_hash() not in digests:
+        if measured(trial) and trial_facts.trial_config(trial).canonical_hash() not in digests:
             chosen.append(trial)
-            digests.add(records.trial_config(trial).canonical_hash())
+            digests.add(trial_facts.trial_config(trial).canonical_hash())
     return chosen
 
 
@@ -327,21 +327,21 @@ def validate_winners(run, k: int = 3, rounds: int = 3) -> ValidationReport | Non
     if not top:
         return None
     top = with_references(run, top)
-    configs = {t.number: records.trial_config(t) for t in top}
+    configs = {t.number: trial_facts.trial_config(t) for t in top}
     candidates, baseline = _measured(run, configs, run.directory / "validation", rounds)
     winner, note = choose_winner(candidates)
     winner, note = _confirmed(run, candidates, configs, winner, note, rounds)
     report = ValidationReport(rounds, tuple(candidates), winner, note,
                               tuple(b.images_per_second for b in baseline),
-                              after_trials=records.trial_count(run.study),
+                              after_trials=trial_facts.trial_count(run.study),
                               host=run.host.describe() if hasattr(run, "host") else "")
-    run.study.set_user_attr(VALIDATION_ATTR, report.to_dict())
+    attrs.put(run.study, StudyKey.VALIDATION, report.to_dict())
     return report
 
 
 def current_report(study) -> ValidationReport | None:
     """The stored validation, if no trial was added to the study since it ran."""
-    data = study.user_attrs.get(VALIDATION_ATTR)
-    if not data or data.get("after_trials") != records.trial_count(study):
+    data = attrs.get(study, StudyKey.VALIDATION)
+    if not data or data.get("after_trials") != trial_facts.trial_count(study):
         return None
     return ValidationReport.from_dict(data)

@@ -19,7 +19,7 @@ Rules:
 
 - It runs under the study's ask lock (tuner.study.loop), only when no trial is waiting: the
   starting points and the previous screening are asked first.
-- The first incumbent is the guiding trial (``tuner.space.focus.guide``, the best ranked trial
+- The first incumbent is the guiding trial (``tuner.study.guide.guide``, the best ranked trial
   that recorded workload times); then the best neighbour that beat it, if any, among the
   finished trials screened from it (``StudyKey.INCUMBENT`` holds its number; validation
   re-measures it with the top trials, tuner.study.validation).
@@ -42,11 +42,11 @@ from typing import Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.space.focus import guide
-from tuner.space.space import SearchSpace
-from tuner.study import attributes as attrs
-from tuner.study import records
-from tuner.study.attributes import StudyKey, TrialKey
+from tuner.space.search_space import SearchSpace
+from tuner.storages import attributes as attrs
+from tuner.storages import trial_facts
+from tuner.storages.attributes import StudyKey, TrialKey
+from tuner.study.guide import guide
 
 ORIGIN = "workload_screening"
 MARGIN = 0.015
@@ -54,7 +54,7 @@ MARGIN = 0.015
 
 
 def _workload_ms(trial: FrozenTrial) -> dict[str, float]:
-    result = records.trial_result(trial)
+    result = trial_facts.trial_result(trial)
     return dict(result.workload_ms) if result is not None and result.ok else {}
 
 
@@ -104,7 +104,7 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
     incumbent = _advanced(trials, trials[number])
     if incumbent.number != attrs.get(study, StudyKey.INCUMBENT):
         attrs.put(study, StudyKey.INCUMBENT, incumbent.number)
-    config = records.trial_config(incumbent)
+    config = trial_facts.trial_config(incumbent)
     groups = {g.key: g for g in space.kernels.workloads}
     choices = {c.workload: c.to_dict() for c in config.kernels if c.workload in groups
                and c.kernel in space.kernels.kernel_options(groups[c.workload]).values()}
@@ -117,7 +117,7 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
         attrs.put(study, StudyKey.SCREENED, [*screened, choices[key]])
         neighbours = [dataclasses.replace(config, kernels=kernels)
                       for kernels in space.kernels.workload_neighbours(config.kernels, key)]
-        neighbours = [n for n in neighbours if records.measured_before(trials, n) is None]
+        neighbours = [n for n in neighbours if trial_facts.measured_before(trials, n) is None]
         enqueued = 0
         for neighbour in neighbours:
             try:
@@ -125,7 +125,7 @@ def enqueue_workload_screening(study: optuna.Study, space: SearchSpace, limit: i
             except ValueError:  # an incumbent of a study resumed with another space
                 continue
             study.enqueue_trial(params, user_attrs={
-                records.ORIGIN_ATTR: ORIGIN,
+                TrialKey.ORIGIN.value: ORIGIN,
                 TrialKey.SCREENED_FROM.value: {"incumbent": incumbent.number, "workload": key}})
             enqueued += 1
             if enqueued == limit:

@@ -1,4 +1,5 @@
-"""How a trial's record and configuration are kept in Optuna (as trial user attributes)."""
+"""The facts stored on a trial (as Optuna trial user attributes, tuner.storages.attributes):
+its record, configuration, provenance, and the rankings read from them."""
 from __future__ import annotations
 
 import optuna
@@ -6,23 +7,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.record import Status, TrialResult
-from tuner.study.attributes import TrialKey
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import TrialKey
 
-# The keys' old names (tuner.study.attributes lists them all).
-RESULT_ATTR = TrialKey.RESULT.value
-CONFIG_ATTR = TrialKey.CONFIG.value
-BASELINE_ATTR = TrialKey.BASELINE.value
-CONFIG_HASH_ATTR = TrialKey.CONFIG_HASH.value
-REUSED_FROM_ATTR = TrialKey.REUSED_FROM.value
-ORIGIN_ATTR = TrialKey.ORIGIN.value
 ERROR_ATTR_LIMIT = 2000
 
 
-def store_attrs(result: TrialResult, config: TuningConfig, baseline: bool) -> dict:
+def store_attrs(result: TrialResult, config: TuningConfig,
+                baseline: bool) -> dict[TrialKey, object]:
+    """The attributes a trial's end stores: its record (error text cut to its last
+    ``ERROR_ATTR_LIMIT`` characters), configuration, whether it is a baseline, its hash."""
     data = result.to_dict()
     data["error"] = data["error"][-ERROR_ATTR_LIMIT:]
-    return {RESULT_ATTR: data, CONFIG_ATTR: config.to_dict(), BASELINE_ATTR: baseline,
-            CONFIG_HASH_ATTR: config.canonical_hash()}
+    return {TrialKey.RESULT: data, TrialKey.CONFIG: config.to_dict(), TrialKey.BASELINE: baseline,
+            TrialKey.CONFIG_HASH: config.canonical_hash()}
 
 
 def trial_count(study: optuna.Study) -> int:
@@ -33,27 +31,27 @@ def trial_count(study: optuna.Study) -> int:
 def measured_before(trials: list[FrozenTrial], config: TuningConfig) -> FrozenTrial | None:
     """The first finished trial that measured the same canonical configuration (ran, not reused)."""
     digest = config.canonical_hash()
-    return next((t for t in trials if t.user_attrs.get(CONFIG_HASH_ATTR) == digest
-                 and t.state.is_finished() and REUSED_FROM_ATTR not in t.user_attrs
-                 and t.user_attrs.get(RESULT_ATTR)), None)
+    return next((t for t in trials if attrs.trial_get(t, TrialKey.CONFIG_HASH) == digest
+                 and t.state.is_finished() and not attrs.has(t, TrialKey.REUSED_FROM)
+                 and attrs.trial_get(t, TrialKey.RESULT)), None)
 
 
 def origin(trial: FrozenTrial) -> str:
-    """``baseline``, the enqueued starting point it is (ORIGIN_ATTR), or ``sampler``."""
-    return "baseline" if is_baseline(trial) else trial.user_attrs.get(ORIGIN_ATTR, "sampler")
+    """``baseline``, the enqueued starting point it is (``TrialKey.ORIGIN``), or ``sampler``."""
+    return "baseline" if is_baseline(trial) else attrs.trial_get(trial, TrialKey.ORIGIN, "sampler")
 
 
 def trial_result(trial: FrozenTrial) -> TrialResult | None:
-    data = trial.user_attrs.get(RESULT_ATTR)
+    data = attrs.trial_get(trial, TrialKey.RESULT)
     return TrialResult.from_dict(data) if data else None
 
 
 def trial_config(trial: FrozenTrial) -> TuningConfig:
-    return TuningConfig.from_dict(trial.user_attrs.get(CONFIG_ATTR, {}))
+    return TuningConfig.from_dict(attrs.trial_get(trial, TrialKey.CONFIG, {}))
 
 
 def is_baseline(trial: FrozenTrial) -> bool:
-    return bool(trial.user_attrs.get(BASELINE_ATTR))
+    return bool(attrs.trial_get(trial, TrialKey.BASELINE))
 
 
 def ok_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -78,7 +76,7 @@ def baseline_trial(trials: list[FrozenTrial], host_key: str | None = None) -> Fr
 
 def trial_host_key(trial: FrozenTrial) -> str | None:
     """The key of the host that ran the trial (tuner.study.hosts.Host.key), None if unknown."""
-    host = trial.user_attrs.get(TrialKey.HOST.value)
+    host = attrs.trial_get(trial, TrialKey.HOST)
     return host.get("key") if isinstance(host, dict) else None
 
 

@@ -20,7 +20,7 @@ import optuna
 import sqlalchemy as sa
 
 from tuner.files import atomic_write_bytes
-from tuner.study.coordination import SCHEMA_LOCK, database_lock, storage_engine
+from tuner.storages.coordination import SCHEMA_LOCK, database_lock, storage_engine
 
 TABLE = "tuner_study_assets"
 _METADATA = sa.MetaData()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.errors import UsageError
-from tuner.study.storage import STORAGE_ENV, open_storage
+from tuner.storages.storage import STORAGE_ENV, open_storage
 
 UNREACHABLE = "postgresql://alice:S3CRET@127.0.0.1:1/db?password=S3CRET"
 

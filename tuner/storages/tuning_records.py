@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from tuner.config import KernelChoice
-from tuner.study.coordination import SCHEMA_LOCK, database_lock
+from tuner.storages.coordination import SCHEMA_LOCK, database_lock
 
 TABLE = "tuner_tuning_records"
 

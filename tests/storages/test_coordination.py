@@ -2,8 +2,8 @@
 runs dir's ``locks/`` for the default store), not as loose files next to it."""
 from __future__ import annotations
 
-from tuner.study.coordination import LOCKS_DIR, SCHEMA_LOCK, database_lock, lock_file
-from tuner.study.storage import default_storage_url, open_storage
+from tuner.storages.coordination import LOCKS_DIR, SCHEMA_LOCK, database_lock, lock_file
+from tuner.storages.storage import default_storage_url, open_storage
 
 
 def test_opening_the_default_store_leaves_no_lock_file_beside_the_database(tmp_path):

@@ -1,4 +1,5 @@
-"""Turning a study's chosen trial into the exported JSON."""
+"""The trial a study exports (the validated winner, else the best, or the rank-th best or the
+best by objective weights) turned into the exported JSON."""
 from __future__ import annotations
 
 import optuna
@@ -6,10 +7,10 @@ import optuna
 from tuner.errors import UsageError
 from tuner.export_format import ExportedConfig
 from tuner.models import TuningTarget
-from tuner.study import records
+from tuner.storages import trial_facts
+from tuner.storages import attributes as attrs
+from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.study.validation import current_report
-from tuner.study import attributes as attrs
-from tuner.study.attributes import StudyKey, TrialKey
 
 
 def _weighted_choice(study: optuna.Study, trials: list, weights: dict[str, float]):
@@ -44,10 +45,10 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
     """
     if not attrs.has(study, StudyKey.TARGET):
         raise UsageError(f"study {study.study_name} was not made by tuner.search")
-    ranked = records.ranked_trials(study)
+    ranked = trial_facts.ranked_trials(study)
     if max_memory_mb is not None:
         ranked = [t for t in ranked
-                  if records.trial_result(t).metrics.peak_memory_mb <= max_memory_mb]
+                  if trial_facts.trial_result(t).metrics.peak_memory_mb <= max_memory_mb]
     if not ranked:
         raise UsageError(f"study {study.study_name} has no successful trial"
                          + (f" within {max_memory_mb:g} MiB" if max_memory_mb is not None else " yet"))
@@ -67,17 +68,17 @@ def export_trial(study: optuna.Study, rank: int = 1, weights: dict[str, float] |
                       "candidates": {str(c.trial): {"speedup": c.speedup, "spread": list(c.spread),
                                                     "interval": list(c.interval)}
                                      for c in report.candidates}}
-    host = records.trial_host_key(chosen)  # its speedup is over the baseline of its host
-    base = records.baseline_trial(study.get_trials(deepcopy=False), host)
+    host = trial_facts.trial_host_key(chosen)  # its speedup is over the baseline of its host
+    base = trial_facts.baseline_trial(study.get_trials(deepcopy=False), host)
     info = attrs.get(study, StudyKey.MODEL_INFO, {})
     return ExportedConfig(
         target=TuningTarget(**attrs.get(study, StudyKey.TARGET)),
-        config=records.trial_config(chosen),
+        config=trial_facts.trial_config(chosen),
         fingerprint=info.get("fingerprint", ""),
         mindspore_version=info.get("mindspore_version", ""),
-        metrics={**records.trial_result(chosen).metrics.to_dict(),
+        metrics={**trial_facts.trial_result(chosen).metrics.to_dict(),
                  "speedup": attrs.trial_get(chosen, TrialKey.SPEEDUP)},
-        baseline_metrics=records.trial_result(base).metrics.to_dict() if base else {},
+        baseline_metrics=trial_facts.trial_result(base).metrics.to_dict() if base else {},
         validation=validation,
         study={"name": study.study_name, "trial": chosen.number, "rank": rank,
                "objectives": [d.name.lower() for d in study.directions],

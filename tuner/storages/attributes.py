@@ -52,7 +52,7 @@ class TrialKey(StrEnum):
                                         # screening, workload_screening
     SPEEDUP = "speedup"                 # throughput / the measuring host's baseline throughput
     WARM_START = "warm_start_from"      # workload -> "study#trial" of the tuning record used
-    REPAIRED = "repaired_kernels"       # kernel parameters the space repaired (tuner.space)
+    REPAIRED = "repaired_kernels"       # workloads whose kernel parameters the space repaired
     HOST = "host"                       # Host.to_dict() of the machine that measured it
     WORKER = "worker"                   # "host:pid:start" of the process that ran it
     FOCUS = "workload_focus"            # {guide: trial number, workloads: [keys drawn]}

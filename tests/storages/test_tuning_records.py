@@ -2,17 +2,17 @@
 import pytest
 import optuna
 
+from tuner.backends import get_backend
+from tuner.callbacks.record_tuning import SaveTuningRecords
 from tuner.config import KernelChoice
+from tuner.kernels.workload import ConvWorkload, workload_from_dict
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
 from tuner.space import load_space
-from tuner.backends import get_backend
-from tuner.study.attributes import TrialKey
+from tuner.storages.attributes import TrialKey
+from tuner.storages.tuning_records import Toolchain, TuningRecord, TuningRecordStore
 from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
-from tuner.kernels.workload import ConvWorkload, workload_from_dict
-from tuner.study.tuning_records import Toolchain, TuningRecord, TuningRecordStore
-from tuner.callbacks.tuning_records import SaveTuningRecords
 
 TOOLCHAIN = Toolchain("CPU X", "g++ 12", "2.10.0")
 

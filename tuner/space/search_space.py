@@ -10,11 +10,23 @@ import optuna
 
 from tuner.config import KernelChoice, TuningConfig
 from tuner.kernels.workload import WorkloadGroup
+from tuner.space.focus import Guide
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Knob, SubsetKnob
 
 MODEL_STAGES = "model_stages"
 """Placeholder choices of a subset knob: the model's stages, filled in by ``with_model``."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A configuration drawn for a trial, and what the space did to draw it, for the study to
+    store on the trial: the workloads whose kernel parameters were repaired, and the guide's
+    focus (the workloads drawn; empty: no focus). See tuner.space.kernel_knobs."""
+
+    config: TuningConfig
+    repaired: tuple[str, ...] = ()
+    focus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,11 +58,20 @@ class SearchSpace:
                 values[knob.path] = value_of(knob)
         return values
 
-    def suggest(self, trial: optuna.Trial) -> TuningConfig:
+    @property
+    def guided(self) -> bool:
+        """Whether a guide can narrow this space's draws (per-workload kernel knobs)."""
+        return bool(self.kernels and self.kernels.workloads)
+
+    def suggest(self, trial: optuna.Trial, guide: Guide | None = None) -> Suggestion:
+        """A configuration drawn through ``trial`` (its kernel choices guided by ``guide``, see
+        tuner.space.focus); the space reads nothing else and writes nothing on the trial."""
         config = TuningConfig.from_knobs(self._walk(lambda knob: knob.suggest(trial)))
-        if self.kernels and config.programs.enabled:
-            config = dataclasses.replace(config, kernels=self.kernels.suggest(trial))
-        return config
+        if not (self.kernels and config.programs.enabled):
+            return Suggestion(config)
+        drawn = self.kernels.suggest(trial, guide)
+        return Suggestion(dataclasses.replace(config, kernels=drawn.choices), drawn.repaired,
+                          drawn.focus)
 
     def invalid_reason(self, config: TuningConfig,
                        check_workloads: bool | None = None) -> str | None:

@@ -9,8 +9,8 @@ import optuna
 
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study.coordination import SCHEMA_LOCK, database_lock
-from tuner.study.liveness import storage_options
+from tuner.storages.coordination import SCHEMA_LOCK, database_lock
+from tuner.storages.liveness import storage_options
 
 DEFAULT_RUNS_DIR = Path("mlruns")
 STORAGE_ENV = "TUNER_STORAGE"  # the storage URL when --storage is not given (off command lines)
@@ -36,9 +36,9 @@ def tracking_uri(requested: str | None, runs_dir: Path) -> str:
 def open_storage(url: str | None, runs_dir: Path,
                  heartbeat_seconds: int | None = None) -> optuna.storages.RDBStorage:
     """An Optuna storage for ``url`` (any RDB URL Optuna accepts), default SQLite in runs_dir;
-    its tables are created under the database's schema lock (tuner.study.coordination), so that
+    its tables are created under the database's schema lock (tuner.storages.coordination), so that
     workers starting at once on a fresh database do not collide. With ``heartbeat_seconds``,
-    running trials are kept alive by heartbeats (tuner.study.liveness). Without ``url``,
+    running trials are kept alive by heartbeats (tuner.storages.liveness). Without ``url``,
     ``$TUNER_STORAGE``, then SQLite in ``runs_dir``. An error shows the URL masked
     (tuner.redact)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -53,9 +53,10 @@ def open_storage(url: str | None, runs_dir: Path,
 
 
 def open_study(url: str | None, runs_dir: Path, requested: str | None) -> optuna.Study:
-    """The study ``requested`` (or the storage's only one) of the storage at ``url``."""
+    """The study ``requested`` (or the storage's only one) of the storage at ``url``: the one
+    way to open an existing study (``open_storage`` is for creating one)."""
     storage = open_storage(url, runs_dir)
-    name = pick_study_name(storage, requested)
+    name = _study_name(storage, requested)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -65,7 +66,7 @@ def study_dir(runs_dir: Path, study_name: str) -> Path:
     return runs_dir / "studies" / study_name
 
 
-def pick_study_name(storage: optuna.storages.BaseStorage, requested: str | None) -> str:
+def _study_name(storage: optuna.storages.BaseStorage, requested: str | None) -> str:
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if requested:
         if requested not in names:

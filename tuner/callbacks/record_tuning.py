@@ -1,9 +1,9 @@
 """Saving the validated winner's kernel tiling as tuning records for later studies."""
 from __future__ import annotations
 
-from tuner.callbacks.base import StudyCallback
-from tuner.study import records
-from tuner.study.tuning_records import TuningRecord, TuningRecordStore
+from tuner.storages import trial_facts
+from tuner.storages.tuning_records import TuningRecord, TuningRecordStore
+from tuner.study.study_callback import StudyCallback
 
 
 class SaveTuningRecords(StudyCallback):
@@ -21,4 +21,4 @@ class SaveTuningRecords(StudyCallback):
         self.saved += self.store.save(
             TuningRecord(c.workload, groups[c.workload].workload.batchless_key, c.kernel,
                          dict(c.params), toolchain, run.study.study_name, winner.number, speedup)
-            for c in records.trial_config(winner).kernels if c.workload in groups)
+            for c in trial_facts.trial_config(winner).kernels if c.workload in groups)

@@ -30,7 +30,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.study import records
+from tuner.storages import trial_facts
 
 DEFAULT_HEARTBEAT_SECONDS = 10
 GRACE_HEARTBEATS = 3  # a trial is stale after this many missed heartbeats
@@ -45,7 +45,7 @@ class RetryStale(RetryHeartbeatStaleTrialCallback):
             super().__init__(max_retry=1)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if not records.is_baseline(trial):
+        if not trial_facts.is_baseline(trial):
             super().__call__(study, trial)
 
 
