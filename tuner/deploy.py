@@ -16,7 +16,7 @@ from mindspore import nn
 from tuner.config import TuningConfig
 from tuner.errors import UnsupportedDeviceError, UsageError, one_line
 from tuner.graph.capture import CaptureError
-from tuner.export_format import ExportedConfig, check_config, check_model, read_export
+from tuner.exported_config import ExportedConfig, check_config, check_model, read_export
 from tuner.models import create_model, fingerprint
 from tuner.rewrites.batchnorm import fold_batchnorms
 from tuner.rewrites.fusion_scope import exclude_from_fusion

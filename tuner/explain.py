@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     from tuner.models import TuningTarget, check_model_name
 
     if args.config is not None:
-        from tuner.export_format import check_model, read_export
+        from tuner.exported_config import check_model, read_export
 
         exported = read_export(args.config)
         target, config = exported.target, exported.config
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     import mindspore as ms
 
     from tuner.backends import get_backend
-    from tuner.export_format import check_for_model
+    from tuner.exported_config import check_for_model
     from tuner.graph.capture import CaptureError, capture
     from tuner.models import create_model
 

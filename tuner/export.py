@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 
 from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
-from tuner.export_format import write_export
+from tuner.exported_config import write_export
 from tuner.study.exporting import export_trial
 from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from tuner.cli import (OneLineParser, add_measure_arguments, add_trust_argument,
                        measure_settings, positive_float, run_cli)
 from tuner.config import TuningConfig
-from tuner.export_format import check_for_model, read_export
+from tuner.exported_config import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
 from tuner.runner.assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated

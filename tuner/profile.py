@@ -19,7 +19,7 @@ from tuner.cli import (OneLineParser, add_common_arguments, add_trust_argument, 
                        run_cli)
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
-from tuner.export_format import read_export
+from tuner.exported_config import read_export
 from tuner.models import TuningTarget
 from tuner.profiling.compare import profiler_note, render_text
 from tuner.profiling.session import DEFAULT_RUNS, TABLE_FILES, profile_pair, write_outputs

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import tuner
     from tuner.bundle import write_bundle
     from tuner.deploy import build_model
-    from tuner.export_format import read_export
+    from tuner.exported_config import read_export
 
     exported = read_export(args.export)
     shape = exported.target.input_shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuner.callbacks.base import StudyCallback
-from tuner.export_format import write_export
+from tuner.exported_config import write_export
 from tuner.study import records
 from tuner.study.exporting import export_trial
 

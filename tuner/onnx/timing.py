@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from tuner.onnx.export import ONNX_FILE
+from tuner.onnx.onnx_file import ONNX_FILE
 from tuner.runner.gate import Gate
 from tuner.runner.record import TrialResult
 from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest

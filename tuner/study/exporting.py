@@ -4,7 +4,7 @@ from __future__ import annotations
 import optuna
 
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig
+from tuner.exported_config import ExportedConfig
 from tuner.models import TuningTarget
 from tuner.study import records
 from tuner.study.validation import current_report
