@@ -1,7 +1,7 @@
 """``python -m tuner.bench kernels|search|anchors|faults|serving ...`` (see --help)."""
 from __future__ import annotations
 
-from tuner.cli import OneLineParser, run_cli
+from tuner.commands.entry import OneLineParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

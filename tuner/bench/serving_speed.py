@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner import cpuinfo
-from tuner.cli import add_trust_argument, positive_float, positive_int
+from tuner.commands.options import add_trust_argument, positive_float, positive_int
 
 LOAD_SCRIPT = r"""
 import json, sys, time

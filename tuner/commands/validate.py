@@ -14,7 +14,10 @@ from tuner.callbacks.export_best import ExportBest
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.callbacks.progress import summary_table
 from tuner.callbacks.tuning_records import SaveTuningRecords
-from tuner.cli import OneLineParser, add_common_arguments, positive_int, run_cli
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_common_arguments, add_study_name_argument,
+                                    add_tracking_argument, positive_int, selected_search_study,
+                                    selected_tracking_uri)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
@@ -25,20 +28,19 @@ from tuner.study.ending import claim_end, end_study
 from tuner.study.objectives import parse_objectives
 from tuner.study.run import open_run
 from tuner.study.settings import StudySettings
-from tuner.study.storage import open_study, study_dir, tracking_uri
+from tuner.study.storage import study_dir
 from tuner.study.tuning_records import TuningRecordStore
 from tuner.study.validation import current_report
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m tuner.validate", description=__doc__)
-    parser.add_argument("--study-name", help="default: the only study in the storage")
+    add_study_name_argument(parser)
     parser.add_argument("--validate-top", type=positive_int, default=3, metavar="K")
     parser.add_argument("--validation-rounds", type=positive_int, default=3, metavar="R")
     parser.add_argument("--jobs", type=positive_int, default=1, metavar="N")
     parser.add_argument("--space", type=Path, help="default: the search space the study was made with")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
-                        "or sqlite:///<runs-dir>/mlflow.db)")
+    add_tracking_argument(parser)
     parser.add_argument("--out", type=Path, help="default <runs-dir>/exports/<study>.json")
     parser.add_argument("--allow-heterogeneous", action="store_true",
                         help="validate on a host whose CPU model or cores differ from the study's")
@@ -48,10 +50,8 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    study = open_study(args.storage, args.runs_dir, args.study_name)
+    study = selected_search_study(args)
     name, storage = study.study_name, study._storage
-    if not attrs.has(study, StudyKey.TARGET):
-        raise UsageError(f"study {name} was not made by tuner.search")
     space_path = args.space or attrs.get(study, StudyKey.SPACE)
     if not space_path:
         raise UsageError(f"study {name} does not record its search space: pass --space")
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
                    objectives, MeasureSettings(**attrs.get(study, StudyKey.MEASURE, {})), settings,
                    study_dir(args.runs_dir, name), records)
     exporter = ExportBest(args.out or args.runs_dir / "exports" / f"{name}.json")
-    callbacks = [MlflowTracker(tracking_uri(args.tracking_uri, args.runs_dir), args.runs_dir / "artifacts"),
+    callbacks = [MlflowTracker(selected_tracking_uri(args), args.runs_dir / "artifacts"),
                  SaveTuningRecords(records), exporter]
     for callback in callbacks:
         callback.on_study_start(run)
@@ -84,7 +84,3 @@ def main(argv: list[str]) -> int:
            "nothing to validate (no ok trial other than the untuned configuration)") + "; "
           + (f"best configuration: {exporter.written}" if exporter.written else "nothing exported"))
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -12,8 +12,11 @@ from tuner.callbacks.profiling import ProfileWinner
 from tuner.callbacks.progress import ProgressBar, summary_table
 from tuner.callbacks.reporting import WriteReport
 from tuner.callbacks.tuning_records import SaveTuningRecords
-from tuner.cli import (OneLineParser, add_common_arguments, add_measure_arguments,
-                       measure_settings, positive_int, positive_float, run_cli)
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_common_arguments, add_measure_arguments,
+                                    add_study_name_argument, add_tracking_argument,
+                                    measure_settings, positive_float, positive_int,
+                                    selected_tracking_uri)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.redact import mask_url
@@ -23,7 +26,7 @@ from tuner.study.loop import StudySettings, open_run, run_trials
 from tuner.study.objectives import parse_objectives
 from tuner.study.pruning import PRUNER_NAMES, make_pruner
 from tuner.study.samplers import SAMPLER_NAMES, make_sampler
-from tuner.study.storage import open_storage, study_dir, tracking_uri
+from tuner.study.storage import open_storage, study_dir
 from tuner.study.coordination import database_lock, storage_engine
 from tuner.study.liveness import DEFAULT_HEARTBEAT_SECONDS, GRACE_HEARTBEATS
 from tuner.study.tuning_records import TuningRecordStore
@@ -49,9 +52,8 @@ def build_parser() -> OneLineParser:
                         help="best: stop a trial below 0.4x the best trial's warmup or first timed run, "
                         "or below 0.7x its running throughput from the 2nd timed run on; "
                         "median: Optuna's MedianPruner; none")
-    parser.add_argument("--study-name", help="default: derived from model, shape, device, objectives")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
-                        "or sqlite:///<runs-dir>/mlflow.db)")
+    add_study_name_argument(parser, "default: derived from model, shape, device, objectives")
+    add_tracking_argument(parser)
     parser.add_argument("--out", type=Path, help="where to export the best configuration "
                         "(default <runs-dir>/exports/<study>.json)")
     parser.add_argument("--dump-graphs", action="store_true",
@@ -147,7 +149,7 @@ def main(argv: list[str]) -> int:
     if trials_so_far or run.joined_before:
         study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far,
                                      run.joined_before)
-    tracking = tracking_uri(args.tracking_uri, args.runs_dir)
+    tracking = selected_tracking_uri(args)
     out = args.out or args.runs_dir / "exports" / f"{name}.json"
     tracker = MlflowTracker(tracking, args.runs_dir / "artifacts",
                             {"sampler": args.sampler, "seed": args.seed})
@@ -174,7 +176,3 @@ def main(argv: list[str]) -> int:
     print(f"MLflow: mlflow ui --backend-store-uri {mask_url(tracking)}, then open "
           f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}?{UI_VIEW} (the runs)")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

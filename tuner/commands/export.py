@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optuna
-
-from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_runs_dir_argument, add_storage_argument,
+                                    add_study_name_argument, add_trust_argument, positive_int,
+                                    selected_study)
 from tuner.exported_config import write_export
 from tuner.study.exporting import export_trial
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_storage, pick_study_name
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -25,15 +25,15 @@ def parse_weights(text: str) -> dict[str, float]:
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m tuner.export", description=__doc__)
-    parser.add_argument("--study-name", help="default: the only study in the storage")
+    add_study_name_argument(parser)
     parser.add_argument("--rank", type=positive_int, default=1, help="1 = best (default)")
     parser.add_argument("--out", type=Path, default=Path("best.json"))
     parser.add_argument("--weights", type=parse_weights,
                         help="pick the Pareto member by objective weights, e.g. throughput=1,memory=0.5")
     parser.add_argument("--max-memory-mb", type=float,
                         help="only trials whose peak memory is within this budget")
-    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
-    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    add_storage_argument(parser)
+    add_runs_dir_argument(parser)
     parser.add_argument("--bundle", type=Path, metavar="DIR",
                         help="also write a bundle that deploys without a compiler: the export, "
                              "this CPU's compiled libraries and the planned programs")
@@ -47,11 +47,9 @@ def main(argv: list[str]) -> int:
     for flag in ("checkpoint", "bundle_batches"):
         if getattr(args, flag) and args.bundle is None:
             parser.error(f"--{flag.replace('_', '-')}: only with --bundle")
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    exported = export_trial(optuna.load_study(study_name=name, storage=storage), args.rank,
-                            args.weights, args.max_memory_mb)
+    study = selected_study(args)
+    name = study.study_name
+    exported = export_trial(study, args.rank, args.weights, args.max_memory_mb)
     path = write_export(exported, args.out)
     metrics = exported.metrics
     print(f"wrote {path}: study {name}, trial {exported.study['trial']} (rank {args.rank}), "
@@ -86,7 +84,3 @@ def _widest(isa) -> str:
     from tuner.cpuinfo import vector_isa
 
     return vector_isa(frozenset(isa))
-
-
-if __name__ == "__main__":
-    run_cli(main)

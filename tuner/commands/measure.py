@@ -7,8 +7,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tuner.cli import (OneLineParser, add_measure_arguments, add_trust_argument,
-                       measure_settings, positive_float, run_cli)
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_measure_arguments, add_trial_timeout_argument,
+                                    add_trust_argument, measure_settings)
 from tuner.config import TuningConfig
 from tuner.exported_config import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
@@ -39,7 +40,7 @@ def _table(columns: list[tuple[str, dict]]) -> str:
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m tuner.measure", description=__doc__)
     parser.add_argument("config", type=Path, help="exported JSON (python -m tuner.export)")
-    parser.add_argument("--trial-timeout", type=positive_float, default=300.0)
+    add_trial_timeout_argument(parser)
     add_trust_argument(parser)
     add_measure_arguments(parser)
     args = parser.parse_args(argv)
@@ -78,7 +79,3 @@ def main(argv: list[str]) -> int:
               f"{exported.validation['rounds']} interleaved rounds; a re-measurement is expected "
               f"in [{low:.3f}, {high:.3f}] (95 %): now is {verdict} it")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -22,7 +22,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tuner.children import child_environment, python_command
-from tuner.cli import OneLineParser, run_cli
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_runs_dir_argument, add_storage_argument,
+                                    add_study_name_argument)
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
 from tuner.study.storage import STORAGE_ENV
@@ -128,13 +130,13 @@ def start_worker(search_args: list[str], log: Path, env: dict | None = None) -> 
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m tuner.cluster", description=__doc__)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or POSTGRES,
-                        help=f"Optuna storage (default ${STORAGE_ENV}, else {POSTGRES})")
+    add_storage_argument(parser, os.environ.get(STORAGE_ENV) or POSTGRES,
+                         f"Optuna storage (default ${STORAGE_ENV}, else {POSTGRES})")
     parser.add_argument("--mlflow-backend", default=POSTGRES,
                         help="PostgreSQL database of the MLflow server (schema mlflow in it)")
     parser.add_argument("--port", type=int, default=5005)
-    parser.add_argument("--runs-dir", type=Path, default=Path("mlruns") / "cluster")
-    parser.add_argument("--study-name", help="default: cluster-<random>")
+    add_runs_dir_argument(parser, Path("mlruns") / "cluster")
+    add_study_name_argument(parser, "default: cluster-<random>")
     parser.add_argument("--study-trials", type=int, default=12)
     parser.add_argument("--keep-server", action="store_true",
                         help="leave the MLflow server running (to browse the runs)")
@@ -181,7 +183,3 @@ def main(argv: list[str]) -> int:
           f"({f'running, pid {server.process.pid}' if args.keep_server else 'stopped'}; "
           f"backend {mask_url(args.mlflow_backend)} schema {MLFLOW_SCHEMA})")
     return 0 if figures.clean and not any(codes) else 1
-
-
-if __name__ == "__main__":
-    run_cli(main)

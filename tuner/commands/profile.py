@@ -15,8 +15,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tuner.cli import (OneLineParser, add_common_arguments, add_trust_argument, positive_int,
-                       run_cli)
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_common_arguments, add_study_name_argument,
+                                    add_trust_argument, positive_int, selected_search_study)
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.exported_config import read_export
@@ -28,20 +29,14 @@ from tuner.runner.assets import prepare_export_assets
 
 def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:
     """(target, config, assets dir, weights seed, name) of ``--trial`` in a study."""
-    import optuna
-
     from tuner.study import records
     from tuner.study import attributes as attrs
     from tuner.study.attributes import StudyKey
-    from tuner.study.storage import open_storage, pick_study_name, study_dir
+    from tuner.study.storage import study_dir
 
-    storage = open_storage(args.storage, args.runs_dir)
-    name = pick_study_name(storage, args.study_name)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = selected_search_study(args)
+    name = study.study_name
     trials = study.get_trials(deepcopy=False)
-    if not attrs.has(study, StudyKey.TARGET):
-        raise UsageError(f"study {name} was not made by tuner.search")
     if not 0 <= args.trial < len(trials):
         raise UsageError(f"--trial {args.trial}: study {name} has trials 0..{len(trials) - 1}")
     assets = study_dir(args.runs_dir, name) / "assets"
@@ -56,7 +51,7 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m tuner.profile", description=__doc__)
     parser.add_argument("config", type=Path, nargs="?", help="exported JSON (python -m tuner.export)")
     parser.add_argument("--trial", type=int, help="profile this trial of a study instead")
-    parser.add_argument("--study-name", help="with --trial (default: the only study)")
+    add_study_name_argument(parser, "with --trial (default: the only study)")
     parser.add_argument("--runs", type=positive_int, default=DEFAULT_RUNS,
                         help=f"profiled inferences per network (default {DEFAULT_RUNS})")
     parser.add_argument("--top", type=int, default=15,
@@ -98,7 +93,3 @@ def main(argv: list[str]) -> int:
           f"{outcome.baseline.overhead_share:.1%}, tuned {outcome.tuned.overhead_share:.1%}")
     print(f"files: {out}/ ({', '.join(TABLE_FILES)}, raw/)")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -15,10 +15,12 @@ from mlflow.tracking import MlflowClient
 
 from tuner.callbacks.mlflow_runs import LOGGED_STATES, StudyRuns
 from tuner.callbacks.mlflow_tracking import artifact_location
-from tuner.cli import OneLineParser, run_cli
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import (add_runs_dir_argument, add_storage_argument,
+                                    add_study_name_argument, add_tracking_argument,
+                                    selected_study, selected_tracking_uri)
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
-from tuner.study.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri
 
 
 def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> tuple[int, int]:
@@ -36,21 +38,16 @@ def sync_study(study: optuna.Study, tracking_uri: str, artifact_root: Path) -> t
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="python -m tuner.sync_mlflow", description=__doc__)
-    parser.add_argument("--study-name", help="default: the only study in the storage")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
-                        "or sqlite:///<runs-dir>/mlflow.db)")
-    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///<runs-dir>/optuna.db)")
-    parser.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    add_study_name_argument(parser)
+    add_tracking_argument(parser)
+    add_storage_argument(parser)
+    add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
-    study = open_study(args.storage, args.runs_dir, args.study_name)
+    study = selected_study(args)
     name = study.study_name
-    uri = tracking_uri(args.tracking_uri, args.runs_dir)
+    uri = selected_tracking_uri(args)
     logged, total = sync_study(study, uri, args.runs_dir / "artifacts")
     finished = len(study.get_trials(deepcopy=False, states=LOGGED_STATES))
     print(f"study {name}: logged {logged} trials to {uri}; MLflow now has {total} "
           f"nested runs for the study's {finished} finished trials")
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.cli import OneLineParser, add_trust_argument, positive_int, run_cli
+from tuner.commands.entry import OneLineParser
+from tuner.commands.options import add_trust_argument, positive_int
 from tuner.config import GRANULARITY_LIMITS, ProgramConfig, TuningConfig
 from tuner.errors import UnsupportedDeviceError, UsageError
 
@@ -78,7 +79,3 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.config or target.model}: {exc}") from None
     return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)
