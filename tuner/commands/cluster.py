@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from tuner.children import child_environment, python_command
 from tuner.commands.entry import OneLineParser
 from tuner.commands.options import (add_runs_dir_argument, add_storage_argument,
-                                    add_study_name_argument)
+                                    add_study_name_argument, artifacts_dir,
+                                    default_export_path)
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
 from tuner.study.storage import STORAGE_ENV
@@ -153,10 +154,10 @@ def main(argv: list[str]) -> int:
     search = [a for a in args.search if a != "--"]
     name = args.study_name or f"cluster-{uuid.uuid4().hex[:8]}"
     runs = args.runs_dir.resolve()
-    server = MlflowServer(mlflow_backend(args.mlflow_backend), runs / "artifacts", args.port,
+    server = MlflowServer(mlflow_backend(args.mlflow_backend), artifacts_dir(runs), args.port,
                           runs / "logs" / "mlflow-server.log").start()
     started = time.monotonic()
-    export = runs / "exports" / f"{name}.json"
+    export = default_export_path(runs, name)
     try:
         common = [*search, "--study-name", name, "--study-trials", str(args.study_trials),
                   "--runs-dir", str(runs), "--out", str(export), "--no-progress"]

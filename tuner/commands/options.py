@@ -6,7 +6,8 @@ and the one way a command opens the study it is given.
   that cannot be opened is shown masked (tuner.redact, in tuner.study.storage.open_storage);
 - tracking: ``--tracking-uri`` (else ``$MLFLOW_TRACKING_URI``, else SQLite in the runs
   directory);
-- runs directory: ``--runs-dir`` (studies' local files, SQLite stores, artifacts);
+- runs directory: ``--runs-dir`` (studies' local files, SQLite stores, MLflow's artifacts,
+  the winners exported without ``--out``);
 - trust: ``--trust-model-code`` (build a ``package.module:factory`` model an export names);
 - trial processes: ``--trial-timeout``; measurement: the protocol's settings.
 
@@ -69,6 +70,16 @@ def add_runs_dir_argument(parser: argparse.ArgumentParser, default: Path = DEFAU
                           help_text: str | None = None) -> None:
     """``--runs-dir``: the local directory of studies, SQLite stores and artifacts."""
     parser.add_argument("--runs-dir", type=Path, default=default, help=help_text)
+
+
+def artifacts_dir(runs_dir: Path) -> Path:
+    """Where MLflow's artifacts go under the runs directory (a local tracking store's)."""
+    return runs_dir / "artifacts"
+
+
+def default_export_path(runs_dir: Path, study_name: str) -> Path:
+    """Where a study's winner is exported when ``--out`` does not say."""
+    return runs_dir / "exports" / f"{study_name}.json"
 
 
 def add_trial_timeout_argument(parser: argparse.ArgumentParser,

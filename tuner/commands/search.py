@@ -15,8 +15,8 @@ from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.commands.entry import OneLineParser
 from tuner.commands.options import (add_common_arguments, add_measure_arguments,
                                     add_study_name_argument, add_tracking_argument,
-                                    measure_settings, positive_float, positive_int,
-                                    selected_tracking_uri)
+                                    artifacts_dir, default_export_path, measure_settings,
+                                    positive_float, positive_int, selected_tracking_uri)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.redact import mask_url
@@ -150,8 +150,8 @@ def main(argv: list[str]) -> int:
         study.sampler = make_sampler(args.sampler, args.seed, len(objectives), trials_so_far,
                                      run.joined_before)
     tracking = selected_tracking_uri(args)
-    out = args.out or args.runs_dir / "exports" / f"{name}.json"
-    tracker = MlflowTracker(tracking, args.runs_dir / "artifacts",
+    out = args.out or default_export_path(args.runs_dir, name)
+    tracker = MlflowTracker(tracking, artifacts_dir(args.runs_dir),
                             {"sampler": args.sampler, "seed": args.seed})
     callbacks = [tracker, SaveTuningRecords(record_store), exporter := ExportBest(out)]
     profiler = None

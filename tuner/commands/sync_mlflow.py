@@ -18,7 +18,7 @@ from tuner.callbacks.mlflow_tracking import artifact_location
 from tuner.commands.entry import OneLineParser
 from tuner.commands.options import (add_runs_dir_argument, add_storage_argument,
                                     add_study_name_argument, add_tracking_argument,
-                                    selected_study, selected_tracking_uri)
+                                    artifacts_dir, selected_study, selected_tracking_uri)
 from tuner.errors import UsageError, one_line
 from tuner.redact import mask_url, without_secrets
 
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     study = selected_study(args)
     name = study.study_name
     uri = selected_tracking_uri(args)
-    logged, total = sync_study(study, uri, args.runs_dir / "artifacts")
+    logged, total = sync_study(study, uri, artifacts_dir(args.runs_dir))
     finished = len(study.get_trials(deepcopy=False, states=LOGGED_STATES))
     print(f"study {name}: logged {logged} trials to {uri}; MLflow now has {total} "
           f"nested runs for the study's {finished} finished trials")

@@ -16,8 +16,8 @@ from tuner.callbacks.progress import summary_table
 from tuner.callbacks.tuning_records import SaveTuningRecords
 from tuner.commands.entry import OneLineParser
 from tuner.commands.options import (add_common_arguments, add_study_name_argument,
-                                    add_tracking_argument, positive_int, selected_search_study,
-                                    selected_tracking_uri)
+                                    add_tracking_argument, artifacts_dir, default_export_path,
+                                    positive_int, selected_search_study, selected_tracking_uri)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
@@ -67,8 +67,8 @@ def main(argv: list[str]) -> int:
     run = open_run(study, TuningTarget(**attrs.get(study, StudyKey.TARGET)), load_space(space_path),
                    objectives, MeasureSettings(**attrs.get(study, StudyKey.MEASURE, {})), settings,
                    study_dir(args.runs_dir, name), records)
-    exporter = ExportBest(args.out or args.runs_dir / "exports" / f"{name}.json")
-    callbacks = [MlflowTracker(selected_tracking_uri(args), args.runs_dir / "artifacts"),
+    exporter = ExportBest(args.out or default_export_path(args.runs_dir, name))
+    callbacks = [MlflowTracker(selected_tracking_uri(args), artifacts_dir(args.runs_dir)),
                  SaveTuningRecords(records), exporter]
     for callback in callbacks:
         callback.on_study_start(run)
