@@ -49,8 +49,8 @@ def build_parser() -> OneLineParser:
                         for name, command in COMMANDS.items())
     parser = OneLineParser(prog="tuner", usage="%(prog)s [-h] COMMAND [ARGUMENTS ...]",
                            description="Autotune MindSpore inference (Optuna + MLflow).\n"
-                           "tuner COMMAND ARGUMENTS is python -m tuner.COMMAND ARGUMENTS (the "
-                           "same flags, output and exit codes).",
+                           "tuner COMMAND ARGUMENTS is python -m tuner.COMMAND ARGUMENTS:\n"
+                           "the same flags, output and exit codes.",
                            epilog=f"commands:\n{listing}\n\n"
                            "tuner COMMAND --help: the command's own arguments",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
