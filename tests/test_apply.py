@@ -15,7 +15,7 @@ import mindspore as ms
 import tuner
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 from tuner.models import TuningTarget, fingerprint
 from tests.fixtures.tiny_models import tiny_net, TinyNet
 
@@ -73,7 +73,7 @@ import numpy as np
 import mindspore as ms
 import tuner
 from tuner.config import ProgramConfig, TuningConfig
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 from tuner.models import TuningTarget, fingerprint
 from tests.fixtures.tiny_models import tiny_net
 
@@ -135,7 +135,7 @@ def test_load_needs_no_mindspore_set_up_in_the_deployment_process(tmp_path):
 ])
 def test_bad_export_files_are_one_line_usage_errors(tmp_path, content, message):
     from tuner.errors import UsageError
-    from tuner.export_format import read_export
+    from tuner.exported_config import read_export
 
     path = tmp_path / "best.json"
     path.write_text(content)
@@ -151,7 +151,7 @@ import mindspore as ms
 import tuner
 from tuner.config import ProgramConfig, TuningConfig
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 from tuner.models import TuningTarget, fingerprint
 from tests.fixtures.tiny_models import randomize_batchnorm, tiny_net
 
@@ -227,7 +227,7 @@ def test_an_input_shape_the_network_cannot_take_is_refused_in_one_line():
     import tuner
     from tuner.config import ProgramConfig, TuningConfig
     from tuner.errors import UsageError
-    from tuner.export_format import ExportedConfig
+    from tuner.exported_config import ExportedConfig
     from tuner.models import TuningTarget, fingerprint
 
     class FixedSize(nn.Cell):  # a head built for 16x16 inputs

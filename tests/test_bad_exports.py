@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import REPO, TINY_MODEL
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.errors import ConfigError, UsageError
-from tuner.export_format import (ExportedConfig, ExportError, check_for_model, read_export,
+from tuner.exported_config import (ExportedConfig, ExportError, check_for_model, read_export,
                                  write_export)
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.space import KernelParam, load_kernel_space
@@ -552,6 +552,6 @@ def test_trusted_model_code_runs_but_must_return_a_cell(planted):
 def test_mindcv_names_need_no_trust(tmp_path):
     path = tmp_path / "best.json"
     edit(model="resnet18", config__kernels=[], config__programs__granularity="off")(path)
-    from tuner.export_format import check_model
+    from tuner.exported_config import check_model
 
     check_model(read_export(path))  # no ExportError

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO, TINY_MODEL
 from tuner.children import TUNER_ROOT, child_environment, import_path, python_command
-from tuner.cluster import model_argument
+from tuner.commands.cluster import model_argument
 from tuner.models import TuningTarget
 from tuner.runner.isolate import trial_environment
 from tuner.runner.request import TrialRequest

@@ -16,7 +16,7 @@ from mindspore import nn
 
 from tuner.config import TuningConfig
 from tuner.errors import UsageError, one_line
-from tuner.export_format import ExportedConfig, check_config, read_export
+from tuner.exported_config import ExportedConfig, check_config, read_export
 from tuner.graph.capture import CaptureError
 from tuner.models import fingerprint
 from tuner.serving import batch_planner

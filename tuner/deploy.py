@@ -13,7 +13,7 @@ from mindspore import nn
 from tuner.apply_config import apply
 from tuner.bundle import bundle_directory, load_bundle
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig, check_model, read_export
+from tuner.exported_config import ExportedConfig, check_model, read_export
 from tuner.models import create_model
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import mindspore as ms
 from tuner.bundle import write_bundle
 from tuner.config import KernelChoice, ProgramConfig, RewriteConfig, TuningConfig
-from tuner.export_format import ExportedConfig
+from tuner.exported_config import ExportedConfig
 from tuner.kernels import kernel_library
 from tuner.models import TuningTarget, fingerprint
 from tests.fixtures.tiny_models import randomize_batchnorm, tiny_net

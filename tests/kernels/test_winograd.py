@@ -14,7 +14,7 @@ from test_apply import _input, _model, programs
 from tests.conftest import needs_avx2_fma, needs_avx512
 from tests.fixtures.tiny_models import Calling
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
 from tuner.kernels.cpu.packing import pack_winograd_weight, winograd_weight
 from tuner.kernels.cpu.program.runtime import timings

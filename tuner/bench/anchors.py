@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuner import cpuinfo
-from tuner.cli import positive_float, positive_int
+from tuner.commands.options import positive_float, positive_int
 from tuner.config import TuningConfig
-from tuner.export_format import read_export
+from tuner.exported_config import read_export
 from tuner.files import atomic_write_text
 from tuner.models import TuningTarget
 from tuner.onnx.openvino_cpu import OPENVINO_HINTS

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from tuner.children import child_environment, python_command
-from tuner.cluster import POSTGRES, MlflowServer, start_worker, worker_environment
+from tuner.commands.cluster import POSTGRES, MlflowServer, start_worker, worker_environment
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import TrialKey
@@ -154,7 +154,7 @@ class Bench:
 
     def args(self, *extra: str, model: str = TINY) -> list[str]:
         """A worker's arguments; its storage and tracking URLs go through its environment
-        (tuner.cluster.worker_environment), not its command line."""
+        (tuner.commands.cluster.worker_environment), not its command line."""
         return [*search_args(self.space, model, *extra), "--study-name", self.study_name,
                 "--runs-dir", str(self.root), "--out", str(self.export)]
 

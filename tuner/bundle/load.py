@@ -10,7 +10,7 @@ import numpy as np
 
 from tuner import cpuinfo
 from tuner.bundle.manifest import EXPORT, MANIFEST, BundleError, BundleManifest, read_manifest
-from tuner.export_format import ExportedConfig, read_export
+from tuner.exported_config import ExportedConfig, read_export
 
 
 def bundle_directory(path: str | Path) -> Path | None:

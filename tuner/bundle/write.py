@@ -14,7 +14,7 @@ from tuner import cpuinfo
 from tuner.bundle.manifest import (EXPORT, ISA_FLAGS, MANIFEST, BundleManifest, StoredProgram,
                                    file_digest)
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 
 WEIGHTS = "weights.ckpt"
 

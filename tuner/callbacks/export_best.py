@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.export_format import write_export
+from tuner.exported_config import write_export
 from tuner.storages import trial_facts
 from tuner.study.exported_trial import export_trial
 from tuner.study.study_callback import StudyCallback

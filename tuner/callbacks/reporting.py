@@ -23,7 +23,7 @@ class WriteReport(StudyCallback):
         self.written: Path | None = None
 
     def on_search_complete(self, run, winner):
-        from tuner.report import write_report
+        from tuner.reporting.report_file import write_report
         from tuner.reporting.plots import close
 
         path = self.out or run.directory / REPORT_FILE

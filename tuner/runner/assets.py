@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig, check_model_trusted
+from tuner.exported_config import ExportedConfig, check_model_trusted
 from tuner.runner.isolate import run_isolated
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 
@@ -16,7 +16,7 @@ def prepare_export_assets(exported: ExportedConfig, source: Path, work: Path,
     """Build ``exported``'s model with the study's weights seed into ``work/assets``; a model
     that does not build, or builds another architecture than was tuned, is a UsageError naming
     ``source``; a ``package.module:factory`` model is refused before anything runs unless
-    ``trust_model_code`` (export_format.check_model_trusted)."""
+    ``trust_model_code`` (exported_config.check_model_trusted)."""
     check_model_trusted(exported, trust_model_code)
     seed = int(exported.study.get("weights_seed", 0))
     assets = work / "assets"

@@ -28,7 +28,7 @@ class TrialRequest:
     ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
     MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
-    checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
+    checked by ONNX Runtime, tuner.onnx.onnx_file) or ``onnx_measure`` (ONNX Runtime timed on it,
     tuner.onnx.runtime) or ``openvino_measure`` (OpenVINO's CPU plugin timed on it with the
     performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the
     untuned outputs of the regions ``config``'s programs replace, kept in the assets for their

@@ -359,8 +359,8 @@ def _profile(request: TrialRequest) -> TrialResult:
 
 
 def _onnx_export(request: TrialRequest) -> TrialResult:
-    """The model in ONNX, checked by ONNX Runtime against the reference (tuner.onnx.export)."""
-    from tuner.onnx.export import export_onnx
+    """The model in ONNX, checked by ONNX Runtime against the reference (tuner.onnx.onnx_file)."""
+    from tuner.onnx.onnx_file import export_onnx
 
     ms = _setup(request)
     _phase(Phase.COMPILE)

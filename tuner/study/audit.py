@@ -13,7 +13,7 @@ Definitions (each counted from the storage and the tracking server alone):
 - ``mlflow_missing`` / ``mlflow_duplicated``: finished trials without a nested run under the
   study's parent run, and nested runs beyond one per trial number; ``parent_runs``: runs of the
   experiment tagged with the study's name and no parent.
-- ``export_valid``: the exported JSON reads back (tuner.export_format) and names an ok trial of
+- ``export_valid``: the exported JSON reads back (tuner.exported_config) and names an ok trial of
   this study; ``validated_on``: the host named by the study's validation report.
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _mlflow(study: optuna.Study, tracking_uri: str) -> tuple[int, int, int, int]
 
 
 def _export_valid(study: optuna.Study, path: Path) -> bool:
-    from tuner.export_format import read_export
+    from tuner.exported_config import read_export
 
     try:
         exported = read_export(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from tuner.errors import UsageError
-from tuner.export_format import ExportedConfig
+from tuner.exported_config import ExportedConfig
 from tuner.models import TuningTarget
 from tuner.storages import trial_facts
 from tuner.storages import attributes as attrs

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import REPO
 from tuner.profiling.compare import profiler_note
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
-from tuner.export_format import ExportedConfig, write_export
+from tuner.exported_config import ExportedConfig, write_export
 from tuner.profiling.records import Profile
 from tuner.profiling.session import BASELINE_RUNS
 

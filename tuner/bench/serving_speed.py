@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner import cpuinfo
-from tuner.cli import add_trust_argument, positive_float, positive_int
+from tuner.commands.options import add_trust_argument, positive_float, positive_int
 
 LOAD_SCRIPT = r"""
 import json, sys, time
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import tuner
     from tuner.bundle import write_bundle
     from tuner.deploy import build_model
-    from tuner.export_format import read_export
+    from tuner.exported_config import read_export
 
     exported = read_export(args.export)
     shape = exported.target.input_shape

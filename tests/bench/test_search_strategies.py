@@ -5,7 +5,7 @@ import json
 import optuna
 import pytest
 
-from tuner.bench import search as bench
+from tuner.bench import search_strategies as bench
 from tuner.bench import studies
 
 TINY = "tests.fixtures.tiny_models:tiny_net"

@@ -1,10 +1,11 @@
-"""tuner.cluster hands the storage and tracking URLs to its children through their environment:
-a password never appears on a command line (``ps`` shows those to every user) nor in its output."""
+"""tuner.commands.cluster hands the storage and tracking URLs to its children through their
+environment: a password never appears on a command line (``ps`` shows those to every user) nor in
+its output."""
 from __future__ import annotations
 
 import pytest
 
-import tuner.cluster as cluster
+import tuner.commands.cluster as cluster
 from tuner.errors import UsageError
 from tuner.storages.storage import STORAGE_ENV
 
