@@ -12,7 +12,7 @@ from tuner.cli import (OneLineParser, add_measure_arguments, add_trust_argument,
 from tuner.config import TuningConfig
 from tuner.export_format import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
-from tuner.runner.assets import prepare_export_assets
+from tuner.runner.rebuilt_assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 

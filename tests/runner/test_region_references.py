@@ -11,7 +11,7 @@ from tuner.runner import zygote
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import TrialRequest
 from tuner.runner.worker import REFERENCES_DIR
 

@@ -5,7 +5,7 @@ import pytest
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey

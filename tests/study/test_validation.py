@@ -159,7 +159,7 @@ def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
     import optuna
 
     from tuner.config import KernelChoice
-    from tuner.runner.record import Status, TrialResult
+    from tuner.runner.result import Status, TrialResult
     from tuner.study import attributes as attrs
     from tuner.study import records
     from tuner.study.attributes import StudyKey

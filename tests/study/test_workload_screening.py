@@ -4,9 +4,9 @@ import dataclasses
 import optuna
 import pytest
 
-from tuner.kernels.space import REPO_ROOT
+from tuner.kernels.param_space import REPO_ROOT
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.study import attributes as attrs
 from tuner.study import records

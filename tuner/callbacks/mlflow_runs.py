@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import one_line
 from tuner.redact import mask_url
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.study import attributes as attrs
 from tuner.study import records
 from tuner.study.attributes import StudyKey, TrialKey

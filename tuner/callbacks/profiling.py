@@ -8,7 +8,7 @@ from pathlib import Path
 from tuner.callbacks.base import StudyCallback
 from tuner.errors import one_line
 from tuner.config import TuningConfig
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
 from tuner.study import records
 from tuner.study import attributes as attrs

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from tuner.files import atomic_write_text
-from tuner.profiling.records import OperatorTime
+from tuner.profiling.operator_times import OperatorTime
 
 PREFIX = "program:"
 
@@ -33,7 +33,7 @@ def _step_info(cell, action):
 
 
 def reset(network) -> None:
-    from tuner.kernels.cpu.program.runtime import timings
+    from tuner.kernels.cpu.program.program_runtime import timings
 
     for cell in program_cells(network).values():
         timings(cell.library, cell.spec_words, reset=True)
@@ -42,7 +42,7 @@ def reset(network) -> None:
 def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, ...]:
     """``operators`` with each program's row replaced by the rows of its primitives (their
     times scaled to the profiler's time of the program's operator, of which they are a part)."""
-    from tuner.kernels.cpu.program.runtime import timings
+    from tuner.kernels.cpu.program.program_runtime import timings
 
     cells = program_cells(network)
     seen = {operator.layer for operator in operators if operator.kernel == "program"}
@@ -79,7 +79,7 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
 def _direct_calls(cell) -> OperatorTime | None:
     """The row of a program that ran without MindSpore's graph (ProgramCell.call_directly), so
     that its profiler saw no operator: the program's own count and time of its calls."""
-    from tuner.kernels.cpu.program.runtime import timings
+    from tuner.kernels.cpu.program.program_runtime import timings
 
     times = timings(cell.library, cell.spec_words)
     if times is None or not times.calls:
@@ -107,7 +107,7 @@ def workload_times(network) -> dict[str, float]:
     """Workload key -> milliseconds per program call spent in the primitives of its layers
     (and in the layout conversions made for them) since the last ``reset``; over all the
     programs of ``network`` (empty if none has run)."""
-    from tuner.kernels.cpu.program.runtime import timings
+    from tuner.kernels.cpu.program.program_runtime import timings
 
     found: dict[str, float] = {}
     for cell in program_cells(network).values():

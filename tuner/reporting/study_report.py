@@ -11,7 +11,7 @@ import mlflow
 import optuna
 
 from tuner.callbacks.progress import summary_table
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.reporting.html import ReportContent
 from tuner.reporting.plots import study_plots
 from tuner.study import records

@@ -27,7 +27,8 @@ class TrialRequest:
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
     ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
-    MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
+    MindSpore's profiler, see tuner.profiling.trace_capture), ``onnx_export`` (the saved
+    model in ONNX,
     checked by ONNX Runtime, tuner.onnx.export) or ``onnx_measure`` (ONNX Runtime timed on it,
     tuner.onnx.runtime) or ``openvino_measure`` (OpenVINO's CPU plugin timed on it with the
     performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the

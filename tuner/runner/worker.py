@@ -22,7 +22,7 @@ from tuner import cpuinfo
 from tuner.errors import UsageError, one_line
 from tuner.runner.akg_errors import AKG_ERROR, akg_failure
 from tuner.runner.gate import Gate, wait_for
-from tuner.runner.record import Metrics, Status, TrialResult
+from tuner.runner.result import Metrics, Status, TrialResult
 from tuner.runner.request import (GRAPH_FILE, INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE,
                                   WEIGHTS_FILE, TrialRequest)
 from tuner.runner.protocol import (COMPILE_PHASES, PHASE_FILE, PROFILE_FILE,  # noqa: F401
@@ -340,9 +340,9 @@ def _build(request: TrialRequest):
 
 
 def _profile(request: TrialRequest) -> TrialResult:
-    """Profile the configured network (tuner.profiling.capture) into ``profile.json``."""
+    """Profile the configured network (tuner.profiling.trace_capture) into ``profile.json``."""
     from tuner.backends import get_backend
-    from tuner.profiling.capture import LayerNames, capture
+    from tuner.profiling.trace_capture import LayerNames, capture
 
     built = _build(request)
     _phase(Phase.RUN)

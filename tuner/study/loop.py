@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.errors import UsageError
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.study import records
 from tuner.study.batches import run_batch, tell
 from tuner.study.callbacks import StudyCallback

@@ -5,7 +5,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.study.attributes import TrialKey
 
 # The keys' old names (tuner.study.attributes lists them all).

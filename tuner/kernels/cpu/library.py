@@ -20,7 +20,7 @@ from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelL
 from tuner.kernels.build import BuildResult, build_variant
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
 from tuner.kernels.cpu.packing import WeightLayout
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import verification
 from tuner.kernels.cpu.program.apply import build_programs, install
 from tuner.kernels.cpu.program.emit import HandKernel, NativeKernel
@@ -28,7 +28,7 @@ from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
 from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
 from tuner.kernels.cpu.program.spec import Layout
 from tuner.kernels.cpu.program.workloads import step_epilogue, workload_of
-from tuner.kernels.space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
+from tuner.kernels.param_space import DEFAULT_SPACE_PATH, REPO_ROOT, KernelSpace, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, Workload, WorkloadGroup
 
 KERNEL_SOURCE_DIR = REPO_ROOT / "kernels" / "cpu"
@@ -85,7 +85,7 @@ class CpuKernelLibrary(KernelLibrary):
         if unsupported:
             return BuildResult(False, None, unsupported, 0.0, False)
         if space.runtime_params:
-            return runtime.build(self.cache_dir)
+            return program_runtime.build(self.cache_dir)
         return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
 
     def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, WeightLayout]:
@@ -95,7 +95,7 @@ class CpuKernelLibrary(KernelLibrary):
         return result.library, weight_layout(kernel_name, result.library)
 
     def unavailable_reason(self) -> str | None:
-        return runtime.unavailable_reason(self.cache_dir)
+        return program_runtime.unavailable_reason(self.cache_dir)
 
     # -- workloads ------------------------------------------------------------------------
     def kernel_names(self, workload: Workload,
@@ -294,7 +294,7 @@ def _unbuildable(programs, library: Path) -> dict[tuple[str, ...], str]:
         try:
             program.cell(Tensor(np.zeros(program.cell.input_shape, np.float32))).asnumpy()
         except RuntimeError as error:
-            reason = runtime.last_error(library) or str(error).strip().splitlines()[0]
+            reason = program_runtime.last_error(library) or str(error).strip().splitlines()[0]
             broken[program.planned.region.cells] = f"the program runtime cannot run it: {reason}"
     return broken
 

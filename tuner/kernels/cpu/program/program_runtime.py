@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.kernels.build import BuildResult, build_variant
-from tuner.kernels.space import REPO_ROOT
+from tuner.kernels.param_space import REPO_ROOT
 
 SOURCE = REPO_ROOT / "kernels" / "cpu" / "program" / "program.cpp"
 ENTRY_POINT = "RunProgram"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from tuner.profiling.records import OperatorTime, Profile
+from tuner.profiling.operator_times import OperatorTime, Profile
 
 OP_DETAIL_FILE = "cpu_op_detail_info_0.csv"
 TOP_LEVEL = "(top level)"
