@@ -162,7 +162,7 @@ def bench_workload(library, model, group, variants: dict[str, list[dict]], quick
     from tuner.kernels import KernelBuildError
     from tuner.kernels.cpu.cells import BuiltinConvUnit
     from tuner.kernels.cpu.direct import DirectKernelCall
-    from tuner.kernels.cpu.library import verification_problem
+    from tuner.kernels.cpu.conv_reference import verification_problem
 
     w = group.workload
     conv, weight, bias, inputs = verification_problem(w, seed=0)

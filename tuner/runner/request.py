@@ -17,7 +17,6 @@ WEIGHTS_FILE = "weights.ckpt"
 INPUT_FILE = "input.npy"
 REFERENCE_FILE = "reference.npy"
 MODEL_INFO_FILE = "model.json"
-GRAPH_FILE = "graph.json"        # the captured graph of the untuned network (tuner.graph)
 
 
 @dataclass(frozen=True)
