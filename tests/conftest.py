@@ -12,7 +12,7 @@ from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.runner.request import TrialRequest
 
 TINY_MODEL = "tests.fixtures.tiny_models:tiny_net"

@@ -25,7 +25,7 @@ from tuner.errors import ConfigError, UsageError
 from tuner.exported_config import (ExportedConfig, ExportError, check_for_model, read_export,
                                  write_export)
 from tuner.cpuinfo import flags as cpu_flags
-from tuner.kernels.space import KernelParam, load_kernel_space
+from tuner.kernels.param_space import KernelParam, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.models import TuningTarget
 from tuner.space import SpaceError, load_space

@@ -40,3 +40,22 @@ def test_available_backend_runs_a_trial(backend, measure_tiny):
 def test_unknown_device_lists_the_known_ones():
     with pytest.raises(UsageError, match=r"unknown device \(choose from Ascend, CPU, GPU\)"):
         get_backend("TPU")
+
+
+def test_every_backend_gives_its_trials_a_kernel_library(backend, tmp_path):
+    """The trial process runs through the same hooks on every device; one without custom
+    kernels gets a library whose hooks do nothing and which says what the device lacks."""
+    from tuner.kernels.base import KernelLibrary, PreparedInputs
+
+    library = backend.trial_kernel_library()
+    assert isinstance(library, KernelLibrary) and library.device == backend.name
+    if backend.has_kernels:
+        return
+    assert library.unavailable_reason() == backend.kernels_missing
+    assert library.prepare_study(None, (1, 3, 8, 8), tmp_path).to_dict() == {
+        "workloads": [], "kernels_unavailable": backend.kernels_missing}
+    assert library.prepared_inputs(None, tmp_path) == PreparedInputs()
+    assert library.missing_references(None, None, (1, 3, 8, 8), tmp_path) == 0
+    assert library.workload_times(None) == {} and library.expand_profile((), None) == ()
+    assert library.write_call_trace(tmp_path / "trace.json", None, [0.0], [1.0]) == ""
+    assert not list(tmp_path.iterdir())

@@ -9,7 +9,7 @@ from tests.conftest import REPO
 from tuner.profiling.compare import profiler_note
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.exported_config import ExportedConfig, write_export
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.profiling.session import BASELINE_RUNS
 
 RUNS = 10

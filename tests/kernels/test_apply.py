@@ -12,7 +12,7 @@ from tests.fixtures.tiny_models import Calling
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.kernels import ConvWorkload, KernelBuildError
 from tuner.kernels.cpu import CpuKernelLibrary
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program.cell import ProgramCell
 
 INPUT = (2, 3, 32, 32)
@@ -52,8 +52,8 @@ def programs(net):
 def _step_implementations(program):
     """What ran each step of a program cell that has run (its input and output conversions
     left out), as the runtime reports it."""
-    return [a.implementation for a in runtime.timings(program.library, program.spec_words).actions
-            if a.label == "step"]
+    times = program_runtime.timings(program.library, program.spec_words)
+    return [a.implementation for a in times.actions if a.label == "step"]
 
 
 def _config(granularity="network", layout="any", excluded=(), kernels=()):

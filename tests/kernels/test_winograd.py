@@ -17,7 +17,7 @@ from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.exported_config import ExportedConfig, write_export
 from tuner.kernels import ConvWorkload
 from tuner.kernels.cpu.packing import pack_winograd_weight, winograd_weight
-from tuner.kernels.cpu.program.runtime import timings
+from tuner.kernels.cpu.program.program_runtime import timings
 from tuner.models import TuningTarget, fingerprint
 
 WINOGRAD = "conv2d_winograd"

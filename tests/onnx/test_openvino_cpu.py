@@ -10,7 +10,7 @@ from tuner.onnx.openvino_cpu import NOT_INSTALLED, measure_openvino  # noqa: E40
 from tuner.runner.gate import Gate  # noqa: E402
 from tuner.runner.isolate import run_isolated  # noqa: E402
 from tuner.runner.measurement import MeasureSettings  # noqa: E402
-from tuner.runner.record import Status  # noqa: E402
+from tuner.runner.result import Status  # noqa: E402
 from tuner.runner.request import TrialRequest  # noqa: E402
 
 

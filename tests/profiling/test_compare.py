@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tuner.profiling.compare import compare, profiler_note, render_csv, render_markdown, render_text
-from tuner.profiling.records import OperatorTime, Profile
+from tuner.profiling.operator_times import OperatorTime, Profile
 from tuner.profiling.trace import merged_trace
 
 WORKLOAD = "dense_n1_c8_h16_w16_o8_k3x3_s1_p1"

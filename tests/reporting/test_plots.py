@@ -3,8 +3,8 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from tuner.profiling.records import OperatorTime, Profile
-from tuner.runner.record import Status, TrialResult
+from tuner.profiling.operator_times import OperatorTime, Profile
+from tuner.runner.result import Status, TrialResult
 from tuner.reporting import plots
 from tuner.study.validation import ValidatedCandidate, ValidationReport
 

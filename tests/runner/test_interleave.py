@@ -9,7 +9,7 @@ from tuner.models import TuningTarget
 from tuner.runner.interleave import run_interleaved
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.protocol import SLOTS_FILE
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import TrialRequest
 
 SLOTS = 3

@@ -10,7 +10,7 @@ from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import TrialProcess, _WarmupClock, run_compiled_together, run_isolated
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import PHASE_FILE, UNDER_WAY, WARMUP_STEP, Phase
 from tuner.runner.worker import PROGRESS_FILE

@@ -7,7 +7,7 @@ from tuner.errors import UsageError
 from tuner.runner.measurement import (BASELINE_MAX_SECONDS, MeasureSettings, latency_summary,
                                       measured_result, median_confidence_interval, output_error,
                                       relative_precision, time_runs)
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 
 
 def test_median_interval_needs_eight_samples_and_brackets_the_median():

@@ -7,13 +7,13 @@ import shutil
 import pytest
 
 from tuner.config import TuningConfig
+from tuner.kernels.cpu.trial_steps import REFERENCES_DIR
 from tuner.runner import zygote
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import TrialRequest
-from tuner.runner.worker import REFERENCES_DIR
 
 LAYERS_ONE_THREAD = TuningConfig.from_knobs({"programs.granularity": "layer",
                                              "runtime.omp_num_threads": 1})

@@ -12,7 +12,7 @@ from tuner.runner import zygote
 from tuner.runner.isolate import TrialProcess, run_isolated, trial_environment
 from tuner.runner.measurement import MeasureSettings
 from tuner.runner.protocol import PHASE_FILE, Phase
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import TrialRequest
 
 

@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from tuner.config import KernelChoice
-from tuner.kernels.space import load_kernel_space
+from tuner.kernels.param_space import load_kernel_space
 from tuner.kernels.workload import ConvWorkload, MatMulWorkload, WorkloadGroup
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
 

@@ -81,7 +81,7 @@ custom_kernels: {params: %s}
 
 
 def test_each_kernel_is_screened_on_every_workload_it_can_run(tmp_path):
-    from tuner.kernels.space import DEFAULT_SPACE_PATH
+    from tuner.kernels.param_space import DEFAULT_SPACE_PATH
     from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 
     path = tmp_path / "kernels.yaml"

@@ -5,7 +5,7 @@ import pytest
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
 from tuner.runner.measurement import MeasureSettings
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey

@@ -15,6 +15,9 @@ A backend is a MindSpore ``device_target``. Rules for implementations:
   ``UnsupportedDeviceError`` saying in one line what the device would need;
   ``kernels_missing`` is that line (None when there is a library). The library module is
   imported on first use (it imports MindSpore; the study's process never does).
+- ``trial_kernel_library(params_file)`` is what a trial process runs through: the device's own
+  library, or for a device without one, tuner.kernels.no_kernels.NoKernelLibrary (whose trial
+  hooks do nothing and whose ``unavailable_reason`` is ``kernels_missing``).
 """
 from __future__ import annotations
 
@@ -35,6 +38,14 @@ class Backend(ABC):
     def kernel_library(self, params_file: Path | str | None = None):
         raise UnsupportedDeviceError(
             f"custom kernels are not implemented for device {self.name} ({self.kernels_missing})")
+
+    def trial_kernel_library(self, params_file: Path | str | None = None):
+        """The kernel library a trial runs through (see the module's rules)."""
+        if not self.has_kernels:
+            from tuner.kernels.no_kernels import NoKernelLibrary
+
+            return NoKernelLibrary(self.name, self.kernels_missing)
+        return self.kernel_library(params_file)
 
     @property
     def has_kernels(self) -> bool:

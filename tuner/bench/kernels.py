@@ -89,7 +89,7 @@ def sweep(space, count: int) -> list[dict]:
 
 def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
     """(conv seconds, reorder seconds, output) of oneDNN's convolution as one program step."""
-    from tuner.kernels.cpu.program import runtime
+    from tuner.kernels.cpu.program import program_runtime
     from tuner.kernels.cpu.program import spec as s
 
     built = library.build(ONEDNN, {"impl": impl})
@@ -107,13 +107,13 @@ def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
                   workload.dilation, impl, posts)
     spec = s.ProgramSpec(int(np.random.default_rng().integers(1, 2**40)), s.Layout.ANY, values,
                          (step,)).encode()
-    call = runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)
+    call = program_runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)
     if call() != 0:
         raise RuntimeError("the program failed")
     output = call.output.copy()
-    runtime.timings(built.library, spec, reset=True)
+    program_runtime.timings(built.library, spec, reset=True)
     best_time(call, 3 if quick else 5, 0.2 if quick else 0.5)
-    times = runtime.timings(built.library, spec)
+    times = program_runtime.timings(built.library, spec)
     conv = min_per_call(times, "step")
     reorders = min_per_call(times, "reorder")
     return conv, reorders, output
@@ -122,7 +122,7 @@ def _onednn_step(library, workload, weight, bias, x, impl: int, quick: bool):
 def _native_step(library, kernel: str, workload, weight, bias, inputs, params, quick: bool):
     """(seconds, output) of a kernel the program runtime runs itself (the Winograd step, the GEMM
     step), as a one-step program on channels-last values with the workload's whole epilogue."""
-    from tuner.kernels.cpu.program import runtime
+    from tuner.kernels.cpu.program import program_runtime
     from tuner.kernels.cpu.program import spec as s
     from tuner.kernels.cpu.program.emit import native_step, packed_native_weights
 
@@ -142,13 +142,13 @@ def _native_step(library, kernel: str, workload, weight, bias, inputs, params, q
                        (top, left), workload.activation)
     spec = s.ProgramSpec(int(np.random.default_rng().integers(1, 2**40)), s.Layout.NHWC,
                          tuple(values), (step,)).encode()
-    call = runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)
+    call = program_runtime.DirectProgram(built.library, spec, [x, packed], workload.output_shape)
     if call() != 0:
-        raise RuntimeError(runtime.last_error(built.library) or "the program failed")
+        raise RuntimeError(program_runtime.last_error(built.library) or "the program failed")
     output = call.output.copy()
-    runtime.timings(built.library, spec, reset=True)
+    program_runtime.timings(built.library, spec, reset=True)
     best_time(call, 3 if quick else 5, 0.2 if quick else 0.5)
-    return min_per_call(runtime.timings(built.library, spec), "step"), output
+    return min_per_call(program_runtime.timings(built.library, spec), "step"), output
 
 
 def min_per_call(times, label: str) -> float:
@@ -162,7 +162,7 @@ def bench_workload(library, model, group, variants: dict[str, list[dict]], quick
     from tuner.kernels import KernelBuildError
     from tuner.kernels.cpu.cells import BuiltinConvUnit
     from tuner.kernels.cpu.direct import DirectKernelCall
-    from tuner.kernels.cpu.library import verification_problem
+    from tuner.kernels.cpu.conv_reference import verification_problem
 
     w = group.workload
     conv, weight, bias, inputs = verification_problem(w, seed=0)

@@ -61,7 +61,7 @@ def load_bundle(directory: Path, create_model: Callable[[ExportedConfig], object
 def _runtime(directory: Path, manifest: BundleManifest) -> Path:
     """The bundle's program runtime, loaded and checked (MindSpore's oneDNN loaded first: what
     the libraries link against)."""
-    from tuner.kernels.cpu.program.runtime import ONEDNN, mindspore_lib_dir, runtime_problem
+    from tuner.kernels.cpu.program.program_runtime import ONEDNN, mindspore_lib_dir, runtime_problem
 
     if manifest.runtime is None:
         raise BundleError(f"{directory}: programs but no runtime library")

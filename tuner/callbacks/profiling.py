@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuner.config import TuningConfig
 from tuner.errors import one_line
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts

@@ -13,7 +13,7 @@ from tuner.commands.options import (add_measure_arguments, add_trial_timeout_arg
 from tuner.config import TuningConfig
 from tuner.exported_config import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
-from tuner.runner.assets import prepare_export_assets
+from tuner.runner.rebuilt_assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated
 from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
 

@@ -24,7 +24,7 @@ from tuner.exported_config import read_export
 from tuner.models import TuningTarget
 from tuner.profiling.compare import profiler_note, render_text
 from tuner.profiling.session import DEFAULT_RUNS, TABLE_FILES, profile_pair, write_outputs
-from tuner.runner.assets import prepare_export_assets
+from tuner.runner.rebuilt_assets import prepare_export_assets
 
 
 def _study_trial(args) -> tuple[TuningTarget, TuningConfig, Path, int, str]:

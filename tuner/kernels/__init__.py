@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tuner.errors import UnsupportedDeviceError
 from tuner.kernels.build import BuildResult, build_variant, cache_dir
-from tuner.kernels.space import DEFAULT_SPACE_PATH, KernelParam, KernelSpace, load_kernel_space
+from tuner.kernels.param_space import (DEFAULT_SPACE_PATH, KernelParam, KernelSpace,
+                                       load_kernel_space)
 from tuner.kernels.workload import (ConvWorkload, MatMulWorkload, WorkloadGroup,
                                     workload_from_dict)
 

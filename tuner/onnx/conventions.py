@@ -1,4 +1,4 @@
-"""What the ONNX export (tuner.onnx.export) and the engines timed on its file (tuner.onnx.timing,
+"""What the ONNX export (tuner.onnx.onnx_file) and the engines timed on its file (tuner.onnx.timing,
 tuner.onnx.runtime) agree on: the model's file name in the study's assets and the ONNX Runtime
 session options it is checked and timed with. Imports nothing of tuner's."""
 from __future__ import annotations

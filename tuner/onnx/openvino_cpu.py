@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
 from tuner.runner.gate import Gate
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.runner.request import TrialRequest
 
 OPENVINO_HINTS = ("latency", "throughput")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tuner.onnx.conventions import session_options
 from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
 from tuner.runner.gate import Gate
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.runner.request import TrialRequest
 
 

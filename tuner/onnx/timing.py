@@ -12,7 +12,7 @@ import numpy as np
 
 from tuner.onnx.conventions import ONNX_FILE
 from tuner.runner.gate import Gate
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
 
 

@@ -6,7 +6,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 
 SIDES = ("baseline", "tuned")
 

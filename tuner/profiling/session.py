@@ -11,7 +11,7 @@ from tuner.config import TuningConfig
 from tuner.files import atomic_write_text
 from tuner.models import TuningTarget
 from tuner.profiling.compare import compare, profiler_note, render_csv, render_markdown
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.profiling.trace import merged_trace
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings
@@ -49,8 +49,8 @@ def profile_one(target: TuningTarget, assets_dir: Path, config: TuningConfig, la
 
     ``timeout`` bounds the process's set-up; with the configuration's ``measured_latency_s``
     (one inference, as a trial measured it) the process also gets its runs' time: the warmup
-    runs, ``runs`` unprofiled and ``runs`` profiled ones (tuner.profiling.capture), these up to
-    ``PROFILER_SLOWDOWN_BOUND`` times slower (the untuned ResNet50 at batch 16 takes a minute
+    runs, ``runs`` unprofiled and ``runs`` profiled ones (tuner.profiling.trace_capture), these
+    up to ``PROFILER_SLOWDOWN_BOUND`` times slower (the untuned ResNet50 at batch 16 takes a minute
     per inference)."""
     if config == TuningConfig():
         runs, warmup_runs = min(runs, BASELINE_RUNS), min(warmup_runs, 1)

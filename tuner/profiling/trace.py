@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 
 
 def _events(profile: Profile) -> list[dict]:

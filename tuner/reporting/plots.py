@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from tuner.profiling.records import Profile  # noqa: E402
+from tuner.profiling.operator_times import Profile  # noqa: E402
 from tuner.storages import attributes as attrs  # noqa: E402
 from tuner.storages import trial_facts  # noqa: E402
 from tuner.storages.attributes import StudyKey, TrialKey  # noqa: E402
@@ -207,7 +207,7 @@ PHASE_COLOURS = {"build": "tab:orange", "wait": "lightgray", "measure": "tab:gre
 
 def timeline(study: optuna.Study, jobs: int) -> Plot:
     """Each trial's process over wall time, split into its phases as the study saw them
-    (tuner.runner.record.TrialResult.phases): with ``--jobs`` > 1 several trials build
+    (tuner.runner.result.TrialResult.phases): with ``--jobs`` > 1 several trials build
     together, wait at the gate, and are measured one at a time."""
     if jobs <= 1:
         return Plot("timeline", "Trial timeline", reason="trials ran one at a time (--jobs 1)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import optuna
 
-from tuner.profiling.records import Profile
+from tuner.profiling.operator_times import Profile
 from tuner.reporting.html import ReportContent
 from tuner.reporting.plots import study_plots
 from tuner.storages import trial_facts

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from tuner.runner.isolate import JsonLinesReader, TrialProcess
 from tuner.runner.protocol import SLOTS_FILE, slot_go_file
-from tuner.runner.record import TrialResult
+from tuner.runner.result import TrialResult
 from tuner.runner.request import TrialRequest
 
 POLL_SECONDS = 0.01

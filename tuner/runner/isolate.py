@@ -16,7 +16,7 @@ from tuner.children import import_path, python_command
 from tuner.runner import zygote
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
 from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
-from tuner.runner.record import Status, TrialResult
+from tuner.runner.result import Status, TrialResult
 from tuner.runner.request import TrialRequest
 from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
                                    PROGRESS_FILE, REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE,

@@ -94,6 +94,6 @@ GO_FILE = "go"
 SLOTS_FILE = "slots.jsonl"
 REFERENCES_REQUEST_FILE = "references.json"  # a TrialRequest of kind references
 REFERENCES_DONE_FILE = "references_done"
-PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.records)
+PROFILE_FILE = "profile.json"  # a profile request's Profile (tuner.profiling.operator_times)
 PROFILER_DIR = "profiler"      # MindSpore profiler's own output
 PARENT_PID_ENV = "TUNER_PARENT_PID"  # the study process: a child dies with it (kill -9 included)

@@ -17,7 +17,6 @@ WEIGHTS_FILE = "weights.ckpt"
 INPUT_FILE = "input.npy"
 REFERENCE_FILE = "reference.npy"
 MODEL_INFO_FILE = "model.json"
-GRAPH_FILE = "graph.json"        # the captured graph of the untuned network (tuner.graph)
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class TrialRequest:
     the untuned reference output and model.json into ``assets_dir``) or ``measure`` (apply
     ``config`` to the saved model, compile, time, compare with the reference) or ``profile``
     (apply and compile as ``measure`` does, then profile ``profile_runs`` inferences with
-    MindSpore's profiler, see tuner.profiling.capture), ``onnx_export`` (the saved model in ONNX,
+    MindSpore's profiler, see tuner.profiling.trace_capture), ``onnx_export`` (the saved model in ONNX,
     checked by ONNX Runtime, tuner.onnx.onnx_file) or ``onnx_measure`` (ONNX Runtime timed on it,
     tuner.onnx.runtime) or ``openvino_measure`` (OpenVINO's CPU plugin timed on it with the
     performance hint ``openvino_hint``, tuner.onnx.openvino_cpu) or ``references`` (the

@@ -213,14 +213,14 @@ def close_all() -> None:
 
 def _serve(key: ZygoteKey) -> None:
     """The zygote: load, say ready, then fork a trial per request line until stdin closes."""
-    from tuner.runner import worker
+    from tuner.runner import trial_network, worker
 
     worker._die_with_parent()
     import mindspore  # noqa: F401  (its threads from import on, OpenBLAS's pool, survive forks)
 
     imported = _threads()
     try:
-        worker.preload(key.model, key.device, Path(key.assets_dir) / WEIGHTS_FILE)
+        trial_network.preload(key.model, key.device, Path(key.assets_dir) / WEIGHTS_FILE)
     except Exception as error:  # a network that cannot load here fails in its trials, fresh
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
         return

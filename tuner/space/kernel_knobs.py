@@ -29,7 +29,7 @@ import optuna
 
 from tuner.config import KernelChoice
 from tuner.errors import shown
-from tuner.kernels.space import InvalidParams
+from tuner.kernels.param_space import InvalidParams
 from tuner.kernels.workload import WorkloadGroup
 from tuner.space.focus import Guide, WorkloadFocus
 
@@ -50,7 +50,7 @@ class KernelDraw:
 
 @dataclass(frozen=True, eq=False)
 class KernelKnobs:
-    spaces: Mapping[str, Any]           # kernel name -> tuner.kernels.space.KernelSpace
+    spaces: Mapping[str, Any]           # kernel name -> tuner.kernels.param_space.KernelSpace
     workloads: tuple[WorkloadGroup, ...] = field(default_factory=tuple)
     source: Any = None                  # the kernel parameter file (trials read it too)
     focus: WorkloadFocus = field(default_factory=WorkloadFocus)

@@ -87,7 +87,7 @@ def _parse_custom_kernels(path: Path, device: str, section: Any) -> KernelKnobs 
     if section is None:
         return None
     from tuner.backends import get_backend
-    from tuner.kernels.space import load_kernel_space
+    from tuner.kernels.param_space import load_kernel_space
 
     backend = get_backend(device)
     if not backend.has_kernels:

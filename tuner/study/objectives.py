@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 
 from tuner.errors import UsageError
-from tuner.runner.record import Metrics
+from tuner.runner.result import Metrics
 
 
 @dataclass(frozen=True)

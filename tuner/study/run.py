@@ -27,7 +27,7 @@ from tuner.kernels.build import compiler_version
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
 from tuner.runner.measurement import MeasureSettings, machine_noise
-from tuner.runner.record import Status
+from tuner.runner.result import Status
 from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, TrialRequest
 from tuner.space import SearchSpace
 from tuner.storages import attributes as attrs

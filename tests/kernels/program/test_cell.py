@@ -9,7 +9,7 @@ from mindspore import Tensor
 from tests.fixtures.tiny_models import Calling, TinyNet, randomize_batchnorm
 from tuner.config import ProgramConfig, TuningConfig
 from tuner.kernels.cpu.program.cell import ProgramCell
-from tuner.kernels.cpu.program.runtime import timings
+from tuner.kernels.cpu.program.program_runtime import timings
 from tuner.rewrites.network import GraphNetwork, TunedNetwork
 
 SHAPE = (2, 3, 16, 16)

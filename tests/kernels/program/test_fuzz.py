@@ -19,7 +19,7 @@ import pytest
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.cpu.packing import (pack_dense_weight, pack_gemm_conv_weight,
                                       pack_pointwise_depthwise, pack_winograd_nhwc_weight)
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import spec as s
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -11,11 +11,11 @@ import pytest
 
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.cpu.packing import pack_gemm_conv_weight
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import spec as s
 
 from tests.conftest import needs_avx2_fma
-from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
+from tests.kernels.program.test_program_runtime import RNG, close, conv_reference, run
 
 # (n, c, h, w, oc, window, stride, padding (top, left, bottom, right), register_rows,
 #  register_vectors, tasks_per_thread)
@@ -40,7 +40,7 @@ def _step_and_constants(weight, bias, stride, padding, params, residual=None, ac
                         depth_block=0):
     rows, vecs, tasks = params
     packed = pack_gemm_conv_weight(weight, vecs)
-    # value ids (tests.kernels.program.test_runtime.run): input, constants, then the output
+    # value ids (tests.kernels.program.test_program_runtime.run): input, constants, then the output
     dst, residual_id = (3, None) if residual is None else (4, 3)
     step = s.GemmConv(0, 1, 2, dst, residual_id, weight.shape[2:], stride, padding[0],
                       padding[1], rows, vecs, tasks, act, depth_block)
@@ -124,7 +124,7 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
               s.ValueDecl(s.Role.CONST, offsets[1], (16,)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, (1, 16, side, side)))
     spec = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.NHWC, values, (step,))
-    call = runtime.DirectProgram(program_library, spec.encode(), [x, constants],
-                                 (1, 16, side, side))
+    call = program_runtime.DirectProgram(program_library, spec.encode(), [x, constants],
+                                         (1, 16, side, side))
     assert call() != 0
-    assert message in runtime.last_error(program_library)
+    assert message in program_runtime.last_error(program_library)

@@ -128,7 +128,7 @@ class ChannelGate(nn.Cell):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_channel_gates_run_as_channel_scales(library, batch):
-    from tuner.kernels.cpu.program.runtime import timings
+    from tuner.kernels.cpu.program.program_runtime import timings
 
     net = randomized(ChannelGate(24))
     shape = (batch, 24, 9, 7)

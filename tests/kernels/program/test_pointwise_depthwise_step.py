@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_avx2_fma
-from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
+from tests.kernels.program.test_program_runtime import RNG, close, conv_reference, run
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.kernels.cpu.packing import pack_pointwise_depthwise
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import spec as s
 
 # (n, k, h, w, c, stride, pad, register_rows, register_vectors, tasks_per_thread)
@@ -163,10 +163,10 @@ def test_without_the_expansion_the_step_reads_its_input_rows_in_their_layout(
              s.PointwiseDepthwise(temp, 3, temp + 1, stride, pad, pad, 0, 2, rows, vecs, tasks,
                                   c, outputs, 4 if with_residual else None, 0, expand=False))
     words = s.ProgramSpec(int(RNG.integers(1, 2**40)), layout, values, steps).encode()
-    call = runtime.DirectProgram(program_library, words, [x, packed], dims)
+    call = program_runtime.DirectProgram(program_library, words, [x, packed], dims)
     assert call() == 0
     close(call.output, expected)
-    times = runtime.timings(program_library, np.asarray(words))
+    times = program_runtime.timings(program_library, np.asarray(words))
     conversions = [a for a in times.actions if a.label == "reorder" and a.step == 1]
     assert len(conversions) == int(with_residual), conversions  # the residual constant's
 
@@ -194,9 +194,10 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
               s.ValueDecl(s.Role.CONST, offsets[0], packed.shape),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, (1, c, 8, 8)))
     spec = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.NHWC, values, (step,))
-    call = runtime.DirectProgram(program_library, spec.encode(), [x, constants], (1, c, 8, 8))
+    call = program_runtime.DirectProgram(program_library, spec.encode(), [x, constants],
+                                         (1, c, 8, 8))
     assert call() != 0
-    assert message in runtime.last_error(program_library)
+    assert message in program_runtime.last_error(program_library)
 
 
 @needs_avx2_fma
@@ -224,9 +225,9 @@ def test_two_readers_of_a_value_share_its_channels_last_copy(program_library):
              s.PointwiseDepthwise(5, 4, 7, 1, 1, 1, 1, 0, 8, 2, 1, 32),
              s.Binary(6, 7, 8, s.Alg.ADD))
     words = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.ANY, values, steps).encode()
-    call = runtime.DirectProgram(program_library, words, [x, packed], dims)
+    call = program_runtime.DirectProgram(program_library, words, [x, packed], dims)
     assert call() == 0
     close(call.output, expected)
-    times = runtime.timings(program_library, np.asarray(words))
+    times = program_runtime.timings(program_library, np.asarray(words))
     conversions = [a.step for a in times.actions if a.label == "reorder"]
     assert 1 in conversions and 2 not in conversions, times.actions

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from tuner.kernels.cpu.packing import pack_winograd_nhwc_raw_weight, pack_winograd_nhwc_weight
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import spec as s
 
 from tests.conftest import needs_avx2_fma
-from tests.kernels.program.test_runtime import RNG, close, conv_reference, run
+from tests.kernels.program.test_program_runtime import RNG, close, conv_reference, run
 from tuner.cpuinfo import flags as cpu_flags
 
 # (n, c, h, w, oc, pad, tile_size, register_rows, register_vectors, tile_block, oc_block,
@@ -31,7 +31,7 @@ def _step_and_constants(x, weight, bias, pad, params, residual=None, act=0, raw=
     m, rows, vecs, tile_block, oc_block, tasks = params
     packed = (pack_winograd_nhwc_raw_weight(weight, vecs) if raw
               else pack_winograd_nhwc_weight(weight, m, vecs))
-    # value ids (tests.kernels.program.test_runtime.run): input, constants, then the output
+    # value ids (tests.kernels.program.test_program_runtime.run): input, constants, then the output
     dst, residual_id = (3, None) if residual is None else (4, 3)
     step = s.Winograd(0, 1, 2, dst, residual_id, m, rows, vecs, tile_block, oc_block, tasks, pad,
                       pad, act, raw)
@@ -94,6 +94,7 @@ def test_a_malformed_step_is_refused_in_words(program_library, change, message):
               s.ValueDecl(s.Role.CONST, offsets[1], (16,)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, (1, 16, 8, 8)))
     spec = s.ProgramSpec(int(RNG.integers(1, 2**40)), s.Layout.NHWC, values, (step,))
-    call = runtime.DirectProgram(program_library, spec.encode(), [x, constants], (1, 16, 8, 8))
+    call = program_runtime.DirectProgram(program_library, spec.encode(), [x, constants],
+                                         (1, 16, 8, 8))
     assert call() != 0
-    assert message in runtime.last_error(program_library)
+    assert message in program_runtime.last_error(program_library)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from mindspore import Parameter, Tensor, nn
+from mindspore import Tensor, nn
 
 from tuner.config import KernelChoice, TuningConfig
 from tuner.graph.graph import Graph
@@ -19,16 +19,17 @@ from tuner.kernels.base import (DEFAULT_REL_TOLERANCE, KernelBuildError, KernelL
                                 VerificationError, VerifyResult)
 from tuner.kernels.build import BuildResult, build_variant
 from tuner.kernels.cpu.cells import BuiltinConvUnit, CustomConv2d
+from tuner.kernels.cpu.conv_reference import compare, verification_problem
 from tuner.kernels.cpu.packing import WeightLayout
-from tuner.kernels.cpu.program import runtime
-from tuner.kernels.cpu.program import verification
+from tuner.kernels.cpu.program import program_runtime, verification
 from tuner.kernels.cpu.program.apply import build_programs, install
 from tuner.kernels.cpu.program.emit import HandKernel, NativeKernel
 from tuner.kernels.cpu.program.kernel_graph import KOp, KernelGraph
 from tuner.kernels.cpu.program.plan import ProgramPlan, plan_programs
 from tuner.kernels.cpu.program.spec import Layout
 from tuner.kernels.cpu.program.workloads import step_epilogue, workload_of
-from tuner.kernels.space import DEFAULT_SPACE_PATH, KernelSpace, load_kernel_space
+from tuner.kernels.cpu.trial_steps import TrialSteps
+from tuner.kernels.param_space import DEFAULT_SPACE_PATH, KernelSpace, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, Workload, WorkloadGroup
 from tuner.paths import REPO_ROOT
 
@@ -54,7 +55,7 @@ def weight_layout(kernel_name: str, library: Path) -> WeightLayout:
         for field, symbol in _LAYOUT_SYMBOLS.get(kernel_name, {}).items()})
 
 
-class CpuKernelLibrary(KernelLibrary):
+class CpuKernelLibrary(TrialSteps, KernelLibrary):
     """Programs on CPU, float32. ``cache_dir``: where kernels are built (default:
     ``$TUNER_KERNEL_CACHE`` or ``~/.cache/tuner/kernels``). A choice's missing parameters take
     the YAML defaults; a workload without a choice runs its default kernel's defaults. Kernels
@@ -86,7 +87,7 @@ class CpuKernelLibrary(KernelLibrary):
         if unsupported:
             return BuildResult(False, None, unsupported, 0.0, False)
         if space.runtime_params:
-            return runtime.build(self.cache_dir)
+            return program_runtime.build(self.cache_dir)
         return build_variant(KERNEL_SOURCE_DIR / space.source, space.defines(params), self.cache_dir)
 
     def _built(self, kernel_name: str, params: Mapping[str, Any]) -> tuple[Path, WeightLayout]:
@@ -96,7 +97,7 @@ class CpuKernelLibrary(KernelLibrary):
         return result.library, weight_layout(kernel_name, result.library)
 
     def unavailable_reason(self) -> str | None:
-        return runtime.unavailable_reason(self.cache_dir)
+        return program_runtime.unavailable_reason(self.cache_dir)
 
     # -- workloads ------------------------------------------------------------------------
     def kernel_names(self, workload: Workload,
@@ -295,7 +296,7 @@ def _unbuildable(programs, library: Path) -> dict[tuple[str, ...], str]:
         try:
             program.cell(Tensor(np.zeros(program.cell.input_shape, np.float32))).asnumpy()
         except RuntimeError as error:
-            reason = runtime.last_error(library) or str(error).strip().splitlines()[0]
+            reason = program_runtime.last_error(library) or str(error).strip().splitlines()[0]
             broken[program.planned.region.cells] = f"the program runtime cannot run it: {reason}"
     return broken
 
@@ -305,46 +306,4 @@ def _layer_of(op: KOp, plan: ProgramPlan) -> str:
     return plan.graph.nodes[op.nodes[0]].path if op.nodes else ""
 
 
-def compare(actual: np.ndarray, expected: np.ndarray, rel_tolerance: float) -> VerifyResult:
-    if actual.shape != expected.shape:
-        return VerifyResult(False, float("inf"), float("inf"),
-                            f"shape {actual.shape} != reference {expected.shape}")
-    abs_error = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
-    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-    rel_error = abs_error / max(scale, np.finfo(np.float32).tiny)
-    ok = bool(np.isfinite(rel_error) and rel_error <= rel_tolerance)
-    message = "ok" if ok else f"max rel error {rel_error:.3g} > {rel_tolerance:g}"
-    return VerifyResult(ok, abs_error, rel_error, message)
-
-
-def verification_problem(workload: ConvWorkload, seed: int):
-    """(builtin conv with random weights, its weight, its bias, random inputs) from ``seed``."""
-    rng = np.random.default_rng(seed)
-    conv, weight, bias = random_reference_conv(workload, rng)
-    inputs = [Tensor(rng.standard_normal(workload.input_shape).astype(np.float32))]
-    if workload.has_residual:
-        inputs.append(Tensor(rng.standard_normal(workload.output_shape).astype(np.float32)))
-    return conv, weight, bias, inputs
-
-
-def reference_conv(workload: ConvWorkload) -> nn.Conv2d:
-    """MindSpore's builtin convolution for a workload (with bias; weights to be set)."""
-    return nn.Conv2d(workload.in_channels, workload.out_channels, workload.kernel,
-                     stride=workload.stride, pad_mode="pad", padding=workload.padding,
-                     dilation=workload.dilation, group=workload.groups, has_bias=True)
-
-
-def random_reference_conv(workload: ConvWorkload,
-                          rng: np.random.Generator) -> tuple[nn.Conv2d, np.ndarray, np.ndarray]:
-    """The builtin convolution of a workload with random weight (scaled by 1/sqrt(fan-in)) and
-    bias, and those arrays (to build the custom cell with the same values)."""
-    conv = reference_conv(workload)
-    fan_in = conv.weight.shape[1] * workload.kernel[0] * workload.kernel[1]
-    weight = (rng.standard_normal(conv.weight.shape) / np.sqrt(fan_in)).astype(np.float32)
-    bias = rng.standard_normal(workload.out_channels).astype(np.float32)
-    conv.weight = Parameter(Tensor(weight), name="weight")
-    conv.bias = Parameter(Tensor(bias), name="bias")
-    return conv, weight, bias
-
-
-__all__ = ["CpuKernelLibrary", "KernelChoice", "compare", "weight_layout"]
+__all__ = ["CpuKernelLibrary", "KernelChoice", "weight_layout"]

@@ -10,7 +10,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from tuner.kernels.cpu.program.spec import ProgramImage
-from tuner.kernels.cpu.program.runtime import ENTRY_POINT, DirectProgram, last_error
+from tuner.kernels.cpu.program.program_runtime import ENTRY_POINT, DirectProgram, last_error
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from mindspore import nn
 
 from tests.fixtures.tiny_models import Calling
-from tuner.profiling.capture import LayerNames, _module_path
+from tuner.profiling.trace_capture import LayerNames, _module_path
 
 
 class _Custom(nn.Cell):

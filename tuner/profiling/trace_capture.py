@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
-from tuner.profiling.records import OperatorTime, Profile
+from tuner.profiling.operator_times import OperatorTime, Profile
 
 OP_DETAIL_FILE = "cpu_op_detail_info_0.csv"
 TOP_LEVEL = "(top level)"
@@ -98,12 +98,11 @@ def _mean_ms(durations: list[float]) -> float:
 
 
 def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: Path,
-            activities: list, names: LayerNames, label: str, network=None) -> Profile:
-    """Profile ``runs`` inferences after ``warmup_runs`` untimed and ``runs`` unprofiled ones;
-    the programs of ``network`` (when given) are broken down into their primitives."""
+            activities: list, names: LayerNames, label: str, network, library) -> Profile:
+    """Profile ``runs`` inferences of ``network`` after ``warmup_runs`` untimed and ``runs``
+    unprofiled ones; its custom operators are broken down by its kernel ``library``'s profile
+    hooks (tuner.kernels.base: on CPU, programs into their primitives)."""
     from mindspore.profiler import profile, schedule, tensorboard_trace_handler
-
-    from tuner.profiling import programs
 
     for _ in range(warmup_runs):
         run_once()
@@ -113,8 +112,7 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
         run_once()
         unprofiled.append(time.perf_counter() - started)
     profiled, starts = [], []
-    if network is not None:
-        programs.reset(network)
+    library.reset_timers(network)
     raw_dir = Path(out_dir).resolve()
     with profile(activities=activities, on_trace_ready=tensorboard_trace_handler(str(raw_dir)),
                  schedule=schedule(wait=0, warmup=0, active=runs, repeat=1)) as profiler:
@@ -127,13 +125,12 @@ def capture(run_once: Callable[[], None], runs: int, warmup_runs: int, out_dir: 
     details = sorted(raw_dir.glob(f"*/FRAMEWORK/{OP_DETAIL_FILE}"))
     traces = sorted(raw_dir.glob(f"*/ASCEND_PROFILER_OUTPUT/{TRACE_FILE}"))
     operators = read_operators(details[-1], names) if details else ()
-    if network is not None:
-        operators = programs.expand(operators, network)
+    operators = library.expand_profile(operators, network)
     if not operators:  # a network that is one program called directly has no MindSpore operator
         raise RuntimeError(f"the profiler wrote no {OP_DETAIL_FILE} under {raw_dir}")
     trace = str(traces[-1]) if traces else ""
-    if not details and network is not None:
-        trace = programs.write_call_trace(raw_dir / "program_calls.json", network, starts,
-                                          profiled)
+    if not details:
+        trace = library.write_call_trace(raw_dir / "program_calls.json", network, starts,
+                                         profiled)
     return Profile(label, runs, _mean_ms(profiled), _mean_ms(unprofiled), operators,
                    str(raw_dir), trace)

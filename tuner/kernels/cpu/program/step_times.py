@@ -1,7 +1,11 @@
-"""Inside the programs: a program is one operator to MindSpore's profiler; its runtime times each
-of its primitives, and these times replace the program's row in a profile. A program called
-from Python without a graph (a network that is one program) is no operator to the profiler: its
-row is the runtime's own count and time of its calls.
+"""The time a trial's programs spend in each of their steps, read from the program runtime
+(``ProgramTimings``): per workload after a timed run, and, in a profile, in place of each
+program's row. The CPU kernel library's timing hooks (tuner.kernels.base) are these.
+
+A program is one operator to MindSpore's profiler; its runtime times each of its primitives,
+and these times replace the program's row in a profile. A program called from Python without a
+graph (a network that is one program) is no operator to the profiler: its row is the runtime's
+own count and time of its calls.
 
 Each primitive becomes a row of the layer its step computes: ``op_type`` is the step's kind
 (``program:conv``, ``program:reorder`` for a layout conversion made for that step), ``kernel``
@@ -16,7 +20,8 @@ import json
 from pathlib import Path
 
 from tuner.files import atomic_write_text
-from tuner.profiling.records import OperatorTime
+from tuner.kernels.cpu.program.program_runtime import timings
+from tuner.profiling.operator_times import OperatorTime
 
 PREFIX = "program:"
 
@@ -33,8 +38,6 @@ def _step_info(cell, action):
 
 
 def reset(network) -> None:
-    from tuner.kernels.cpu.program.runtime import timings
-
     for cell in program_cells(network).values():
         timings(cell.library, cell.spec_words, reset=True)
 
@@ -42,8 +45,6 @@ def reset(network) -> None:
 def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, ...]:
     """``operators`` with each program's row replaced by the rows of its primitives (their
     times scaled to the profiler's time of the program's operator, of which they are a part)."""
-    from tuner.kernels.cpu.program.runtime import timings
-
     cells = program_cells(network)
     seen = {operator.layer for operator in operators if operator.kernel == "program"}
     called_directly = [_direct_calls(cell) for path, cell in cells.items() if path not in seen]
@@ -79,8 +80,6 @@ def expand(operators: tuple[OperatorTime, ...], network) -> tuple[OperatorTime, 
 def _direct_calls(cell) -> OperatorTime | None:
     """The row of a program that ran without MindSpore's graph (ProgramCell.call_directly), so
     that its profiler saw no operator: the program's own count and time of its calls."""
-    from tuner.kernels.cpu.program.runtime import timings
-
     times = timings(cell.library, cell.spec_words)
     if times is None or not times.calls:
         return None
@@ -107,8 +106,6 @@ def workload_times(network) -> dict[str, float]:
     """Workload key -> milliseconds per program call spent in the primitives of its layers
     (and in the layout conversions made for them) since the last ``reset``; over all the
     programs of ``network`` (empty if none has run)."""
-    from tuner.kernels.cpu.program.runtime import timings
-
     found: dict[str, float] = {}
     for cell in program_cells(network).values():
         times = timings(cell.library, cell.spec_words)

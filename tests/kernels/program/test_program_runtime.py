@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_avx2_fma, needs_avx512
-from tuner.kernels.cpu.program import runtime
+from tuner.kernels.cpu.program import program_runtime
 from tuner.kernels.cpu.program import spec as s
 
 RNG = np.random.default_rng(0)
@@ -28,7 +28,7 @@ def run(library, layout, inputs, constants, temps, output_dims, steps, kernels=(
     values += [s.ValueDecl(s.Role.TEMP, -1, tuple(d)) for d in temps]
     values.append(s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, tuple(output_dims)))
     spec = s.ProgramSpec(_uid(), layout, tuple(values), tuple(steps), tuple(kernels))
-    call = runtime.DirectProgram(library, spec.encode(), [x, packed], tuple(output_dims))
+    call = program_runtime.DirectProgram(library, spec.encode(), [x, packed], tuple(output_dims))
     assert call() == 0
     first = call.output.copy()
     assert call() == 0 and np.array_equal(first, call.output), "a second call differs"
@@ -62,7 +62,7 @@ def close(actual, expected, tolerance=1e-5):
 
 
 def test_runtime_is_available_and_its_abi_checked(program_library):
-    assert runtime.unavailable_reason() is None
+    assert program_runtime.unavailable_reason() is None
     check = ctypes.CDLL(str(program_library)).ProgramRuntimeCheck
     check.restype = ctypes.c_char_p
     assert check() == b""
@@ -99,9 +99,9 @@ def _one_step_implementation(library, layout, x, constants, shape, step):
               *(s.ValueDecl(s.Role.CONST, o, a.shape) for o, a in zip(offsets, constants)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, shape))
     words = s.ProgramSpec(_uid(), layout, values, (step,), ()).encode()
-    call = runtime.DirectProgram(library, words, [x, packed], shape)
+    call = program_runtime.DirectProgram(library, words, [x, packed], shape)
     assert call() == 0
-    (action,) = [a for a in runtime.timings(library, np.asarray(words)).actions
+    (action,) = [a for a in program_runtime.timings(library, np.asarray(words)).actions
                  if a.label == "step"]
     return action.implementation, call.output
 
@@ -160,10 +160,10 @@ def test_an_image_is_convolved_in_its_own_layout(program_library, layout):
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
     step = s.Conv(0, 1, 2, 3, 1, (2, 2), (3, 3, 3, 3), posts=(s.PostOp(s.Alg.RELU),))
     words = s.ProgramSpec(_uid(), layout, values, (step,), ()).encode()
-    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    call = program_runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
     assert call() == 0
     close(call.output, expected)
-    times = runtime.timings(program_library, np.asarray(words))
+    times = program_runtime.timings(program_library, np.asarray(words))
     assert sum(action.label == "reorder" for action in times.actions) <= 1, times.actions
 
 
@@ -190,10 +190,10 @@ def test_a_binary_step_avoids_onednns_reference_implementation(program_library, 
               s.ValueDecl(s.Role.TEMP, -1, expected.shape),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
     words = s.ProgramSpec(_uid(), layout, values, tuple(steps), ()).encode()
-    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    call = program_runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
     assert call() == 0
     close(call.output, expected)
-    times = runtime.timings(program_library, np.asarray(words))
+    times = program_runtime.timings(program_library, np.asarray(words))
     binary = [action for action in times.actions if action.step == 1 and action.label == "step"]
     assert binary and not binary[0].implementation.startswith("ref"), times.actions
 
@@ -232,8 +232,8 @@ def test_each_call_reads_and_writes_the_buffers_it_is_given(program_library, lay
         bias = RNG.standard_normal(16).astype(np.float32)
         packed, _ = s.pack_constants([weight, bias])
         expected = np.maximum(conv_reference(x, weight, bias, (1, 1), (1, 1, 1, 1)), 0)
-        callers.append((runtime.DirectProgram(program_library, words, [x, packed],
-                                              (1, 16, 6, 6)), expected))
+        callers.append((program_runtime.DirectProgram(program_library, words, [x, packed],
+                                                      (1, 16, 6, 6)), expected))
     for call, expected in callers + callers:
         call.output[:] = np.nan
         assert call() == 0
@@ -400,10 +400,10 @@ def test_dense_layers_oneDNN_gives_to_gemm_run_as_1x1_convolutions(program_libra
               s.ValueDecl(s.Role.TEMP, -1, (rows, 64)),
               s.ValueDecl(s.Role.OUTPUT, s.OUTPUT_INDEX, expected.shape))
     words = s.ProgramSpec(_uid(), s.Layout.ANY, values, tuple(steps), ()).encode()
-    call = runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
+    call = program_runtime.DirectProgram(program_library, words, [x, packed], expected.shape)
     assert call() == 0
     close(call.output, expected)
-    times = runtime.timings(program_library, np.asarray(words))
+    times = program_runtime.timings(program_library, np.asarray(words))
     assert [a.implementation.split(":")[0] for a in times.actions] == ["brgconv_1x1"] * 2, \
         times.actions
 
@@ -461,6 +461,6 @@ def test_hand_written_kernel_as_an_external_step(program_library, library):
 
 
 def test_a_malformed_spec_is_an_error_not_a_crash(program_library):
-    bad = runtime.DirectProgram(program_library, np.array([1, 2, 3], np.int64),
-                                [np.zeros(4, np.float32)], (4,))
+    bad = program_runtime.DirectProgram(program_library, np.array([1, 2, 3], np.int64),
+                                        [np.zeros(4, np.float32)], (4,))
     assert bad() != 0

@@ -1,9 +1,9 @@
-"""The trial process's own steps, run in the test process."""
+"""The trial process's network (tuner.runner.trial_network), loaded in the test process."""
 import gc
 
 import pytest
 
-from tuner.runner import worker
+from tuner.runner import trial_network
 from tuner.runner.request import WEIGHTS_FILE
 
 
@@ -20,7 +20,7 @@ def test_a_loaded_network_is_out_of_the_garbage_collectors_reach(tiny_target, ti
     trial is frozen out of those collections, what the trial makes afterwards is not."""
     import mindspore as ms
 
-    net = worker._new_network(tiny_target.model, ms, tiny_assets / WEIGHTS_FILE)
+    net = trial_network.new_network(tiny_target.model, ms, tiny_assets / WEIGHTS_FILE)
     made_later = [net]
     tracked = {id(o) for o in gc.get_objects()}
     assert id(net) not in tracked and not tracked & {id(p) for p in net.get_parameters()}
