@@ -11,9 +11,9 @@ from tuner.config import TuningConfig
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.result import TrialResult
-from tuner.runner.request import TrialRequest
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.result import TrialResult
+from tuner.trial.request import TrialRequest
 
 TINY_MODEL = "tests.fixtures.tiny_models:tiny_net"
 

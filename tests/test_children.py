@@ -12,7 +12,7 @@ from tuner.children import TUNER_ROOT, child_environment, import_path, python_co
 from tuner.commands.cluster import model_argument
 from tuner.models import TuningTarget
 from tuner.runner.isolate import trial_environment
-from tuner.runner.request import TrialRequest
+from tuner.trial.request import TrialRequest
 
 
 @pytest.fixture

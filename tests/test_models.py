@@ -12,7 +12,7 @@ from tests.fixtures.tiny_models import tiny_net
 from tuner.errors import UsageError
 from tuner.models import (check_model_name, create_model, model_import_root,
                           randomize_normalization)
-from tuner.runner.request import WEIGHTS_FILE
+from tuner.trial.request import WEIGHTS_FILE
 
 STATISTICS = ("moving_mean", "moving_variance", "gamma", "beta")
 

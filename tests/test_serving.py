@@ -1,6 +1,6 @@
 """Planning a tuned configuration for another batch size."""
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
-from tuner.kernels import kernel_library
+from tuner.backends import kernel_library
 from tuner.serving import choices_at_batch
 from tests.fixtures.tiny_models import tiny_net
 

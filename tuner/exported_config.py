@@ -35,7 +35,7 @@ class ExportedConfig:
     """A configuration chosen by a study, with what was measured for it and for the baseline.
 
     ``fingerprint`` identifies the architecture (parameter names and shapes) it was tuned for;
-    ``metrics``/``baseline_metrics`` are the trial records' figures (see tuner.runner.result);
+    ``metrics``/``baseline_metrics`` are the trial records' figures (see tuner.trial.result);
     ``validation``, when present, the speedup re-measured against the baseline in interleaved
     rounds (median and range of the per-round ratios; see tuner.study.validation).
     """

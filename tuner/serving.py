@@ -39,7 +39,7 @@ def batch_planner(net: nn.Cell, config: TuningConfig, tuned_shape: tuple[int, ..
         return None
 
     def plan(batch: int) -> nn.Cell:
-        from tuner.kernels import kernel_library
+        from tuner.backends import kernel_library
 
         shape = (batch, *tuned_shape[1:])
         fresh = copy.deepcopy(pristine)

@@ -43,7 +43,7 @@ def rewrite_network(net: nn.Cell, config: TuningConfig, input_shape: tuple[int, 
     and fusion exclusions on what is left of MindSpore's own operators."""
     top = net
     if config.programs.enabled or config.kernels:
-        from tuner.kernels import kernel_library
+        from tuner.backends import kernel_library
 
         if input_shape is None:
             raise UsageError("this configuration uses programs: give the input shape")

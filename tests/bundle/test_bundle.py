@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TINY_MODEL
+from tests.conftest import REPO
 
 WRITE = r"""
 import json, os, sys
@@ -20,7 +20,7 @@ import mindspore as ms
 from tuner.bundle import write_bundle
 from tuner.config import KernelChoice, ProgramConfig, RewriteConfig, TuningConfig
 from tuner.exported_config import ExportedConfig
-from tuner.kernels import kernel_library
+from tuner.backends import kernel_library
 from tuner.models import TuningTarget, fingerprint
 from tests.fixtures.tiny_models import randomize_batchnorm, tiny_net
 

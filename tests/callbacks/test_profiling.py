@@ -5,7 +5,7 @@ import optuna
 
 from tuner.callbacks import profiling
 from tuner.config import ProgramConfig, TuningConfig
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.storages.attributes import TrialKey
 from tests.fixtures.records import metrics
 

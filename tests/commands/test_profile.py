@@ -10,7 +10,7 @@ from tuner.profiling.compare import profiler_note
 from tuner.config import KernelChoice, ProgramConfig, TuningConfig
 from tuner.exported_config import ExportedConfig, write_export
 from tuner.profiling.operator_times import Profile
-from tuner.profiling.session import BASELINE_RUNS
+from tuner.runner.profile_runs import BASELINE_RUNS
 
 RUNS = 10
 

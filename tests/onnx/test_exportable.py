@@ -10,8 +10,8 @@ pytest.importorskip("onnxruntime")
 from tests.conftest import TINY_MODEL  # noqa: E402
 from tuner.models import TuningTarget  # noqa: E402
 from tuner.runner.isolate import run_isolated  # noqa: E402
-from tuner.runner.measurement import MeasureSettings  # noqa: E402
-from tuner.runner.request import TrialRequest  # noqa: E402
+from tuner.trial.measurement import MeasureSettings  # noqa: E402
+from tuner.trial.request import TrialRequest  # noqa: E402
 
 INPLACE_MODEL = "tests.fixtures.tiny_models:inplace_net"
 

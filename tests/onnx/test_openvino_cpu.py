@@ -7,11 +7,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from tuner.onnx.openvino_cpu import NOT_INSTALLED, measure_openvino  # noqa: E402
-from tuner.runner.gate import Gate  # noqa: E402
+from tuner.trial.gate import Gate  # noqa: E402
 from tuner.runner.isolate import run_isolated  # noqa: E402
-from tuner.runner.measurement import MeasureSettings  # noqa: E402
-from tuner.runner.result import Status  # noqa: E402
-from tuner.runner.request import TrialRequest  # noqa: E402
+from tuner.trial.measurement import MeasureSettings  # noqa: E402
+from tuner.trial.result import Status  # noqa: E402
+from tuner.trial.request import TrialRequest  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """The study's plots: a figure where the data allows one, else the reason."""
 import optuna
-import pytest
 from optuna.distributions import FloatDistribution
 
 from tuner.profiling.operator_times import OperatorTime, Profile
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.reporting import plots
 from tuner.study.validation import ValidatedCandidate, ValidationReport
 

@@ -7,10 +7,10 @@ import pytest
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.interleave import run_interleaved
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import SLOTS_FILE
-from tuner.runner.result import Status
-from tuner.runner.request import TrialRequest
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.protocol import SLOTS_FILE
+from tuner.trial.result import Status
+from tuner.trial.request import TrialRequest
 
 SLOTS = 3
 CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"

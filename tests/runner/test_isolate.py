@@ -9,10 +9,10 @@ from tuner.config import TuningConfig
 from tuner.cpuinfo import flags as cpu_flags
 from tuner.models import TuningTarget
 from tuner.runner.isolate import TrialProcess, _WarmupClock, run_compiled_together, run_isolated
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.result import Status
-from tuner.runner.request import TrialRequest
-from tuner.runner.protocol import PHASE_FILE, UNDER_WAY, WARMUP_STEP, Phase
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.result import Status
+from tuner.trial.request import TrialRequest
+from tuner.trial.protocol import PHASE_FILE, UNDER_WAY, WARMUP_STEP, Phase
 from tuner.runner.worker import PROGRESS_FILE
 
 CRASHY = "tests.fixtures.tiny_models:crash_or_hang_by_threads"

@@ -4,7 +4,7 @@ import pytest
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
 from tuner.runner.isolate import trial_environment
-from tuner.runner.request import TrialRequest
+from tuner.trial.request import TrialRequest
 
 FUSION = {"graph_kernel.enabled": True}
 

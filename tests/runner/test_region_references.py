@@ -1,6 +1,6 @@
 """A trial whose programs' regions have no untuned outputs yet waits at phase ``references``
 while its parent computes them in a process of their own, without the trial's settings
-(tuner.runner.protocol)."""
+(tuner.trial.protocol)."""
 import json
 import shutil
 
@@ -10,10 +10,10 @@ from tuner.config import TuningConfig
 from tuner.kernels.cpu.trial_steps import REFERENCES_DIR
 from tuner.runner import zygote
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE
-from tuner.runner.result import Status
-from tuner.runner.request import TrialRequest
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE
+from tuner.trial.result import Status
+from tuner.trial.request import TrialRequest
 
 LAYERS_ONE_THREAD = TuningConfig.from_knobs({"programs.granularity": "layer",
                                              "runtime.omp_num_threads": 1})

@@ -4,7 +4,7 @@ import gc
 import pytest
 
 from tuner.runner import trial_network
-from tuner.runner.request import WEIGHTS_FILE
+from tuner.trial.request import WEIGHTS_FILE
 
 
 @pytest.fixture

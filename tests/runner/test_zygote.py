@@ -10,10 +10,10 @@ import pytest
 from tuner.config import TuningConfig
 from tuner.runner import zygote
 from tuner.runner.isolate import TrialProcess, run_isolated, trial_environment
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import PHASE_FILE, Phase
-from tuner.runner.result import Status
-from tuner.runner.request import TrialRequest
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.protocol import PHASE_FILE, Phase
+from tuner.trial.result import Status
+from tuner.trial.request import TrialRequest
 
 
 

@@ -6,7 +6,7 @@ from tuner.config import KernelChoice
 from tuner.errors import UsageError
 from tuner.kernels.param_space import DEFAULT_SPACE_PATH, load_kernel_space
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.space.focus import Guide, WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs

@@ -7,7 +7,7 @@ from tuner.callbacks.record_tuning import SaveTuningRecords
 from tuner.config import KernelChoice
 from tuner.kernels.workload import ConvWorkload, workload_from_dict
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
+from tuner.trial.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.storages.attributes import TrialKey
 from tuner.storages.tuning_records import Toolchain, TuningRecord, TuningRecordStore

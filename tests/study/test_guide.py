@@ -6,7 +6,7 @@ import optuna
 from tuner.config import KernelChoice, TuningConfig
 from tuner.kernels.param_space import load_kernel_space
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.space import Guide, SearchSpace, WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
 from tuner.space.knobs import CategoricalKnob

@@ -4,8 +4,8 @@ import pytest
 
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey

@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 from tuner.config import TuningConfig
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import SLOTS_FILE, WARMUP_STEP
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.protocol import SLOTS_FILE, WARMUP_STEP
 from tuner.space import load_space
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts

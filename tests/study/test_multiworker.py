@@ -6,7 +6,6 @@ tests/study/test_loop.py, test_crash_and_hang_cost_one_trial_each).
 """
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -19,7 +18,7 @@ from tuner.bench.faults import (POSTGRES, SPACE, TINY, fresh_database,
 from tuner.callbacks.mlflow_runs import StudyRuns
 from tuner.callbacks.mlflow_tracking import MlflowTracker
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
+from tuner.trial.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.storages.attributes import StudyKey, TrialKey
 from tuner.storages.liveness import retried_from

@@ -2,7 +2,7 @@
 import optuna
 import pytest
 
-from tuner.runner.protocol import WARMUP_STEP
+from tuner.trial.protocol import WARMUP_STEP
 from tuner.study.pruning import SlowerThanBestPruner, prunes_while_under_way
 
 

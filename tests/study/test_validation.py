@@ -159,7 +159,7 @@ def test_the_default_and_the_screening_incumbent_are_validated_with_the_top():
     import optuna
 
     from tuner.config import KernelChoice
-    from tuner.runner.result import Status, TrialResult
+    from tuner.trial.result import Status, TrialResult
     from tuner.storages import attributes as attrs
     from tuner.storages.attributes import StudyKey, TrialKey
     from tuner.study.validation import distinct_top, with_references

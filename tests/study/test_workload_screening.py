@@ -6,7 +6,7 @@ import pytest
 
 from tuner.paths import REPO_ROOT
 from tuner.kernels.workload import ConvWorkload, WorkloadGroup
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey, TrialKey

@@ -10,7 +10,7 @@ plugin (tuner.onnx.openvino_cpu: ``--ov-hint`` latency, one synchronous request,
 throughput, its optimal number of requests in flight; f32) run that file. Then the four
 engines (or those of ``--engines``), each in a process of its own that compiles once,
 are timed in alternation (tuner.runner.interleave): ``--rounds`` rounds, in each of which every
-engine times a slot of its runs (the trials' protocol, tuner.runner.measurement: a warmup run
+engine times a slot of its runs (the trials' protocol, tuner.trial.measurement: a warmup run
 before the first slot, then runs for at least ``--min-seconds`` and at most
 ``--max-seconds``) while the others idle. A row gives each engine's median images/s over its
 slots, the ratios tuned/untuned, tuned/ONNX Runtime and tuned/best (the faster of ONNX Runtime
@@ -37,8 +37,8 @@ from tuner.models import TuningTarget
 from tuner.onnx.openvino_cpu import OPENVINO_HINTS
 from tuner.runner.interleave import run_interleaved
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.request import MODEL_INFO_FILE, TrialRequest
 
 DEFAULT_MODELS = ("resnet50", "mobilenet_v2_100", "efficientnet_b0", "densenet121",
                   "regnet_x_800mf", "convnext_tiny", "vit_b_32_224")

@@ -321,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
     import mindcv
     import mindspore as ms
 
-    from tuner.kernels import kernel_library
+    from tuner.backends import kernel_library
 
     ms.set_context(mode=ms.GRAPH_MODE)
     library = kernel_library("CPU")

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial
 
 from tuner.errors import one_line
 from tuner.redact import mask_url
-from tuner.runner.result import TrialResult
+from tuner.trial.result import TrialResult
 from tuner.storages import attributes as attrs
 from tuner.storages import mlflow_names as names
 from tuner.storages import trial_facts

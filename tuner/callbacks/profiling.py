@@ -8,7 +8,7 @@ from pathlib import Path
 from tuner.config import TuningConfig
 from tuner.errors import one_line
 from tuner.profiling.operator_times import Profile
-from tuner.profiling.session import ProfileOutcome, profile_one, write_outputs
+from tuner.runner.profile_runs import ProfileOutcome, profile_one, write_outputs
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey, TrialKey

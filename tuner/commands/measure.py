@@ -15,7 +15,7 @@ from tuner.exported_config import check_for_model, read_export
 from tuner.kernels.workload import WorkloadGroup
 from tuner.runner.rebuilt_assets import prepare_export_assets
 from tuner.runner.isolate import run_isolated
-from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.trial.request import MODEL_INFO_FILE, TrialRequest
 
 ROWS = (("throughput (images/s)", "throughput_ips", "{:.3f}"),
         ("latency p50 (ms)", "latency_p50_ms", "{:.1f}"),

@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 
 from tuner.errors import UsageError
-from tuner.runner.measurement import MeasureSettings
+from tuner.trial.measurement import MeasureSettings
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey
 from tuner.storages.storage import DEFAULT_RUNS_DIR, open_study, tracking_uri

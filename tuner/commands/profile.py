@@ -23,7 +23,7 @@ from tuner.errors import UsageError
 from tuner.exported_config import read_export
 from tuner.models import TuningTarget
 from tuner.profiling.compare import profiler_note, render_text
-from tuner.profiling.session import DEFAULT_RUNS, TABLE_FILES, profile_pair, write_outputs
+from tuner.runner.profile_runs import DEFAULT_RUNS, TABLE_FILES, profile_pair, write_outputs
 from tuner.runner.rebuilt_assets import prepare_export_assets
 
 

@@ -19,7 +19,7 @@ from tuner.commands.options import (add_common_arguments, add_study_name_argumen
                                     positive_int, selected_search_study, selected_tracking_uri)
 from tuner.errors import UsageError
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
+from tuner.trial.measurement import MeasureSettings
 from tuner.space import load_space
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import StudyKey

@@ -1,14 +1,12 @@
 """Kernel libraries: per device, what runs the network's heavy operations instead of
 MindSpore's own operators (CPU: programs of oneDNN primitives and the hand-written C++ kernels
 under kernels/cpu, run through ops.Custom aot), and their tunable parameter spaces. Entry
-point: ``kernel_library(device)``, the device backend's own library.
+point: ``tuner.backends.kernel_library(device)``, the device backend's own library.
 
 Importing this package does not import MindSpore (the study's own process never does); the
 names that need it are loaded on first use.
 """
 from importlib import import_module
-from pathlib import Path
-
 from tuner.errors import UnsupportedDeviceError
 from tuner.kernels.build import BuildResult, build_variant, cache_dir
 from tuner.kernels.param_space import (DEFAULT_SPACE_PATH, KernelParam, KernelSpace,
@@ -18,13 +16,6 @@ from tuner.kernels.workload import (ConvWorkload, MatMulWorkload, WorkloadGroup,
 
 _NEEDS_MINDSPORE = {"DEFAULT_REL_TOLERANCE", "KernelBuildError", "KernelLibrary", "VerifyResult",
                     "VerificationError"}
-
-
-def kernel_library(device: str, params_file: Path | str | None = None):
-    """The kernel library of ``device``'s backend; UnsupportedDeviceError if it has none."""
-    from tuner.backends import get_backend
-
-    return get_backend(device).kernel_library(params_file)
 
 
 def __getattr__(name: str):
@@ -37,5 +28,5 @@ __all__ = [
     "BuildResult", "ConvWorkload", "DEFAULT_REL_TOLERANCE", "DEFAULT_SPACE_PATH",
     "KernelBuildError", "KernelLibrary", "KernelParam", "KernelSpace", "MatMulWorkload",
     "UnsupportedDeviceError", "VerificationError", "VerifyResult", "WorkloadGroup",
-    "build_variant", "cache_dir", "kernel_library", "load_kernel_space", "workload_from_dict",
+    "build_variant", "cache_dir", "load_kernel_space", "workload_from_dict",
 ]

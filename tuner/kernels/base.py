@@ -74,7 +74,7 @@ class WorkloadSurvey:
     unavailable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The entries it fills in the study's model.json (tuner.runner.request)."""
+        """The entries it fills in the study's model.json (tuner.trial.request)."""
         if self.unavailable is not None:
             return {"workloads": [], "kernels_unavailable": self.unavailable}
         return {"workloads": [group.to_dict() for group in self.groups]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner.onnx.conventions import ONNX_FILE, session_options
-from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, WEIGHTS_FILE, TrialRequest
+from tuner.trial.request import INPUT_FILE, REFERENCE_FILE, WEIGHTS_FILE, TrialRequest
 
 ONNX_INFO_FILE = "onnx.json"
 
@@ -54,7 +54,7 @@ def export_onnx(request: TrialRequest, ms) -> OnnxExport:
     import onnxruntime
 
     from tuner.models import create_model
-    from tuner.runner.measurement import output_error
+    from tuner.trial.measurement import output_error
 
     net = create_model(request.target.model)
     ms.load_param_into_net(net, ms.load_checkpoint(str(request.asset(WEIGHTS_FILE))))

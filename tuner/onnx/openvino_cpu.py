@@ -15,9 +15,9 @@ the untuned float32 output, and the figure would no longer be the same network's
 from __future__ import annotations
 
 from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
-from tuner.runner.gate import Gate
-from tuner.runner.result import Status, TrialResult
-from tuner.runner.request import TrialRequest
+from tuner.trial.gate import Gate
+from tuner.trial.result import Status, TrialResult
+from tuner.trial.request import TrialRequest
 
 OPENVINO_HINTS = ("latency", "throughput")
 NOT_INSTALLED = 'OpenVINO is not installed (pip install -e ".[bench]")'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from tuner.onnx.conventions import session_options
 from tuner.onnx.timing import LoadedEngine, measure_onnx_engine
-from tuner.runner.gate import Gate
-from tuner.runner.result import TrialResult
-from tuner.runner.request import TrialRequest
+from tuner.trial.gate import Gate
+from tuner.trial.result import TrialResult
+from tuner.trial.request import TrialRequest
 
 
 def _load(path: str) -> LoadedEngine:

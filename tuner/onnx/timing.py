@@ -1,6 +1,6 @@
 """Inside a trial process (MindSpore not imported): an engine that runs the exported ONNX file,
 timed with the same protocol and the same metrics as a MindSpore trial
-(tuner.runner.measurement). ONNX Runtime (tuner.onnx.runtime) and OpenVINO
+(tuner.trial.measurement). ONNX Runtime (tuner.onnx.runtime) and OpenVINO
 (tuner.onnx.openvino_cpu) differ only in how they load the file and run it."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Callable
 import numpy as np
 
 from tuner.onnx.conventions import ONNX_FILE
-from tuner.runner.gate import Gate
-from tuner.runner.result import TrialResult
-from tuner.runner.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
+from tuner.trial.gate import Gate
+from tuner.trial.result import TrialResult
+from tuner.trial.request import INPUT_FILE, REFERENCE_FILE, TrialRequest
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def measure_onnx_engine(request: TrialRequest, gate: Gate, engine: str,
     """``load`` the exported model (``compile_seconds``: its time, graph optimisation
     included), then, once ``gate`` lets it go, time it in its slots if it has them and compare
     its output with the untuned MindSpore reference. ``engine`` names it in a wrong result."""
-    from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
+    from tuner.trial.measurement import measured_result, read_hwm_mb, reset_hwm
 
     started = time.perf_counter()
     loaded = load(str(request.asset(ONNX_FILE)))

@@ -207,7 +207,7 @@ PHASE_COLOURS = {"build": "tab:orange", "wait": "lightgray", "measure": "tab:gre
 
 def timeline(study: optuna.Study, jobs: int) -> Plot:
     """Each trial's process over wall time, split into its phases as the study saw them
-    (tuner.runner.result.TrialResult.phases): with ``--jobs`` > 1 several trials build
+    (tuner.trial.result.TrialResult.phases): with ``--jobs`` > 1 several trials build
     together, wait at the gate, and are measured one at a time."""
     if jobs <= 1:
         return Plot("timeline", "Trial timeline", reason="trials ran one at a time (--jobs 1)")

@@ -3,10 +3,10 @@ ONNX and checked by ONNX Runtime (``onnx_export``), timed by ONNX Runtime (``onn
 by OpenVINO's CPU plugin (``openvino_measure``)."""
 from __future__ import annotations
 
-from tuner.runner.gate import Gate
-from tuner.runner.protocol import Phase
-from tuner.runner.request import TrialRequest
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.gate import Gate
+from tuner.trial.protocol import Phase
+from tuner.trial.request import TrialRequest
+from tuner.trial.result import Status, TrialResult
 from tuner.runner.trial_network import setup
 from tuner.runner.trial_outcome import enter
 

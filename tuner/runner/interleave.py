@@ -8,7 +8,7 @@ engine's process compiles first (``compile_jobs`` at a time, then waits at its g
 times a short slot in turn, alone on the machine while the others idle at their gates; slot
 after slot, the order is reversed every time (A B, B A, A B, ...) so that no engine always
 follows the same one. A
-slot's figure is the median of its runs (tuner.runner.measurement, ``MeasureSettings.slots``).
+slot's figure is the median of its runs (tuner.trial.measurement, ``MeasureSettings.slots``).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from tuner.runner.isolate import JsonLinesReader, TrialProcess
-from tuner.runner.protocol import SLOTS_FILE, slot_go_file
-from tuner.runner.result import TrialResult
-from tuner.runner.request import TrialRequest
+from tuner.trial.protocol import SLOTS_FILE, slot_go_file
+from tuner.trial.result import TrialResult
+from tuner.trial.request import TrialRequest
 
 POLL_SECONDS = 0.01
 SETTLE_SECONDS = 0.05  # between two slots: the last one's threads have gone to sleep

@@ -15,10 +15,10 @@ from typing import Callable, Iterator, Sequence
 from tuner.children import import_path, python_command
 from tuner.runner import zygote
 from tuner.runner.graph_dump import GRAPHS_DIR, graph_dump_environment
-from tuner.runner.measurement import MIN_RUNS_FOR_INTERVAL
-from tuner.runner.result import Status, TrialResult
-from tuner.runner.request import TrialRequest
-from tuner.runner.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
+from tuner.trial.measurement import MIN_RUNS_FOR_INTERVAL
+from tuner.trial.result import Status, TrialResult
+from tuner.trial.request import TrialRequest
+from tuner.trial.protocol import (COMPILE_PHASES, GO_FILE, PARENT_PID_ENV, PHASE_FILE,
                                    PROGRESS_FILE, REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE,
                                    RESULT_FILE, SLOTS_FILE, STDERR_FILE, STDOUT_FILE, UNDER_WAY,
                                    WARMUP_STEP, Phase, Span)
@@ -293,7 +293,7 @@ def _timing_left(entry: dict, measure) -> float:
 
 class _WarmupClock:
     """How long a trial's first warmup run has been under way, as a progress entry (see
-    tuner.runner.protocol): from when the parent first saw the trial's phase ``run``, so at
+    tuner.trial.protocol): from when the parent first saw the trial's phase ``run``, so at
     most the run's true length so far."""
 
     def __init__(self, phase_path: Path):

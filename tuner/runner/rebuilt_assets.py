@@ -8,7 +8,7 @@ from pathlib import Path
 from tuner.errors import UsageError
 from tuner.exported_config import ExportedConfig, check_model_trusted
 from tuner.runner.isolate import run_isolated
-from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.trial.request import MODEL_INFO_FILE, TrialRequest
 
 
 def prepare_export_assets(exported: ExportedConfig, source: Path, work: Path,

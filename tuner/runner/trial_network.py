@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tuner.runner.gate import wait_for
-from tuner.runner.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE, Phase, RequestKind
-from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
+from tuner.trial.gate import wait_for
+from tuner.trial.protocol import REFERENCES_DONE_FILE, REFERENCES_REQUEST_FILE, Phase, RequestKind
+from tuner.trial.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
                                   TrialRequest)
-from tuner.runner.result import Status
+from tuner.trial.result import Status
 from tuner.runner.trial_outcome import TrialFailed, compile_error_text, enter
 
 REFERENCES_POLL_SECONDS = 0.02
@@ -147,7 +147,7 @@ def _check_choices(request: TrialRequest, library) -> None:
 def _ensure_region_references(request: TrialRequest, library, net, prepared) -> None:
     """The untuned outputs of the regions this configuration replaces: when some are missing,
     the parent computes them in a process without this trial's settings while this one waits
-    (tuner.runner.protocol)."""
+    (tuner.trial.protocol)."""
     from tuner.config import TuningConfig
 
     def missing() -> int:

@@ -1,5 +1,5 @@
 """How a trial process keeps its outcome attributable: the phase it is in (written before each
-step, read if it crashes: tuner.runner.protocol) and the failures that end it early with a
+step, read if it crashes: tuner.trial.protocol) and the failures that end it early with a
 status and a text (``TrialFailed``, made a TrialResult by tuner.runner.worker.run)."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import traceback
 from pathlib import Path
 
 from tuner.runner.akg_errors import AKG_ERROR, akg_failure
-from tuner.runner.protocol import PHASE_FILE, STDOUT_FILE, Phase
-from tuner.runner.result import Status
+from tuner.trial.protocol import PHASE_FILE, STDOUT_FILE, Phase
+from tuner.trial.result import Status
 
 
 class TrialFailed(Exception):

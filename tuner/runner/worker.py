@@ -20,13 +20,13 @@ import numpy as np
 from tuner import cpuinfo
 from tuner.errors import UsageError, one_line
 from tuner.runner import engine_requests
-from tuner.runner.gate import Gate
-from tuner.runner.protocol import (COMPILE_PHASES, PARENT_PID_ENV, PHASE_FILE, PROFILE_FILE,
+from tuner.trial.gate import Gate
+from tuner.trial.protocol import (COMPILE_PHASES, PARENT_PID_ENV, PHASE_FILE, PROFILE_FILE,
                                    PROFILER_DIR, PROGRESS_FILE, RESULT_FILE, WARMUP_STEP, Phase,
                                    RequestKind, is_progress_step)
-from tuner.runner.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
+from tuner.trial.request import (INPUT_FILE, MODEL_INFO_FILE, REFERENCE_FILE, WEIGHTS_FILE,
                                   TrialRequest)
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.runner.trial_network import build, kernel_library, network, new_network, setup
 from tuner.runner.trial_outcome import TrialFailed, enter, error_text
 
@@ -39,7 +39,7 @@ def _report_progress(durations: list[float]) -> None:
 
 
 def _report_warmup(seconds: float) -> None:
-    """The last warmup run, as progress entry 0 (see tuner.runner.protocol)."""
+    """The last warmup run, as progress entry 0 (see tuner.trial.protocol)."""
     _append_progress({"runs": WARMUP_STEP, "median_s": seconds})
 
 
@@ -114,7 +114,7 @@ def _profile(request: TrialRequest) -> TrialResult:
 
 
 def _measure(request: TrialRequest) -> TrialResult:
-    from tuner.runner.measurement import measured_result, read_hwm_mb, reset_hwm
+    from tuner.trial.measurement import measured_result, read_hwm_mb, reset_hwm
 
     built = build(request)
     compile_peak = read_hwm_mb()

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.children import python_command
-from tuner.runner.protocol import STDERR_FILE, STDOUT_FILE, RequestKind
-from tuner.runner.request import WEIGHTS_FILE, TrialRequest
+from tuner.trial.protocol import STDERR_FILE, STDOUT_FILE, RequestKind
+from tuner.trial.request import WEIGHTS_FILE, TrialRequest
 
 EXIT_FILE = "exit_status"
 CHILD_VARIABLES = ("MS_DEV_GRAPH_KERNEL_FLAGS",)
@@ -279,7 +279,7 @@ def _child(workdir: Path) -> None:
             handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(handle, fd)
         from tuner.runner import worker
-        from tuner.runner.protocol import PARENT_PID_ENV
+        from tuner.trial.protocol import PARENT_PID_ENV
 
         os.environ[PARENT_PID_ENV] = str(os.getppid())  # it dies with its zygote
         code = worker.main(["request.json"])

@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
-from tuner.runner.result import Status, TrialResult
+from tuner.trial.result import Status, TrialResult
 from tuner.storages import attributes as attrs
 from tuner.storages.attributes import TrialKey
 

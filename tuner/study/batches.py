@@ -22,9 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import TuningConfig
 from tuner.runner.isolate import run_compiled_together, run_isolated
-from tuner.runner.protocol import UNDER_WAY, is_progress_step
-from tuner.runner.result import Status, TrialResult
-from tuner.runner.request import RequestKind, TrialRequest
+from tuner.trial.protocol import UNDER_WAY, is_progress_step
+from tuner.trial.result import Status, TrialResult
+from tuner.trial.request import RequestKind, TrialRequest
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import TrialKey

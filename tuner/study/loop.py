@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.errors import UsageError
-from tuner.runner.result import TrialResult
+from tuner.trial.result import TrialResult
 from tuner.storages import trial_facts
 from tuner.storages.liveness import Heartbeat, ask, fail_stale, grace_seconds, retried_from
 from tuner.study.batches import run_batch, tell

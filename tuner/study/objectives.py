@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 
 from tuner.errors import UsageError
-from tuner.runner.result import Metrics
+from tuner.trial.result import Metrics
 
 
 @dataclass(frozen=True)

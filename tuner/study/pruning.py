@@ -6,7 +6,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import UsageError
-from tuner.runner.protocol import WARMUP_STEP
+from tuner.trial.protocol import WARMUP_STEP
 
 PRUNER_NAMES = ("best", "median", "none")
 
@@ -70,7 +70,7 @@ def make_pruner(name: str, n_objectives: int) -> optuna.pruners.BasePruner:
 
 def prunes_while_under_way(study: optuna.Study, step: int, value: float) -> bool:
     """Whether ``value``, a bound of a run still under way that can only get worse (see
-    tuner.runner.protocol), already prunes: only this module's own pruner can say so before
+    tuner.trial.protocol), already prunes: only this module's own pruner can say so before
     the value is final (Optuna keeps a step's first report)."""
     pruner = study.pruner
     return isinstance(pruner, SlowerThanBestPruner) and pruner.prunes(study, step, value)

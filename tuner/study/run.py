@@ -26,9 +26,9 @@ from tuner.errors import UsageError
 from tuner.kernels.build import compiler_version
 from tuner.models import TuningTarget
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings, machine_noise
-from tuner.runner.result import Status
-from tuner.runner.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, TrialRequest
+from tuner.trial.measurement import MeasureSettings, machine_noise
+from tuner.trial.result import Status
+from tuner.trial.request import MODEL_INFO_FILE, REFERENCE_FILE, RequestKind, TrialRequest
 from tuner.space import SearchSpace
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts

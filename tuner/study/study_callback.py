@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-    from tuner.runner.result import TrialResult
+    from tuner.trial.result import TrialResult
     from tuner.study.run import StudyRun
     from tuner.study.validation import ValidationReport
 

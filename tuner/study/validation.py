@@ -46,7 +46,7 @@ import numpy as np
 
 from tuner.config import TuningConfig
 from tuner.runner.interleave import run_interleaved
-from tuner.runner.request import RequestKind, TrialRequest
+from tuner.trial.request import RequestKind, TrialRequest
 from tuner.storages import attributes as attrs
 from tuner.storages import trial_facts
 from tuner.storages.attributes import StudyKey

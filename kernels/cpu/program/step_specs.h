@@ -25,7 +25,7 @@ struct Declared {
   int count;
   const Dims &dims(int id) const { return values[id].dims; }
   int role(int id) const { return values[id].role; }
-  int64_t size(int id) const { return dims_size(values[id].dims); }
+  int64_t floats(int id) const { return dims_size(values[id].dims); }
 };
 
 // Reads one step's fields in order; every read names the field it takes.
@@ -88,8 +88,8 @@ class Fields {
     if (declared_.dims(a) != declared_.dims(b)) throw error(std::string(what) + " differ");
   }
   void at_least(int id, int64_t floats, const char *name) const {
-    if (declared_.size(id) < floats)
-      throw error(std::string(name) + " has " + std::to_string(declared_.size(id)) +
+    if (declared_.floats(id) < floats)
+      throw error(std::string(name) + " has " + std::to_string(declared_.floats(id)) +
                   " elements, the step reads " + std::to_string(floats));
   }
   void constant(int id, const char *name) const {
@@ -311,7 +311,7 @@ NormStep decode_norm(Fields in, bool grouped) {
   in.same_dims(s.src, s.dst, "src and dst dimensions");
   const int64_t channels = grouped ? d[1] : d.back();
   for (int id : {s.scale, s.shift})
-    if (in.declared().size(id) != channels || in.declared().dims(id).size() != 1)
+    if (in.declared().floats(id) != channels || in.declared().dims(id).size() != 1)
       throw in.error("scale and shift must be 1-D of " + std::to_string(channels) + " elements");
   return s;
 }
@@ -360,7 +360,7 @@ struct SourceToDestination {  // Reshape (same element count), Resample (spatial
 SourceToDestination decode_reshape(Fields in) {
   SourceToDestination s{in.operand("src"), in.result("dst")};
   in.done();
-  if (in.declared().size(s.src) != in.declared().size(s.dst))
+  if (in.declared().floats(s.src) != in.declared().floats(s.dst))
     throw in.error("a reshape keeps the element count");
   return s;
 }

@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from tuner.graph.graph import Constant, Graph, GraphInput, Node, NodeOutput, ParamRef, TupleOf
-from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Post, Ref
+from tuner.kernels.cpu.program.kernel_graph import Act, Const, KernelGraph, KOp, Ref
 from tuner.kernels.cpu.program.spec import Alg
 
 ELTWISE = {  # MindSpore primitive -> (alg, alpha, beta)

@@ -37,7 +37,7 @@ from enum import StrEnum
 
 
 class RequestKind(StrEnum):
-    """What a trial process is asked to do (see tuner.runner.request.TrialRequest)."""
+    """What a trial process is asked to do (see tuner.trial.request.TrialRequest)."""
 
     PREPARE = "prepare"
     MEASURE = "measure"

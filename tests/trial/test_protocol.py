@@ -1,8 +1,8 @@
-"""tuner.runner.protocol's progress steps, as the worker writes them."""
+"""tuner.trial.protocol's progress steps, as the worker writes them."""
 import json
 
 from tuner.runner import worker
-from tuner.runner.protocol import PROGRESS_FILE, WARMUP_STEP, is_progress_step
+from tuner.trial.protocol import PROGRESS_FILE, WARMUP_STEP, is_progress_step
 
 
 def test_progress_steps_are_the_warmup_and_powers_of_two():

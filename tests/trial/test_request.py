@@ -1,6 +1,6 @@
 """Requests as the study writes them and a trial process, in its own directory, reads them."""
 from tuner.models import TuningTarget
-from tuner.runner.request import MODEL_INFO_FILE, TrialRequest
+from tuner.trial.request import MODEL_INFO_FILE, TrialRequest
 
 
 def test_a_relative_assets_directory_names_the_same_one_from_anywhere(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The trial process's side of the gate (tuner.runner.protocol): a gated measurement idles after
+"""The trial process's side of the gate (tuner.trial.protocol): a gated measurement idles after
 compiling until the parent releases it; one timed in slots also idles between its slots."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.runner.protocol import GO_FILE, PHASE_FILE, SLOTS_FILE, Phase, slot_go_file
+from tuner.trial.protocol import GO_FILE, PHASE_FILE, SLOTS_FILE, Phase, slot_go_file
 
 GATE_POLL_SECONDS = 0.01
 

@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from tuner.errors import UsageError
-from tuner.runner.result import Metrics, Status, TrialResult
+from tuner.trial.result import Metrics, Status, TrialResult
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 from tuner.config import TuningConfig
 from tuner.models import TuningTarget
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.protocol import RequestKind
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.protocol import RequestKind
 
 __all__ = ["RequestKind", "TrialRequest"]
 

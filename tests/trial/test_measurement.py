@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tuner.errors import UsageError
-from tuner.runner.measurement import (BASELINE_MAX_SECONDS, MeasureSettings, latency_summary,
+from tuner.trial.measurement import (BASELINE_MAX_SECONDS, MeasureSettings, latency_summary,
                                       measured_result, median_confidence_interval, output_error,
                                       relative_precision, time_runs)
-from tuner.runner.result import Status
+from tuner.trial.result import Status
 
 
 def test_median_interval_needs_eight_samples_and_brackets_the_median():
@@ -26,7 +26,7 @@ def test_relative_precision_shrinks_with_more_samples():
 
 def test_timing_stops_once_the_median_is_precise(monkeypatch):
     clock = itertools.count(0.0, 0.01)  # every call advances 10 ms: identical durations
-    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("tuner.trial.measurement.time.perf_counter", lambda: next(clock))
     durations = time_runs(lambda: None, MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0,
                                                         max_seconds=100))
     assert len(durations) == 8  # the first count with a bounded interval; zero width then
@@ -34,7 +34,7 @@ def test_timing_stops_once_the_median_is_precise(monkeypatch):
 
 def test_only_the_last_warmup_run_is_reported(monkeypatch):
     clock = itertools.count(0.0, 0.01)
-    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("tuner.trial.measurement.time.perf_counter", lambda: next(clock))
     warmups, timed = [], []
     time_runs(lambda: None, MeasureSettings(warmup_runs=3, min_runs=1, min_seconds=0,
                                             max_seconds=0), on_run=timed.append,
@@ -52,7 +52,7 @@ def test_timing_gives_up_at_the_cap_when_noise_stays_high(monkeypatch):
     def run():
         state["now"] += next(noisy)
 
-    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", perf_counter)
+    monkeypatch.setattr("tuner.trial.measurement.time.perf_counter", perf_counter)
     settings = MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0, max_seconds=5,
                                rel_precision=0.01)
     durations = time_runs(run, settings)
@@ -95,7 +95,7 @@ class _RecordingGate:
 
 def test_a_measurement_in_slots_idles_at_its_gate_between_them_and_reports_each(monkeypatch):
     clock = itertools.count(0.0, 0.01)
-    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("tuner.trial.measurement.time.perf_counter", lambda: next(clock))
     events = []
 
     def infer():
@@ -113,7 +113,7 @@ def test_a_measurement_in_slots_idles_at_its_gate_between_them_and_reports_each(
 
 def test_a_call_of_concurrent_batches_is_timed_per_batch(monkeypatch):
     clock = itertools.count(0.0, 0.04)  # every call advances 40 ms: 4 batches of 10 ms each
-    monkeypatch.setattr("tuner.runner.measurement.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("tuner.trial.measurement.time.perf_counter", lambda: next(clock))
     events = []
     settings = MeasureSettings(warmup_runs=0, min_runs=3, min_seconds=0, max_seconds=100, slots=2)
     result = measured_result(lambda: np.ones(3), settings, 2, np.ones(3), 0.0, 0.0,

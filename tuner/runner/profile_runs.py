@@ -14,9 +14,9 @@ from tuner.profiling.compare import compare, profiler_note, render_csv, render_m
 from tuner.profiling.operator_times import Profile
 from tuner.profiling.trace import merged_trace
 from tuner.runner.isolate import run_isolated
-from tuner.runner.measurement import MeasureSettings
-from tuner.runner.request import TrialRequest
-from tuner.runner.protocol import PROFILE_FILE
+from tuner.trial.measurement import MeasureSettings
+from tuner.trial.request import TrialRequest
+from tuner.trial.protocol import PROFILE_FILE
 
 DEFAULT_RUNS = 10
 BASELINE_RUNS = 2
