@@ -51,8 +51,8 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0; a resumed study "
                         "continues with seed + its trial count, not replaying its first draws)")
     parser.add_argument("--pruner", choices=PRUNER_NAMES, default="best",
-                        help="best: stop a trial below 0.4x the best trial's warmup or first timed run, "
-                        "or below 0.7x its running throughput from the 2nd timed run on; "
+                        help="best: stop a trial below 0.4x the best trial's warmup or running "
+                        "throughput before its 4th timed run, below 0.7x from the 4th on; "
                         "median: Optuna's MedianPruner; none")
     add_study_name_argument(parser, "default: derived from model, shape, device, objectives")
     add_tracking_argument(parser)
