@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from tuner.backends import get_backend
+from tuner.backends import get_backend, kernel_library
 from tuner.kernels import (ConvWorkload, MatMulWorkload, UnsupportedDeviceError, WorkloadGroup,
-                           kernel_library, workload_from_dict)
+                           workload_from_dict)
 from tuner.kernels.cpu import CpuKernelLibrary
 
 
