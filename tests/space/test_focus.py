@@ -4,20 +4,14 @@ import pytest
 
 from tuner.config import KernelChoice
 from tuner.errors import UsageError
-from tuner.kernels.param_space import DEFAULT_SPACE_PATH, load_kernel_space
-from tuner.kernels.workload import ConvWorkload, WorkloadGroup
+from tuner.kernels.param_space import DEFAULT_SPACE_PATH
 from tuner.trial.result import Status, TrialResult
 from tuner.space import load_space
 from tuner.space.focus import Guide, WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
+from tests.fixtures.focus_workloads import GROUPS, KEYS, SPACES, TIMES
 from tests.fixtures.records import metrics
 
-SPACES = load_kernel_space()
-GROUPS = tuple(
-    WorkloadGroup(w, (w.key,), ("onednn", "conv2d_dense"))
-    for w in (ConvWorkload(1, 16 + i, 32, 14, 14, (1, 1), (1, 1), (0, 0, 0, 0)) for i in range(6)))
-KEYS = [g.key for g in GROUPS]
-TIMES = dict(zip(KEYS, (5.0, 3.0, 1.0, 0.5, 0.3, 0.2)))  # ms; 10 in all
 
 
 @pytest.mark.parametrize("coverage, most, expected", [

@@ -4,22 +4,15 @@ from pathlib import Path
 import optuna
 
 from tuner.config import KernelChoice, TuningConfig
-from tuner.kernels.param_space import load_kernel_space
-from tuner.kernels.workload import ConvWorkload, WorkloadGroup
 from tuner.trial.result import Status, TrialResult
 from tuner.space import Guide, SearchSpace, WorkloadFocus
 from tuner.space.kernel_knobs import PER_WORKLOAD, TILE_PER_WORKLOAD, KernelKnobs
 from tuner.space.knobs import CategoricalKnob
 from tuner.storages.attributes import TrialKey
 from tuner.study.guide import guide, suggest_config
+from tests.fixtures.focus_workloads import GROUPS, KEYS, SPACES, TIMES
 from tests.fixtures.records import metrics
 
-SPACES = load_kernel_space()
-GROUPS = tuple(
-    WorkloadGroup(w, (w.key,), ("onednn", "conv2d_dense"))
-    for w in (ConvWorkload(1, 16 + i, 32, 14, 14, (1, 1), (1, 1), (0, 0, 0, 0)) for i in range(6)))
-KEYS = [g.key for g in GROUPS]
-TIMES = dict(zip(KEYS, (5.0, 3.0, 1.0, 0.5, 0.3, 0.2)))  # ms; 10 in all
 DENSE = SPACES["conv2d_dense"]
 GUIDE_CHOICES = tuple(KernelChoice(k, "conv2d_dense", tuple(sorted(
     DENSE.complete({"unroll": 2}).items()))) for k in KEYS)
