@@ -26,6 +26,19 @@ def test_availability_is_a_reason_or_none_and_refusal_is_one_line(backend):
             backend.require_available()
 
 
+def test_plugin_problem_is_none_or_one_line_naming_the_device(backend):
+    import mindspore as ms
+
+    problem = backend.plugin_problem(ms)
+    if backend.name == "CPU":
+        assert problem is None
+    elif not ms.hal.is_available(backend.name):
+        assert problem.endswith(f"cannot load its {backend.name} plugin on this machine")
+        assert "\n" not in problem
+    else:
+        assert problem is None
+
+
 def test_default_space_exists_and_is_for_the_device(backend):
     space = load_space(backend.default_space_path())
     assert space.device == backend.name and space.knobs

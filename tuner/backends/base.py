@@ -5,6 +5,9 @@ A backend is a MindSpore ``device_target``. Rules for implementations:
 - ``name`` is the exact MindSpore device target (``CPU``, ``GPU``, ``Ascend``).
 - ``unavailable_reason()`` is cheap, never raises and never imports MindSpore: it returns None
   when the device may be used, else one sentence saying what is missing.
+- ``plugin_problem(ms)`` runs inside a trial process, after ``import mindspore``: None when
+  MindSpore can run on the device in this process, else one sentence saying why not (its plugin
+  does not load). CPU is built into MindSpore; other devices ask ``ms.hal.is_available``.
 - ``configure_context(ms)`` runs inside a trial process, after ``import mindspore``, before any
   network is built; it selects graph mode and the device.
 - ``profiler_activities(ms)`` lists the ``mindspore.profiler.ProfilerActivity`` values that
@@ -53,6 +56,12 @@ class Backend(ABC):
 
     @abstractmethod
     def unavailable_reason(self) -> str | None: ...
+
+    def plugin_problem(self, ms) -> str | None:
+        """Why MindSpore cannot run on this device in this process, or None (module rules)."""
+        if ms.hal.is_available(self.name):
+            return None
+        return f"MindSpore {ms.__version__} cannot load its {self.name} plugin on this machine"
 
     def configure_context(self, ms) -> None:
         ms.set_context(mode=ms.GRAPH_MODE, device_target=self.name)

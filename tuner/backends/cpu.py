@@ -13,6 +13,9 @@ class CpuBackend(Backend):
     def unavailable_reason(self) -> str | None:
         return None
 
+    def plugin_problem(self, ms) -> str | None:
+        return None  # built into MindSpore
+
     def kernel_library(self, params_file: Path | str | None = None):
         from tuner.kernels.cpu.library import CpuKernelLibrary
 

@@ -31,9 +31,9 @@ def setup(device: str):
     from tuner.backends import get_backend
 
     backend = get_backend(device)
-    if backend.name != "CPU" and not ms.hal.is_available(backend.name):
-        raise TrialFailed(Status.USAGE_ERROR, f"--device {backend.name}: MindSpore "
-                          f"{ms.__version__} cannot load its {backend.name} plugin on this machine")
+    problem = backend.plugin_problem(ms)
+    if problem:
+        raise TrialFailed(Status.USAGE_ERROR, f"--device {backend.name}: {problem}")
     backend.configure_context(ms)
     return ms
 
