@@ -9,7 +9,7 @@ from typing import Any
 
 from tuner.config import TuningConfig
 from tuner.errors import ConfigError, UsageError, one_line, shown
-from tuner.files import atomic_write_text
+from tuner.files import atomic_write_text, read_user_text
 from tuner.models import FACTORY_NAME, TuningTarget, is_model_code
 
 SCHEMA_VERSION = 1
@@ -249,12 +249,9 @@ def check_config(config: TuningConfig, device: str = "CPU") -> None:
 def read_export(path: str | Path) -> ExportedConfig:
     """The export at ``path``, checked (ExportedConfig.from_dict); ExportError otherwise."""
     path = Path(path)
+    text = read_user_text(path, ExportError)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
     except RecursionError:

@@ -1,4 +1,5 @@
-"""Writing the files a user keeps (exports, reports, tables, records): all or nothing.
+"""The files a user gives and keeps. Read (exports, search spaces): their text, or one line
+naming the file and what is wrong. Written (exports, reports, tables, records): all or nothing.
 
 The content goes to a temporary file in the target's own directory, is flushed to disk, then
 renamed over the target (``os.replace``, atomic within a file system): a failure mid-write (a
@@ -11,6 +12,18 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+
+def read_user_text(path: Path, error: type[Exception], what: str = "") -> str:
+    """The UTF-8 text of ``path``; ``error`` with one line naming it (``what`` it should have
+    been, after "cannot read") where it cannot be read or is not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read{f' {what}' if what else ''} "
+                    f"({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
 
 
 def _umask() -> int:

@@ -25,6 +25,7 @@ import yaml
 
 from tuner.config import all_knob_paths, knob_field, check_field
 from tuner.errors import ConfigError, UsageError, shown
+from tuner.files import read_user_text
 from tuner.space.focus import WorkloadFocus
 from tuner.space.kernel_knobs import KernelKnobs
 from tuner.space.knobs import BoolKnob, CategoricalKnob, Condition, IntKnob, Knob, SubsetKnob
@@ -41,12 +42,9 @@ class SpaceError(UsageError):
 
 def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
+    text = read_user_text(path, SpaceError, "search space")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpaceError(f"{path}: cannot read search space ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise SpaceError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+        document = yaml.safe_load(text)
     except RecursionError:
         raise SpaceError(f"{path}: nested too deeply to be a search space") from None
     except yaml.YAMLError as exc:
