@@ -76,8 +76,6 @@ class TrialProcess:
         try:
             return self._start()
         except FileNotFoundError as missing:
-            if self.workdir.is_dir():
-                raise
             self.early = self._vanished(missing)
             return self
 
@@ -119,8 +117,6 @@ class TrialProcess:
         try:
             return self._wait_ready()
         except FileNotFoundError as missing:
-            if self.workdir.is_dir():
-                raise
             self.early = self._vanished(missing)
             return False
 
@@ -143,8 +139,6 @@ class TrialProcess:
         try:
             result = self._finish(on_progress)
         except FileNotFoundError as missing:
-            if self.workdir.is_dir():
-                raise
             result = self._vanished(missing)
         return dataclasses.replace(result, phases=self._phases(time.time()))
 
@@ -221,7 +215,10 @@ class TrialProcess:
                            wall_seconds=time.perf_counter() - since)
 
     def _vanished(self, missing: OSError) -> TrialResult:
-        """The record of a trial whose directory was removed under it (killed if running)."""
+        """The record of a trial whose directory was removed under it (killed if running);
+        ``missing`` itself is raised while the directory is there (another file is missing)."""
+        if self.workdir.is_dir():
+            raise missing
         self.kill()
         return TrialResult(Status.RUNTIME_ERROR, error=f"the trial's directory {self.workdir} "
                            f"was removed while the trial ran ({missing.strerror or missing}: "
